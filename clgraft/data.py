@@ -1,0 +1,212 @@
+"""Read a task's examples from local files, bundled files or the hub; LM-BFF k-shot sampling.
+
+Every failure names the file and the fix in one line (ClgraftError). Examples are kept as plain lists: a task is
+at most a few thousand sentences, and tokenisation happens once per split in `clgraft.batches`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clgraft.errors import ClgraftError
+from clgraft.registry import SPLITS, Source, Task
+
+DATA_DIR_ENV = "CLGRAFT_DATA_DIR"
+
+
+@dataclass
+class Split:
+    """Texts (one string or a pair per example) and integer label ids."""
+
+    texts: list[tuple[str, ...]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int | None) -> Split:
+        return self if n is None or n >= len(self) else Split(self.texts[:n], self.labels[:n])
+
+
+@dataclass
+class TaskData:
+    """The three splits of a task plus the sha256 of every file read, for the run record."""
+
+    task: Task
+    data_seed: int | None
+    splits: dict[str, Split]
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def data_dir_from(option: Path | None) -> Path | None:
+    """--data-dir wins over CLGRAFT_DATA_DIR; None when neither is given."""
+    value = option or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
+    if value is not None and not value.is_dir():
+        raise ClgraftError(f"data directory '{value}' does not exist (from --data-dir or {DATA_DIR_ENV})")
+    return value
+
+
+def kshot_split(labels: list[int], k: int, seed: int) -> tuple[list[int], list[int]]:
+    """LM-BFF sampling: np.random.seed(seed), shuffle, first k per label → train, next k → dev (indices)."""
+    np.random.seed(seed)
+    order = np.arange(len(labels))
+    np.random.shuffle(order)
+    by_label: dict[int, list[int]] = {}
+    for i in order.tolist():
+        by_label.setdefault(labels[i], []).append(i)
+    for label, idx in sorted(by_label.items()):
+        if len(idx) < 2 * k:
+            raise ClgraftError(
+                f"label {label} has {len(idx)} examples, fewer than 2k = {2 * k} needed for k-shot train+dev; "
+                "lower k"
+            )
+    train = [i for _, idx in sorted(by_label.items()) for i in idx[:k]]
+    dev = [i for _, idx in sorted(by_label.items()) for i in idx[k : 2 * k]]
+    return train, dev
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise ClgraftError(f"data file {path} not found; check --data-dir / {DATA_DIR_ENV} (the data pack root)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ClgraftError(f"{path}: not UTF-8 (byte {e.start}); re-encode the file as UTF-8") from e
+    if not text.strip():
+        raise ClgraftError(f"{path}: the file is empty; restore it from the data pack")
+    return text
+
+
+def _rows(path: Path, fmt: str, src: Source) -> list[tuple[tuple[str, ...], str]]:
+    """(texts, raw label) pairs for one file of a local format."""
+    text = _read_text(path)
+    if fmt == "glue-tsv":
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
+        cols = [*src.text_fields, src.label_field]
+        if missing := [c for c in cols if c not in (reader.fieldnames or [])]:
+            raise ClgraftError(
+                f"{path}: missing column(s) {missing}; header has {reader.fieldnames}; fix text_fields/label_field"
+            )
+        return [(tuple(r[c] for c in src.text_fields), r[src.label_field]) for r in reader]
+    if fmt == "cola-tsv":
+        rows = [line.split("\t") for line in text.splitlines() if line]
+        if any(len(r) != 4 for r in rows):
+            raise ClgraftError(f"{path}: expected 4 tab-separated columns (source, label, mark, sentence)")
+        return [((r[3],), r[1]) for r in rows]
+    if fmt == "lmbff-csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        if any(len(r) != 2 for r in rows if r):
+            raise ClgraftError(f"{path}: expected 2 comma-separated columns (label, sentence) on every line")
+        return [((r[1],), r[0]) for r in rows if r]
+    if fmt == "sentence-all":
+        out = []
+        for line in text.splitlines():
+            label, _, sentence = line.strip().partition(" ")
+            if line.strip():
+                out.append(((sentence,), label))
+        return out
+    if fmt == "textcls-json":
+        try:
+            doc = json.loads(text)
+            return [((v["ori"],), str(v["label"])) for v in doc.values()]
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
+            raise ClgraftError(f"{path}: expected a JSON object of {{'ori': text, 'label': id}} entries ({e})") from e
+    if fmt == "lfll-txt":
+        rows = [line.rsplit("\t", 1) for line in text.splitlines() if line.strip()]
+        if any(len(r) != 2 for r in rows):
+            raise ClgraftError(f"{path}: expected `text<TAB>label` on every line")
+        return [((r[0],), r[1]) for r in rows]
+    raise ClgraftError(f"unknown data format '{fmt}'")
+
+
+def _to_split(rows: list[tuple[tuple[str, ...], str]], task: Task, where: str) -> Split:
+    ids = {lab: i for i, lab in enumerate(task.labels)}
+    if unknown := sorted({lab for _, lab in rows if lab not in ids}):
+        raise ClgraftError(
+            f"{where}: unknown label(s) {unknown[:5]} for task {task.task}; its labels are {task.labels} "
+            "(fix the file or the task's `labels`)"
+        )
+    if not rows:
+        raise ClgraftError(f"{where}: no examples; restore the file from the data pack")
+    return Split([t for t, _ in rows], [ids[lab] for _, lab in rows])
+
+
+def _resolve(root: Path, rel: str) -> Path:
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ClgraftError(f"{rel}: path escapes the data directory {root}")
+    return path
+
+
+def _local_splits(task: Task, root: Path, seed: int | None) -> tuple[dict[str, Split], dict[str, str]]:
+    src = task.source
+    splits, sums = {}, {}
+    for split, template in src.files.items():
+        rel = template.format(seed=task.seed_token(seed))
+        path = _resolve(root, rel)
+        splits[split] = _to_split(_rows(path, src.format, src), task, str(path))
+        sums[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return splits, sums
+
+
+def _hub_splits(task: Task, seed: int | None) -> tuple[dict[str, Split], dict[str, str]]:
+    """Load through `datasets.load_dataset`; path may be a hub id, a builder name or a local folder."""
+    import datasets
+
+    src = task.source
+    splits, fingerprints = {}, {}
+    for split, hub_split in src.splits.items():
+        try:
+            ds = datasets.load_dataset(src.path, src.name, split=hub_split.format(seed=seed))
+        except Exception as e:  # datasets raises many types for missing data / no network
+            raise ClgraftError(
+                f"task {task.task}: datasets.load_dataset('{src.path}', '{src.name}', split='{hub_split}') failed: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from e
+        cols = [*src.text_fields, src.label_field]
+        if missing := [c for c in cols if c not in ds.column_names]:
+            raise ClgraftError(f"hub dataset {src.path} split {hub_split}: missing column(s) {missing}; has {ds.column_names}")
+        feature = ds.features[src.label_field]
+        as_label = feature.int2str if hasattr(feature, "int2str") else str
+        rows = [(tuple(str(ex[c]) for c in src.text_fields), as_label(ex[src.label_field])) for ex in ds]
+        splits[split] = _to_split(rows, task, f"{src.path}:{hub_split}")
+        fingerprints[f"{src.path}:{hub_split}"] = ds._fingerprint
+    return splits, fingerprints
+
+
+def load_task(task: Task, data_dir: Path | None, seed: int | None = None) -> TaskData:
+    """All three splits of a task; the data seed picks the k-shot split where the task ships several."""
+    data_seed = task.data_seed_for(seed)
+    src = task.source
+    if src.kind == "hub":
+        splits, sums = _hub_splits(task, data_seed)
+    else:
+        if src.kind == "bundled":
+            root = Path(task.origin).parent
+        elif data_dir is None:
+            raise ClgraftError(
+                f"task {task.task} reads local files; pass --data-dir DIR or set {DATA_DIR_ENV} "
+                "(the root of the data pack, e.g. ../shared/data)"
+            )
+        else:
+            root = data_dir
+        splits, sums = _local_splits(task, root, data_seed)
+    if src.kshot:
+        pool = splits.pop(src.kshot.pool)
+        k_seed = src.kshot.seed if src.kshot.seed is not None else (data_seed if data_seed is not None else 42)
+        try:
+            train, dev = kshot_split(pool.labels, src.kshot.k, k_seed)
+        except ClgraftError as e:
+            raise ClgraftError(f"task {task.task}: {e}") from None
+        splits["train"] = Split([pool.texts[i] for i in train], [pool.labels[i] for i in train])
+        splits["dev"] = Split([pool.texts[i] for i in dev], [pool.labels[i] for i in dev])
+    return TaskData(task, data_seed, {s: splits[s] for s in SPLITS}, sums)

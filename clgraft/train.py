@@ -1,0 +1,89 @@
+"""The one fine-tuning loop every method shares, and batched evaluation under `torch.inference_mode()`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from clgraft.batches import Encoded, eval_batches, train_batches
+from clgraft.errors import NonFiniteLoss
+from clgraft.models import HeadedModel
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Optimisation settings of one task's fine-tuning."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    head_lr: float
+    weight_decay: float = 0.0
+    eval_batch_size: int = 64
+
+
+def make_optimizer(model: HeadedModel, head: str, opts: TrainOptions) -> torch.optim.Optimizer:
+    """AdamW over the body (lr) and the current task's head (head_lr); other heads stay untouched."""
+    groups = [
+        {"params": [p for p in model.body.parameters() if p.requires_grad], "lr": opts.lr},
+        {"params": list(model.heads[head].parameters()), "lr": opts.head_lr},
+    ]
+    return torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
+
+
+def train_task(
+    model: HeadedModel,
+    head: str,
+    data: Encoded,
+    opts: TrainOptions,
+    seed: int,
+    device: torch.device,
+    label_offset: int = 0,
+    desc: str = "train",
+    on_step: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """Fine-tune on one task for opts.steps steps; returns the loss per step; raises NonFiniteLoss on NaN/inf."""
+    model.train()
+    optimizer = make_optimizer(model, head, opts)
+    loss_fn = nn.CrossEntropyLoss()
+    batches = train_batches(len(data), opts.batch_size, opts.steps, torch.Generator().manual_seed(seed))
+    losses = []
+    bar = tqdm(batches, desc=desc, leave=False, disable=not progress, unit="step")
+    for step, index in enumerate(bar, start=1):
+        input_ids, mask, labels = (t.to(device) for t in data.collate(index))
+        loss = loss_fn(model(input_ids, mask, head), labels + label_offset)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"loss became {value} at step {step} of {desc}; lower --lr / --head-lr")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(value)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+        if on_step is not None:
+            on_step(step)
+    model.eval()
+    return losses
+
+
+@torch.inference_mode()
+def predict(model: HeadedModel, head: str, data: Encoded, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits for every example of a split, in the split's order."""
+    model.eval()
+    out = torch.empty((len(data), model.heads[head].out_features))
+    for index in eval_batches(data, batch_size):
+        input_ids, mask, _ = data.collate(index)
+        out[index] = model(input_ids.to(device), mask.to(device), head).float().cpu()
+    return out
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of argmax predictions equal to the labels."""
+    return float((logits.argmax(-1) == labels).float().mean())
