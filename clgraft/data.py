@@ -32,9 +32,6 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def head(self, n: int | None) -> Split:
-        return self if n is None or n >= len(self) else Split(self.texts[:n], self.labels[:n])
-
 
 @dataclass
 class TaskData:
@@ -65,8 +62,7 @@ def kshot_split(labels: list[int], k: int, seed: int) -> tuple[list[int], list[i
     for label, idx in sorted(by_label.items()):
         if len(idx) < 2 * k:
             raise ClgraftError(
-                f"label {label} has {len(idx)} examples, fewer than 2k = {2 * k} needed for k-shot train+dev; "
-                "lower k"
+                f"label {label} has {len(idx)} examples, fewer than 2k = {2 * k} needed for k-shot train+dev; lower k"
             )
     train = [i for _, idx in sorted(by_label.items()) for i in idx[:k]]
     dev = [i for _, idx in sorted(by_label.items()) for i in idx[k : 2 * k]]
@@ -174,7 +170,9 @@ def _hub_splits(task: Task, seed: int | None) -> tuple[dict[str, Split], dict[st
             ) from e
         cols = [*src.text_fields, src.label_field]
         if missing := [c for c in cols if c not in ds.column_names]:
-            raise ClgraftError(f"hub dataset {src.path} split {hub_split}: missing column(s) {missing}; has {ds.column_names}")
+            raise ClgraftError(
+                f"hub dataset {src.path} split {hub_split}: missing column(s) {missing}; has {ds.column_names}"
+            )
         feature = ds.features[src.label_field]
         as_label = feature.int2str if hasattr(feature, "int2str") else str
         rows = [(tuple(str(ex[c]) for c in src.text_fields), as_label(ex[src.label_field])) for ex in ds]

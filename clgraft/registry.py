@@ -151,9 +151,7 @@ class Stream(_Strict):
         """The order's name and its task references; the first (or `default_order`) when name is None."""
         name = name or self.default_order or next(iter(self.orders))
         if name not in self.orders:
-            raise ClgraftError(
-                f"stream '{self.stream}' has no order '{name}'; choose one of: {', '.join(self.orders)}"
-            )
+            raise ClgraftError(f"stream '{self.stream}' has no order '{name}'; choose one of: {', '.join(self.orders)}")
         return name, self.orders[name]
 
 

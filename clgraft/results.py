@@ -63,6 +63,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
     os.close(fd)
     try:
         save_file(data, tmp, metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:

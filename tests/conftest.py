@@ -1,0 +1,42 @@
+"""Shared fixtures: the offline data pack, a tiny random BERT saved as a local HF folder, a registry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("CLGRAFT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The data pack (../shared/data next to the checkout, or CLGRAFT_SHARED_DATA)."""
+    if not (SHARED_DATA / "MANIFEST.sha256").is_file():
+        pytest.fail(f"data pack not found at {SHARED_DATA}; set CLGRAFT_SHARED_DATA to the pack's folder")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT with the default model's tokenizer, saved like any local HF model."""
+    from transformers import AutoTokenizer
+
+    from clgraft.models import default_model_path, tiny_bert
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert(tokenizer.vocab_size, seed=0).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Tests never reach a hub; user task paths from the environment do not leak in."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("CLGRAFT_TASKS_PATH", raising=False)
+    monkeypatch.delenv("CLGRAFT_DATA_DIR", raising=False)

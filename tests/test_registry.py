@@ -1,0 +1,164 @@
+"""Task/stream discovery, validation messages, user folders, and the built-in streams of DESIGN §1."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clgraft.cli import app
+from clgraft.errors import ClgraftError
+from clgraft.registry import Registry, load_yaml_file
+
+REPO = Path(__file__).resolve().parent.parent
+LMBFF = ["sst2", "sst5", "mr", "cr", "mpqa", "subj", "trec", "cola", "mrpc", "qnli", "rte"]
+
+
+def test_builtin_streams_cover_design_section_1():
+    reg = Registry.discover()
+    for name in LMBFF:
+        assert reg.task(name).data_seeds == [13, 21, 42, 87, 100]
+    assert reg.stream("lmbff-sentiment").order(None)[1] == ["sst2", "mr", "cr", "sst5"]
+    mixed = reg.stream("lmbff-mixed")
+    assert mixed.orders["reversed"] == mixed.orders["forward"][::-1]
+    mbpa = reg.stream("mbpa-fewshot").orders
+    assert mbpa["i"] == ["yelp-fs", "agnews-fs", "dbpedia-fs", "amazon-fs", "yahoo-fs"]
+    assert mbpa["iv"] == ["agnews-fs", "yelp-fs", "amazon-fs", "yahoo-fs", "dbpedia-fs"]
+    assert set(mbpa) == {"i", "ii", "iii", "iv"}
+    assert reg.stream("olora-fewshot").orders["3"] == ["yahoo-fs", "amazon-fs", "agnews-fs", "dbpedia-fs"]
+    tiny = reg.stream("tiny").order(None)[1]
+    assert 2 <= len(tiny) <= 3 and all(reg.task(t).source.kind == "bundled" for t in tiny)
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+USER_STREAM = "stream: mine\nversion: 1\norders:\n  a: [tiny-sst2, tiny-trec]\n"
+
+
+def test_user_folder_by_option_and_by_environment(tmp_path, monkeypatch):
+    _write(tmp_path, "mine.yaml", USER_STREAM)
+    assert Registry.discover([tmp_path]).stream("mine").orders["a"] == ["tiny-sst2", "tiny-trec"]
+    monkeypatch.setenv("CLGRAFT_TASKS_PATH", str(tmp_path))
+    assert Registry.discover().stream("mine").version == 1
+
+
+def test_versions_pin_and_latest(tmp_path):
+    shutil.copytree(REPO / "tasks/tiny/data", tmp_path / "data")
+    _write(tmp_path, "v2.yaml", (REPO / "tasks/tiny/tiny-sst2.yaml").read_text().replace("version: 1", "version: 2"))
+    reg = Registry.discover([tmp_path])
+    assert reg.task("tiny-sst2").version == 2 and reg.task("tiny-sst2@1").version == 1
+    with pytest.raises(ClgraftError, match="has no version 7"):
+        reg.task("tiny-sst2@7")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("stream: x\nversion: 1\norders:\n  a: [tiny-sst2, tiny-sst2]\n", "orders.a.*task listed twice: tiny-sst2"),
+        ("stream: x\nversion: 1\n", "key 'orders'.*Field required"),
+        ("stream: x\nversion: one\norders: {a: [tiny-sst2]}\n", "key 'version'.*integer"),
+        ("stream: x\nversion: 1\norders: {a: [tiny-sst2]}\ncolour: red\n", "key 'colour'.*Extra inputs"),
+        ("task: t\nversion: 1\ntype: x\nlabels: [a, b]\nsource: {kind: local, format: csv}\n", "key 'source.format'"),
+        (
+            "task: t\nversion: 1\ntype: x\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, files: "
+            "{train: ../x.csv, dev: d, test: t}}\n",
+            "source.files.*relative path inside the data directory",
+        ),
+        (
+            "task: t\nversion: 1\ntype: x\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, files: "
+            "{test: t}}\n",
+            "lacks dev, train",
+        ),
+        ("stream: x\nversion: 1\norders:\n  a: [tiny-sst2\n", "line .* not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("stream: x\nversion: 1\norders: {a: [!!python/object:os.system ls]}\n", "not valid YAML"),
+    ],
+)
+def test_validate_names_file_key_and_reason(tmp_path, text, expected):
+    path = _write(tmp_path, "bad.yaml", text)
+    with pytest.raises(ClgraftError, match=expected) as err:
+        load_yaml_file(path)
+    assert str(path) in str(err.value)
+
+
+def test_stream_referencing_missing_task_version(tmp_path):
+    _write(tmp_path, "s.yaml", "stream: x\nversion: 1\norders: {a: [tiny-sst2@3, tiny-trec]}\n")
+    with pytest.raises(ClgraftError, match=r"s.yaml: orders.a: task 'tiny-sst2' has no version 3"):
+        Registry.discover([tmp_path])
+
+
+def test_duplicate_definition_fails_loudly(tmp_path):
+    _write(tmp_path, "dup.yaml", (REPO / "tasks/tiny/tiny.yaml").read_text())
+    with pytest.raises(ClgraftError, match="tiny version 1 is also defined in"):
+        Registry.discover([tmp_path])
+
+
+def test_cli_list_show_validate(tmp_path, shared_data):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["tasks", "list"])
+    assert listed.exit_code == 0
+    assert "mbpa-fewshot" in listed.output and "32/32/872" in listed.output  # sst2 sizes
+    shown = runner.invoke(app, ["tasks", "show", "lmbff-mixed"])
+    assert shown.exit_code == 0 and "sst2@1 (32/32/872)" in shown.output
+    good = _write(tmp_path / "u", "mine.yaml", USER_STREAM)
+    ok = runner.invoke(app, ["tasks", "validate", str(good)])
+    assert ok.exit_code == 0 and "stream mine@1 OK" in ok.output
+    checked = runner.invoke(
+        app, ["tasks", "validate", str(REPO / "tasks/lmbff/rte.yaml"), "--data-dir", str(shared_data)]
+    )
+    assert checked.exit_code == 0 and "OK (schema and data)" in checked.output
+
+
+def test_validate_reports_declared_size_mismatch(tmp_path, shared_data):
+    text = (REPO / "tasks/lmbff/rte.yaml").read_text().replace("test: 277", "test: 300")
+    path = _write(tmp_path, "rte.yaml", text.replace("task: rte", "task: rte-copy"))
+    from clgraft.cli import main
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from clgraft.cli import main; main()",
+            "tasks",
+            "validate",
+            str(path),
+            "--data-dir",
+            str(shared_data),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and main
+    assert proc.stderr.count("\n") == 1 and "key 'sizes'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_builtin_tasks_ship_inside_the_wheel(tmp_path):
+    """A non-editable install finds the built-in tasks: build the wheel, import clgraft from it, list streams."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel = next(tmp_path.glob("clgraft-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    assert (site / "clgraft/_builtin_tasks/tiny/data/sst2/train.tsv").is_file()
+    code = "from clgraft.registry import Registry; r = Registry.discover(); print(sorted(n for n, _ in r.streams))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "'lmbff-mixed'" in out.stdout and "'tiny'" in out.stdout

@@ -1,0 +1,130 @@
+"""The sequential runner on the tiny stream with a tiny random BERT: record, determinism, resume, reuse, NaN."""
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from clgraft.errors import ClgraftError
+from clgraft.methods.naive import Naive
+from clgraft.metrics import cl_metrics
+from clgraft.registry import Registry
+from clgraft.runner import RunConfig, Runner, head_layout
+
+FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
+
+
+def _run(model_dir: Path, out: Path, **over) -> dict:
+    config = RunConfig(stream="tiny", model=str(model_dir), **{**FAST, **over})
+    return Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
+
+
+def test_run_record_has_everything_later_steps_need(tiny_model_dir, tmp_path):
+    rec = _run(tiny_model_dir, tmp_path / "r")
+    on_disk = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert on_disk == rec
+    T = 3
+    assert len(rec["R"]) == T + 1 and all(len(row) == T for row in rec["R"])
+    assert rec["metrics"] == cl_metrics(rec["R"])
+    assert [t["name"] for t in rec["tasks"]] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]
+    assert [t["test_size"] for t in rec["tasks"]] == [48, 48, 48] and rec["tasks"][0]["version"] == 1
+    for key in ("config", "config_hash", "seed", "model", "versions", "hardware", "wall_s"):
+        assert rec[key] is not None, key
+    assert rec["model"]["sha256"] and rec["versions"]["torch"] and rec["config"]["steps"] == 4
+    weights = sorted((tmp_path / "r" / "weights").glob("*.safetensors"))
+    assert [w.name for w in weights] == ["task-01.safetensors", "task-02.safetensors", "task-03.safetensors"]
+    state = load_file(weights[0])
+    assert "heads.tiny-sst2.weight" in state and any(k.startswith("body.encoder.layer.0.") for k in state)
+    assert not (tmp_path / "r" / "progress.json").exists()
+
+
+def test_same_seed_same_R_and_weights_different_seed_differs(tiny_model_dir, tmp_path):
+    a, b = _run(tiny_model_dir, tmp_path / "a"), _run(tiny_model_dir, tmp_path / "b")
+    assert a["R"] == b["R"] and a["config_hash"] == b["config_hash"]
+    wa, wb = (load_file(tmp_path / d / "weights" / "task-03.safetensors") for d in ("a", "b"))
+    assert all((wa[k] == wb[k]).all() for k in wa)
+    c = _run(tiny_model_dir, tmp_path / "c", seed=7)
+    assert c["R"] != a["R"] and c["config_hash"] != a["config_hash"]
+
+
+def test_interrupted_run_resumes_to_the_same_R(tiny_model_dir, tmp_path, monkeypatch):
+    full = _run(tiny_model_dir, tmp_path / "full")
+    original = Naive.train
+
+    def stop_at_third(self, model, step, opts):
+        if step.index == 2:
+            raise KeyboardInterrupt
+        return original(self, model, step, opts)
+
+    monkeypatch.setattr(Naive, "train", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_model_dir, tmp_path / "cut")
+    progress = json.loads((tmp_path / "cut" / "progress.json").read_text())
+    assert len(progress["R"]) == 3 and not (tmp_path / "cut" / "run.json").exists()
+    monkeypatch.setattr(Naive, "train", original)
+    messages = []
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
+    resumed = Runner(config, Registry.discover(), None, tmp_path / "cut", progress=False, echo=messages.append).run()
+    assert any("resuming after task 2" in m for m in messages)
+    assert resumed["R"] == full["R"]
+
+
+def test_finished_run_is_not_recomputed(tiny_model_dir, tmp_path, monkeypatch):
+    first = _run(tiny_model_dir, tmp_path / "r")
+    monkeypatch.setattr(Naive, "train", lambda *a: pytest.fail("a finished run was recomputed"))
+    messages = []
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
+    again = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=messages.append).run()
+    assert again == first and "not recomputed" in messages[0]
+    with pytest.raises(ClgraftError, match="belongs to another configuration"):
+        _run(tiny_model_dir, tmp_path / "r", seed=1)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_finished_tasks(tiny_model_dir, tmp_path, monkeypatch):
+    import clgraft.train as train
+
+    real = train.nn.CrossEntropyLoss
+
+    class NanOnTrec(real):
+        def forward(self, logits, labels):
+            loss = super().forward(logits, labels)
+            return loss * float("nan") if logits.shape[-1] == 6 else loss
+
+    monkeypatch.setattr(train.nn, "CrossEntropyLoss", NanOnTrec)
+    with pytest.raises(ClgraftError, match=r"loss became nan at step 1 of task 3 tiny-trec.*tasks 1..2 are kept"):
+        _run(tiny_model_dir, tmp_path / "r")
+    assert len(json.loads((tmp_path / "r" / "progress.json").read_text())["R"]) == 3
+    assert (tmp_path / "r" / "weights" / "task-02.safetensors").exists()
+
+
+def test_shared_head_uses_one_label_space(tiny_model_dir, tmp_path):
+    rec = _run(tiny_model_dir, tmp_path / "r", head="shared")
+    assert rec["heads"] == {"mode": "shared", "sizes": {"shared": 2 + 4 + 6}}
+    reg = Registry.discover()
+    tasks = [reg.task(n) for n in ("sst2", "mr", "trec")]
+    sizes, placement = head_layout(tasks, "shared")
+    assert sizes == {"shared": 8} and placement["mr"] == ("shared", 0) and placement["trec"] == ("shared", 2)
+
+
+def test_trajectory_saves_evenly_spaced_block_checkpoints(tiny_model_dir, tmp_path):
+    _run(tiny_model_dir, tmp_path / "r", trajectory=2)
+    for t in (1, 2, 3):
+        files = sorted((tmp_path / "r" / "trajectory" / f"task-{t:02d}").glob("*.safetensors"))
+        assert [f.name for f in files] == ["step-000002.safetensors", "step-000004.safetensors"]
+    state = load_file(files[0])
+    assert state and all(".layer." in k for k in state)
+
+
+def test_max_test_takes_a_fixed_subset(tiny_model_dir, tmp_path):
+    a = _run(tiny_model_dir, tmp_path / "a", max_test=10)
+    assert [t["test_size"] for t in a["tasks"]] == [10, 10, 10]
+
+
+def test_cuda_without_gpu_is_a_clear_error(tiny_model_dir, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ClgraftError, match="no CUDA GPU; use --device cpu"):
+        _run(tiny_model_dir, tmp_path / "r", device="cuda")
