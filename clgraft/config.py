@@ -21,7 +21,7 @@ class RunConfig(BaseModel):
     seed: int = 42
     steps: int = Field(default=50, gt=0, description="optimisation steps per task")
     batch_size: int = Field(default=8, gt=0)
-    lr: float = Field(default=5e-5, gt=0)
+    lr: float = Field(default=1e-4, gt=0)
     head_lr: float = Field(default=1e-3, gt=0)
     max_length: int = Field(default=128, gt=1)
     max_test: int | None = Field(default=None, gt=0, description="cap on test examples per task (seeded subset)")

@@ -61,6 +61,7 @@ def load_backbone(spec: str) -> Backbone:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     where = resolve_model(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
