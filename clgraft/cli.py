@@ -128,7 +128,9 @@ def methods_list() -> None:
     from clgraft.methods import METHODS
 
     for name, m in METHODS.items():
-        typer.echo(f"{name:<14} {m.description}\n{'':<14} paper: {m.paper}")
+        opts = ", ".join(f"{k}={v}" for k, v in m.option_defaults().items()) or "none"
+        mode = "task-incremental only" if m.needs_task_id else "task-incremental and shared head"
+        typer.echo(f"{name:<9} {m.description}\n{'':<9} paper: {m.paper}\n{'':<9} options: {opts}; {mode}")
 
 
 @app.command()
@@ -136,6 +138,9 @@ def run(
     stream: Annotated[str, typer.Option(help="stream name (clgraft tasks list)")] = "tiny",
     order: Annotated[str | None, typer.Option(help="order of the stream; default: its first")] = None,
     method: Annotated[str, typer.Option(help="continual-learning method (clgraft methods list)")] = _D["method"],
+    opt: Annotated[
+        list[str] | None, typer.Option("--opt", help="method option KEY=VALUE, repeatable (clgraft methods list)")
+    ] = None,
     model: Annotated[str, typer.Option(help="local HF folder, hub id, or the default pip-packaged MiniLM")] = _D[
         "model"
     ],
@@ -175,6 +180,7 @@ def run(
 
     try:
         config = RunConfig(
+            method_options=_parse_opts(opt or []),
             stream=stream,
             order=order,
             method=method,
@@ -194,6 +200,17 @@ def run(
         first = e.errors()[0]
         raise ClgraftError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from e
     Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
+
+
+def _parse_opts(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs with YAML-typed values (1e3 → float, true → bool)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClgraftError(f"--opt {pair!r}: write KEY=VALUE, e.g. --opt ewc_lambda=1000")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,7 @@ class RunConfig(BaseModel):
     stream: str
     order: str | None = None
     method: str = "naive"
+    method_options: dict[str, Any] = Field(default={}, description="method hyper-parameters (--opt KEY=VALUE)")
     model: str = DEFAULT_MODEL
     seed: int = 42
     steps: int = Field(default=50, gt=0, description="optimisation steps per task")

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from clgraft.batches import Encoded, encode
+from clgraft.batches import encode
 from clgraft.config import RunConfig
-from clgraft.data import Split, TaskData, load_task
+from clgraft.data import Split, load_task
 from clgraft.errors import ClgraftError, NonFiniteLoss
-from clgraft.methods import get_method
-from clgraft.methods.base import TaskStep
+from clgraft.methods import get_method, parse_options
+from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
 from clgraft.models import Backbone, HeadedModel, block_parameter_names, load_backbone
 from clgraft.registry import Registry, Task
@@ -29,21 +28,6 @@ from clgraft.results import config_hash, hardware, read_json, save_tensors, vers
 from clgraft.train import TrainOptions, accuracy, predict
 
 TEST_SUBSET_SEED = 0
-
-
-@dataclass
-class PreparedTask:
-    """A task of the stream with its encoded splits and where its labels sit in its head."""
-
-    data: TaskData
-    head: str
-    label_offset: int
-    train: Encoded
-    test: Encoded
-
-    @property
-    def task(self) -> Task:
-        return self.data.task
 
 
 def _test_subset(split: Split, cap: int | None) -> Split:
@@ -77,14 +61,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _evaluate_row(
-    model: HeadedModel, tasks: list[PreparedTask], opts: TrainOptions, device: torch.device
-) -> list[float]:
+def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext) -> list[float]:
     """Row of R: accuracy on every task's test set with the model as it is now."""
-    return [
-        accuracy(predict(model, p.head, p.test, opts.eval_batch_size, device), p.test.labels + p.label_offset)
-        for p in tasks
-    ]
+    row = []
+    for j, p in enumerate(ctx.tasks):
+        method.before_eval(model, j)
+        logits = predict(model, p.head, p.test, ctx.opts.eval_batch_size, ctx.device)
+        row.append(accuracy(logits, p.test.labels + p.label_offset))
+    return row
 
 
 def _trajectory_saver(model: HeadedModel, folder: Path, steps: int, n: int) -> Callable[[int], None] | None:
@@ -107,7 +91,8 @@ def _table(R: list[list[float]], names: list[str], metrics: dict) -> str:
     import pandas as pd
 
     rows = ["before"] + [f"after {i + 1}: {n}" for i, n in enumerate(names)]
-    frame = pd.DataFrame(R, index=rows, columns=names).map(lambda v: f"{100 * v:.1f}")
+    filled = [row if row is not None else [None] * len(names) for row in R]
+    frame = pd.DataFrame(filled, index=rows, columns=names).map(lambda v: "-" if v is None else f"{100 * v:.1f}")
     shown = {k: ("n/a" if v is None else f"{100 * v:.2f}") for k, v in metrics.items()}
     return f"R (accuracy %, row = after training on, column = evaluated task)\n{frame.to_string()}\n" + "  ".join(
         f"{k}={v}" for k, v in shown.items()
@@ -129,7 +114,12 @@ class Runner:
         self.config = config
         self.echo = echo
         self.progress = progress
-        self.method = get_method(config.method)
+        self.method_class = get_method(config.method)
+        self.method_options = parse_options(self.method_class, config.method_options)
+        if self.method_class.needs_task_id and config.head == "shared":
+            raise ClgraftError(
+                f"method {config.method} needs the task id at test time, so it has no shared-head mode; use --head task"
+            )
         self.device = resolve_device(config.device)
         stream = registry.stream(config.stream)
         self.stream = stream
@@ -147,7 +137,8 @@ class Runner:
 
     def _hash_payload(self) -> dict:
         return {
-            "config": self.config.model_dump(),
+            "config": self.config.model_dump(exclude={"method_options"}),
+            "method_options": self.method_options.model_dump(),
             "stream": f"{self.stream.stream}@{self.stream.version}",
             "order": self.order,
             "tasks": [{"ref": d.task.ref, "data_seed": d.data_seed, "checksums": d.checksums} for d in self.data],
@@ -168,14 +159,14 @@ class Runner:
             for d in self.data
         ]
 
-    def _prepare(self) -> list[PreparedTask]:
+    def _context(self) -> RunContext:
         tok, n = self.backbone.tokenizer, self.config.max_length
-        out = []
+        tasks = []
         for d in self.data:
             head, offset = self.placement[d.task.task]
             train, test = (encode(tok, d.splits[s], n) for s in ("train", "test"))
-            out.append(PreparedTask(d, head, offset, train, test))
-        return out
+            tasks.append(PreparedTask(d, head, offset, train, test))
+        return RunContext(tasks, self.config.head, self.device, self.opts, self.progress)
 
     def _existing(self) -> tuple[dict | None, dict | None]:
         """A finished record or a progress record of this config in the run dir; refuses other configs."""
@@ -191,6 +182,16 @@ class Runner:
                 return (rec, None) if name == "run.json" else (None, rec)
         return None, None
 
+    def _save_weights(self, model: HeadedModel, after: int) -> None:
+        weights = self.dir / "weights"
+        weights.mkdir(exist_ok=True)
+        meta = {
+            "model": self.backbone.model_id,
+            "model_sha256": self.backbone.sha256,
+            "task": self.data[after - 1].task.ref,
+        }
+        save_tensors(weights / f"task-{after:02d}.safetensors", model.state_dict(), meta)
+
     def run(self) -> dict:
         """Run (or resume, or reuse) the stream; returns the run record."""
         finished, partial = self._existing()
@@ -198,18 +199,24 @@ class Runner:
             self.echo(f"{self.dir}: finished run with the same config hash {self.hash}; not recomputed")
             self.echo(_table(finished["R"], [t["name"] for t in finished["tasks"]], finished["metrics"]))
             return finished
+        if partial and len(partial["R"]) > 1 and self.method_class.keeps_state:
+            self.echo(
+                f"{self.dir}: method {self.config.method} keeps state across tasks that is not saved; "
+                "restarting the stream from task 1"
+            )
+            partial = None
         self.dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.config.seed)
         model = HeadedModel(self.backbone.model, self.head_sizes, self.config.seed).to(self.device)
-        prepared = self._prepare()
-        R: list[list[float]] = partial["R"] if partial else []
+        ctx = self._context()
+        method = self.method_class(self.method_options, ctx)
+        R: list[list[float] | None] = partial["R"] if partial else []
         wall = partial["wall_s"] if partial else 0.0
         losses: list[list[float]] = partial["losses"] if partial else []
         if partial and len(R) > 1:
-            last = len(R) - 1
-            saved = self.dir / "weights" / f"task-{last:02d}.safetensors"
+            saved = self.dir / "weights" / f"task-{len(R) - 1:02d}.safetensors"
             model.load_state_dict(load_file(saved, device=str(self.device)))
-            self.echo(f"{self.dir}: resuming after task {last} of {len(prepared)}")
+            self.echo(f"{self.dir}: resuming after task {len(R) - 1} of {len(ctx.tasks)}")
         start = time.perf_counter()
 
         def checkpoint() -> None:
@@ -225,47 +232,15 @@ class Runner:
             )
 
         if not R:
-            R.append(_evaluate_row(model, prepared, self.opts, self.device))
+            R.append(_evaluate_row(model, method, ctx))
             checkpoint()
-        tasks_bar = tqdm(
-            total=len(prepared),
-            initial=len(R) - 1,
-            desc=f"{self.stream.stream}/{self.order}",
-            disable=not self.progress,
-            unit="task",
-        )
-        for t in range(len(R) - 1, len(prepared)):
-            p = prepared[t]
-            task_seed = self.config.seed * 1000 + t
-            torch.manual_seed(task_seed)
-            step = TaskStep(
-                t,
-                p.task.task,
-                p.head,
-                p.label_offset,
-                p.train,
-                task_seed,
-                self.device,
-                _trajectory_saver(
-                    model, self.dir / "trajectory" / f"task-{t + 1:02d}", self.config.steps, self.config.trajectory
-                ),
-                self.progress,
-            )
-            try:
-                losses.append(self.method.train(model, step, self.opts))
-            except NonFiniteLoss as e:
-                raise ClgraftError(f"{e}; tasks 1..{t} are kept in {self.dir} and a rerun resumes there") from e
-            weights = self.dir / "weights"
-            weights.mkdir(exist_ok=True)
-            save_tensors(
-                weights / f"task-{t + 1:02d}.safetensors",
-                model.state_dict(),
-                {"model": self.backbone.model_id, "model_sha256": self.backbone.sha256, "task": p.task.ref},
-            )
-            R.append(_evaluate_row(model, prepared, self.opts, self.device))
-            checkpoint()
-            tasks_bar.update(1)
-        tasks_bar.close()
+        try:
+            if method.joint:
+                self._train_joint(model, method, ctx, R, losses)
+            else:
+                self._train_sequentially(model, method, ctx, R, losses, checkpoint)
+        except NonFiniteLoss as e:
+            raise ClgraftError(f"{e}; tasks 1..{len(R) - 1} are kept in {self.dir} and a rerun resumes there") from e
         record = self._record(R, losses, wall + time.perf_counter() - start)
         write_json(self.dir / "run.json", record)
         (self.dir / "progress.json").unlink(missing_ok=True)
@@ -273,31 +248,68 @@ class Runner:
         self.echo(f"run record: {self.dir / 'run.json'}")
         return record
 
-    def _record(self, R: list[list[float]], losses: list[list[float]], wall: float) -> dict:
-        return {
+    def _train_sequentially(self, model, method, ctx, R, losses, checkpoint) -> None:
+        bar = tqdm(
+            total=len(ctx.tasks),
+            initial=len(R) - 1,
+            desc=f"{self.stream.stream}/{self.order}",
+            disable=not self.progress,
+            unit="task",
+        )
+        for t in range(len(R) - 1, len(ctx.tasks)):
+            task_seed = self.config.seed * 1000 + t
+            torch.manual_seed(task_seed)
+            folder = self.dir / "trajectory" / f"task-{t + 1:02d}"
+            saver = _trajectory_saver(model, folder, self.config.steps, self.config.trajectory)
+            losses.append(method.train(model, TaskStep(t, task_seed, saver)))
+            self._save_weights(model, t + 1)
+            R.append(_evaluate_row(model, method, ctx))
+            checkpoint()
+            bar.update(1)
+        bar.close()
+
+    def _train_joint(self, model, method, ctx, R, losses) -> None:
+        """One phase on all tasks; rows 1..T−1 stay empty and row T holds the evaluation after it."""
+        torch.manual_seed(self.config.seed * 1000)
+        losses[:] = [method.train_all(model, self.config.seed * 1000)]
+        self._save_weights(model, len(ctx.tasks))
+        R[1:] = [None] * (len(ctx.tasks) - 1) + [_evaluate_row(model, method, ctx)]
+
+    def _record(self, R: list, losses: list[list[float]], wall: float) -> dict:
+        blocks = set(block_parameter_names(self.backbone.model))
+        record = {
             "format": 1,
             "stream": {"name": self.stream.stream, "version": self.stream.version, "order": self.order},
-            "method": {"name": self.method.name, "paper": self.method.paper},
+            "method": {
+                "name": self.method_class.name,
+                "paper": self.method_class.paper,
+                "options": self.method_options.model_dump(),
+            },
             "tasks": self._tasks_record(),
             "R": R,
             "metrics": cl_metrics(R),
-            "metrics_note": "means are unweighted over tasks (DESIGN §2); R row 0 = before training",
+            "metrics_note": "computed by clgraft from R (DESIGN §2), unweighted over tasks; R row 0 = before "
+            "training; no metric is taken from avalanche-lib",
             "config": self.config.model_dump(),
             "config_hash": self.hash,
             "seed": self.config.seed,
             "model": {
                 "id": self.backbone.model_id,
                 "sha256": self.backbone.sha256,
-                "block_parameters": sum(
-                    p.numel()
-                    for n, p in self.backbone.model.named_parameters()
-                    if n in set(block_parameter_names(self.backbone.model))
-                ),
+                "block_parameters": sum(p.numel() for n, p in self.backbone.model.named_parameters() if n in blocks),
             },
             "heads": {"mode": self.config.head, "sizes": self.head_sizes},
             "weights": sorted(str(p.relative_to(self.dir)) for p in (self.dir / "weights").glob("*.safetensors")),
-            "train_loss": [{"first": ls[0], "last": ls[-1], "mean": sum(ls) / len(ls)} for ls in losses],
+            "train_loss": [
+                {"steps": len(ls), "first": ls[0], "last": ls[-1], "mean": sum(ls) / len(ls)} for ls in losses
+            ],
             "versions": versions(),
             "hardware": hardware(self.device),
             "wall_s": round(wall, 3),
         }
+        if self.method_class.joint:
+            record["joint_note"] = (
+                "joint training: one phase on all tasks (T x steps batches); R row T is the "
+                "evaluation after it, rows 1..T-1 are null, so only ACC is defined"
+            )
+        return record

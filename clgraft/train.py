@@ -27,11 +27,11 @@ class TrainOptions:
     eval_batch_size: int = 64
 
 
-def make_optimizer(model: HeadedModel, head: str, opts: TrainOptions) -> torch.optim.Optimizer:
-    """AdamW over the body (lr) and the current task's head (head_lr); other heads stay untouched."""
+def make_optimizer(model: HeadedModel, heads: list[str], opts: TrainOptions) -> torch.optim.Optimizer:
+    """AdamW over the body (lr) and the heads being trained (head_lr); other heads stay untouched."""
     groups = [
         {"params": [p for p in model.body.parameters() if p.requires_grad], "lr": opts.lr},
-        {"params": list(model.heads[head].parameters()), "lr": opts.head_lr},
+        {"params": [p for h in heads for p in model.heads[h].parameters()], "lr": opts.head_lr},
     ]
     return torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
 
@@ -50,7 +50,7 @@ def train_task(
 ) -> list[float]:
     """Fine-tune on one task for opts.steps steps; returns the loss per step; raises NonFiniteLoss on NaN/inf."""
     model.train()
-    optimizer = make_optimizer(model, head, opts)
+    optimizer = make_optimizer(model, [head], opts)
     loss_fn = nn.CrossEntropyLoss()
     batches = train_batches(len(data), opts.batch_size, opts.steps, torch.Generator().manual_seed(seed))
     losses = []

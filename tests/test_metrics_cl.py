@@ -52,3 +52,11 @@ def test_no_forgetting_when_accuracies_never_fall():
 def test_rejects_matrices_that_are_not_T_plus_1_by_T(bad):
     with pytest.raises(ValueError):
         cl_metrics(bad)
+
+
+def test_missing_rows_leave_only_the_metrics_they_do_not_need():
+    """Joint training evaluates only rows 0 and T."""
+    m = cl_metrics([[0.1, 0.2, 0.3], None, None, [0.7, 0.8, 0.9]])
+    assert m["acc"] == pytest.approx(0.8)
+    assert m["la"] is None and m["bwt"] is None and m["fwt"] is None and m["forgetting"] is None
+    assert m["avg_incremental_acc"] is None

@@ -52,10 +52,10 @@ def test_interrupted_run_resumes_to_the_same_R(tiny_model_dir, tmp_path, monkeyp
     full = _run(tiny_model_dir, tmp_path / "full")
     original = Naive.train
 
-    def stop_at_third(self, model, step, opts):
+    def stop_at_third(self, model, step):
         if step.index == 2:
             raise KeyboardInterrupt
-        return original(self, model, step, opts)
+        return original(self, model, step)
 
     monkeypatch.setattr(Naive, "train", stop_at_third)
     with pytest.raises(KeyboardInterrupt):

@@ -1,16 +1,40 @@
-"""Continual-learning methods, one module each, in one explicit registry keyed by name."""
+"""Continual-learning methods, one module each, in one explicit registry keyed by name.
+
+Adding a method = adding a module with a `Method` subclass and listing it here.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
 from clgraft.errors import ClgraftError
+from clgraft.methods.agem import AGem
 from clgraft.methods.base import Method
+from clgraft.methods.ewc import Ewc
+from clgraft.methods.joint import Joint
+from clgraft.methods.lwf import Lwf
 from clgraft.methods.naive import Naive
+from clgraft.methods.packnet import PackNet
+from clgraft.methods.replay import Replay
 
-METHODS: dict[str, Method] = {m.name: m for m in [Naive()]}
+METHODS: dict[str, type[Method]] = {m.name: m for m in [Naive, Ewc, Lwf, Replay, AGem, PackNet, Joint]}
 
 
-def get_method(name: str) -> Method:
-    """The registered method called `name`, or a one-line error listing the known ones."""
+def get_method(name: str) -> type[Method]:
+    """The registered method class called `name`, or a one-line error listing the known ones."""
     if name not in METHODS:
         raise ClgraftError(f"unknown method '{name}'; known methods: {', '.join(METHODS)} (clgraft methods list)")
     return METHODS[name]
+
+
+def parse_options(method: type[Method], given: dict[str, Any]) -> BaseModel:
+    """Validate --opt values against the method's options; names the bad key and lists the legal ones."""
+    try:
+        return method.Options.model_validate(given)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        legal = ", ".join(f"{k}={v}" for k, v in method.option_defaults().items()) or "none"
+        raise ClgraftError(f"--opt {key}: {first['msg']} (method {method.name} takes: {legal})") from e

@@ -1,14 +1,52 @@
-"""What the runner asks of a method: how to train on the current task, given everything about it."""
+"""What the runner hands a method, and what it asks back: train on the current task (or on all at once), and get
+the model ready to evaluate a task. Methods do arithmetic on models; they never open files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from clgraft.batches import Encoded
+from clgraft.data import TaskData
 from clgraft.models import HeadedModel
+from clgraft.registry import Task
 from clgraft.train import TrainOptions, train_task
+
+
+class NoOptions(BaseModel):
+    """A method without hyper-parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class PreparedTask:
+    """A task of the stream with its encoded splits and where its labels sit in the model's heads."""
+
+    data: TaskData
+    head: str
+    label_offset: int
+    train: Encoded
+    test: Encoded
+
+    @property
+    def task(self) -> Task:
+        return self.data.task
+
+
+@dataclass
+class RunContext:
+    """Everything about the run a method may need, fixed before the first task."""
+
+    tasks: list[PreparedTask]
+    head_mode: str
+    device: torch.device
+    opts: TrainOptions
+    progress: bool
 
 
 @dataclass
@@ -16,34 +54,47 @@ class TaskStep:
     """One task of the stream as the runner hands it to a method."""
 
     index: int
-    name: str
-    head: str
-    label_offset: int
-    train: Encoded
     seed: int
-    device: torch.device
-    on_step: object = None
-    progress: bool = True
+    on_step: Callable[[int], None] | None = None
 
 
 class Method:
-    """Sequential fine-tuning; subclasses override `train` and say which paper they come from."""
+    """Sequential fine-tuning with clgraft's own loop; subclasses change `train` and say which paper they follow."""
 
-    name: str = ""
-    description: str = ""
-    paper: str = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    needs_task_id: ClassVar[bool] = False
+    """True for methods that only exist task-incrementally (they refuse --head shared)."""
+    joint: ClassVar[bool] = False
+    """True for the multitask upper bound: one training phase on all tasks, evaluated once (last row of R)."""
+    keeps_state: ClassVar[bool] = False
+    """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
 
-    def train(self, model: HeadedModel, step: TaskStep, opts: TrainOptions) -> list[float]:
-        """Fine-tune `model` in place on the task; returns the loss per optimisation step."""
+    def __init__(self, options: BaseModel, ctx: RunContext):
+        self.options = options
+        self.ctx = ctx
+
+    def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step."""
+        task = self.ctx.tasks[step.index]
         return train_task(
             model,
-            step.head,
-            step.train,
-            opts,
+            task.head,
+            task.train,
+            self.ctx.opts,
             seed=step.seed,
-            device=step.device,
-            label_offset=step.label_offset,
-            desc=f"task {step.index + 1} {step.name}",
+            device=self.ctx.device,
+            label_offset=task.label_offset,
+            desc=f"task {step.index + 1} {task.task.task}",
             on_step=step.on_step,
-            progress=step.progress,
+            progress=self.ctx.progress,
         )
+
+    def before_eval(self, model: HeadedModel, task_index: int) -> None:
+        """Put the model in the state used to evaluate one task (PackNet selects that task's mask)."""
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return {name: f.default for name, f in cls.Options.model_fields.items()}

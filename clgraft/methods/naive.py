@@ -1,9 +1,39 @@
-"""Naive sequential fine-tuning: train on each task in turn, nothing against forgetting (the lower bound)."""
+"""Naive sequential fine-tuning: train on each task in turn, nothing against forgetting (the lower bound).
 
-from clgraft.methods.base import Method
+`engine=avalanche` runs the same thing through avalanche-lib's `Naive` strategy, to check that both give one R.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from clgraft.methods.avalanche_engine import AvalancheMethod
+from clgraft.methods.base import Method, TaskStep
+from clgraft.models import HeadedModel
+
+
+class NaiveOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    engine: Literal["clgraft", "avalanche"] = "clgraft"
+
+
+class _AvalancheNaive(AvalancheMethod):
+    strategy_class = "Naive"
 
 
 class Naive(Method):
     name = "naive"
-    description = "sequential fine-tuning on each task in turn, no protection against forgetting"
-    paper = "McCloskey & Cohen 1989, catastrophic interference (the standard lower bound)"
+    description = "sequential fine-tuning on each task in turn, no protection against forgetting (lower bound)"
+    paper = "McCloskey & Cohen 1989, catastrophic interference; via avalanche-lib Naive with engine=avalanche"
+    Options = NaiveOptions
+
+    def __init__(self, options: NaiveOptions, ctx):
+        super().__init__(options, ctx)
+        self._avalanche = _AvalancheNaive(options, ctx) if options.engine == "avalanche" else None
+
+    def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        if self._avalanche is not None:
+            return self._avalanche.train(model, step)
+        return super().train(model, step)

@@ -1,0 +1,315 @@
+"""avalanche-lib strategies on clgraft's runner, with clgraft's heads, optimiser, batches and evaluation.
+
+Avalanche 0.6 pitfalls handled here rather than papered over:
+- Strategies pass one tensor to the model. Examples are packed as [2, max_length] (token ids, attention mask) and
+  the adapter cuts the padding back to the longest example of the batch, so the body sees exactly the tensors
+  clgraft's own loop feeds it.
+- `MultiTaskModule.forward` pads every batch's logits with zeros up to the widest head seen, even a single-task
+  batch whose task labels arrive as a tensor; the zeros join the softmax and change the loss. The adapter returns a
+  head's own logits for a single-task batch and pads mixed-task batches (replay, A-GEM memories, joint) with
+  PAD_LOGIT, whose probability is exactly 0 in float32.
+- Avalanche re-collects all parameters into one optimiser group at each experience; clgraft makes the same fresh
+  AdamW as its own loop instead (body at lr, the current task's head at head_lr).
+- Its default evaluator computes and logs metrics on every iteration. Strategies here run with no metrics; clgraft
+  evaluates R itself and never reports Avalanche's stream accuracy or forgetting (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from clgraft.batches import Encoded, train_batches
+from clgraft.errors import NonFiniteLoss
+from clgraft.methods.base import Method, TaskStep
+from clgraft.models import HeadedModel
+from clgraft.train import make_optimizer
+
+PAD_LOGIT = -1.0e4
+
+
+class PackedDataset(Dataset):
+    """(packed ids+mask, label) pairs of one task; labels are offset into the shared head where there is one."""
+
+    def __init__(self, data: Encoded, label_offset: int):
+        width = max(len(ids) for ids in data.ids)
+        self.x = torch.zeros((len(data), 2, width), dtype=torch.long)
+        self.x[:, 0] = data.pad_id
+        for i, ids in enumerate(data.ids):
+            self.x[i, 0, : len(ids)] = torch.tensor(ids)
+            self.x[i, 1, : len(ids)] = 1
+        self.y = (data.labels + label_offset).tolist()
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], self.y[i]
+
+
+def unpack(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask, cut to the longest example of the batch."""
+    mask = x[:, 1]
+    width = int(mask.sum(1).max())
+    return x[:, 0, :width], mask[:, :width]
+
+
+def _multitask_adapter_class():
+    from avalanche.models import MultiTaskModule
+
+    class MultiHeadAdapter(MultiTaskModule):
+        """A HeadedModel as an Avalanche multi-task module: task label t → head of task t."""
+
+        def __init__(self, model: HeadedModel, heads: list[str]):
+            super().__init__()
+            self.model = model
+            self.head_keys = heads
+
+        def adaptation(self, experience) -> None:
+            """Heads exist from the start; only remember which tasks were trained (LwF distils on those)."""
+            if self.training:
+                self.known_train_tasks_labels |= set(experience.task_labels)
+
+        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+            return self.model(*unpack(x), self.head_keys[task_label])
+
+        def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+            if task_labels is None:
+                return self.forward_all_tasks(x)
+            if isinstance(task_labels, int):
+                return self.forward_single_task(x, task_labels)
+            tasks = torch.unique(task_labels).tolist()
+            if len(tasks) == 1:
+                return self.forward_single_task(x, tasks[0])
+            width = max(self.model.heads[self.head_keys[t]].out_features for t in tasks)
+            out = torch.full((x.shape[0], width), PAD_LOGIT, device=x.device)
+            for t in tasks:
+                rows = task_labels == t
+                logits = self.forward_single_task(x[rows], t)
+                out[rows, : logits.shape[1]] = logits.to(out.dtype)
+            return out
+
+    return MultiHeadAdapter
+
+
+class SharedHeadAdapter(nn.Module):
+    """A HeadedModel with one shared head as a plain Avalanche model (no task labels)."""
+
+    def __init__(self, model: HeadedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(*unpack(x), "shared")
+
+
+class EpochBatches:
+    """A batch sampler that yields the next part of a schedule each time a DataLoader starts an epoch."""
+
+    def __init__(self, parts: list[list[list[int]]]):
+        self.parts = parts
+        self.epoch = 0
+
+    def __iter__(self):
+        part = self.parts[min(self.epoch, len(self.parts) - 1)]
+        self.epoch += 1
+        return iter(part)
+
+    def __len__(self) -> int:
+        return len(self.parts[min(self.epoch, len(self.parts) - 1)])
+
+
+def _hooks_mixin():
+    """clgraft's optimiser, batch schedule and heads, mixed into any Avalanche strategy class."""
+
+    class ClgraftHooks:
+        clgraft_model: HeadedModel
+        clgraft_opts: Any
+        clgraft_heads: list[str]
+        clgraft_schedule: EpochBatches | None = None
+
+        def make_optimizer(self, **kwargs) -> None:
+            self.optimizer = make_optimizer(self.clgraft_model, self.clgraft_heads, self.clgraft_opts)
+
+        def make_train_dataloader(
+            self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False, drop_last=False, **kwargs
+        ) -> None:
+            if self.clgraft_schedule is None:
+                super().make_train_dataloader(
+                    num_workers=num_workers,
+                    shuffle=shuffle,
+                    pin_memory=pin_memory,
+                    persistent_workers=persistent_workers,
+                    drop_last=drop_last,
+                    **kwargs,
+                )
+                return
+            self.dataloader = DataLoader(
+                self.adapted_dataset, batch_sampler=self.clgraft_schedule, collate_fn=self.adapted_dataset.collate_fn
+            )
+
+    return ClgraftHooks
+
+
+def _watch_plugin(desc: str, total: int, progress: bool, on_step, seed: int):
+    """Records the loss of every iteration, stops on NaN/inf, drives the progress bar and per-step callbacks.
+
+    It also re-seeds torch right before the first forward pass: Avalanche's set-up and its DataLoader draw from the
+    global generator, and dropout must see the same random stream as in clgraft's loop for the same seed.
+    """
+    from avalanche.core import SupervisedPlugin
+
+    class Watch(SupervisedPlugin):
+        def __init__(self):
+            super().__init__()
+            self.losses: list[float] = []
+            self.bar = tqdm(total=total, desc=desc, leave=False, disable=not progress, unit="step")
+
+        def before_training_iteration(self, strategy, *args, **kwargs):
+            if not self.losses:
+                torch.manual_seed(seed)
+
+        def before_backward(self, strategy, *args, **kwargs):
+            value = strategy.loss.item()
+            if not math.isfinite(value):
+                self.bar.close()
+                raise NonFiniteLoss(f"loss became {value} at step {len(self.losses) + 1} of {desc}; lower --lr")
+            self.losses.append(value)
+
+        def after_training_iteration(self, strategy, *args, **kwargs):
+            self.bar.update(1)
+            if on_step is not None:
+                on_step(len(self.losses))
+
+        def after_training_exp(self, strategy, *args, **kwargs):
+            self.bar.close()
+
+    return Watch()
+
+
+class AvalancheMethod(Method):
+    """A method whose training is an avalanche-lib strategy; one strategy object lives for the whole stream."""
+
+    strategy_class: ClassVar[str] = ""
+    scheduled: ClassVar[bool] = True
+    """Feed clgraft's batch schedule (exactly --steps batches); False lets the strategy's own loader run epochs."""
+
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        self.strategy = None
+        self.benchmark = None
+
+    def strategy_kwargs(self) -> dict[str, Any]:
+        """The strategy's own hyper-parameters, from the method's options."""
+        return {}
+
+    def plugins(self) -> list:
+        """avalanche-lib plugins added to the strategy (Replay's buffer)."""
+        return []
+
+    def adjust_strategy(self, strategy) -> None:
+        """Change a constructed strategy where avalanche-lib 0.6 does not fit (PackNet's optimiser reset)."""
+
+    def epoch_steps(self, steps: int) -> list[int]:
+        """How a task's steps split into strategy epochs (PackNet prunes between two)."""
+        return [steps]
+
+    def wrap_model(self, adapter: nn.Module) -> nn.Module:
+        """The module handed to the strategy (PackNet wraps it further)."""
+        return adapter
+
+    def _datasets(self):
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+        from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+        from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+        from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset
+
+        train = []
+        for t, task in enumerate(self.ctx.tasks):
+            packed = PackedDataset(task.train, task.label_offset)
+            train.append(
+                TaskAwareSupervisedClassificationDataset(
+                    [packed],
+                    data_attributes=[
+                        DataAttribute(packed.y, "targets"),
+                        DataAttribute([t] * len(packed), "targets_task_labels", use_in_getitem=True),
+                    ],
+                )
+            )
+        return with_task_labels(with_classes_timeline(benchmark_from_datasets(train=train)))
+
+    def _ensure_strategy(self, model: HeadedModel):
+        if self.strategy is not None:
+            return self.strategy
+        import avalanche.training.supervised as strategies
+        from avalanche.training.plugins import EvaluationPlugin
+
+        heads = [t.head for t in self.ctx.tasks]
+        shared = self.ctx.head_mode == "shared"
+        adapter = SharedHeadAdapter(model) if shared else _multitask_adapter_class()(model, heads)
+        base = getattr(strategies, self.strategy_class)
+        cls = type(f"Clgraft{base.__name__}", (_hooks_mixin(), base), {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            evaluator = EvaluationPlugin(loggers=[])
+            self.strategy = cls(
+                model=self.wrap_model(adapter),
+                optimizer=make_optimizer(model, [heads[0]], self.ctx.opts),
+                criterion=nn.CrossEntropyLoss(),
+                train_mb_size=self.ctx.opts.batch_size,
+                train_epochs=1,
+                eval_mb_size=self.ctx.opts.eval_batch_size,
+                device=self.ctx.device,
+                evaluator=evaluator,
+                eval_every=-1,
+                plugins=self.plugins() or None,
+                **self.strategy_kwargs(),
+            )
+        self.adjust_strategy(self.strategy)
+        self.strategy.clgraft_model = model
+        self.strategy.clgraft_opts = self.ctx.opts
+        self.benchmark = self._datasets()
+        return self.strategy
+
+    def _run(self, model: HeadedModel, indices: list[int], steps: int, seed: int, desc: str, on_step) -> list[float]:
+        strategy = self._ensure_strategy(model)
+        n = sum(len(self.ctx.tasks[i].train) for i in indices)
+        bs = self.ctx.opts.batch_size
+        strategy.clgraft_heads = sorted({self.ctx.tasks[i].head for i in indices}, key=self._head_order)
+        if self.scheduled:
+            batches = train_batches(n, bs, steps, torch.Generator().manual_seed(seed))
+            ends = list(itertools.accumulate(self.epoch_steps(steps)))
+            parts = [batches[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+            strategy.clgraft_schedule = EpochBatches(parts)
+            strategy.train_epochs = len(parts)
+            total = steps
+        else:
+            strategy.clgraft_schedule = None
+            strategy.train_epochs = max(1, math.ceil(steps / math.ceil(n / bs)))
+            total = strategy.train_epochs * math.ceil(n / bs)
+        watch = _watch_plugin(desc, total, self.ctx.progress, on_step, seed)
+        strategy.plugins.append(watch)
+        experiences = [self.benchmark.train_stream[i] for i in indices]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                strategy.train(experiences if len(experiences) > 1 else experiences[0], shuffle=True)
+        finally:
+            strategy.plugins.remove(watch)
+            watch.bar.close()
+        return watch.losses
+
+    def _head_order(self, head: str) -> int:
+        return [t.head for t in self.ctx.tasks].index(head)
+
+    def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        task = self.ctx.tasks[step.index]
+        desc = f"task {step.index + 1} {task.task.task} ({self.name})"
+        return self._run(model, [step.index], self.ctx.opts.steps, step.seed, desc, step.on_step)

@@ -1,0 +1,24 @@
+"""Elastic Weight Consolidation through avalanche-lib's `EWC` strategy (separate penalty per past task)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clgraft.methods.avalanche_engine import AvalancheMethod
+
+
+class EwcOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ewc_lambda: float = Field(default=1000.0, ge=0, description="weight of the quadratic penalty")
+
+
+class Ewc(AvalancheMethod):
+    name = "ewc"
+    description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), avalanche-lib EWC"
+    paper = "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"
+    Options = EwcOptions
+    keeps_state = True
+    strategy_class = "EWC"
+
+    def strategy_kwargs(self):
+        return {"ewc_lambda": self.options.ewc_lambda, "mode": "separate"}

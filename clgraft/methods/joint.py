@@ -1,0 +1,24 @@
+"""Joint (multitask) training through avalanche-lib's `JointTraining`: the upper bound every method is placed under.
+
+All tasks are trained in one phase of T × --steps batches drawn from their union; R keeps its (T+1)×T shape with
+row 0 before training, row T after the single phase, and rows 1..T−1 empty (null), so only ACC is defined.
+"""
+
+from __future__ import annotations
+
+from clgraft.methods.avalanche_engine import AvalancheMethod
+from clgraft.models import HeadedModel
+
+
+class Joint(AvalancheMethod):
+    name = "joint"
+    description = "multitask upper bound: one training phase on all tasks at once, avalanche-lib JointTraining"
+    paper = "Caruana 1997, Multitask Learning (Machine Learning); the standard CL upper bound"
+    joint = True
+    strategy_class = "JointTraining"
+
+    def train_all(self, model: HeadedModel, seed: int) -> list[float]:
+        """One training phase on the union of the stream's tasks."""
+        indices = list(range(len(self.ctx.tasks)))
+        steps = self.ctx.opts.steps * len(indices)
+        return self._run(model, indices, steps, seed, f"joint ({len(indices)} tasks)", None)

@@ -1,0 +1,25 @@
+"""Learning without Forgetting through avalanche-lib's `LwF` strategy (distillation from the previous model)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clgraft.methods.avalanche_engine import AvalancheMethod
+
+
+class LwfOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alpha: float = Field(default=1.0, ge=0, description="weight of the distillation loss")
+    temperature: float = Field(default=2.0, gt=0, description="softmax temperature of the distillation")
+
+
+class Lwf(AvalancheMethod):
+    name = "lwf"
+    description = "distils the previous model's outputs on earlier heads/classes while training, avalanche-lib LwF"
+    paper = "Li & Hoiem 2017, Learning without Forgetting (TPAMI)"
+    Options = LwfOptions
+    keeps_state = True
+    strategy_class = "LwF"
+
+    def strategy_kwargs(self):
+        return {"alpha": self.options.alpha, "temperature": self.options.temperature}

@@ -1,0 +1,138 @@
+"""Every method on the tiny stream (tiny BERT, a few steps), in both head modes where it has them; the Avalanche
+path of naive against clgraft's own loop; method options; PackNet's masks; joint's R."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from clgraft.cli import app
+from clgraft.errors import ClgraftError
+from clgraft.methods import METHODS
+from clgraft.metrics import cl_metrics
+from clgraft.registry import Registry
+from clgraft.runner import RunConfig, Runner
+
+FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
+
+
+def _run(model_dir: Path, out: Path, **over) -> dict:
+    config = RunConfig(stream="tiny", model=str(model_dir), **{**FAST, **over})
+    return Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
+
+
+CASES = [(m, h) for m in METHODS for h in ("task", "shared") if not (METHODS[m].needs_task_id and h == "shared")]
+
+
+@pytest.mark.parametrize("method, head", CASES)
+def test_every_method_runs_on_tiny_and_writes_a_valid_record(tiny_model_dir, tmp_path, method, head):
+    rec = _run(tiny_model_dir, tmp_path / "r", method=method, head=head)
+    assert json.loads((tmp_path / "r" / "run.json").read_text()) == rec
+    assert rec["method"]["name"] == method and rec["method"]["options"] == METHODS[method].option_defaults()
+    assert len(rec["R"]) == 4 and rec["metrics"] == cl_metrics(rec["R"])
+    assert all(0.0 <= v <= 1.0 for row in rec["R"] if row is not None for v in row)
+    assert rec["metrics"]["acc"] is not None
+    if METHODS[method].joint:
+        assert rec["R"][1] is None and rec["R"][2] is None and "joint_note" in rec
+        assert [t["steps"] for t in rec["train_loss"]] == [3 * FAST["steps"]]
+    else:
+        assert all(row is not None for row in rec["R"]) and rec["metrics"]["bwt"] is not None
+        assert len(rec["train_loss"]) == 3
+
+
+@pytest.mark.parametrize("head", ["task", "shared"])
+def test_naive_through_avalanche_gives_clgraft_s_R(tiny_model_dir, tmp_path, head):
+    ours = _run(tiny_model_dir, tmp_path / "ours", head=head)
+    theirs = _run(tiny_model_dir, tmp_path / "avalanche", head=head, method_options={"engine": "avalanche"})
+    assert np.abs(np.array(ours["R"]) - np.array(theirs["R"])).max() <= 1e-6
+    assert [t["first"] for t in ours["train_loss"]] == pytest.approx(
+        [t["first"] for t in theirs["train_loss"]], abs=1e-6
+    )
+    assert ours["config_hash"] != theirs["config_hash"]
+
+
+def test_packnet_prunes_and_freezes_a_share_per_task(tiny_model_dir, tmp_path):
+    import torch
+
+    _run(tiny_model_dir, tmp_path / "r", method="packnet", method_options={"prune_proportion": 0.5})
+    key = "body.encoder.layer.0.attention.self.query.task_index"
+    owners = [
+        torch.bincount(load_file(tmp_path / "r" / "weights" / f"task-0{t}.safetensors")[key].long().flatten())
+        for t in (1, 2, 3)
+    ]
+    n = owners[0].sum().item()
+    assert owners[0].tolist() == [n // 2, n // 2]  # task 1 keeps half, half stays free
+    assert owners[2].tolist() == [n // 2, n // 4, n // 8, n // 8]
+
+
+def test_packnet_has_no_shared_head_mode(tiny_model_dir, tmp_path):
+    with pytest.raises(ClgraftError, match="needs the task id at test time.*use --head task"):
+        _run(tiny_model_dir, tmp_path / "r", method="packnet", head="shared")
+
+
+def test_options_are_validated_recorded_and_hashed(tiny_model_dir, tmp_path):
+    with pytest.raises(ClgraftError, match=r"--opt ewc_lambd: Extra inputs.*takes: ewc_lambda=1000.0"):
+        _run(tiny_model_dir, tmp_path / "bad", method="ewc", method_options={"ewc_lambd": 5})
+    with pytest.raises(ClgraftError, match=r"--opt ewc_lambda: .*number"):
+        _run(tiny_model_dir, tmp_path / "bad", method="ewc", method_options={"ewc_lambda": "lots"})
+    a = _run(tiny_model_dir, tmp_path / "a", method="ewc", method_options={"ewc_lambda": 5})
+    b = _run(tiny_model_dir, tmp_path / "b", method="ewc")
+    c = _run(tiny_model_dir, tmp_path / "c", method="ewc", method_options={"ewc_lambda": 1000.0})
+    assert a["method"]["options"] == {"ewc_lambda": 5.0} and a["config_hash"] != b["config_hash"]
+    assert b["config_hash"] == c["config_hash"]  # the default spelled out is the same configuration
+
+
+def test_stateful_method_restarts_instead_of_resuming(tiny_model_dir, tmp_path, monkeypatch):
+    from clgraft.methods.lwf import Lwf
+
+    original = Lwf.train
+
+    def stop_at_third(self, model, step):
+        if step.index == 2:
+            raise KeyboardInterrupt
+        return original(self, model, step)
+
+    monkeypatch.setattr(Lwf, "train", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_model_dir, tmp_path / "r", method="lwf")
+    monkeypatch.setattr(Lwf, "train", original)
+    messages = []
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), method="lwf", **FAST)
+    resumed = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=messages.append).run()
+    assert "restarting the stream from task 1" in messages[0]
+    assert resumed["R"] == _run(tiny_model_dir, tmp_path / "clean", method="lwf")["R"]
+
+
+def test_methods_list_and_opt_flag(tiny_model_dir, tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["methods", "list"])
+    assert listed.exit_code == 0
+    for name, m in METHODS.items():
+        assert name in listed.output and m.paper in listed.output
+    out = tmp_path / "r"
+    ran = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            str(tiny_model_dir),
+            "--method",
+            "lwf",
+            "--opt",
+            "alpha=0.5",
+            "--opt",
+            "temperature=3",
+            "--steps",
+            "2",
+            "--max-length",
+            "32",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    assert json.loads((out / "run.json").read_text())["method"]["options"] == {"alpha": 0.5, "temperature": 3.0}
