@@ -133,57 +133,124 @@ def methods_list() -> None:
         typer.echo(f"{name:<9} {m.description}\n{'':<9} paper: {m.paper}\n{'':<9} options: {opts}; {mode}")
 
 
+def _opt(help_text: str, *names: str):
+    return typer.Option(*names, help=help_text)
+
+
+Stream = Annotated[str, _opt("stream name (clgraft tasks list)")]
+Order = Annotated[str | None, _opt("order of the stream; default: its first")]
+Model = Annotated[str, _opt("local HF folder, hub id, or the default pip-packaged MiniLM")]
+Steps = Annotated[int, _opt("optimisation steps per task")]
+BatchSize = Annotated[int, _opt("training batch size")]
+Lr = Annotated[float, _opt("AdamW learning rate of the body")]
+HeadLr = Annotated[float, _opt("AdamW learning rate of the task head")]
+MaxLength = Annotated[int, _opt("tokens per example (truncation)")]
+MaxTest = Annotated[int | None, _opt("cap on test examples per task (a fixed random subset)")]
+Head = Annotated[str, _opt("'task': a head per task (task id known); 'shared': one label space")]
+Device = Annotated[str, _opt("cpu or cuda")]
+Progress = Annotated[bool, _opt("show progress bars")]
+
+
+def _config(**fields) -> RunConfig:
+    """A RunConfig from command-line values; a bad value names its option."""
+    from pydantic import ValidationError
+
+    try:
+        return RunConfig(**fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ClgraftError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from e
+
+
 @app.command()
 def run(
-    stream: Annotated[str, typer.Option(help="stream name (clgraft tasks list)")] = "tiny",
-    order: Annotated[str | None, typer.Option(help="order of the stream; default: its first")] = None,
-    method: Annotated[str, typer.Option(help="continual-learning method (clgraft methods list)")] = _D["method"],
+    stream: Stream = "tiny",
+    order: Order = None,
+    method: Annotated[str, _opt("continual-learning method (clgraft methods list)")] = _D["method"],
     opt: Annotated[
-        list[str] | None, typer.Option("--opt", help="method option KEY=VALUE, repeatable (clgraft methods list)")
+        list[str] | None, _opt("method option KEY=VALUE, repeatable (clgraft methods list)", "--opt")
     ] = None,
-    model: Annotated[str, typer.Option(help="local HF folder, hub id, or the default pip-packaged MiniLM")] = _D[
-        "model"
-    ],
-    seed: Annotated[int, typer.Option(help="seed for heads, batches and dropout; also picks the k-shot split")] = _D[
-        "seed"
-    ],
-    steps: Annotated[int, typer.Option(help="optimisation steps per task")] = _D["steps"],
-    batch_size: Annotated[int, typer.Option(help="training batch size")] = _D["batch_size"],
-    lr: Annotated[float, typer.Option(help="AdamW learning rate of the body")] = _D["lr"],
-    head_lr: Annotated[float, typer.Option(help="AdamW learning rate of the task head")] = _D["head_lr"],
-    max_length: Annotated[int, typer.Option(help="tokens per example (truncation)")] = _D["max_length"],
-    max_test: Annotated[int | None, typer.Option(help="cap on test examples per task (a fixed random subset)")] = _D[
-        "max_test"
-    ],
-    head: Annotated[str, typer.Option(help="'task': a head per task (task id known); 'shared': one label space")] = _D[
-        "head"
-    ],
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = _D["device"],
-    trajectory: Annotated[int, typer.Option(help="save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
+    model: Model = _D["model"],
+    seed: Annotated[int, _opt("seed for heads, batches and dropout; also picks the k-shot split")] = _D["seed"],
+    steps: Steps = _D["steps"],
+    batch_size: BatchSize = _D["batch_size"],
+    lr: Lr = _D["lr"],
+    head_lr: HeadLr = _D["head_lr"],
+    max_length: MaxLength = _D["max_length"],
+    max_test: MaxTest = _D["max_test"],
+    head: Head = _D["head"],
+    device: Device = _D["device"],
+    trajectory: Annotated[int, _opt("save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
         "trajectory"
     ],
-    out: Annotated[
-        Path | None, typer.Option(help="run directory [default: runs/STREAM-ORDER-METHOD-sSEED-HASH]")
-    ] = None,
+    out: Annotated[Path | None, _opt("run directory [default: runs/STREAM-ORDER-METHOD-sSEED-HASH]")] = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: Progress = True,
 ) -> None:
     """Fine-tune on each task of a stream in turn, evaluate every task after each, write run.json with R and metrics.
 
     Rerunning the same command reuses a finished run and resumes an unfinished one after its last finished task.
     """
-    from pydantic import ValidationError
-
     from clgraft.data import data_dir_from
     from clgraft.runner import Runner
 
+    config = _config(
+        stream=stream,
+        order=order,
+        method=method,
+        method_options=_parse_opts(opt or []),
+        model=model,
+        seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        head_lr=head_lr,
+        max_length=max_length,
+        max_test=max_test,
+        head=head,
+        device=device,
+        trajectory=trajectory,
+    )
+    Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
+
+
+@app.command()
+def compare(
+    stream: Stream = "tiny",
+    methods: Annotated[str, _opt("comma-separated methods, each with its default options")] = "naive",
+    seeds: Annotated[str, _opt("comma-separated seeds; mean ± std over them")] = str(_D["seed"]),
+    order: Order = None,
+    model: Model = _D["model"],
+    steps: Steps = _D["steps"],
+    batch_size: BatchSize = _D["batch_size"],
+    lr: Lr = _D["lr"],
+    head_lr: HeadLr = _D["head_lr"],
+    max_length: MaxLength = _D["max_length"],
+    max_test: MaxTest = _D["max_test"],
+    head: Head = _D["head"],
+    device: Device = _D["device"],
+    out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+    progress: Progress = True,
+) -> None:
+    """Run (or reuse) every method × seed on one stream and print ACC, BWT, forgetting, FWT and wall time.
+
+    Each run is an ordinary run directory under --out; finished ones are reused, so rerunning is cheap.
+    """
+    from clgraft.compare import compare_runs
+    from clgraft.data import data_dir_from
+
     try:
-        config = RunConfig(
-            method_options=_parse_opts(opt or []),
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError as e:
+        raise ClgraftError(f"--seeds {seeds!r}: write integers separated by commas, e.g. 13,21,42") from e
+    configs = [
+        _config(
             stream=stream,
             order=order,
-            method=method,
+            method=m.strip(),
             model=model,
             seed=seed,
             steps=steps,
@@ -194,12 +261,12 @@ def run(
             max_test=max_test,
             head=head,
             device=device,
-            trajectory=trajectory,
         )
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ClgraftError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from e
-    Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
+        for m in methods.split(",")
+        if m.strip()
+        for seed in seed_list
+    ]
+    compare_runs(configs, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo)
 
 
 def _parse_opts(pairs: list[str]) -> dict:

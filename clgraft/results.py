@@ -48,6 +48,11 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()))
 
 
+def write_text(path: Path, text: str) -> None:
+    """Atomically write a text file (tables, Markdown)."""
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
 def read_json(path: Path) -> dict:
     """Read a record, failing with the file's name when it is truncated or edited into invalid JSON."""
     try:

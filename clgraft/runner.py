@@ -92,7 +92,7 @@ def _table(R: list[list[float]], names: list[str], metrics: dict) -> str:
 
     rows = ["before"] + [f"after {i + 1}: {n}" for i, n in enumerate(names)]
     filled = [row if row is not None else [None] * len(names) for row in R]
-    frame = pd.DataFrame(filled, index=rows, columns=names).map(lambda v: "-" if v is None else f"{100 * v:.1f}")
+    frame = pd.DataFrame(filled, index=rows, columns=names).map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}")
     shown = {k: ("n/a" if v is None else f"{100 * v:.2f}") for k, v in metrics.items()}
     return f"R (accuracy %, row = after training on, column = evaluated task)\n{frame.to_string()}\n" + "  ".join(
         f"{k}={v}" for k, v in shown.items()
@@ -110,6 +110,7 @@ class Runner:
         out: Path | None = None,
         progress: bool = True,
         echo: Callable[[str], None] = print,
+        root: Path = Path("runs"),
     ):
         self.config = config
         self.echo = echo
@@ -131,7 +132,7 @@ class Runner:
         self.backbone: Backbone = load_backbone(config.model)
         self.head_sizes, self.placement = head_layout(tasks, config.head)
         self.hash = config_hash(self._hash_payload())
-        default = Path("runs") / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
+        default = root / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
         self.dir = out or default
         self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr)
 
