@@ -136,3 +136,13 @@ def test_methods_list_and_opt_flag(tiny_model_dir, tmp_path):
     )
     assert ran.exit_code == 0, ran.output
     assert json.loads((out / "run.json").read_text())["method"]["options"] == {"alpha": 0.5, "temperature": 3.0}
+
+
+@pytest.mark.parametrize("head, labels", [("task", [0, 1, 2]), ("shared", [0, 0, 0])])
+def test_avalanche_experiences_carry_task_ids_only_with_task_heads(tiny_model_dir, head, labels):
+    from clgraft.methods.ewc import Ewc
+
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), head=head, **FAST)
+    runner = Runner(config, Registry.discover(), None, Path("/nonexistent"), progress=False)
+    method = Ewc(Ewc.Options(), runner._context())
+    assert [exp.task_label for exp in method._datasets().train_stream] == labels

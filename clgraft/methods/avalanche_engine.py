@@ -234,12 +234,15 @@ class AvalancheMethod(Method):
         train = []
         for t, task in enumerate(self.ctx.tasks):
             packed = PackedDataset(task.train, task.label_offset)
+            # without a task id (shared head) every experience has task label 0, as in class-incremental avalanche
+            # benchmarks; LwF then distils all classes seen so far rather than those of "task 0" only
+            label = t if self.ctx.head_mode == "task" else 0
             train.append(
                 TaskAwareSupervisedClassificationDataset(
                     [packed],
                     data_attributes=[
                         DataAttribute(packed.y, "targets"),
-                        DataAttribute([t] * len(packed), "targets_task_labels", use_in_getitem=True),
+                        DataAttribute([label] * len(packed), "targets_task_labels", use_in_getitem=True),
                     ],
                 )
             )
