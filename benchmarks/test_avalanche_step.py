@@ -23,7 +23,9 @@ def test_avalanche_step_vs_clgraft_loop(benchmark, minilm, fixed_data):
     opts = TrainOptions(steps=STEPS, batch_size=BATCH, lr=5e-5, head_lr=5e-5)
     task = Registry.discover().task("tiny-agnews")
     data = TaskData(task, None, {"train": Split([], []), "dev": Split([], []), "test": Split([], [])})
-    ctx = RunContext([PreparedTask(data, "t", 0, fixed_data, fixed_data)], "task", torch.device("cpu"), opts, False)
+    ctx = RunContext(
+        [PreparedTask(data, "t", 0, fixed_data, fixed_data, fixed_data)], "task", torch.device("cpu"), opts, False
+    )
     avalanche = Naive(NaiveOptions(engine="avalanche"), ctx)
     avalanche.train(minilm, TaskStep(0, 0))  # build the strategy once, as a run does before its first task
     ours: list[float] = []

@@ -119,3 +119,39 @@ def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden:
         max_position_embeddings=128,
     )
     return BertModel(config, add_pooling_layer=False)
+
+
+class BlockView:
+    """The block parameters of a body as one flat vector: names, shapes and offsets, worked out once.
+
+    `bind` makes the body's block parameters views into one flat tensor, so that writing θ₀ + γ⊙τ or reading all
+    gradients is one vector operation instead of a loop over named_parameters.
+    """
+
+    def __init__(self, body: nn.Module, pattern: str = BLOCK_PATTERN):
+        params = dict(body.named_parameters())
+        self.names = block_parameter_names(body, pattern)
+        self.shapes = {n: tuple(params[n].shape) for n in self.names}
+        sizes = [params[n].numel() for n in self.names]
+        self.offsets = dict(zip(self.names, torch.tensor([0, *sizes]).cumsum(0).tolist(), strict=False))
+        self.sizes = dict(zip(self.names, sizes, strict=True))
+        self.numel = sum(sizes)
+
+    def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One contiguous vector of the block tensors (a copy), in model order."""
+        return torch.cat([tensors[n].detach().reshape(-1) for n in self.names])
+
+    def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of a flat vector, one per block parameter, in its shape."""
+        return {n: flat[self.offsets[n] : self.offsets[n] + self.sizes[n]].view(self.shapes[n]) for n in self.names}
+
+    def bind(self, body: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Make the block parameters (and their gradients) views of two flat vectors; returns (weights, grads)."""
+        params = dict(body.named_parameters())
+        weights = self.flatten(params)
+        grads = torch.zeros_like(weights)
+        for name, view in self.split(weights).items():
+            params[name].data = view
+        for name, view in self.split(grads).items():
+            params[name].grad = view
+        return weights, grads

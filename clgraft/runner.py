@@ -136,6 +136,31 @@ class Runner:
         self.dir = out or default
         self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr)
 
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, registry: Registry, data_dir: Path | None) -> tuple[Runner, dict]:
+        """The runner of a finished run and its record, refusing one whose data, tasks or model changed since."""
+        path = run_dir / "run.json"
+        if not path.is_file():
+            raise ClgraftError(f"{run_dir} holds no finished run (no run.json); run `clgraft run --out {run_dir}`")
+        record = read_json(path)
+        try:
+            config = RunConfig(**record["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ClgraftError(f"{path}: config is missing or invalid ({e}); the record was edited") from e
+        runner = cls(config, registry, data_dir, run_dir, progress=False, echo=lambda s: None)
+        recorded = record.get("model", {}).get("sha256")
+        if runner.backbone.sha256 != recorded:
+            raise ClgraftError(
+                f"{run_dir}: base model {config.model} has weights sha256 {runner.backbone.sha256[:12]}…, the run "
+                f"used {str(recorded)[:12]}…; load the same base model"
+            )
+        if runner.hash != record.get("config_hash"):
+            raise ClgraftError(
+                f"{run_dir}: the data, task versions or base model weights differ from the run's (config hash "
+                f"{runner.hash} vs {record.get('config_hash')}); rerun it or restore them"
+            )
+        return runner, record
+
     def _hash_payload(self) -> dict:
         return {
             "config": self.config.model_dump(exclude={"method_options"}),
@@ -165,8 +190,8 @@ class Runner:
         tasks = []
         for d in self.data:
             head, offset = self.placement[d.task.task]
-            train, test = (encode(tok, d.splits[s], n) for s in ("train", "test"))
-            tasks.append(PreparedTask(d, head, offset, train, test))
+            train, test, dev = (encode(tok, d.splits[s], n) for s in ("train", "test", "dev"))
+            tasks.append(PreparedTask(d, head, offset, train, test, dev))
         return RunContext(tasks, self.config.head, self.device, self.opts, self.progress)
 
     def _existing(self) -> tuple[dict | None, dict | None]:

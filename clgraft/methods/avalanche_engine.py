@@ -33,6 +33,8 @@ from clgraft.models import HeadedModel
 from clgraft.train import make_optimizer
 
 PAD_LOGIT = -1.0e4
+# avalanche-lib imports qpsolvers, which warns on every start that it found no QP solver (only GEM needs one)
+warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
 
 
 class PackedDataset(Dataset):
@@ -126,36 +128,33 @@ class EpochBatches:
         return len(self.parts[min(self.epoch, len(self.parts) - 1)])
 
 
-def _hooks_mixin():
-    """clgraft's optimiser, batch schedule and heads, mixed into any Avalanche strategy class."""
+class ClgraftHooks:
+    """Mixed into any avalanche-lib strategy class: clgraft's optimiser, batch schedule and heads."""
 
-    class ClgraftHooks:
-        clgraft_model: HeadedModel
-        clgraft_opts: Any
-        clgraft_heads: list[str]
-        clgraft_schedule: EpochBatches | None = None
+    clgraft_model: HeadedModel
+    clgraft_opts: Any
+    clgraft_heads: list[str]
+    clgraft_schedule: EpochBatches | None = None
 
-        def make_optimizer(self, **kwargs) -> None:
-            self.optimizer = make_optimizer(self.clgraft_model, self.clgraft_heads, self.clgraft_opts)
+    def make_optimizer(self, **kwargs) -> None:
+        self.optimizer = make_optimizer(self.clgraft_model, self.clgraft_heads, self.clgraft_opts)
 
-        def make_train_dataloader(
-            self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False, drop_last=False, **kwargs
-        ) -> None:
-            if self.clgraft_schedule is None:
-                super().make_train_dataloader(
-                    num_workers=num_workers,
-                    shuffle=shuffle,
-                    pin_memory=pin_memory,
-                    persistent_workers=persistent_workers,
-                    drop_last=drop_last,
-                    **kwargs,
-                )
-                return
-            self.dataloader = DataLoader(
-                self.adapted_dataset, batch_sampler=self.clgraft_schedule, collate_fn=self.adapted_dataset.collate_fn
+    def make_train_dataloader(
+        self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False, drop_last=False, **kwargs
+    ) -> None:
+        if self.clgraft_schedule is None:
+            super().make_train_dataloader(
+                num_workers=num_workers,
+                shuffle=shuffle,
+                pin_memory=pin_memory,
+                persistent_workers=persistent_workers,
+                drop_last=drop_last,
+                **kwargs,
             )
-
-    return ClgraftHooks
+            return
+        self.dataloader = DataLoader(
+            self.adapted_dataset, batch_sampler=self.clgraft_schedule, collate_fn=self.adapted_dataset.collate_fn
+        )
 
 
 def _watch_plugin(desc: str, total: int, progress: bool, on_step, seed: int):
@@ -258,7 +257,7 @@ class AvalancheMethod(Method):
         shared = self.ctx.head_mode == "shared"
         adapter = SharedHeadAdapter(model) if shared else _multitask_adapter_class()(model, heads)
         base = getattr(strategies, self.strategy_class)
-        cls = type(f"Clgraft{base.__name__}", (_hooks_mixin(), base), {})
+        cls = type(f"Clgraft{base.__name__}", (ClgraftHooks, base), {})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             evaluator = EvaluationPlugin(loggers=[])

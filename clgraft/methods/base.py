@@ -32,6 +32,7 @@ class PreparedTask:
     label_offset: int
     train: Encoded
     test: Encoded
+    dev: Encoded
 
     @property
     def task(self) -> Task:

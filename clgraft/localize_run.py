@@ -1,0 +1,171 @@
+"""Localize the tasks of a finished run: one graft file per task and sparsity, accuracy and ECE of θ_t, θ̄(γ) and
+θ₀, written to localize.json (merged with earlier results) and, for several sparsities, a recovered-vs-sparsity plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from clgraft.errors import ClgraftError
+from clgraft.graft import Graft
+from clgraft.localize import LocalizeOptions, MaskLearner
+from clgraft.methods.base import PreparedTask
+from clgraft.metrics.calibration import ece
+from clgraft.models import BlockView, HeadedModel
+from clgraft.registry import Registry
+from clgraft.results import read_json, write_json
+from clgraft.runner import Runner
+from clgraft.train import accuracy, predict
+
+
+def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) -> tuple[float, float]:
+    logits = predict(model, task.head, task.test, 64, device)
+    labels = task.test.labels + task.label_offset
+    return accuracy(logits, labels), ece(logits, labels)
+
+
+def _select(runner: Runner, names: list[str] | None) -> list[int]:
+    order = [d.task.task for d in runner.data]
+    if not names:
+        return list(range(len(order)))
+    missing = [n for n in names if n not in order]
+    if missing:
+        raise ClgraftError(f"--task {missing[0]}: not a task of this run; its tasks are {', '.join(order)}")
+    return [order.index(n) for n in names]
+
+
+def localize_run(
+    run_dir: Path,
+    registry: Registry,
+    data_dir: Path | None,
+    sparsities: list[float],
+    opts: LocalizeOptions,
+    task_names: list[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[dict]:
+    """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json)."""
+    runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
+    ctx = runner._context()
+    body = runner.backbone.model
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters())).clone()
+    model = HeadedModel(body, runner.head_sizes, runner.config.seed).to(runner.device)
+    rows = []
+    for t in _select(runner, task_names):
+        task = ctx.tasks[t]
+        weights = run_dir / "weights" / f"task-{t + 1:02d}.safetensors"
+        if not weights.is_file():
+            raise ClgraftError(f"{weights} is missing: the run lacks the weights after task {task.task.task}")
+        model.load_state_dict(load_file(weights, device=str(runner.device)))
+        score_sets = [task.train, task.dev]
+        learner = MaskLearner(model, view, theta0, task.head, task.label_offset, task.train, score_sets, runner.device)
+        theta_t = learner.weights.detach().clone()
+        tau = theta_t - theta0
+        acc_ft, ece_ft = _test_metrics(model, task, runner.device)
+        learner.restore(theta0)
+        acc_base, _ = _test_metrics(model, task, runner.device)
+        head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
+        for s in sparsities:
+            run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
+            delta = -theta0 if run_opts.method == "sparsify" else tau
+            found = learner.learn(delta, tau.abs(), run_opts)
+            learner._set(found.mask, delta)
+            acc_g, ece_g = _test_metrics(model, task, runner.device)
+            meta = {
+                "base_model": record["model"]["id"],
+                "base_sha256": record["model"]["sha256"],
+                "task": task.task.task,
+                "task_version": str(task.task.version),
+                "sparsity": repr(s),
+                "method": run_opts.method,
+                "steps": str(run_opts.steps),
+                "run_config_hash": record["config_hash"],
+            }
+            graft = Graft.from_mask(view, found.mask, delta, head, meta)
+            path = run_dir / "grafts" / f"{task.task.task}-{run_opts.method}-s{s:g}.safetensors"
+            size = graft.save(path)
+            rows.append(
+                {
+                    "task": task.task.task,
+                    "task_version": task.task.version,
+                    "method": run_opts.method,
+                    "sparsity": s,
+                    "k": graft.k,
+                    "steps": run_opts.steps,
+                    "lr": run_opts.lr,
+                    "best_step": found.best_step,
+                    "acc_finetuned": acc_ft,
+                    "acc_grafted": acc_g,
+                    "acc_base": acc_base,
+                    "recovered": acc_g / acc_ft if acc_ft > 0 else None,
+                    "ece_finetuned": ece_ft,
+                    "ece_grafted": ece_g,
+                    "graft": str(path.relative_to(run_dir)),
+                    "bytes": size,
+                    "train_dev_acc": found.history,
+                }
+            )
+            echo(f"{task.task.task} s={s:g}: recovered {rows[-1]['recovered']:.3f} (k={graft.k}, {size} bytes)")
+            learner.restore(theta_t)
+    _merge(run_dir / "localize.json", record["config_hash"], rows)
+    return rows
+
+
+def _merge(path: Path, run_hash: str, rows: list[dict]) -> None:
+    """Add rows to localize.json, replacing earlier rows of the same (task, method, sparsity)."""
+    old = read_json(path)["results"] if path.exists() else []
+    key = lambda r: (r["task"], r["method"], r["sparsity"])  # noqa: E731
+    fresh = {key(r) for r in rows}
+    merged = [r for r in old if key(r) not in fresh] + rows
+    write_json(path, {"run_config_hash": run_hash, "results": merged})
+
+
+def table(rows: list[dict]) -> str:
+    """The results as a fixed-width table (accuracy and ECE in %)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)[
+        [
+            "task",
+            "method",
+            "sparsity",
+            "k",
+            "acc_finetuned",
+            "acc_grafted",
+            "acc_base",
+            "recovered",
+            "ece_finetuned",
+            "ece_grafted",
+            "bytes",
+        ]
+    ]
+    for col in ("acc_finetuned", "acc_grafted", "acc_base", "ece_finetuned", "ece_grafted"):
+        frame[col] = (100 * frame[col]).round(1)
+    frame["recovered"] = frame["recovered"].round(3)
+    return frame.to_string(index=False)
+
+
+def plot_recovered(rows: list[dict], path: Path) -> None:
+    """Recovered accuracy against sparsity (log scale), one line per task and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task, method in sorted({(r["task"], r["method"]) for r in rows}):
+        pts = sorted((r["sparsity"], r["recovered"]) for r in rows if (r["task"], r["method"]) == (task, method))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{task} ({method})")
+    ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("sparsity s (fraction of block parameters)")
+    ax.set_ylabel("recovered = acc(θ̄) / acc(θ_t)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

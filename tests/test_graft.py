@@ -1,0 +1,266 @@
+"""Skill localization: the official update rule by hand, top-k, graft files, apply, ECE, the localize command."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clgraft.cli import app
+from clgraft.errors import ClgraftError
+from clgraft.graft import Graft, index_dtype, load
+from clgraft.localize import LocalizeOptions, official_step, rounded_official, top_k_mask
+from clgraft.metrics.calibration import ece
+from clgraft.models import BlockView, tiny_bert
+
+
+def test_one_official_step_by_hand():
+    """S ← S − (1 − 2γ_base)·(lr·g⊙τ)·σ'(S − b), written out for four parameters (b = 10, lr = 1e7)."""
+    S = torch.tensor([0.2, 0.9, 0.5, 0.1], dtype=torch.float64)
+    base = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    grad_tau = torch.tensor([2e-7, -3e-7, 0.0, 1e-6], dtype=torch.float64)  # ∂L/∂θ ⊙ τ
+    # σ'(S − 10) = 5.544545e-05, 1.116409e-04, -, 5.016965e-05 for S = 0.2, 0.9, -, 0.1
+    expected = [
+        0.2 + 1e7 * 2e-7 * 5.544545018e-05,  # γ_base = 1 flips the sign: 0.200110891
+        0.9 + 1e7 * 3e-7 * 1.116408742e-04,  # γ_base = 0, g⊙τ < 0: S rises: 0.900334923
+        0.5,  # no gradient, no change
+        0.1 - 1e7 * 1e-6 * 5.016964744e-05,  # 0.099498304
+    ]
+    official_step(S, base, grad_tau, lr=1e7, bias=10.0)
+    assert S.tolist() == pytest.approx(expected, rel=1e-9)
+    assert S.tolist() == pytest.approx([0.200110891, 0.900334923, 0.5, 0.099498304], abs=1e-9)
+    # rounding: γ_base flips only where σ(S − b) > 1/2
+    S2 = torch.tensor([10.5, 9.0, 11.0, 0.0])
+    assert rounded_official(S2, torch.tensor([True, True, False, False]), 10.0).tolist() == [False, True, True, False]
+
+
+def test_top_k_is_global_and_selects_floor_sN():
+    scores = torch.tensor([0.1, 5.0, -9.0, 3.0, 2.0, 0.0])
+    assert top_k_mask(scores, 2).tolist() == [False, True, False, True, False, False]
+    assert int(top_k_mask(torch.rand(1000), math.floor(0.013 * 1000)).sum()) == 13
+
+
+@pytest.fixture()
+def body():
+    return tiny_bert(100, seed=0)
+
+
+def _random_graft(body, s: float, seed: int = 0):
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters())).clone()
+    gen = torch.Generator().manual_seed(seed)
+    tau = torch.randn(view.numel, generator=gen) * 1e-3
+    mask = top_k_mask(tau.abs(), math.floor(s * view.numel))
+    head = {"weight": torch.randn(3, 32, generator=gen), "bias": torch.zeros(3)}
+    return view, theta0, tau, Graft.from_mask(view, mask, tau, head, {"base_model": "tiny", "sparsity": repr(s)})
+
+
+def test_graft_file_roundtrip_and_object_api(body, tmp_path):
+    view, theta0, tau, graft = _random_graft(body, 0.01)
+    size = graft.save(tmp_path / "g.safetensors")
+    g = load(tmp_path / "g.safetensors")
+    assert g.k == graft.k == math.floor(0.01 * view.numel) and g.bytes == size
+    assert g.names() == view.names
+    name = view.names[3]
+    mask = g.mask(name)
+    assert mask.shape == view.shapes[name] and mask.dtype == torch.bool
+    expected = view.split(tau)[name][mask]
+    assert torch.equal(g.values(name), expected)
+    assert g.head["weight"].shape == (3, 32)
+    assert size <= 1.2 * g.k * (4 + 4) + 4096
+
+
+def test_bitmask_is_used_when_smaller(body, tmp_path):
+    _, _, _, graft = _random_graft(body, 0.5)
+    graft.save(tmp_path / "dense.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "dense.safetensors"), "pt") as f:
+        assert "bitmask" in f.keys() and "positions" not in f.keys()
+    again = load(tmp_path / "dense.safetensors")
+    assert torch.equal(again.positions, graft.positions)
+
+
+def test_mask_zero_gives_theta0_and_mask_one_gives_theta_t(body):
+    view = BlockView(body)
+    params = dict(body.named_parameters())
+    theta0 = view.flatten(params).clone()
+    theta_t = theta0 + torch.randn_like(theta0) * 1e-2
+    tau = theta_t - theta0
+    head = {"weight": torch.zeros(1), "bias": torch.zeros(1)}
+    none = Graft.from_mask(view, torch.zeros(view.numel, dtype=torch.bool), tau, head, {})
+    none.apply(body)
+    assert torch.equal(view.flatten(params), theta0)
+    every = Graft.from_mask(view, torch.ones(view.numel, dtype=torch.bool), tau, head, {})
+    every.apply(body)
+    assert torch.equal(view.flatten(params), theta0 + tau)
+    assert (view.flatten(params) - theta_t).abs().max() <= 1e-8  # θ₀ + (θ_t − θ₀) is θ_t up to rounding
+
+
+def test_index_dtype_is_the_smallest_that_fits():
+    assert [index_dtype(n) for n in (256, 257, 65536, 65537, 2**32 + 1)] == [
+        torch.uint8,
+        torch.uint16,
+        torch.uint16,
+        torch.uint32,
+        torch.int64,
+    ]
+
+
+def test_damaged_graft_files_are_clear_errors(body, tmp_path):
+    _, _, _, graft = _random_graft(body, 0.01)
+    path = tmp_path / "g.safetensors"
+    graft.save(path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ClgraftError, match="not a readable graft file"):
+        load(path)
+    with pytest.raises(ClgraftError, match="not found"):
+        load(tmp_path / "nope.safetensors")
+
+
+def test_block_view_binds_weights_and_gradients(body):
+    view = BlockView(body)
+    weights, grads = view.bind(body)
+    params = dict(body.named_parameters())
+    weights.mul_(0)
+    assert all(float(params[n].abs().sum()) == 0 for n in view.names)
+    out = body(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state.sum()
+    out.backward()
+    assert torch.equal(grads, view.flatten({n: params[n].grad for n in view.names}))
+
+
+def test_ece_by_hand():
+    # confidences 0.9 (correct), 0.8 (wrong), 0.6 (correct): three different bins
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    logits = probs.log()
+    labels = torch.tensor([0, 0, 0])
+    expected = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.6)) / 3
+    assert ece(logits, labels) == pytest.approx(expected, abs=1e-6)
+
+
+def test_sparsity_outside_0_1_is_refused():
+    for s in (0.0, 1.0, -1e-4, 2.0):
+        with pytest.raises(ClgraftError, match="must be in \\(0, 1\\)"):
+            LocalizeOptions(sparsity=s)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    from clgraft.registry import Registry
+    from clgraft.runner import RunConfig, Runner
+
+    out = tmp_path_factory.mktemp("run")
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), steps=6, batch_size=4, max_length=32, lr=1e-3)
+    Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
+    return out
+
+
+def test_one_learner_step_matches_a_direct_restatement(tiny_run):
+    """MaskLearner's step on the tiny model against the rule written out with autograd on a plain copy."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    from clgraft.localize import MaskLearner
+    from clgraft.models import HeadedModel
+    from clgraft.registry import Registry
+    from clgraft.runner import Runner
+
+    runner, _ = Runner.from_run_dir(tiny_run, Registry.discover(), None)
+    task = runner._context().tasks[2]
+    body = runner.backbone.model
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters())).clone()
+    model = HeadedModel(body, runner.head_sizes, 0)
+    model.load_state_dict(load_file(tiny_run / "weights" / "task-03.safetensors"))
+    reference = copy.deepcopy(model)
+    learner = MaskLearner(model, view, theta0, task.head, 0, task.train, [task.dev], torch.device("cpu"))
+    tau = learner.weights.detach().clone() - theta0
+    base = top_k_mask(tau.abs(), 50)
+    S = torch.zeros(view.numel)  # S = 0 so that float32 holds the small change exactly enough to compare
+    S_before = S.clone()
+    batch = [[0, 1, 2, 3]]
+    learner.official_update(S, base, tau, batch, LocalizeOptions(sparsity=0.01))
+    # direct: θ̄ = θ₀ + γ(S)τ on the copy, ∂L/∂θ by autograd, then the update for a handful of entries
+    gamma = base.float() + (1 - 2 * base.float()) * torch.sigmoid(S_before - 10)
+    params = dict(reference.body.named_parameters())
+    with torch.no_grad():
+        for name, value in view.split(theta0 + gamma * tau).items():
+            params[name].copy_(value)
+    reference.eval()
+    ids, mask, labels = task.train.collate(batch[0])
+    torch.nn.functional.cross_entropy(reference(ids, mask, task.head), labels).backward()
+    grad = view.flatten({n: params[n].grad for n in view.names})
+    picks = torch.cat([torch.nonzero(base).flatten()[:3], torch.topk((grad * tau).abs() * ~base, 3).indices])
+    for i in picks.tolist():
+        sig = torch.sigmoid(S_before[i] - 10)
+        sign = 1 - 2 * float(base[i])
+        want_change = -sign * 1e7 * grad[i] * tau[i] * sig * (1 - sig)
+        assert float(S[i] - S_before[i]) == pytest.approx(float(want_change), rel=1e-4, abs=1e-15)
+    assert not torch.equal(S, S_before)
+
+
+@pytest.mark.parametrize("method", ["official", "stitch", "sparsify"])
+def test_localize_writes_grafts_and_results(tiny_run, method):
+    result = CliRunner().invoke(
+        app,
+        [
+            "localize",
+            str(tiny_run),
+            "--sparsity",
+            "0.01,0.1",
+            "--task",
+            "tiny-trec",
+            "--steps",
+            "3",
+            "--method",
+            method,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = [r for r in json.loads((tiny_run / "localize.json").read_text())["results"] if r["method"] == method]
+    assert [(r["task"], r["sparsity"]) for r in rows] == [("tiny-trec", 0.01), ("tiny-trec", 0.1)]
+    for r in rows:
+        graft = load(tiny_run / r["graft"])
+        assert graft.k == r["k"] and graft.meta["method"] == method and graft.meta["task"] == "tiny-trec"
+        assert r["recovered"] == pytest.approx(r["acc_grafted"] / r["acc_finetuned"])
+        assert 0 <= r["ece_grafted"] <= 1 and len(r["train_dev_acc"]) >= 2
+    assert (tiny_run / "localize-recovered.png").stat().st_size > 1000
+    info = CliRunner().invoke(app, ["graft", "info", str(tiny_run / rows[0]["graft"]), "--json"])
+    assert json.loads(info.output)["k"] == rows[0]["k"] and json.loads(info.output)["task"] == "tiny-trec"
+
+
+def test_graft_applied_to_theta0_reproduces_the_grafted_accuracy(tiny_run, tiny_model_dir):
+    """apply() needs only θ₀ and the graft file: the accuracy equals the one localize measured."""
+    from clgraft.registry import Registry
+    from clgraft.runner import Runner
+    from clgraft.train import accuracy, predict
+
+    CliRunner().invoke(app, ["localize", str(tiny_run), "--sparsity", "0.05", "--task", "tiny-agnews", "--steps", "2"])
+    row = next(
+        r
+        for r in json.loads((tiny_run / "localize.json").read_text())["results"]
+        if r["task"] == "tiny-agnews" and r["sparsity"] == 0.05
+    )
+    runner, _ = Runner.from_run_dir(tiny_run, Registry.discover(), None)
+    task = runner._context().tasks[1]
+    from clgraft.models import HeadedModel
+
+    model = HeadedModel(runner.backbone.model, runner.head_sizes, 0)
+    graft = load(tiny_run / row["graft"])
+    graft.apply(model)
+    model.heads[task.head].load_state_dict(graft.head)
+    acc = accuracy(predict(model, task.head, task.test, 64, torch.device("cpu")), task.test.labels)
+    assert acc == pytest.approx(row["acc_grafted"])
+    assert np.isfinite(acc)
+
+
+def test_localize_errors(tiny_run, tmp_path):
+    bad = CliRunner().invoke(app, ["localize", str(tiny_run), "--sparsity", "1.5"])
+    assert isinstance(bad.exception, ClgraftError) and "must be in (0, 1)" in str(bad.exception)
+    missing = CliRunner().invoke(app, ["localize", str(tmp_path), "--sparsity", "0.1"])
+    assert "holds no finished run" in str(missing.exception)
+    unknown = CliRunner().invoke(app, ["localize", str(tiny_run), "--task", "sst2"])
+    assert "not a task of this run" in str(unknown.exception)
