@@ -72,7 +72,7 @@ def localize_run(
         for s in sparsities:
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
             delta = -theta0 if run_opts.method == "sparsify" else tau
-            found = learner.learn(delta, tau.abs(), run_opts)
+            found = learner.learn(delta, tau, run_opts)
             learner._set(found.mask, delta)
             acc_g, ece_g = _test_metrics(model, task, runner.device)
             meta = {

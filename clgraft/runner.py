@@ -236,6 +236,7 @@ class Runner:
         model = HeadedModel(self.backbone.model, self.head_sizes, self.config.seed).to(self.device)
         ctx = self._context()
         method = self.method_class(self.method_options, ctx)
+        method.setup(model)
         R: list[list[float] | None] = partial["R"] if partial else []
         wall = partial["wall_s"] if partial else 0.0
         losses: list[list[float]] = partial["losses"] if partial else []

@@ -182,7 +182,7 @@ def test_one_learner_step_matches_a_direct_restatement(tiny_run):
     S = torch.zeros(view.numel)  # S = 0 so that float32 holds the small change exactly enough to compare
     S_before = S.clone()
     batch = [[0, 1, 2, 3]]
-    learner.official_update(S, base, tau, batch, LocalizeOptions(sparsity=0.01))
+    learner.official_update(S, base, tau, batch, LocalizeOptions(sparsity=0.01))  # allocates its own scratch
     # direct: θ̄ = θ₀ + γ(S)τ on the copy, ∂L/∂θ by autograd, then the update for a handful of entries
     gamma = base.float() + (1 - 2 * base.float()) * torch.sigmoid(S_before - 10)
     params = dict(reference.body.named_parameters())
@@ -264,3 +264,11 @@ def test_localize_errors(tiny_run, tmp_path):
     assert "holds no finished run" in str(missing.exception)
     unknown = CliRunner().invoke(app, ["localize", str(tiny_run), "--task", "sst2"])
     assert "not a task of this run" in str(unknown.exception)
+
+
+@pytest.mark.parametrize("k", [1, 37, 1064, 20_000, 300_000])
+def test_sampled_top_k_equals_full_top_k(k):
+    scores = torch.randn(1_000_000, generator=torch.Generator().manual_seed(k)).abs()
+    expected = torch.zeros(scores.numel(), dtype=torch.bool)
+    expected[torch.topk(scores, k).indices] = True
+    assert torch.equal(top_k_mask(scores, k), expected)

@@ -146,3 +146,23 @@ def test_avalanche_experiences_carry_task_ids_only_with_task_heads(tiny_model_di
     runner = Runner(config, Registry.discover(), None, Path("/nonexistent"), progress=False)
     method = Ewc(Ewc.Options(), runner._context())
     assert [exp.task_label for exp in method._datasets().train_stream] == labels
+
+
+def test_independent_trains_every_task_from_theta0(tiny_model_dir, tmp_path):
+    """Task 2's weights in an independent run equal training task 2 alone from θ₀ with the same seed."""
+    import torch
+
+    from clgraft.methods.base import TaskStep
+    from clgraft.methods.naive import Naive
+    from clgraft.models import HeadedModel
+
+    _run(tiny_model_dir, tmp_path / "r", method="independent")
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
+    runner = Runner(config, Registry.discover(), None, tmp_path / "other", progress=False)
+    torch.manual_seed(config.seed)
+    model = HeadedModel(runner.backbone.model, runner.head_sizes, config.seed)
+    torch.manual_seed(config.seed * 1000 + 1)
+    Naive(Naive.Options(), runner._context()).train(model, TaskStep(1, config.seed * 1000 + 1))
+    saved = load_file(tmp_path / "r" / "weights" / "task-02.safetensors")
+    body = {k: v for k, v in model.state_dict().items() if k.startswith("body.")}
+    assert all(torch.equal(saved[k], v) for k, v in body.items())

@@ -13,13 +13,14 @@ from clgraft.errors import ClgraftError
 from clgraft.methods.agem import AGem
 from clgraft.methods.base import Method
 from clgraft.methods.ewc import Ewc
+from clgraft.methods.independent import Independent
 from clgraft.methods.joint import Joint
 from clgraft.methods.lwf import Lwf
 from clgraft.methods.naive import Naive
 from clgraft.methods.packnet import PackNet
 from clgraft.methods.replay import Replay
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in [Naive, Ewc, Lwf, Replay, AGem, PackNet, Joint]}
+METHODS: dict[str, type[Method]] = {m.name: m for m in [Naive, Ewc, Lwf, Replay, AGem, PackNet, Joint, Independent]}
 
 
 def get_method(name: str) -> type[Method]:

@@ -77,6 +77,9 @@ class Method:
         self.options = options
         self.ctx = ctx
 
+    def setup(self, model: HeadedModel) -> None:
+        """Called once with the model at θ₀ (fresh heads), before any training or resume."""
+
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step."""
         task = self.ctx.tasks[step.index]
