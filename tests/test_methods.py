@@ -43,6 +43,13 @@ def test_every_method_runs_on_tiny_and_writes_a_valid_record(tiny_model_dir, tmp
         assert len(rec["train_loss"]) == 3
 
 
+@pytest.mark.parametrize("method", ["replay", "agem"])
+def test_memory_methods_mix_tasks_of_different_lengths(tiny_model_dir, tmp_path, method):
+    """Replay and A-GEM batch examples of several tasks together, whose longest examples differ in length."""
+    rec = _run(tiny_model_dir, tmp_path / "r", method=method, max_length=128)
+    assert all(row is not None for row in rec["R"])
+
+
 @pytest.mark.parametrize("head", ["task", "shared"])
 def test_naive_through_avalanche_gives_clgraft_s_R(tiny_model_dir, tmp_path, head):
     ours = _run(tiny_model_dir, tmp_path / "ours", head=head)

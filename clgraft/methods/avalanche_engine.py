@@ -38,10 +38,13 @@ warnings.filterwarnings("ignore", message="no QP solver found", category=UserWar
 
 
 class PackedDataset(Dataset):
-    """(packed ids+mask, label) pairs of one task; labels are offset into the shared head where there is one."""
+    """(packed ids+mask, label) pairs of one task; labels are offset into the shared head where there is one.
 
-    def __init__(self, data: Encoded, label_offset: int):
-        width = max(len(ids) for ids in data.ids)
+    Every task of a stream is packed to the same width, because replay and A-GEM stack examples of several tasks
+    into one batch; `unpack` cuts each batch back to its longest example.
+    """
+
+    def __init__(self, data: Encoded, label_offset: int, width: int):
         self.x = torch.zeros((len(data), 2, width), dtype=torch.long)
         self.x[:, 0] = data.pad_id
         for i, ids in enumerate(data.ids):
@@ -231,8 +234,9 @@ class AvalancheMethod(Method):
         from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset
 
         train = []
+        width = max(len(ids) for task in self.ctx.tasks for ids in task.train.ids)
         for t, task in enumerate(self.ctx.tasks):
-            packed = PackedDataset(task.train, task.label_offset)
+            packed = PackedDataset(task.train, task.label_offset, width)
             # without a task id (shared head) every experience has task label 0, as in class-incremental avalanche
             # benchmarks; LwF then distils all classes seen so far rather than those of "task 0" only
             label = t if self.ctx.head_mode == "task" else 0
