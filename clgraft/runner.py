@@ -117,9 +117,11 @@ class Runner:
         self.progress = progress
         self.method_class = get_method(config.method)
         self.method_options = parse_options(self.method_class, config.method_options)
-        if self.method_class.needs_task_id and config.head == "shared":
+        if self.method_class.requires_task_id(self.method_options) and config.head == "shared":
+            hint = " or --opt compose=union|stitch" if "compose" in type(self.method_options).model_fields else ""
             raise ClgraftError(
-                f"method {config.method} needs the task id at test time, so it has no shared-head mode; use --head task"
+                f"method {config.method} needs the task id at test time, so it has no shared-head mode; "
+                f"use --head task{hint}"
             )
         self.device = resolve_device(config.device)
         stream = registry.stream(config.stream)
@@ -218,6 +220,12 @@ class Runner:
         }
         save_tensors(weights / f"task-{after:02d}.safetensors", model.state_dict(), meta)
 
+    def _save_grafts(self, method: Method) -> None:
+        for stem, graft in method.grafts().items():
+            path = self.dir / "grafts" / f"{stem}.safetensors"
+            if not path.exists():
+                graft.save(path)
+
     def run(self) -> dict:
         """Run (or resume, or reuse) the stream; returns the run record."""
         finished, partial = self._existing()
@@ -268,7 +276,7 @@ class Runner:
                 self._train_sequentially(model, method, ctx, R, losses, checkpoint)
         except NonFiniteLoss as e:
             raise ClgraftError(f"{e}; tasks 1..{len(R) - 1} are kept in {self.dir} and a rerun resumes there") from e
-        record = self._record(R, losses, wall + time.perf_counter() - start)
+        record = self._record(R, losses, wall + time.perf_counter() - start, method.report())
         write_json(self.dir / "run.json", record)
         (self.dir / "progress.json").unlink(missing_ok=True)
         self.echo(_table(R, [d.task.task for d in self.data], record["metrics"]))
@@ -290,6 +298,7 @@ class Runner:
             saver = _trajectory_saver(model, folder, self.config.steps, self.config.trajectory)
             losses.append(method.train(model, TaskStep(t, task_seed, saver)))
             self._save_weights(model, t + 1)
+            self._save_grafts(method)
             R.append(_evaluate_row(model, method, ctx))
             checkpoint()
             bar.update(1)
@@ -302,7 +311,7 @@ class Runner:
         self._save_weights(model, len(ctx.tasks))
         R[1:] = [None] * (len(ctx.tasks) - 1) + [_evaluate_row(model, method, ctx)]
 
-    def _record(self, R: list, losses: list[list[float]], wall: float) -> dict:
+    def _record(self, R: list, losses: list[list[float]], wall: float, method_report: dict) -> dict:
         blocks = set(block_parameter_names(self.backbone.model))
         record = {
             "format": 1,
@@ -311,6 +320,7 @@ class Runner:
                 "name": self.method_class.name,
                 "paper": self.method_class.paper,
                 "options": self.method_options.model_dump(),
+                "report": method_report,
             },
             "tasks": self._tasks_record(),
             "R": R,

@@ -47,8 +47,12 @@ def train_task(
     desc: str = "train",
     on_step: Callable[[int], None] | None = None,
     progress: bool = True,
+    grad_hook: Callable[[], None] | None = None,
 ) -> list[float]:
-    """Fine-tune on one task for opts.steps steps; returns the loss per step; raises NonFiniteLoss on NaN/inf."""
+    """Fine-tune on one task for opts.steps steps; returns the loss per step; raises NonFiniteLoss on NaN/inf.
+
+    `grad_hook` runs between backward and the optimiser step (graft-freeze masks frozen entries there).
+    """
     model.train()
     optimizer = make_optimizer(model, [head], opts)
     loss_fn = nn.CrossEntropyLoss()
@@ -62,6 +66,8 @@ def train_task(
         if not math.isfinite(value):
             raise NonFiniteLoss(f"loss became {value} at step {step} of {desc}; lower --lr / --head-lr")
         loss.backward()
+        if grad_hook is not None:
+            grad_hook()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(value)

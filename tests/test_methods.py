@@ -24,7 +24,12 @@ def _run(model_dir: Path, out: Path, **over) -> dict:
     return Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
 
 
-CASES = [(m, h) for m in METHODS for h in ("task", "shared") if not (METHODS[m].needs_task_id and h == "shared")]
+CASES = [
+    (m, h)
+    for m in METHODS
+    for h in ("task", "shared")
+    if not (METHODS[m].requires_task_id(METHODS[m].Options()) and h == "shared")
+]
 
 
 @pytest.mark.parametrize("method, head", CASES)

@@ -13,6 +13,8 @@ from clgraft.errors import ClgraftError
 from clgraft.methods.agem import AGem
 from clgraft.methods.base import Method
 from clgraft.methods.ewc import Ewc
+from clgraft.methods.graft_compose import GraftCompose
+from clgraft.methods.graft_freeze import GraftFreeze
 from clgraft.methods.independent import Independent
 from clgraft.methods.joint import Joint
 from clgraft.methods.lwf import Lwf
@@ -20,7 +22,9 @@ from clgraft.methods.naive import Naive
 from clgraft.methods.packnet import PackNet
 from clgraft.methods.replay import Replay
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in [Naive, Ewc, Lwf, Replay, AGem, PackNet, Joint, Independent]}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in [Naive, Ewc, Lwf, Replay, AGem, PackNet, Joint, Independent, GraftFreeze, GraftCompose]
+}
 
 
 def get_method(name: str) -> type[Method]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from clgraft.batches import Encoded
 from clgraft.data import TaskData
+from clgraft.graft import Graft
 from clgraft.models import HeadedModel
 from clgraft.registry import Task
 from clgraft.train import TrainOptions, train_task
@@ -73,9 +74,17 @@ class Method:
     keeps_state: ClassVar[bool] = False
     """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
 
+    grad_hook: Callable[[], None] | None = None
+    """Called between backward and the optimiser step of clgraft's loop (None: nothing)."""
+
     def __init__(self, options: BaseModel, ctx: RunContext):
         self.options = options
         self.ctx = ctx
+
+    @classmethod
+    def requires_task_id(cls, options: BaseModel) -> bool:
+        """Whether this configuration needs the task id at test time (no shared-head mode)."""
+        return cls.needs_task_id
 
     def setup(self, model: HeadedModel) -> None:
         """Called once with the model at θ₀ (fresh heads), before any training or resume."""
@@ -94,10 +103,19 @@ class Method:
             desc=f"task {step.index + 1} {task.task.task}",
             on_step=step.on_step,
             progress=self.ctx.progress,
+            grad_hook=self.grad_hook,
         )
 
     def before_eval(self, model: HeadedModel, task_index: int) -> None:
         """Put the model in the state used to evaluate one task (PackNet selects that task's mask)."""
+
+    def grafts(self) -> dict[str, Graft]:
+        """Grafts the method keeps, by file stem; the runner stores them under grafts/."""
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        """Facts about the run the method wants in run.json (region sizes, memory kept per task...)."""
+        return {}
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
