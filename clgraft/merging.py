@@ -1,0 +1,43 @@
+"""Model merging of task vectors as one configured composer (DESIGN §4), after mergekit's
+GeneralizedTaskArithmeticMerge: sparsify each τ (none / TIES trim / DARE drop), elect signs (TIES) or not, combine
+(sum or disjoint mean), scale by λ. Localize-and-Stitch is the `compose.stitch` of localized grafts instead.
+Pure tensor functions over flat block-parameter vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Merge = Literal["task-arithmetic", "ties", "dare"]
+
+
+def trim_top_k(tau: torch.Tensor, density: float) -> torch.Tensor:
+    """TIES trim: keep the top `density` fraction of |τ| (by magnitude), zero the rest."""
+    k = max(1, int(density * tau.numel()))
+    threshold = torch.topk(tau.abs(), k, sorted=False).values.min()
+    return torch.where(tau.abs() >= threshold, tau, torch.zeros_like(tau))
+
+
+def dare_drop(tau: torch.Tensor, drop: float, generator: torch.Generator) -> torch.Tensor:
+    """DARE: drop each entry with probability p and rescale the survivors by 1/(1 − p)."""
+    keep = torch.rand(tau.shape, generator=generator) >= drop
+    return torch.where(keep, tau / (1 - drop), torch.zeros_like(tau))
+
+
+def merge_vectors(
+    taus: list[torch.Tensor], method: Merge, lam: float, density: float = 0.2, drop: float = 0.9, seed: int = 0
+) -> torch.Tensor:
+    """λ · combine(sparsify(τ_1..τ_T)): the merged task vector to add to θ₀."""
+    if method == "task-arithmetic":
+        return lam * torch.stack(taus).sum(0)
+    if method == "dare":
+        gen = torch.Generator().manual_seed(seed)
+        return lam * torch.stack([dare_drop(t, drop, gen) for t in taus]).sum(0)
+    trimmed = torch.stack([trim_top_k(t, density) for t in taus])
+    sign = torch.sign(trimmed.sum(0))  # elect: the sign of the summed mass
+    agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
+    total = torch.where(agree, trimmed, torch.zeros_like(trimmed)).sum(0)
+    count = agree.sum(0).clamp(min=1)
+    return lam * total / count  # disjoint mean over the agreeing task vectors
