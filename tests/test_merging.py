@@ -1,6 +1,5 @@
 """Task arithmetic, TIES and DARE on hand-made task vectors, and the merge method's dev-only selection."""
 
-import pytest
 import torch
 
 from clgraft.merging import dare_drop, merge_vectors, trim_top_k
