@@ -24,13 +24,15 @@ def _cell(values: pd.Series) -> str:
 
 
 def summarize(records: list[dict]) -> pd.DataFrame:
-    """One row per (method, options): n seeds and mean ± std (in points) of each metric, and mean wall time."""
+    """One row per (method, options): n seeds, mean ± std (in points) of each metric, mean memory kept per task
+    (from the method's report; old records without one count 0) and mean wall time."""
     rows = [
         {
             "method": r["method"]["name"],
             "options": r["method"]["options"],
             "seed": r["seed"],
             "wall_s": r["wall_s"],
+            "extra_kb": r["method"].get("report", {}).get("extra_bytes_per_task", 0) / 1024,
             **{m: r["metrics"][m] for m in METRICS},
         }
         for r in records
@@ -38,7 +40,13 @@ def summarize(records: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows).astype({m: float for m in METRICS})
     frame["options"] = frame["options"].map(lambda o: ", ".join(f"{k}={v}" for k, v in o.items()) or "-")
     grouped = frame.groupby(["method", "options"], sort=False)
-    table = grouped.agg(n=("seed", "count"), **{m: (m, _cell) for m in METRICS}, wall_s=("wall_s", "mean"))
+    table = grouped.agg(
+        n=("seed", "count"),
+        **{m: (m, _cell) for m in METRICS},
+        extra_kb_per_task=("extra_kb", "mean"),
+        wall_s=("wall_s", "mean"),
+    )
+    table["extra_kb_per_task"] = table["extra_kb_per_task"].map(lambda v: f"{v:.0f}")
     table["wall_s"] = table["wall_s"].map(lambda v: f"{v:.0f}")
     return table.reset_index()
 
@@ -62,7 +70,8 @@ def compare_runs(
     table = summarize(records)
     header = (
         f"stream {configs[0].stream}, {len(configs)} runs; metrics in accuracy points from R (DESIGN §2), "
-        "mean ± std over seeds; wall_s = mean seconds per run"
+        "mean ± std over seeds; extra_kb_per_task = memory kept per task beyond the model (grafts, buffers, "
+        "Fisher, teacher); wall_s = mean seconds per run"
     )
     markdown = f"{header}\n\n{table.to_markdown(index=False)}\n"
     write_text(root / "compare.md", markdown)

@@ -31,8 +31,15 @@ def test_dare_drops_and_rescales():
 
 
 def test_merge_method_records_its_dev_grid(tiny_model_dir, tmp_path):
-    config = RunConfig(stream="tiny", model=str(tiny_model_dir), method="merge", steps=3, batch_size=4,
-                       max_length=32, method_options={"merge": "ties", "lambdas": [0.5, 1.0], "densities": [0.2]})
+    config = RunConfig(
+        stream="tiny",
+        model=str(tiny_model_dir),
+        method="merge",
+        steps=3,
+        batch_size=4,
+        max_length=32,
+        method_options={"merge": "ties", "lambdas": [0.5, 1.0], "densities": [0.2]},
+    )
     rec = Runner(config, Registry.discover(), None, tmp_path, progress=False, echo=lambda s: None).run()
     report = rec["method"]["report"]
     assert report["grid"] == [{"lam": 0.5, "density": 0.2}, {"lam": 1.0, "density": 0.2}]

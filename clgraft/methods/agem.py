@@ -21,5 +21,9 @@ class AGem(AvalancheMethod):
     keeps_state = True
     strategy_class = "AGEM"
 
+    def kept_bytes(self) -> int:
+        """patterns_per_exp examples per task."""
+        return self.options.patterns_per_exp * len(self.ctx.tasks) * self._example_bytes()
+
     def strategy_kwargs(self):
         return {"patterns_per_exp": self.options.patterns_per_exp, "sample_size": self.options.sample_size}

@@ -312,6 +312,24 @@ class AvalancheMethod(Method):
             watch.bar.close()
         return watch.losses
 
+    def kept_bytes(self) -> int:
+        """Bytes the method keeps beyond the model at the end of the stream (Fisher, teacher, buffers, masks)."""
+        return 0
+
+    def _param_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.strategy.clgraft_model.parameters())
+
+    def _example_bytes(self) -> int:
+        """One packed training example (ids + mask at the common width, int64) plus its label."""
+        dataset = self.benchmark.train_stream[0].dataset
+        x = dataset[0][0]
+        return x.numel() * x.element_size() + 8
+
+    def report(self) -> dict:
+        if self.strategy is None:
+            return {"extra_bytes_per_task": 0}
+        return {"extra_bytes_per_task": self.kept_bytes() / len(self.ctx.tasks), "extra_bytes": self.kept_bytes()}
+
     def _head_order(self, head: str) -> int:
         return [t.head for t in self.ctx.tasks].index(head)
 

@@ -20,5 +20,9 @@ class Ewc(AvalancheMethod):
     keeps_state = True
     strategy_class = "EWC"
 
+    def kept_bytes(self) -> int:
+        """mode=separate keeps an importance tensor and a copy of the weights per task."""
+        return 2 * self._param_bytes() * len(self.ctx.tasks)
+
     def strategy_kwargs(self):
         return {"ewc_lambda": self.options.ewc_lambda, "mode": "separate"}

@@ -78,4 +78,5 @@ class GraftCompose(Method):
             "region_sizes": sizes,
             "region_fractions": [k / self.view.numel for k in sizes],
             "stored_bytes_per_task": [k * (4 + 4) for k in sizes],
+            "extra_bytes_per_task": sum(k * (4 + 4) for k in sizes) / max(1, len(sizes)),
         }

@@ -69,4 +69,5 @@ class GraftFreeze(Method):
             "free_fraction": 1 - int(self.frozen.sum()) / n,
             "disjoint": int(self.frozen.sum()) == sum(self.sizes),
             "stored_bytes_per_task": [k * (4 + 4) for k in self.sizes],
+            "extra_bytes_per_task": sum(k * (4 + 4) for k in self.sizes) / max(1, len(self.sizes)),
         }

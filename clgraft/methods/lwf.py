@@ -21,5 +21,9 @@ class Lwf(AvalancheMethod):
     keeps_state = True
     strategy_class = "LwF"
 
+    def kept_bytes(self) -> int:
+        """One frozen copy of the previous model (the teacher)."""
+        return self._param_bytes()
+
     def strategy_kwargs(self):
         return {"alpha": self.options.alpha, "temperature": self.options.temperature}

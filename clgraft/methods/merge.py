@@ -75,4 +75,9 @@ class MergeTaskVectors(Method):
         return losses
 
     def report(self) -> dict:
-        return {"merge": self.options.merge, "grid": self._grid(), "chosen_on_dev": self.choices}
+        return {
+            "merge": self.options.merge,
+            "grid": self._grid(),
+            "chosen_on_dev": self.choices,
+            "extra_bytes_per_task": self.view.numel * 4,
+        }

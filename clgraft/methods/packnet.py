@@ -48,6 +48,10 @@ class PackNet(AvalancheMethod):
             if isinstance(plugin, PackNetPlugin):
                 plugin.before_training_exp = lambda *args, **kwargs: None
 
+    def kept_bytes(self) -> int:
+        """A uint8 owner (task index) per pruned weight of the body's Linear layers."""
+        return sum(m.weight.numel() for m in self.packnet.wrappee.model.body.modules() if isinstance(m, nn.Linear))
+
     def epoch_steps(self, steps: int) -> list[int]:
         post = min(steps - 1, max(1, round(self.options.post_prune_fraction * steps)))
         if post < 1:

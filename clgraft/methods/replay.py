@@ -52,6 +52,11 @@ class Replay(AvalancheMethod):
     strategy_class = "Naive"
     scheduled = False
 
+    def kept_bytes(self) -> int:
+        """per_class examples of every class of every task."""
+        classes = sum(len(t.task.labels) for t in self.ctx.tasks)
+        return self.options.per_class * classes * self._example_bytes()
+
     def plugins(self):
         from avalanche.training.plugins import ReplayPlugin
 
