@@ -12,7 +12,7 @@ from pydantic import Field
 from clgraft.compose import compose
 from clgraft.graft import Graft
 from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks
+from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks, task_graft
 from clgraft.models import BlockView, HeadedModel
 
 
@@ -46,14 +46,7 @@ class GraftCompose(Method):
         model.body.load_state_dict(self.theta0_body)
         losses = super().train(model, step)
         region, tau = localize_task(model, self.view, self.theta0, task, self.options, self.ctx.device, step.seed)
-        head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
-        meta = {
-            "task": task.task.task,
-            "task_version": str(task.task.version),
-            "method": self.name,
-            "sparsity": repr(self.options.sparsity),
-        }
-        self.by_task[step.index] = Graft.from_mask(self.view, region, tau, head, meta)
+        self.by_task[step.index] = task_graft(model, self.view, task, region, tau, self.name, self.options.sparsity)
         model.body.load_state_dict(self.theta0_body)  # embeddings back to θ₀: grafts cover block parameters only
         if self.options.compose != "task-aware":
             set_blocks(model, self.view, compose(self.theta0, list(self.by_task.values()), self.options.compose))

@@ -12,7 +12,7 @@ import torch
 
 from clgraft.graft import Graft
 from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks
+from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks, task_graft
 from clgraft.models import BlockView, HeadedModel
 
 
@@ -48,14 +48,9 @@ class GraftFreeze(Method):
         set_blocks(model, self.view, start + region * tau)
         self.frozen |= region
         self.sizes.append(int(region.sum()))
-        head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
-        meta = {
-            "task": task.task.task,
-            "task_version": str(task.task.version),
-            "method": self.name,
-            "sparsity": repr(self.options.sparsity),
-        }
-        self._grafts[f"{task.task.task}-{self.name}"] = Graft.from_mask(self.view, region, tau, head, meta)
+        self._grafts[f"{task.task.task}-{self.name}"] = task_graft(
+            model, self.view, task, region, tau, self.name, self.options.sparsity
+        )
         return losses
 
     def grafts(self) -> dict[str, Graft]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from clgraft.graft import Graft
 from clgraft.localize import LocalizeOptions, MaskLearner
 from clgraft.methods.base import PreparedTask
 from clgraft.models import BlockView, HeadedModel
@@ -23,6 +24,26 @@ def set_blocks(model: HeadedModel, view: BlockView, flat: torch.Tensor) -> None:
     with torch.no_grad():
         for name, value in view.split(flat).items():
             params[name].copy_(value)
+
+
+def task_graft(
+    model: HeadedModel,
+    view: BlockView,
+    task: PreparedTask,
+    region: torch.Tensor,
+    tau: torch.Tensor,
+    method: str,
+    sparsity: float,
+) -> Graft:
+    """The graft γ⊙τ of one task in a run, with the task's head as it is now."""
+    head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
+    meta = {
+        "task": task.task.task,
+        "task_version": str(task.task.version),
+        "method": method,
+        "sparsity": repr(sparsity),
+    }
+    return Graft.from_mask(view, region, tau, head, meta)
 
 
 def localize_task(
