@@ -86,13 +86,13 @@ def test_packnet_has_no_shared_head_mode(tiny_model_dir, tmp_path):
 
 
 def test_options_are_validated_recorded_and_hashed(tiny_model_dir, tmp_path):
-    with pytest.raises(ClgraftError, match=r"--opt ewc_lambd: Extra inputs.*takes: ewc_lambda=1000.0"):
+    with pytest.raises(ClgraftError, match=r"--opt ewc_lambd: Extra inputs.*takes: ewc_lambda=1000000.0"):
         _run(tiny_model_dir, tmp_path / "bad", method="ewc", method_options={"ewc_lambd": 5})
     with pytest.raises(ClgraftError, match=r"--opt ewc_lambda: .*number"):
         _run(tiny_model_dir, tmp_path / "bad", method="ewc", method_options={"ewc_lambda": "lots"})
     a = _run(tiny_model_dir, tmp_path / "a", method="ewc", method_options={"ewc_lambda": 5})
     b = _run(tiny_model_dir, tmp_path / "b", method="ewc")
-    c = _run(tiny_model_dir, tmp_path / "c", method="ewc", method_options={"ewc_lambda": 1000.0})
+    c = _run(tiny_model_dir, tmp_path / "c", method="ewc", method_options={"ewc_lambda": 1e6})
     assert a["method"]["options"] == {"ewc_lambda": 5.0} and a["config_hash"] != b["config_hash"]
     assert b["config_hash"] == c["config_hash"]  # the default spelled out is the same configuration
 
