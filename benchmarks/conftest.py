@@ -9,9 +9,9 @@ from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
 BATCH, LENGTH, STEPS = 8, 64, 10
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def minilm() -> HeadedModel:
-    torch.set_num_threads(torch.get_num_threads())
+    """A fresh model per benchmark module, so that no suite runs on a model another one has used."""
     return HeadedModel(load_backbone(DEFAULT_MODEL).model, {"t": 4}, seed=0)
 
 

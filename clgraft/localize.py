@@ -48,7 +48,13 @@ class LocalizeOptions:
             raise ClgraftError("--steps must be ≥ 0 and batches ≥ 1")
 
 
-def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+def top_k_magnitude(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the k entries of largest |value| (as top_k_mask of |values|, without an N-sized copy on
+    the sampled path)."""
+    return top_k_mask(values, k, magnitude=True)
+
+
+def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.Tensor:
     """Boolean mask of the k largest entries of a flat vector: one global selection over all block parameters.
 
     For small k, a threshold from a fixed random sample of 65,536 entries, set six standard errors below the
@@ -63,13 +69,16 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     m = 2**16
     if n >= 4 * m and k < n // 8:
         sample = scores[torch.randint(0, n, (m,), generator=torch.Generator().manual_seed(0)).to(scores.device)]
+        sample = sample.abs() if magnitude else sample
         p = k / n
         threshold = torch.quantile(sample.float(), max(0.0, 1 - p - 6 * math.sqrt(p * (1 - p) / m)))
-        candidates = torch.nonzero(scores >= threshold).flatten()
+        passing = (scores >= threshold) | (scores <= -threshold) if magnitude else scores >= threshold
+        candidates = torch.nonzero(passing).flatten()
         if candidates.numel() >= k:
-            mask[candidates[torch.topk(scores[candidates], k, sorted=False).indices]] = True
+            picked = scores[candidates].abs() if magnitude else scores[candidates]
+            mask[candidates[torch.topk(picked, k, sorted=False).indices]] = True
             return mask
-    mask[torch.topk(scores, k, sorted=False).indices] = True
+    mask[torch.topk(scores.abs() if magnitude else scores, k, sorted=False).indices] = True
     return mask
 
 
@@ -169,18 +178,17 @@ class MaskLearner:
         k = math.floor(opts.sparsity * self.view.numel)
         if k < 1:
             raise ClgraftError(f"--sparsity {opts.sparsity} selects no entry of {self.view.numel} block parameters")
-        base = top_k_mask(init.abs(), k)
+        base = top_k_magnitude(init, k)
         gen = torch.Generator().manual_seed(opts.seed)
         schedule = train_batches(len(self.train), opts.batch_size, opts.steps * opts.batches, gen)
-        work = torch.empty_like(delta)
         if opts.method == "stitch":
-            return self._stitch(delta, base, k, schedule, opts, work)
+            return self._stitch(delta, base, k, schedule, opts)
         S = torch.rand(self.view.numel, generator=gen)
         best_mask, best, best_step = base, self.score(base, delta), 0
         history = [best]
         for step in range(1, opts.steps + 1):
             batches = schedule[(step - 1) * opts.batches : step * opts.batches]
-            self.official_update(S, base, delta, batches, opts, work)
+            self.official_update(S, base, delta, batches, opts)
             rounded = rounded_official(S, base, opts.bias)
             history.append(self.score(rounded, delta))
             if history[-1] > best:
@@ -194,19 +202,24 @@ class MaskLearner:
         delta: torch.Tensor,
         batches: list[list[int]],
         opts: LocalizeOptions,
-        work: torch.Tensor | None = None,
     ) -> None:
-        """One step of the official rule in place on S: gradient at θ̄(γ(S)) averaged over `batches`."""
-        work = torch.empty_like(S) if work is None else work
-        torch.sub(S, opts.bias, out=work).sigmoid_()
-        on = torch.nonzero(base).flatten()
-        work[on] = 1 - work[on]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
-        self._set_relaxed(work, delta)
-        grad_tau = self._grad(batches).mul_(delta)  # the gradient buffer is reused for ∂L/∂θ ⊙ δ
-        official_step(S, base, grad_tau, opts.lr, opts.bias, work)
+        """One step of the official rule in place on S: gradient at θ̄(γ(S)) averaged over `batches`.
 
-    def _stitch(self, delta, base, k: int, schedule, opts: LocalizeOptions, work: torch.Tensor) -> MaskResult:
+        No N-sized temporary: γ(S) is built in the weight vector and turned into θ̄ there, the gradient buffer
+        becomes ∂L/∂θ⊙δ, and once the gradient is taken the weight vector is the scratch of the update (the next
+        evaluation writes the weights again)."""
+        gamma = self.weights
+        with torch.no_grad():
+            torch.sub(S, opts.bias, out=gamma).sigmoid_()
+            on = torch.nonzero(base).flatten()
+            gamma[on] = 1 - gamma[on]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
+            gamma.mul_(delta).add_(self.theta0)  # θ̄ = θ₀ + γ⊙δ, in place
+        grad_tau = self._grad(batches).mul_(delta)
+        official_step(S, base, grad_tau, opts.lr, opts.bias, work=self.weights)
+
+    def _stitch(self, delta, base, k: int, schedule, opts: LocalizeOptions) -> MaskResult:
         S = torch.where(base, 3.0, -3.0)
+        work = torch.empty_like(S)
         history = [self.score(base, delta)]
         for step in range(1, opts.steps + 1):
             torch.sigmoid(S, out=work)

@@ -52,7 +52,7 @@ def localize_run(
     ctx = runner._context()
     body = runner.backbone.model
     view = BlockView(body)
-    theta0 = view.flatten(dict(body.named_parameters())).clone()
+    theta0 = view.flatten(dict(body.named_parameters()))
     model = HeadedModel(body, runner.head_sizes, runner.config.seed).to(runner.device)
     rows = []
     for t in _select(runner, task_names):

@@ -148,10 +148,12 @@ class BlockView:
     def bind(self, body: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Make the block parameters (and their gradients) views of two flat vectors; returns (weights, grads)."""
         params = dict(body.named_parameters())
-        weights = self.flatten(params)
-        grads = torch.zeros_like(weights)
-        for name, view in self.split(weights).items():
+        first = params[self.names[0]]
+        weights = torch.empty(self.numel, dtype=first.dtype, device=first.device)
+        for name, view in self.split(weights).items():  # one parameter at a time: each old tensor is freed at once
+            view.copy_(params[name].data)
             params[name].data = view
+        grads = torch.zeros_like(weights)
         for name, view in self.split(grads).items():
             params[name].grad = view
         return weights, grads

@@ -38,7 +38,7 @@ class GraftCompose(Method):
     def setup(self, model: HeadedModel) -> None:
         self.view = BlockView(model.body)
         self.theta0_body = {k: v.detach().clone() for k, v in model.body.state_dict().items()}
-        self.theta0 = self.view.flatten(dict(model.body.named_parameters())).clone()
+        self.theta0 = self.view.flatten(dict(model.body.named_parameters()))
         self.by_task: dict[int, Graft] = {}
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:

@@ -39,7 +39,7 @@ class GraftFreeze(Method):
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         task = self.ctx.tasks[step.index]
-        start = self.view.flatten(dict(model.body.named_parameters())).clone()
+        start = self.view.flatten(dict(model.body.named_parameters()))
         self._frozen_views = {n: v for n, v in self.view.split(self.frozen).items() if v.any()}
         self.grad_hook = self._mask_frozen_gradients if self._frozen_views else None
         losses = super().train(model, step)

@@ -57,7 +57,7 @@ def localize_task(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The region γ of the update τ = θ_now − start that keeps the task's train+dev accuracy (DESIGN §3);
     returns (γ, τ) and leaves the model's weights as they were."""
-    theta = view.flatten(dict(model.body.named_parameters())).clone()
+    theta = view.flatten(dict(model.body.named_parameters()))
     tau = theta - start
     learner = MaskLearner(model, view, start, task.head, task.label_offset, task.train, [task.train, task.dev], device)
     found = learner.learn(
