@@ -40,3 +40,21 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.delenv("CLGRAFT_TASKS_PATH", raising=False)
     monkeypatch.delenv("CLGRAFT_DATA_DIR", raising=False)
+
+
+@pytest.fixture()
+def interrupt_task(monkeypatch):
+    """interrupt_task(MethodClass, index): Ctrl-C when that task starts; returns a function that undoes it."""
+
+    def install(method_class, index: int):
+        original = method_class.train
+
+        def stop(self, model, step):
+            if step.index == index:
+                raise KeyboardInterrupt
+            return original(self, model, step)
+
+        monkeypatch.setattr(method_class, "train", stop)
+        return lambda: monkeypatch.setattr(method_class, "train", original)
+
+    return install

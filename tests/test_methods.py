@@ -97,20 +97,13 @@ def test_options_are_validated_recorded_and_hashed(tiny_model_dir, tmp_path):
     assert b["config_hash"] == c["config_hash"]  # the default spelled out is the same configuration
 
 
-def test_stateful_method_restarts_instead_of_resuming(tiny_model_dir, tmp_path, monkeypatch):
+def test_stateful_method_restarts_instead_of_resuming(tiny_model_dir, tmp_path, interrupt_task):
     from clgraft.methods.lwf import Lwf
 
-    original = Lwf.train
-
-    def stop_at_third(self, model, step):
-        if step.index == 2:
-            raise KeyboardInterrupt
-        return original(self, model, step)
-
-    monkeypatch.setattr(Lwf, "train", stop_at_third)
+    undo = interrupt_task(Lwf, 2)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_model_dir, tmp_path / "r", method="lwf")
-    monkeypatch.setattr(Lwf, "train", original)
+    undo()
     messages = []
     config = RunConfig(stream="tiny", model=str(tiny_model_dir), method="lwf", **FAST)
     resumed = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=messages.append).run()

@@ -48,21 +48,14 @@ def test_same_seed_same_R_and_weights_different_seed_differs(tiny_model_dir, tmp
     assert c["R"] != a["R"] and c["config_hash"] != a["config_hash"]
 
 
-def test_interrupted_run_resumes_to_the_same_R(tiny_model_dir, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_R(tiny_model_dir, tmp_path, interrupt_task):
     full = _run(tiny_model_dir, tmp_path / "full")
-    original = Naive.train
-
-    def stop_at_third(self, model, step):
-        if step.index == 2:
-            raise KeyboardInterrupt
-        return original(self, model, step)
-
-    monkeypatch.setattr(Naive, "train", stop_at_third)
+    undo = interrupt_task(Naive, 2)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_model_dir, tmp_path / "cut")
     progress = json.loads((tmp_path / "cut" / "progress.json").read_text())
     assert len(progress["R"]) == 3 and not (tmp_path / "cut" / "run.json").exists()
-    monkeypatch.setattr(Naive, "train", original)
+    undo()
     messages = []
     config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
     resumed = Runner(config, Registry.discover(), None, tmp_path / "cut", progress=False, echo=messages.append).run()
