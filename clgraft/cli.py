@@ -246,29 +246,24 @@ def compare(
     from clgraft.compare import compare_runs
     from clgraft.data import data_dir_from
 
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError as e:
-        raise ClgraftError(f"--seeds {seeds!r}: write integers separated by commas, e.g. 13,21,42") from e
+    base = _config(
+        stream=stream,
+        order=order,
+        model=model,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        head_lr=head_lr,
+        max_length=max_length,
+        max_test=max_test,
+        head=head,
+        device=device,
+    )
     configs = [
-        _config(
-            stream=stream,
-            order=order,
-            method=m.strip(),
-            model=model,
-            seed=seed,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            head_lr=head_lr,
-            max_length=max_length,
-            max_test=max_test,
-            head=head,
-            device=device,
-        )
+        base.model_copy(update={"method": m.strip(), "seed": seed})
         for m in methods.split(",")
         if m.strip()
-        for seed in seed_list
+        for seed in _parse_list(seeds, int, "--seeds", "13,21,42")
     ]
     compare_runs(configs, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo)
 
@@ -299,10 +294,7 @@ def localize(
 
     if method not in ("official", "stitch", "sparsify"):
         raise ClgraftError(f"--method {method!r}: choose official, stitch or sparsify")
-    try:
-        values = [float(v) for v in sparsity.split(",") if v.strip()]
-    except ValueError as e:
-        raise ClgraftError(f"--sparsity {sparsity!r}: write numbers separated by commas, e.g. 1e-4,1e-3") from e
+    values = _parse_list(sparsity, float, "--sparsity", "1e-4,1e-3")
     for v in values:
         LocalizeOptions(sparsity=v)
     opts = LocalizeOptions(sparsity=values[0], method=method, steps=steps, lr=lr, batches=batches, seed=seed)
@@ -342,6 +334,14 @@ def graft_info(
         typer.echo(json.dumps(info, indent=2))
     else:
         typer.echo("\n".join(f"{k:<16} {v}" for k, v in info.items()))
+
+
+def _parse_list(text: str, kind: type, option: str, example: str) -> list:
+    """A comma-separated option value as a list of numbers."""
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise ClgraftError(f"{option} {text!r}: write {kind.__name__}s separated by commas, e.g. {example}") from e
 
 
 def _parse_opts(pairs: list[str]) -> dict:

@@ -140,7 +140,7 @@ class MaskLearner:
             params[name].requires_grad_(True)
         self.loss_fn = nn.CrossEntropyLoss()
 
-    def _set(self, mask: torch.Tensor, delta: torch.Tensor) -> None:
+    def set_mask(self, mask: torch.Tensor, delta: torch.Tensor) -> None:
         """Weights θ₀ + γ⊙δ for a boolean γ (touches only the selected entries after one copy)."""
         with torch.no_grad():
             self.weights.copy_(self.theta0)
@@ -164,7 +164,7 @@ class MaskLearner:
 
     def score(self, mask: torch.Tensor, delta: torch.Tensor) -> float:
         """Accuracy on train ∪ dev of θ₀ + γ⊙δ for a boolean mask γ."""
-        self._set(mask, delta)
+        self.set_mask(mask, delta)
         correct = total = 0
         for data in self.score_sets:
             logits = predict(self.model, self.head, data, 64, self.device)

@@ -73,7 +73,7 @@ def localize_run(
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
             delta = -theta0 if run_opts.method == "sparsify" else tau
             found = learner.learn(delta, tau, run_opts)
-            learner._set(found.mask, delta)
+            learner.set_mask(found.mask, delta)
             acc_g, ece_g = _test_metrics(model, task, runner.device)
             meta = {
                 "base_model": record["model"]["id"],
