@@ -117,11 +117,6 @@ print(param_bytes, max(peak[0], rss()) - before)
 """
 
 
-@pytest.mark.xfail(
-    reason="target not met yet: peak RSS of mask learning is 3.6-3.8x the parameter memory (θ₀, τ, S and the "
-    "gradient vector are 1.9x; the first backward adds ~78 MiB that stays, the bound weights ~41 MiB)",
-    strict=False,
-)
 def test_mask_learning_memory():
     """Peak memory of mask learning beyond the loaded model — θ₀, τ, S, gradients, scratch, masks, activations —
     in a fresh process: resident set size sampled every 2 ms, peak minus the size before (ru_maxrss cannot be used:

@@ -15,6 +15,8 @@ then the top-⌊sN⌋ of σ(S) is the mask.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +27,8 @@ from clgraft.batches import Encoded, train_batches
 from clgraft.errors import ClgraftError
 from clgraft.models import BlockView, HeadedModel
 from clgraft.train import accuracy, predict
+
+SCORE_BATCH = 16  # small: the scored sets are few-shot, and larger batches' activations would set the memory peak
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,31 @@ def official_step(
 
 def rounded_official(S: torch.Tensor, base: torch.Tensor, bias: float) -> torch.Tensor:
     """round(γ(S)) for γ = γ_base + (1 − 2γ_base)σ(S − b): γ_base flipped where σ(S − b) > 1/2, i.e. S > b."""
-    return base ^ (S > bias)
+    return torch.gt(S, bias).logical_xor_(base)
+
+
+@contextmanager
+def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
+    """Activation checkpointing of the body's layers for the duration of a mask search; yields the checkpointed
+    layers (none where the model has no such support).
+
+    Mask learning holds five N-sized vectors (θ₀, τ, S, weights, gradients); one batch's stored activations would
+    add about the parameter memory again, while re-computing each layer in the backward pass costs ~15% of a
+    gradient. The layers checkpoint only in training mode, so `_grad` raises their own flags and leaves every
+    dropout off; the gradient is the same to the bit. Turned off afterwards: training goes on without it.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    body = model.body
+    if not getattr(body, "supports_gradient_checkpointing", False):
+        yield []
+        return
+    body.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield [m for m in body.modules() if isinstance(m, GradientCheckpointingLayer)]
+    finally:
+        body.activation_checkpointing_disable()
+        model.eval()
 
 
 @dataclass
@@ -134,27 +162,40 @@ class MaskLearner:
         self.train, self.score_sets, self.device = train, score_sets, device
         for p in model.parameters():
             p.requires_grad_(False)
-        self.weights, self.grads = view.bind(model.body)
         params = dict(model.body.named_parameters())
-        for name in view.names:
-            params[name].requires_grad_(True)
+        self.params = [params[name] for name in view.names]  # the model's own storage: no weight copy is made
+        for p in self.params:
+            p.requires_grad_(True)
+        self.grads = view.bind_grads(model.body)
         self.loss_fn = nn.CrossEntropyLoss()
+        self.checkpointed: list[nn.Module] = []
+
+    def _pieces(self, *flats: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Each block parameter with the matching views of flat vectors (parameter-shaped)."""
+        return zip(self.params, *(self.view.split(f).values() for f in flats), strict=True)
+
+    def weights(self) -> torch.Tensor:
+        """The current block weights as one flat vector (a copy)."""
+        return self.view.flatten(dict(zip(self.view.names, self.params, strict=True)))
 
     def set_mask(self, mask: torch.Tensor, delta: torch.Tensor) -> None:
         """Weights θ₀ + γ⊙δ for a boolean γ (touches only the selected entries after one copy)."""
         with torch.no_grad():
-            self.weights.copy_(self.theta0)
-            where = torch.nonzero(mask).flatten()
-            self.weights[where] += delta[where]
+            for p, t0, m, d in self._pieces(self.theta0, mask, delta):
+                p.copy_(t0)
+                p[m] += d[m]
 
     def _set_relaxed(self, gamma: torch.Tensor, delta: torch.Tensor) -> None:
         """Weights θ₀ + γ⊙δ for a real-valued γ."""
         with torch.no_grad():
-            torch.addcmul(self.theta0, gamma, delta, out=self.weights)
+            for p, t0, g, d in self._pieces(self.theta0, gamma, delta):
+                torch.addcmul(t0, g, d, out=p)
 
     def _grad(self, batches: list[list[int]]) -> torch.Tensor:
         """Mean over batches of ∂L/∂θ at the current weights (dropout off: the official code scores in eval mode)."""
         self.model.eval()
+        for layer in self.checkpointed:
+            layer.training = True  # only the layer's own flag: its dropout sub-modules stay off
         self.grads.zero_()
         for index in batches:
             input_ids, mask, labels = (t.to(self.device) for t in self.train.collate(index))
@@ -167,7 +208,7 @@ class MaskLearner:
         self.set_mask(mask, delta)
         correct = total = 0
         for data in self.score_sets:
-            logits = predict(self.model, self.head, data, 64, self.device)
+            logits = predict(self.model, self.head, data, SCORE_BATCH, self.device)
             correct += accuracy(logits, data.labels + self.offset) * len(data)
             total += len(data)
         return correct / total
@@ -175,6 +216,10 @@ class MaskLearner:
     def learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions) -> MaskResult:
         """Search a mask of about ⌊sN⌋ entries for the candidate change δ (τ, or −θ₀ for sparsify), starting from
         the top-⌊sN⌋ entries of |init| (|τ|: where fine-tuning moved most)."""
+        with _checkpointing(self.model) as self.checkpointed:
+            return self._learn(delta, init, opts)
+
+    def _learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions) -> MaskResult:
         k = math.floor(opts.sparsity * self.view.numel)
         if k < 1:
             raise ClgraftError(f"--sparsity {opts.sparsity} selects no entry of {self.view.numel} block parameters")
@@ -205,17 +250,18 @@ class MaskLearner:
     ) -> None:
         """One step of the official rule in place on S: gradient at θ̄(γ(S)) averaged over `batches`.
 
-        No N-sized temporary: γ(S) is built in the weight vector and turned into θ̄ there, the gradient buffer
-        becomes ∂L/∂θ⊙δ, and once the gradient is taken the weight vector is the scratch of the update (the next
-        evaluation writes the weights again)."""
-        gamma = self.weights
+        No N-sized temporary: γ(S) is built in the weights and turned into θ̄ there, the gradient buffer becomes
+        ∂L/∂θ⊙δ, and once the gradient is taken the weights are the scratch of the update (the next evaluation writes
+        them again)."""
         with torch.no_grad():
-            torch.sub(S, opts.bias, out=gamma).sigmoid_()
-            on = torch.nonzero(base).flatten()
-            gamma[on] = 1 - gamma[on]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
-            gamma.mul_(delta).add_(self.theta0)  # θ̄ = θ₀ + γ⊙δ, in place
+            for p, s, b, t0, d in self._pieces(S, base, self.theta0, delta):
+                torch.sub(s, opts.bias, out=p).sigmoid_()
+                p[b] = 1 - p[b]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
+                p.mul_(d).add_(t0)  # θ̄ = θ₀ + γ⊙δ, in place
         grad_tau = self._grad(batches).mul_(delta)
-        official_step(S, base, grad_tau, opts.lr, opts.bias, work=self.weights)
+        with torch.no_grad():
+            for p, s, b, g in self._pieces(S, base, grad_tau):
+                official_step(s, b, g, opts.lr, opts.bias, work=p)
 
     def _stitch(self, delta, base, k: int, schedule, opts: LocalizeOptions) -> MaskResult:
         S = torch.where(base, 3.0, -3.0)
@@ -235,4 +281,5 @@ class MaskLearner:
     def restore(self, flat: torch.Tensor) -> None:
         """Put given block weights back (θ_t to evaluate the fine-tuned model, θ₀ for the base)."""
         with torch.no_grad():
-            self.weights.copy_(flat)
+            for p, f in self._pieces(flat):
+                p.copy_(f)

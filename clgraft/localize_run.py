@@ -63,7 +63,7 @@ def localize_run(
         model.load_state_dict(load_file(weights, device=str(runner.device)))
         score_sets = [task.train, task.dev]
         learner = MaskLearner(model, view, theta0, task.head, task.label_offset, task.train, score_sets, runner.device)
-        theta_t = learner.weights.detach().clone()
+        theta_t = learner.weights()
         tau = theta_t - theta0
         acc_ft, ece_ft = _test_metrics(model, task, runner.device)
         learner.restore(theta0)

@@ -124,8 +124,8 @@ def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden:
 class BlockView:
     """The block parameters of a body as one flat vector: names, shapes and offsets, worked out once.
 
-    `bind` makes the body's block parameters views into one flat tensor, so that writing θ₀ + γ⊙τ or reading all
-    gradients is one vector operation instead of a loop over named_parameters.
+    `bind_grads` makes the block parameters' gradients views into one flat tensor, so that reading all gradients is
+    one vector operation instead of a loop over named_parameters.
     """
 
     def __init__(self, body: nn.Module, pattern: str = BLOCK_PATTERN):
@@ -145,15 +145,12 @@ class BlockView:
         """Views of a flat vector, one per block parameter, in its shape."""
         return {n: flat[self.offsets[n] : self.offsets[n] + self.sizes[n]].view(self.shapes[n]) for n in self.names}
 
-    def bind(self, body: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """Make the block parameters (and their gradients) views of two flat vectors; returns (weights, grads)."""
+    def bind_grads(self, body: nn.Module) -> torch.Tensor:
+        """Make the block parameters' gradients views of one flat vector, so that reading all of them (and zeroing
+        them) is one vector operation; returns that vector."""
         params = dict(body.named_parameters())
         first = params[self.names[0]]
-        weights = torch.empty(self.numel, dtype=first.dtype, device=first.device)
-        for name, view in self.split(weights).items():  # one parameter at a time: each old tensor is freed at once
-            view.copy_(params[name].data)
-            params[name].data = view
-        grads = torch.zeros_like(weights)
+        grads = torch.zeros(self.numel, dtype=first.dtype, device=first.device)
         for name, view in self.split(grads).items():
             params[name].grad = view
-        return weights, grads
+        return grads
