@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -128,13 +128,16 @@ def tasks_validate(
 
 @methods_app.command("list")
 def methods_list() -> None:
-    """Print every method with a one-line description and its paper."""
-    from clgraft.methods import METHODS
+    """Print every method with a one-line description and its paper, then the aliases."""
+    from clgraft.methods import ALIASES, METHODS
 
     for name, m in METHODS.items():
         opts = ", ".join(f"{k}={v}" for k, v in m.option_defaults().items()) or "none"
         mode = "task-incremental only" if m.needs_task_id else "task-incremental and shared head"
         typer.echo(f"{name:<9} {m.description}\n{'':<9} paper: {m.paper}\n{'':<9} options: {opts}; {mode}")
+    typer.echo("\naliases (a method with preset options):")
+    for name, (method, preset) in ALIASES.items():
+        typer.echo(f"{name:<16} = {method} " + " ".join(f"--opt {k}={v}" for k, v in preset.items()))
 
 
 def _opt(help_text: str, *names: str):
@@ -197,13 +200,15 @@ def run(
     Rerunning the same command reuses a finished run and resumes an unfinished one after its last finished task.
     """
     from clgraft.data import data_dir_from
+    from clgraft.methods import resolve
     from clgraft.runner import Runner
 
+    method, method_options = resolve(method, _parse_opts(opt or []))
     config = _config(
         stream=stream,
         order=order,
         method=method,
-        method_options=_parse_opts(opt or []),
+        method_options=method_options,
         model=model,
         seed=seed,
         steps=steps,
@@ -222,7 +227,13 @@ def run(
 @app.command()
 def compare(
     stream: Stream = "tiny",
-    methods: Annotated[str, _opt("comma-separated methods, each with its default options")] = "naive",
+    methods: Annotated[
+        str,
+        _opt(
+            "comma-separated methods or aliases, each optionally with options NAME:KEY=VALUE[:KEY=VALUE], "
+            "e.g. naive,ewc,ties,graft-compose:compose=union"
+        ),
+    ] = "naive",
     seeds: Annotated[str, _opt("comma-separated seeds; mean ± std over them")] = str(_D["seed"]),
     order: Order = None,
     model: Model = _D["model"],
@@ -260,9 +271,8 @@ def compare(
         device=device,
     )
     configs = [
-        base.model_copy(update={"method": m.strip(), "seed": seed})
-        for m in methods.split(",")
-        if m.strip()
+        base.model_copy(update={"method": name, "method_options": options, "seed": seed})
+        for name, options in _parse_methods(methods)
         for seed in _parse_list(seeds, int, "--seeds", "13,21,42")
     ]
     compare_runs(configs, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo)
@@ -344,15 +354,42 @@ def _parse_list(text: str, kind: type, option: str, example: str) -> list:
         raise ClgraftError(f"{option} {text!r}: write {kind.__name__}s separated by commas, e.g. {example}") from e
 
 
+def _parse_methods(text: str) -> list[tuple[str, dict]]:
+    """--methods: comma-separated NAME[:KEY=VALUE...] items, aliases resolved, options validated."""
+    from clgraft.methods import get_method, parse_options, resolve
+
+    out = []
+    for item in filter(None, (m.strip() for m in text.split(","))):
+        name, *pairs = item.split(":")
+        method, options = resolve(name, _parse_opts(pairs))
+        parse_options(get_method(method), options)
+        out.append((method, options))
+    if not out:
+        raise ClgraftError("--methods: name at least one method (clgraft methods list)")
+    return out
+
+
 def _parse_opts(pairs: list[str]) -> dict:
-    """KEY=VALUE pairs with YAML-typed values (1e3 → float, true → bool)."""
+    """KEY=VALUE pairs with YAML-typed values (1e3 → float, true → bool, [1, 2] → list)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ClgraftError(f"--opt {pair!r}: write KEY=VALUE, e.g. --opt ewc_lambda=1000")
-        out[key] = yaml.safe_load(value)
+        out[key] = _number_or_yaml(value)
     return out
+
+
+def _number_or_yaml(text: str) -> Any:
+    """A number where the text is one (YAML 1.1 reads 1e-3 as a string), else the YAML value."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def main() -> None:

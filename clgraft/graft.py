@@ -98,8 +98,10 @@ class Graft:
         _, where = self._segment(name)
         return self.tau[where]
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        """θ₀ + γ⊙τ in place on a body at θ₀ (or a HeadedModel, whose body it changes); returns the model."""
+    def apply(self, model: nn.Module, scale: torch.Tensor | None = None) -> nn.Module:
+        """θ₀ + γ⊙τ in place on a body at θ₀ (or a HeadedModel, whose body it changes); returns the model.
+        `scale` (k values, one per selected entry) multiplies τ, as composition by stitching needs."""
+        tau = self.tau if scale is None else self.tau * scale
         body = getattr(model, "body", model)
         params = dict(body.named_parameters())
         with torch.no_grad():
@@ -109,7 +111,7 @@ class Graft:
                 local, where = self._segment(name)
                 if local.numel():
                     flat = params[name].data.view(-1)
-                    flat.index_add_(0, local.to(flat.device), self.tau[where].to(flat.device, flat.dtype))
+                    flat.index_add_(0, local.to(flat.device), tau[where].to(flat.device, flat.dtype))
         return model
 
     def dense(self) -> tuple[torch.Tensor, torch.Tensor]:

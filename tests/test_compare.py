@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from clgraft.cli import app
@@ -55,3 +56,25 @@ def test_bad_seeds_name_the_option():
 
     result = CliRunner().invoke(app, ["compare", "--seeds", "1,x"])
     assert isinstance(result.exception, ClgraftError) and "--seeds '1,x'" in str(result.exception)
+
+
+def test_methods_take_aliases_and_per_method_options():
+    from clgraft.cli import _parse_methods
+
+    assert _parse_methods("naive, ties,graft-compose:compose=union:sparsity=1e-3,stitch") == [
+        ("naive", {}),
+        ("merge", {"merge": "ties"}),
+        ("graft-compose", {"compose": "union", "sparsity": 1e-3}),
+        ("graft-compose", {"compose": "stitch", "localizer": "stitch"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [("naive,nope", "unknown method 'nope'"), ("ewc:lambda=1", "--opt lambda"), (",", "name at least one")],
+)
+def test_bad_methods_fail_in_one_line(methods, message):
+    from clgraft.errors import ClgraftError
+
+    result = CliRunner().invoke(app, ["compare", "--methods", methods])
+    assert isinstance(result.exception, ClgraftError) and message in str(result.exception)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
-from clgraft.compose import compose, overlap_counts
+from clgraft.compose import compose_into, overlap_counts
 from clgraft.errors import ClgraftError
 from clgraft.graft import Graft, load
 from clgraft.registry import Registry
@@ -24,15 +25,20 @@ def _graft(positions, values, n=6):
     return Graft(layout, torch.tensor(positions), torch.tensor(values), {}, {})
 
 
+def _composed(grafts, mode):
+    body = nn.Module()
+    body.w = nn.Parameter(torch.ones(6))  # θ₀ = 1 everywhere
+    return compose_into(body, grafts, mode).w.detach().tolist()
+
+
 def test_union_and_stitch_arithmetic_by_hand():
-    theta0 = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
     a = _graft([0, 2, 3], [0.5, 1.0, -2.0])
     b = _graft([3, 4], [4.0, 0.25])
-    assert compose(theta0, [a, b], "union").tolist() == [1.5, 1.0, 2.0, 3.0, 1.25, 1.0]
+    assert _composed([a, b], "union") == [1.5, 1.0, 2.0, 3.0, 1.25, 1.0]
     # entry 3 is covered twice: (−2 + 4) / 2 = 1
-    assert compose(theta0, [a, b], "stitch").tolist() == [1.5, 1.0, 2.0, 2.0, 1.25, 1.0]
-    assert compose(theta0, [a], "stitch").tolist() == compose(theta0, [a], "union").tolist()
-    assert compose(theta0, [], "union").tolist() == theta0.tolist()
+    assert _composed([a, b], "stitch") == [1.5, 1.0, 2.0, 2.0, 1.25, 1.0]
+    assert _composed([a], "stitch") == _composed([a], "union")
+    assert _composed([], "union") == [1.0] * 6
     assert overlap_counts([a, b], 6).tolist() == [1, 0, 1, 2, 1, 0]
 
 
@@ -76,17 +82,18 @@ def test_graft_compose_task_aware_never_forgets(tiny_model_dir, tmp_path):
     assert len(list((tmp_path / "r" / "grafts").glob("*.safetensors"))) == 3
 
 
-@pytest.mark.parametrize("mode", ["union", "stitch"])
-def test_graft_compose_union_and_stitch_in_both_head_modes(tiny_model_dir, tmp_path, mode):
+@pytest.mark.parametrize(("mode", "localizer"), [("union", "official"), ("stitch", "stitch")])
+def test_graft_compose_union_and_stitch_in_both_head_modes(tiny_model_dir, tmp_path, mode, localizer):
     for head in ("task", "shared"):
         rec = _run(
             tiny_model_dir,
             tmp_path / head,
             method="graft-compose",
             head=head,
-            method_options={**GRAFT, "compose": mode},
+            method_options={**GRAFT, "compose": mode, "localizer": localizer},
         )
         assert rec["method"]["report"]["compose"] == mode and rec["metrics"]["acc"] is not None
+        assert rec["method"]["options"]["localizer"] == localizer
 
 
 def test_task_aware_compose_needs_task_heads(tiny_model_dir, tmp_path):

@@ -29,11 +29,31 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
+# Names the literature uses for a configured method: resolved to (method, options) before a run is configured, so
+# run.json and the config hash always hold the method's own name and every option.
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "task-arithmetic": ("merge", {"merge": "task-arithmetic"}),
+    "ties": ("merge", {"merge": "ties"}),
+    "dare": ("merge", {"merge": "dare"}),
+    "stitch": ("graft-compose", {"compose": "stitch", "localizer": "stitch"}),
+}
+
+
 def get_method(name: str) -> type[Method]:
     """The registered method class called `name`, or a one-line error listing the known ones."""
     if name not in METHODS:
-        raise ClgraftError(f"unknown method '{name}'; known methods: {', '.join(METHODS)} (clgraft methods list)")
+        known = ", ".join([*METHODS, *ALIASES])
+        raise ClgraftError(f"unknown method '{name}'; known methods: {known} (clgraft methods list)")
     return METHODS[name]
+
+
+def resolve(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(method, options) for a method name or alias; options given explicitly win over the alias's."""
+    if name in ALIASES:
+        method, preset = ALIASES[name]
+        return method, {**preset, **options}
+    get_method(name)
+    return name, options
 
 
 def parse_options(method: type[Method], given: dict[str, Any]) -> BaseModel:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from clgraft.compose import compose
+from clgraft.compose import compose_into
 from clgraft.graft import Graft
 from clgraft.methods.base import Method, TaskStep
 from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks, task_graft
@@ -49,7 +49,7 @@ class GraftCompose(Method):
         self.by_task[step.index] = task_graft(model, self.view, task, region, tau, self.name, self.options.sparsity)
         model.body.load_state_dict(self.theta0_body)  # embeddings back to θ₀: grafts cover block parameters only
         if self.options.compose != "task-aware":
-            set_blocks(model, self.view, compose(self.theta0, list(self.by_task.values()), self.options.compose))
+            compose_into(model, list(self.by_task.values()), self.options.compose)
         return losses
 
     def before_eval(self, model: HeadedModel, task_index: int) -> None:
@@ -57,9 +57,9 @@ class GraftCompose(Method):
         evaluated, never per batch. Union and stitch were composed once after training."""
         if self.options.compose != "task-aware" or not hasattr(self, "by_task"):
             return
-        graft = self.by_task.get(task_index)
-        flat = self.theta0 if graft is None else compose(self.theta0, [graft], "union")
-        set_blocks(model, self.view, flat)
+        set_blocks(model, self.view, self.theta0)
+        if task_index in self.by_task:
+            self.by_task[task_index].apply(model)
 
     def grafts(self) -> dict[str, Graft]:
         return {f"{self.ctx.tasks[t].task.task}-{self.name}": g for t, g in self.by_task.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +18,9 @@ class GraftOptions(BaseModel):
     sparsity: float = Field(default=0.01, gt=0, lt=1, description="fraction of block parameters per task region")
     localize_steps: int = Field(default=10, ge=0, description="mask-learning steps (official rule) per task")
     localize_lr: float = Field(default=1e7, gt=0, description="mask learning rate")
+    localizer: Literal["official", "stitch"] = Field(
+        default="official", description="mask learner: grafting's official rule or Localize-and-Stitch's"
+    )
 
 
 def set_blocks(model: HeadedModel, view: BlockView, flat: torch.Tensor) -> None:
@@ -61,7 +66,11 @@ def localize_task(
     tau = theta - start
     learner = MaskLearner(model, view, start, task.head, task.label_offset, task.train, [task.train, task.dev], device)
     found = learner.learn(
-        tau, tau, LocalizeOptions(sparsity=opts.sparsity, steps=opts.localize_steps, lr=opts.localize_lr, seed=seed)
+        tau,
+        tau,
+        LocalizeOptions(
+            sparsity=opts.sparsity, method=opts.localizer, steps=opts.localize_steps, lr=opts.localize_lr, seed=seed
+        ),
     )
     learner.restore(theta)
     for p in model.parameters():
