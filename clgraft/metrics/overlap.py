@@ -35,15 +35,15 @@ def intersection_counts(masks: list[Any]) -> np.ndarray:
     """C[i, j] = |γ_i ∧ γ_j| for T masks over the same N entries (C[i, i] = |γ_i|).
 
     Each mask is read once and packed to N/8 bytes; the T(T+1)/2 pairs are then AND + popcount over the packed
-    words, so the cost stays near one read of the masks for the few-dozen tasks of a stream.
+    words (one vector operation per row), never over the N-entry masks again.
     """
-    packed = [np.packbits(_bool(m)) for m in masks]
-    t = len(packed)
+    packed = np.stack([np.packbits(_bool(m)) for m in masks]) if masks else np.zeros((0, 0), np.uint8)
+    words = packed if packed.shape[1] % 8 else packed.view(np.uint64)
+    t = len(masks)
     counts = np.zeros((t, t), dtype=np.int64)
     for i in range(t):
-        for j in range(i, t):
-            counts[i, j] = counts[j, i] = int(np.bitwise_count(packed[i] & packed[j]).sum())
-    return counts
+        counts[i, i:] = np.bitwise_count(words[i] & words[i:]).sum(axis=1)
+    return np.triu(counts) + np.triu(counts, 1).T
 
 
 def overlap_matrix(counts: np.ndarray) -> np.ndarray:
