@@ -30,6 +30,12 @@ graft_app = typer.Typer(
     help="Inspect graft files (sparse task vectors written by `clgraft localize`).", no_args_is_help=True
 )
 app.add_typer(graft_app, name="graft")
+analyze_app = typer.Typer(
+    help="Analyse a finished run: region overlap as task similarity, subspace dimension, per-layer closeness "
+    "(DESIGN §5–6). Results go to RUN_DIR/analysis/ (JSON, PNG) and into run.json under `analysis`.",
+    no_args_is_help=True,
+)
+app.add_typer(analyze_app, name="analyze")
 
 TasksDir = Annotated[
     list[Path] | None,
@@ -344,6 +350,94 @@ def graft_info(
         typer.echo(json.dumps(info, indent=2))
     else:
         typer.echo("\n".join(f"{k:<16} {v}" for k, v in info.items()))
+
+
+RunDir = Annotated[Path, typer.Argument(help="a finished run directory (clgraft run --out DIR)")]
+AnalyzeTasks = Annotated[list[str] | None, _opt("task of the run (repeatable); default: all", "--task")]
+
+
+def _open(run_dir: Path, tasks_dir: list[Path] | None, data_dir: Path | None):
+    from clgraft.analysis.run_files import open_run
+    from clgraft.data import data_dir_from
+
+    return open_run(run_dir, _registry(tasks_dir), data_dir_from(data_dir), typer.echo)
+
+
+@analyze_app.command("overlap")
+def analyze_overlap(
+    run_dir: RunDir,
+    sparsity: Annotated[float, _opt("sparsity of the grafts to compare (clgraft localize --sparsity)")] = 1e-3,
+    method: Annotated[
+        str | None, _opt("graft method when a task has several (official, stitch, graft-freeze, …)")
+    ] = None,
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| and Jaccard of the tasks' regions, overall and per layer, against the
+    random-mask null; Spearman ρ (Mantel permutation p) against transfer, τ cosine, θ₀ embedding cosine and task
+    type. Needs one graft per task at --sparsity (run `clgraft localize RUN_DIR --sparsity S` first)."""
+    from clgraft.analysis.overlap import analyze_overlap as run_analysis
+    from clgraft.analysis.overlap import table
+
+    if not 0 < sparsity < 1:
+        raise ClgraftError(f"--sparsity {sparsity}: must be in (0, 1), e.g. 1e-3")
+    payload = run_analysis(_open(run_dir, tasks_dir, data_dir), sparsity, method)
+    typer.echo(table(payload))
+    typer.echo(f"written: {run_dir / 'analysis'}/overlap-s{sparsity:g}.json, .png, -layers.png; run.json analysis")
+
+
+@analyze_app.command("subspace")
+def analyze_subspace(
+    run_dir: RunDir,
+    t: Annotated[str, _opt("numbers of trajectory checkpoints to use, comma-separated", "--t")] = "8,16,32",
+    finetune_in_subspace: Annotated[
+        str | None,
+        _opt("subspace dimensions d, comma-separated: train only z in θ_start + Vᵀz and compare with full fine-tuning"),
+    ] = None,
+    subspace_lr: Annotated[float, _opt("AdamW learning rate of z")] = 0.05,
+    task: AnalyzeTasks = None,
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Energy spectrum, d90 and d99 of each task's fine-tuning trajectory (whole model and per layer), from the t×t
+    Gram matrix of the saved checkpoints (the run needs `clgraft run --trajectory N`, N ≥ max t); with
+    --finetune-in-subspace, intrinsic-subspace accuracy and the outlier-dimension ablation."""
+    from clgraft.analysis.subspace import analyze_subspace as run_analysis
+    from clgraft.analysis.subspace import table
+
+    counts = _parse_list(t, int, "--t", "8,16,32")
+    dims = _parse_list(finetune_in_subspace, int, "--finetune-in-subspace", "8,16,32") if finetune_in_subspace else []
+    if any(c < 2 for c in counts) or any(d < 1 for d in dims) or not counts:
+        raise ClgraftError("--t values must be ≥ 2 and --finetune-in-subspace values ≥ 1")
+    if dims and max(dims) > max(counts):
+        raise ClgraftError(f"--finetune-in-subspace {max(dims)}: at most max --t = {max(counts)} directions exist")
+    run = _open(run_dir, tasks_dir, data_dir)
+    results = run_analysis(run, counts, dims, run.select(task), subspace_lr)
+    typer.echo(table(results))
+    typer.echo(f"written: {run_dir / 'analysis'}/subspace.json, subspace.png; run.json analysis")
+
+
+@analyze_app.command("closeness")
+def analyze_closeness(
+    run_dir: RunDir,
+    critical_layers: Annotated[
+        int | None, _opt("fine-tune only the k blocks that moved most and compare with full fine-tuning")
+    ] = None,
+    task: AnalyzeTasks = None,
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Per-layer closeness of each task's fine-tuned weights to where its fine-tuning started: ‖Δ‖₁/D,
+    ‖Δ‖₂/‖θ_start‖₂ and 1 − cos (table, closeness.csv per tensor, closeness.png)."""
+    from clgraft.analysis.closeness import analyze_closeness as run_analysis
+    from clgraft.analysis.closeness import table
+
+    if critical_layers is not None and critical_layers < 1:
+        raise ClgraftError("--critical-layers must be ≥ 1")
+    run = _open(run_dir, tasks_dir, data_dir)
+    results = run_analysis(run, run.select(task), critical_layers)
+    typer.echo(table(results))
+    typer.echo(f"written: {run_dir / 'analysis'}/closeness.json, closeness.csv, closeness.png; run.json analysis")
 
 
 def _parse_list(text: str, kind: type, option: str, example: str) -> list:

@@ -90,11 +90,14 @@ class HeadedModel(nn.Module):
                 head.bias.zero_()
             self.heads[key] = head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The body's last hidden state, mean-pooled over the real tokens: what every head sees."""
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.heads[head](pooled)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
+        return self.heads[head](self.pooled(input_ids, attention_mask))
 
 
 def block_parameter_names(model: nn.Module, pattern: str = BLOCK_PATTERN) -> list[str]:

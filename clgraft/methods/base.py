@@ -73,6 +73,9 @@ class Method:
     """True for the multitask upper bound: one training phase on all tasks, evaluated once (last row of R)."""
     keeps_state: ClassVar[bool] = False
     """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
+    from_theta0: ClassVar[bool] = False
+    """True when each task is fine-tuned from θ₀, not from the weights after the previous task (the analysis measures
+    a task's movement from where its fine-tuning started)."""
 
     grad_hook: Callable[[], None] | None = None
     """Called between backward and the optimiser step of clgraft's loop (None: nothing)."""

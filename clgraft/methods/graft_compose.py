@@ -30,6 +30,7 @@ class GraftCompose(Method):
     paper = "clgraft (DESIGN §4); stitch as in He et al. 2024, Localize-and-Stitch"
     Options = ComposeOptions
     keeps_state = True
+    from_theta0 = True
 
     @classmethod
     def requires_task_id(cls, options: ComposeOptions) -> bool:

@@ -36,6 +36,7 @@ class MergeTaskVectors(Method):
     paper = "Ilharco et al. 2023 (task arithmetic); Yadav et al. 2023 (TIES); Yu et al. 2024 (DARE)"
     Options = MergeOptions
     keeps_state = True
+    from_theta0 = True
 
     def setup(self, model: HeadedModel) -> None:
         self.view = BlockView(model.body)

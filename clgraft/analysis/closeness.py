@@ -1,0 +1,138 @@
+"""How far each layer moves in fine-tuning (DESIGN §6, Radiya-Dixit & Wang 2020): per-tensor L1/D, relative L2 and
+angular distance for every task, aggregated per transformer block; "critical layers" fine-tunes only the k blocks
+that moved most and compares its accuracy with full fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from clgraft.analysis.run_files import OpenRun, layer_of
+from clgraft.metrics.closeness import layer_closeness
+from clgraft.train import TrainOptions, train_task
+
+
+def closeness_table(run: OpenRun, t: int) -> pd.DataFrame:
+    """Per block-parameter tensor of task t: its block, size, L1/D, relative L2, angular distance."""
+    start = run.view.split(run.start(t))
+    after = run.view.split(run.blocks(run.state_after(t)))
+    table = layer_closeness(start, after)
+    table.insert(0, "layer", [layer_of(n) for n in table.index])
+    return table
+
+
+def by_layer(run: OpenRun, t: int) -> pd.DataFrame:
+    """Per transformer block: ‖Δ‖₁/D, ‖Δ‖₂/‖θ_start‖₂ and 1 − cos over the block's parameters taken together."""
+    start, after = run.start(t), run.blocks(run.state_after(t))
+    rows = {}
+    for layer, (lo, hi) in run.layers().items():
+        a, b = start[lo:hi].double(), after[lo:hi].double()
+        diff = b - a
+        rows[layer] = {
+            "l1": float(diff.abs().mean()),
+            "rel_l2": float(diff.norm() / a.norm()),
+            "angular": float(1 - torch.nn.functional.cosine_similarity(a, b, dim=0)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
+    """Test accuracy of task t fine-tuned from its starting point with only these blocks (and the head) trained."""
+    model = run.fresh_model()  # at θ₀
+    if t > 0 and not _from_theta0(run):
+        before = {k.removeprefix("body."): v for k, v in run.state_after(t - 1).items() if k.startswith("body.")}
+        model.body.load_state_dict(before)
+    chosen = set(layers)
+    for name, p in model.body.named_parameters():
+        p.requires_grad_(layer_of(name) in chosen)
+    task, opts = run.tasks[t], run.ctx.opts
+    seed = run.runner.config.seed * 1000 + t
+    train_task(
+        model,
+        task.head,
+        task.train,
+        TrainOptions(opts.steps, opts.batch_size, opts.lr, opts.head_lr, eval_batch_size=opts.eval_batch_size),
+        seed,
+        run.runner.device,
+        task.label_offset,
+        desc=f"critical layers {task.task.task}",
+        progress=run.ctx.progress,
+    )
+    return run.test_accuracy(model, t)
+
+
+def _from_theta0(run: OpenRun) -> bool:
+    from clgraft.methods import get_method
+
+    return get_method(run.runner.config.method).from_theta0
+
+
+def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
+    """Closeness for each task (per tensor and per block); with k, the critical-layers comparison. Writes
+    analysis/closeness.json, closeness.csv (per tensor) and closeness.png."""
+    results, frames = {}, []
+    for t in tasks:
+        name = run.names[t]
+        per_tensor, per_layer = closeness_table(run, t), by_layer(run, t)
+        frames.append(per_tensor.assign(task=name))
+        entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
+        if k:
+            top = list(per_layer.sort_values("rel_l2", ascending=False).index[:k])
+            acc, full = critical_layers(run, t, top), run.finetuned_accuracy(t)
+            entry["critical_layers"] = {"k": k, "layers": top, "acc": acc, "full_acc": full, "of_full": acc / full}
+            run.echo(f"{name}: only {', '.join(top)} trained: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+        results[name] = entry
+    out = run.dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    pd.concat(frames).rename_axis("parameter").to_csv(out / "closeness.csv")
+    plot_closeness(results, out / "closeness.png")
+    summary = {
+        name: {
+            "rel_l2_by_layer": {layer: v["rel_l2"] for layer, v in e["per_layer"].items()},
+            **({"critical_layers": e["critical_layers"]} if "critical_layers" in e else {}),
+        }
+        for name, e in results.items()
+    }
+    run.write("closeness", {"tasks": results}, summary)
+    return results
+
+
+def plot_closeness(results: dict, path: Path) -> None:
+    """Relative L2 change per transformer block, one line per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, entry in results.items():
+        layers = list(entry["per_layer"])
+        ax.plot(range(len(layers)), [entry["per_layer"][la]["rel_l2"] for la in layers], marker="o", label=name)
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("‖θ_t − θ_start‖₂ / ‖θ_start‖₂")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: dict) -> str:
+    """Per-block relative L2 (×10⁻³) for each task, and the critical-layers comparison where run."""
+    rel = pd.DataFrame(
+        {name: {la: 1e3 * v["rel_l2"] for la, v in e["per_layer"].items()} for name, e in results.items()}
+    )
+    text = "relative L2 change ‖Δ‖₂/‖θ_start‖₂ per block, ×10⁻³\n" + rel.round(3).to_string()
+    crit = {
+        name: {
+            "layers": ", ".join(e["critical_layers"]["layers"]),
+            "acc": round(100 * e["critical_layers"]["acc"], 1),
+            "full": round(100 * e["critical_layers"]["full_acc"], 1),
+        }
+        for name, e in results.items()
+        if "critical_layers" in e
+    }
+    if crit:
+        text += "\n\ncritical layers only vs full fine-tuning (test accuracy %)\n" + pd.DataFrame(crit).T.to_string()
+    return text

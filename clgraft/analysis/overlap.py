@@ -1,0 +1,239 @@
+"""Overlap of the tasks' localized regions as task similarity (DESIGN §5): asymmetric overlap and Jaccard matrices,
+overall and per layer, the random-mask null, and Spearman ρ with a permutation p-value against four similarity
+references — transfer, cosine of task vectors, cosine of θ₀ input embeddings, same task type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from scipy import stats
+
+from clgraft.analysis.run_files import OpenRun
+from clgraft.batches import Encoded, eval_batches
+from clgraft.errors import ClgraftError
+from clgraft.graft import Graft, load
+from clgraft.metrics.overlap import intersection_counts, jaccard_matrix, overlap_matrix, random_overlap
+from clgraft.models import HeadedModel
+
+PERMUTATIONS = 9999
+
+
+def find_grafts(run: OpenRun, sparsity: float, method: str | None) -> list[Graft]:
+    """One graft per task of the run at this sparsity (from `clgraft localize` or a grafting method's run)."""
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted((run.dir / "grafts").glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if not meta.get("sparsity") or not np.isclose(float(meta["sparsity"]), sparsity, rtol=1e-6):
+            continue
+        if method is None or meta.get("method") == method:
+            found.setdefault(meta.get("task", ""), {})[meta.get("method", "?")] = path
+    grafts = []
+    for name in run.names:
+        options = found.get(name, {})
+        if not options:
+            raise ClgraftError(
+                f"{run.dir}: no graft of task {name} at sparsity {sparsity:g}; run "
+                f"`clgraft localize {run.dir} --sparsity {sparsity:g}` first"
+            )
+        if len(options) > 1:
+            raise ClgraftError(f"task {name} has grafts of several methods ({', '.join(options)}); pass --method")
+        grafts.append(load(next(iter(options.values()))))
+    return grafts
+
+
+def _masks(grafts: list[Graft]) -> list[np.ndarray]:
+    return [g.dense()[0].numpy() for g in grafts]
+
+
+@torch.inference_mode()
+def _features(model: HeadedModel, data: Encoded, batch_size: int, device: torch.device) -> torch.Tensor:
+    model.eval()
+    out = torch.empty((len(data), model.body.config.hidden_size))
+    for index in eval_batches(data, batch_size):
+        input_ids, mask, _ = data.collate(index)
+        out[index] = model.pooled(input_ids.to(device), mask.to(device)).float().cpu()
+    return out
+
+
+def _probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor) -> float:
+    """Accuracy of a linear head trained (L-BFGS, L2 1e-3) on frozen features: "task j's head trained briefly"."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    head = torch.nn.Linear(a.shape[1], classes)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(a), train_y) + 1e-3 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return float((head(b).argmax(-1) == test_y).float().mean())
+
+
+def references(run: OpenRun) -> dict[str, np.ndarray]:
+    """T×T task-similarity references of DESIGN §5 (transfer is a gain over θ₀'s own features, row i = body θ_i)."""
+    model = run.fresh_model()
+    device, bs = run.runner.device, run.ctx.opts.eval_batch_size
+    tasks = run.tasks
+    t = len(tasks)
+
+    def probe_all() -> list[float]:
+        accs = []
+        for task in tasks:
+            tr = _features(model, task.train, bs, device)
+            te = _features(model, task.test, bs, device)
+            accs.append(_probe(tr, task.train.labels, te, task.test.labels))
+        return accs
+
+    base_train = [_features(model, task.train, bs, device) for task in tasks]
+    base = probe_all()
+    transfer = np.zeros((t, t))
+    taus = []
+    for i in range(t):
+        run.echo(f"transfer: probing every task on the body after {run.names[i]}")
+        state = run.state_after(i)
+        model.body.load_state_dict({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
+        transfer[i] = np.array(probe_all()) - np.array(base)
+        taus.append(run.blocks(state) - run.start(i))
+    tau_cos = np.array([[float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for b in taus] for a in taus])
+    means = torch.stack([f.mean(0) for f in base_train])
+    emb_cos = torch.nn.functional.cosine_similarity(means[:, None], means[None, :], dim=-1).numpy()
+    types = [task.task.type for task in tasks]
+    same_type = np.array([[float(a == b) for b in types] for a in types])
+    return {"transfer": transfer, "tau_cosine": tau_cos, "embedding_cosine": emb_cos, "same_type": same_type}
+
+
+def correlate(similarity: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict:
+    """Spearman ρ between two symmetric T×T matrices over the pairs i < j, with a Mantel permutation p-value
+    (task labels of the reference permuted jointly over rows and columns, two-sided)."""
+    reference = (reference + reference.T) / 2
+    iu = np.triu_indices(len(similarity), k=1)
+    x = similarity[iu]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(reference[iu]) == 0:
+        return {"rho": None, "p": None, "pairs": len(x), "note": "constant or too few pairs"}
+
+    def rho(order: np.ndarray) -> float:
+        return float(stats.spearmanr(x, reference[np.ix_(order, order)][iu]).statistic)
+
+    result = stats.permutation_test(
+        (np.arange(len(similarity)),),
+        rho,
+        permutation_type="pairings",
+        n_resamples=PERMUTATIONS,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    return {"rho": float(result.statistic), "p": float(result.pvalue), "pairs": len(x)}
+
+
+def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
+    """Overlap, Jaccard and null matrices (overall and per layer), references and correlations; writes
+    analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png."""
+    grafts = find_grafts(run, sparsity, method)
+    masks = _masks(grafts)
+    counts = intersection_counts(masks)
+    overlap, jac = overlap_matrix(counts), jaccard_matrix(counts)
+    null = random_overlap(counts, grafts[0].numel)
+    per_layer = {}
+    for layer, (lo, hi) in run.layers().items():
+        c = intersection_counts([m[lo:hi] for m in masks])
+        per_layer[layer] = {"overlap": overlap_matrix(c).tolist(), "jaccard": jaccard_matrix(c).tolist()}
+    refs = references(run)
+    correlations = {name: correlate(jac, ref) for name, ref in refs.items()}
+    off = ~np.eye(len(masks), dtype=bool)
+    name = f"overlap-s{sparsity:g}"
+    payload = {
+        "tasks": run.names,
+        "sparsity": sparsity,
+        "k": [g.k for g in grafts],
+        "overlap": overlap.tolist(),
+        "jaccard": jac.tolist(),
+        "null_overlap": null.tolist(),
+        "per_layer": per_layer,
+        "references": {k: v.tolist() for k, v in refs.items()},
+        "correlations_with_jaccard": correlations,
+    }
+    summary = {
+        "sparsity": sparsity,
+        "mean_overlap": float(overlap[off].mean()),
+        "mean_null_overlap": float(null[off].mean()),
+        "mean_jaccard": float(jac[off].mean()),
+        "correlations_with_jaccard": correlations,
+    }
+    plot_matrices(run.names, {"overlap O(i→j)": overlap, "Jaccard": jac}, run.dir / "analysis" / f"{name}.png")
+    plot_layers(run.names, per_layer, run.dir / "analysis" / f"{name}-layers.png")
+    run.write(name, payload, summary)
+    return payload
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_matrices(names: list[str], matrices: dict[str, np.ndarray], path: Path) -> None:
+    """Annotated heatmaps side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.2))
+    for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
+        image = ax.imshow(m, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_layers(names: list[str], per_layer: dict[str, dict], path: Path) -> None:
+    """Jaccard per transformer block, one small heatmap each, on a shared colour scale."""
+    plt = _pyplot()
+    layers = list(per_layer)
+    cols = min(4, len(layers))
+    rows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3 * rows), squeeze=False)
+    top = max(max(max(r) for r in v["jaccard"]) for v in per_layer.values()) or 1.0
+    for ax, layer in zip(axes.flat, layers, strict=False):
+        ax.imshow(np.array(per_layer[layer]["jaccard"]), cmap="viridis", vmin=0, vmax=top)
+        ax.set_title(layer, fontsize=9)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+    for ax in list(axes.flat)[len(layers) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(payload: dict) -> str:
+    """Overlap matrix and the correlations as text."""
+    import pandas as pd
+
+    names = payload["tasks"]
+    frame = pd.DataFrame(payload["overlap"], index=names, columns=names).map(lambda v: f"{v:.3f}")
+    corr = pd.DataFrame(payload["correlations_with_jaccard"]).T[["rho", "p", "pairs"]]
+    return (
+        f"overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| at s = {payload['sparsity']:g} (random-mask null: O = s_i)\n"
+        f"{frame.to_string()}\n\nSpearman ρ of Jaccard against each similarity reference (Mantel permutation p)\n"
+        f"{corr.to_string()}"
+    )

@@ -1,0 +1,137 @@
+"""A finished run opened for analysis: its tasks, θ₀, the weights after each task, where each task's fine-tuning
+started, block layers, and writing results (analysis/NAME.json, PNGs, and a summary merged into run.json)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file
+
+from clgraft.errors import ClgraftError
+from clgraft.methods import get_method
+from clgraft.methods.base import PreparedTask, RunContext
+from clgraft.models import BlockView, HeadedModel
+from clgraft.registry import Registry
+from clgraft.results import read_json, write_json
+from clgraft.runner import Runner
+from clgraft.train import accuracy, predict
+
+LAYER = re.compile(r"layers?\.(\d+)\.")
+
+
+def layer_of(name: str) -> str:
+    """The transformer block a parameter belongs to ("layer 3"), or the name itself outside the blocks."""
+    found = LAYER.search(name)
+    return f"layer {found.group(1)}" if found else name
+
+
+@dataclass
+class OpenRun:
+    """A finished run, its prepared tasks and θ₀, ready for analysis."""
+
+    dir: Path
+    runner: Runner
+    record: dict
+    ctx: RunContext
+    view: BlockView
+    theta0: torch.Tensor
+    echo: Callable[[str], None]
+
+    @property
+    def tasks(self) -> list[PreparedTask]:
+        return self.ctx.tasks
+
+    @property
+    def names(self) -> list[str]:
+        return [t.task.task for t in self.ctx.tasks]
+
+    def state_after(self, t: int) -> dict[str, torch.Tensor]:
+        """The whole model's state dict after task t (0-based)."""
+        path = self.dir / "weights" / f"task-{t + 1:02d}.safetensors"
+        if not path.is_file():
+            raise ClgraftError(f"{path} is missing: the run lacks the weights after task {self.names[t]}")
+        return load_file(path)
+
+    def blocks(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Flat block parameters of a HeadedModel state dict."""
+        return self.view.flatten({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
+
+    def start(self, t: int) -> torch.Tensor:
+        """Flat block parameters where task t's fine-tuning started: θ₀, or the weights after task t − 1."""
+        if t == 0 or get_method(self.runner.config.method).from_theta0:
+            return self.theta0
+        return self.blocks(self.state_after(t - 1))
+
+    def layers(self) -> dict[str, tuple[int, int]]:
+        """Flat [start, end) ranges of each transformer block's parameters (block parameters are in model order)."""
+        spans: dict[str, tuple[int, int]] = {}
+        for name in self.view.names:
+            lo, hi = self.view.offsets[name], self.view.offsets[name] + self.view.sizes[name]
+            key = layer_of(name)
+            spans[key] = (spans[key][0], hi) if key in spans else (lo, hi)
+        return spans
+
+    def fresh_model(self) -> HeadedModel:
+        """A HeadedModel on a copy of the θ₀ body, with the run's freshly initialised heads."""
+        import copy
+
+        body = copy.deepcopy(self.runner.backbone.model)
+        return HeadedModel(body, self.runner.head_sizes, self.runner.config.seed).to(self.runner.device)
+
+    def test_accuracy(self, model: HeadedModel, t: int) -> float:
+        task = self.tasks[t]
+        logits = predict(model, task.head, task.test, self.ctx.opts.eval_batch_size, self.runner.device)
+        return accuracy(logits, task.test.labels + task.label_offset)
+
+    def finetuned_accuracy(self, t: int) -> float:
+        """Test accuracy right after task t's fine-tuning (R[t + 1][t]), the reference for reduced fine-tuning."""
+        return self.record["R"][t + 1][t]
+
+    def select(self, names: list[str] | None) -> list[int]:
+        """Indices of the named tasks (all when none are named)."""
+        if not names:
+            return list(range(len(self.names)))
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise ClgraftError(f"--task {missing[0]}: not a task of this run; its tasks are {', '.join(self.names)}")
+        return [self.names.index(n) for n in names]
+
+    def write(self, name: str, payload: dict, summary: dict) -> Path:
+        """analysis/NAME.json with the full results; the summary goes into run.json under analysis.NAME."""
+        path = self.dir / "analysis" / f"{name}.json"
+        write_json(path, _finite(payload))
+        run_json = self.dir / "run.json"
+        with FileLock(str(run_json) + ".lock"):
+            record = read_json(run_json)
+            record.setdefault("analysis", {})[name] = _finite({**summary, "details": str(path.relative_to(self.dir))})
+            write_json(run_json, record)
+        return path
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf → None, so that the JSON stays standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def open_run(run_dir: Path, registry: Registry, data_dir: Path | None, echo: Callable[[str], None]) -> OpenRun:
+    """Open a finished run (refusing one whose data or base model changed since) for analysis."""
+    runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
+    if runner.config.method == "joint":
+        raise ClgraftError(f"{run_dir}: a joint run has no per-task weights to analyse")
+    body = runner.backbone.model
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters()))
+    return OpenRun(run_dir, runner, record, runner._context(), view, theta0, echo)

@@ -1,0 +1,209 @@
+"""Subspace dimension of each task's fine-tuning trajectory (DESIGN §6, Zhang et al. 2023): energy spectra of the
+t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-subspace fine-tuning (train only z in
+θ_start + Vᵀz); outlier dimensions of the subspace-trained update and their ablation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.func import functional_call
+
+from clgraft.analysis.run_files import OpenRun
+from clgraft.errors import ClgraftError
+from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
+from clgraft.models import BlockView, HeadedModel
+from clgraft.train import TrainOptions, train_task
+
+
+def trajectory(run: OpenRun, t: int, count: int) -> torch.Tensor:
+    """X (count × D): `count` evenly spaced saved checkpoints of task t minus the task's starting point."""
+    folder = run.dir / "trajectory" / f"task-{t + 1:02d}"
+    files = sorted(folder.glob("step-*.safetensors"))
+    if not files:
+        raise ClgraftError(
+            f"{run.dir}: no trajectory checkpoints for task {run.names[t]}; rerun with `clgraft run --trajectory 32`"
+        )
+    if count > len(files):
+        raise ClgraftError(f"--t {count}: the run saved {len(files)} checkpoints per task (clgraft run --trajectory)")
+    picks = [files[round((i + 1) * len(files) / count) - 1] for i in range(count)]
+    start = run.start(t)
+    X = torch.empty((count, run.view.numel))
+    for row, path in zip(X, picks, strict=True):
+        torch.sub(run.view.flatten(load_file(path)), start, out=row)
+    return X
+
+
+def spectra(run: OpenRun, X: torch.Tensor) -> dict:
+    """Whole-model and per-layer energy spectra with d90 and d99."""
+
+    def one(x: torch.Tensor) -> dict:
+        s = subspace_spectrum(x)
+        return {"energy": energy(s).tolist(), "d90": effective_dim(s, 0.9), "d99": effective_dim(s, 0.99)}
+
+    return {"all": one(X), "layers": {name: one(X[:, lo:hi]) for name, (lo, hi) in run.layers().items()}}
+
+
+class SubspaceBody(nn.Module):
+    """A body whose block parameters are θ_start + Vᵀz: only z (d numbers) is trained; everything else is fixed."""
+
+    def __init__(self, body: nn.Module, view: BlockView, start: torch.Tensor, basis: torch.Tensor):
+        super().__init__()
+        self.inner, self.view, self.config = body, view, body.config
+        for p in body.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("start", start, persistent=False)
+        self.register_buffer("basis", basis, persistent=False)
+        self.z = nn.Parameter(torch.zeros(basis.shape[0]))
+
+    def update(self) -> torch.Tensor:
+        """Vᵀz, the block-parameter change (flat)."""
+        return self.z @ self.basis
+
+    def forward(self, **inputs):
+        flat = self.start + self.update()
+        return functional_call(self.inner, self.view.split(flat), args=(), kwargs=inputs, strict=False)
+
+
+def _fit_subspace(run: OpenRun, t: int, basis: torch.Tensor, lr: float, seed: int) -> HeadedModel:
+    body = run.fresh_model().body
+    start = run.start(t)
+    sub = SubspaceBody(body, run.view, start, basis)
+    model = HeadedModel(sub, run.runner.head_sizes, run.runner.config.seed).to(run.runner.device)
+    task = run.tasks[t]
+    opts = run.ctx.opts
+    train_task(
+        model,
+        task.head,
+        task.train,
+        TrainOptions(opts.steps, opts.batch_size, lr, opts.head_lr, eval_batch_size=opts.eval_batch_size),
+        seed,
+        run.runner.device,
+        task.label_offset,
+        desc=f"subspace {task.task.task}",
+        progress=run.ctx.progress,
+    )
+    return model
+
+
+def _ablate(run: OpenRun, model: HeadedModel, t: int, seed: int) -> dict:
+    """Zero the update's outlier coordinates (|Δ| ≥ 3σ of their parameter tensor) vs as many random ones."""
+    sub: SubspaceBody = model.body
+    with torch.no_grad():
+        delta = sub.update()
+    outliers = torch.zeros_like(delta, dtype=torch.bool)
+    for name, part in run.view.split(delta).items():
+        lo = run.view.offsets[name]
+        flat = part.reshape(-1)
+        outliers[lo : lo + flat.numel()] = flat.abs() >= 3 * flat.std()
+    gen = torch.Generator().manual_seed(seed)
+    random = torch.zeros_like(outliers)
+    for name in run.view.names:  # as many random coordinates as outliers, tensor by tensor
+        lo, size = run.view.offsets[name], run.view.sizes[name]
+        n = int(outliers[lo : lo + size].sum())
+        random[lo + torch.randperm(size, generator=gen)[:n]] = True
+
+    def accuracy_with(zeroed: torch.Tensor) -> float:
+        fixed = SubspaceBody(sub.inner, run.view, sub.start + delta.masked_fill(zeroed, 0), sub.basis[:0])
+        probe = HeadedModel(fixed, {}, 0)
+        probe.heads = model.heads
+        return run.test_accuracy(probe, t)
+
+    return {
+        "outlier_fraction": float(outliers.float().mean()),
+        "acc_zero_outliers": accuracy_with(outliers),
+        "acc_zero_random": accuracy_with(random),
+    }
+
+
+def analyze_subspace(
+    run: OpenRun,
+    counts: list[int],
+    dims: list[int],
+    tasks: list[int],
+    lr: float,
+) -> dict:
+    """Spectra for each t in counts; with dims, intrinsic fine-tuning at each d (basis from the largest t) and the
+    outlier ablation at the largest d. Writes analysis/subspace.json and subspace.png."""
+    results = {}
+    for t in tasks:
+        name = run.names[t]
+        entry: dict = {"spectra": {}}
+        for count in counts:
+            X = trajectory(run, t, count)
+            entry["spectra"][str(count)] = spectra(run, X)
+            run.echo(
+                f"{name} t={count}: d90 {entry['spectra'][str(count)]['all']['d90']}, "
+                f"d99 {entry['spectra'][str(count)]['all']['d99']}"
+            )
+        if dims:
+            X = trajectory(run, t, max(counts))
+            full = run.finetuned_accuracy(t)
+            entry["finetune_in_subspace"] = {"full_acc": full, "lr": lr, "by_d": {}}
+            for d in dims:
+                seed = run.runner.config.seed * 1000 + t
+                model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
+                acc = run.test_accuracy(model, t)
+                row = {"acc": acc, "of_full": acc / full if full else None, "z_norm": float(model.body.z.norm())}
+                if d == max(dims):
+                    row["outliers"] = _ablate(run, model, t, seed)
+                entry["finetune_in_subspace"]["by_d"][str(d)] = row
+                run.echo(f"{name} subspace d={d}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+        results[name] = entry
+    plot_spectra(results, run.dir / "analysis" / "subspace.png")
+    summary = {
+        name: {
+            "d90": {c: e["spectra"][c]["all"]["d90"] for c in e["spectra"]},
+            "d99": {c: e["spectra"][c]["all"]["d99"] for c in e["spectra"]},
+            **({"finetune_in_subspace": e["finetune_in_subspace"]} if "finetune_in_subspace" in e else {}),
+        }
+        for name, e in results.items()
+    }
+    run.write("subspace", {"tasks": results}, summary)
+    return results
+
+
+def plot_spectra(results: dict, path: Path) -> None:
+    """Cumulative energy against the number of directions, one line per task (the largest t)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, entry in results.items():
+        count = max(entry["spectra"], key=int)
+        cumulative = np.cumsum(entry["spectra"][count]["all"]["energy"])
+        ax.plot(range(1, len(cumulative) + 1), cumulative, marker=".", label=f"{name} (t={count})")
+    for level in (0.9, 0.99):
+        ax.axhline(level, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("directions d")
+    ax.set_ylabel("cumulative energy Σσ²_≤d / Σσ²")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: dict) -> str:
+    """d90/d99 per task and t, and subspace fine-tuning accuracy as % of full."""
+    import pandas as pd
+
+    rows = []
+    for name, entry in results.items():
+        row = {"task": name}
+        for count, spec in entry["spectra"].items():
+            row[f"d90@t={count}"], row[f"d99@t={count}"] = spec["all"]["d90"], spec["all"]["d99"]
+        for d, r in entry.get("finetune_in_subspace", {}).get("by_d", {}).items():
+            row[f"d={d} % of full"] = round(100 * r["of_full"], 1) if r["of_full"] is not None else None
+            if "outliers" in r:
+                o = r["outliers"]
+                row["outliers %"] = round(100 * o["outlier_fraction"], 2)
+                row["acc −outliers"] = round(100 * o["acc_zero_outliers"], 1)
+                row["acc −random"] = round(100 * o["acc_zero_random"], 1)
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)

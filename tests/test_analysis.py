@@ -1,0 +1,110 @@
+"""`clgraft analyze overlap|subspace|closeness` on an independent run of the tiny stream with a saved trajectory."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clgraft.cli import app
+from clgraft.errors import ClgraftError
+
+
+@pytest.fixture(scope="module")
+def analysis_run(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis-run")
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--stream",
+            "tiny",
+            "--method",
+            "independent",
+            "--model",
+            str(tiny_model_dir),
+            "--steps",
+            "8",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "32",
+            "--lr",
+            "1e-3",
+            "--trajectory",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_overlap_needs_grafts_then_reports_matrices_and_correlations(analysis_run):
+    with pytest.raises(ClgraftError, match="clgraft localize"):
+        _invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05")
+    _invoke("localize", analysis_run, "--sparsity", "0.05", "--steps", "1")
+    output = _invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05")
+    assert "Spearman" in output
+    payload = json.loads((analysis_run / "analysis" / "overlap-s0.05.json").read_text())
+    overlap, jaccard = np.array(payload["overlap"]), np.array(payload["jaccard"])
+    assert payload["tasks"] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]
+    assert np.allclose(np.diag(overlap), 1) and np.allclose(jaccard, jaccard.T)
+    assert np.allclose(np.array(payload["null_overlap"])[:, 0], 0.05, rtol=0.05)
+    assert len(payload["per_layer"]) == 2  # the tiny BERT's two blocks
+    refs = payload["references"]
+    assert set(refs) == {"transfer", "tau_cosine", "embedding_cosine", "same_type"}
+    assert np.allclose(np.diag(np.array(refs["tau_cosine"])), 1)
+    assert (analysis_run / "analysis" / "overlap-s0.05.png").stat().st_size > 0
+    record = json.loads((analysis_run / "run.json").read_text())
+    assert set(record["analysis"]["overlap-s0.05"]["correlations_with_jaccard"]) == set(refs)
+
+
+def test_subspace_spectra_finetuning_and_outliers(analysis_run):
+    output = _invoke(
+        "analyze", "subspace", analysis_run, "--t", "4,8", "--finetune-in-subspace", "2,4", "--task", "tiny-sst2"
+    )
+    assert "d90@t=8" in output
+    entry = json.loads((analysis_run / "analysis" / "subspace.json").read_text())["tasks"]["tiny-sst2"]
+    spec = entry["spectra"]["8"]
+    assert np.isclose(sum(spec["all"]["energy"]), 1) and 1 <= spec["all"]["d90"] <= spec["all"]["d99"] <= 8
+    assert len(spec["layers"]) == 2
+    by_d = entry["finetune_in_subspace"]["by_d"]
+    assert set(by_d) == {"2", "4"} and 0 <= by_d["4"]["acc"] <= 1 and by_d["4"]["z_norm"] > 0  # z was trained
+    outliers = by_d["4"]["outliers"]
+    # Adam's near-sign updates make bounded distributions; a tiny model may have no 3σ coordinate at all
+    assert 0 <= outliers["outlier_fraction"] < 0.1
+    assert 0 <= outliers["acc_zero_outliers"] <= 1 and 0 <= outliers["acc_zero_random"] <= 1
+    assert (analysis_run / "analysis" / "subspace.png").is_file()
+
+
+def test_closeness_and_critical_layers(analysis_run):
+    output = _invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--task", "tiny-trec")
+    assert "critical layers" in output
+    entry = json.loads((analysis_run / "analysis" / "closeness.json").read_text())["tasks"]["tiny-trec"]
+    assert set(entry["per_layer"]) == {"layer 0", "layer 1"}
+    assert all(v["rel_l2"] > 0 for v in entry["per_layer"].values())
+    crit = entry["critical_layers"]
+    assert crit["k"] == 1 and len(crit["layers"]) == 1 and 0 <= crit["acc"] <= 1
+    assert (analysis_run / "analysis" / "closeness.csv").read_text().startswith("parameter,")
+
+
+def test_bad_analysis_input_fails_in_one_line(analysis_run, tmp_path):
+    with pytest.raises(ClgraftError, match="no finished run"):
+        _invoke("analyze", "closeness", tmp_path)
+    with pytest.raises(ClgraftError, match="saved 8 checkpoints"):
+        _invoke("analyze", "subspace", analysis_run, "--t", "16")
+    with pytest.raises(ClgraftError, match="at most max --t"):
+        _invoke("analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "8")
+    with pytest.raises(ClgraftError, match="not a task of this run"):
+        _invoke("analyze", "closeness", analysis_run, "--task", "nope")
