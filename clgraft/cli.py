@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
@@ -352,6 +352,121 @@ def graft_info(
         typer.echo("\n".join(f"{k:<16} {v}" for k, v in info.items()))
 
 
+@app.command()
+def sweep(
+    spec: Annotated[str, typer.Argument(help="sweep YAML file, or the name of one in tasks/sweeps/ (e.g. standard)")],
+    backend: Annotated[str, _opt("local (this machine) or ray (a Ray cluster; pip install 'clgraft[ray]')")] = "local",
+    workers: Annotated[int, _opt("cells run at once; torch threads per cell = cores / workers")] = 1,
+    address: Annotated[
+        str | None, _opt("Ray cluster address (ray://HEAD:10001 or auto); default: a local Ray instance")
+    ] = None,
+    results: Annotated[Path, _opt("results folder: runs/ holds one run directory per cell")] = Path("results"),
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+    progress: Progress = True,
+) -> None:
+    """Run every cell of a sweep (streams × orders × methods × option values × seeds) that is not finished yet.
+
+    Each cell is a run directory under RESULTS/runs/ named by its config hash; killing the sweep at any point and
+    rerunning the same command finishes it with the same results. Then: clgraft leaderboard --results RESULTS.
+    """
+    from clgraft.data import data_dir_from
+    from clgraft.sweep import expand, load_sweep, run_sweep
+
+    if backend not in ("local", "ray"):
+        raise ClgraftError(f"--backend {backend!r}: choose local or ray")
+    if workers < 1:
+        raise ClgraftError("--workers must be ≥ 1")
+    plan, path = load_sweep(spec, tasks_dir)
+    cells = expand(plan, _registry(tasks_dir), path)
+    run_sweep(
+        cells,
+        results,
+        tasks_dir,
+        data_dir_from(data_dir),
+        backend=backend,
+        workers=workers,
+        address=address,
+        progress=progress,
+        echo=typer.echo,
+    )
+
+
+Results = Annotated[Path, _opt("results folder (clgraft sweep --results)")]
+
+
+@app.command()
+def leaderboard(
+    results: Results = Path("results"),
+    fmt: Annotated[str, _opt("md, csv or html", "--format")] = "md",
+    sort: Annotated[
+        str | None, _opt("sort rows by the mean of a metric (acc, bwt, forgetting, fwt, la, wall_s, extra_kb_per_task)")
+    ] = None,
+    ascending: Annotated[bool, _opt("sort ascending (default: descending)")] = False,
+    out: Annotated[Path | None, _opt("also write the table to this file")] = None,
+) -> None:
+    """One row per (stream, order, method, options) over every finished run in RESULTS: mean ± std and n over seeds,
+    memory kept per task, wall time and the BibTeX keys to cite (clgraft cite ROW)."""
+    from clgraft.leaderboard import header, load_records, render, summarize
+    from clgraft.results import write_text
+
+    records = load_records(results)
+    text = render(summarize(records, sort_by=sort, ascending=ascending), fmt, header(records))
+    if out is not None:
+        write_text(out, text)
+    typer.echo(text)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path | None, typer.Argument(help="a finished run directory")] = None,
+    results: Annotated[Path | None, _opt("a results folder instead: bars per method for each stream")] = None,
+) -> None:
+    """Write PNG plots: for a run, the R heatmap and accuracy over the stream (plus its analysis plots); for a results
+    folder, ACC and forgetting per method and stream."""
+    from clgraft.leaderboard import load_records
+    from clgraft.report import report_results, report_run
+
+    if (run_dir is None) == (results is None):
+        raise ClgraftError("give a RUN_DIR or --results DIR (one of the two)")
+    if run_dir is not None:
+        if not (run_dir / "run.json").is_file():
+            raise ClgraftError(f"{run_dir} holds no finished run (no run.json)")
+        paths = report_run(run_dir)
+    else:
+        paths = report_results(results, load_records(results))
+    typer.echo("\n".join(f"written: {p}" for p in paths))
+
+
+@app.command()
+def cite(
+    row: Annotated[
+        str | None, typer.Argument(help="leaderboard row number (1-based, default order) or a method name")
+    ] = None,
+    all_rows: Annotated[bool, _opt("every row of the leaderboard", "--all")] = False,
+    results: Results = Path("results"),
+) -> None:
+    """Print BibTeX for a leaderboard row (its method's papers, each data set's paper, and clgraft from
+    CITATION.cff), for every row with --all, or for a method by name."""
+    from clgraft.cite import bibtex
+    from clgraft.leaderboard import load_records, summarize
+
+    if (row is None) == (not all_rows):
+        raise ClgraftError("give a ROW (number or method name) or --all")
+    if row is not None and not row.isdigit():
+        from clgraft.methods import get_method, resolve
+
+        method, options = resolve(row, {})
+        typer.echo(bibtex([*get_method(method).citations(options), "clgraft"]))
+        return
+    table = summarize(load_records(results))
+    if row is not None and not 1 <= int(row) <= len(table):
+        raise ClgraftError(f"row {row}: the leaderboard has rows 1..{len(table)} (clgraft leaderboard)")
+    rows = table if all_rows else table.iloc[[int(row) - 1]]
+    keys = [k for cell in rows["cite"] for k in cell.split(", ") if k]
+    typer.echo(bibtex(keys))
+
+
 RunDir = Annotated[Path, typer.Argument(help="a finished run directory (clgraft run --out DIR)")]
 AnalyzeTasks = Annotated[list[str] | None, _opt("task of the run (repeatable); default: all", "--task")]
 
@@ -450,40 +565,19 @@ def _parse_list(text: str, kind: type, option: str, example: str) -> list:
 
 def _parse_methods(text: str) -> list[tuple[str, dict]]:
     """--methods: comma-separated NAME[:KEY=VALUE...] items, aliases resolved, options validated."""
-    from clgraft.methods import get_method, parse_options, resolve
+    from clgraft.methods import parse_method_spec
 
-    out = []
-    for item in filter(None, (m.strip() for m in text.split(","))):
-        name, *pairs = item.split(":")
-        method, options = resolve(name, _parse_opts(pairs))
-        parse_options(get_method(method), options)
-        out.append((method, options))
+    out = [parse_method_spec(m.strip()) for m in text.split(",") if m.strip()]
     if not out:
         raise ClgraftError("--methods: name at least one method (clgraft methods list)")
     return out
 
 
 def _parse_opts(pairs: list[str]) -> dict:
-    """KEY=VALUE pairs with YAML-typed values (1e3 → float, true → bool, [1, 2] → list)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ClgraftError(f"--opt {pair!r}: write KEY=VALUE, e.g. --opt ewc_lambda=1000")
-        out[key] = _number_or_yaml(value)
-    return out
+    """--opt KEY=VALUE pairs with typed values (1e3 → float, true → bool, [1, 2] → list)."""
+    from clgraft.methods import parse_option_pairs
 
-
-def _number_or_yaml(text: str) -> Any:
-    """A number where the text is one (YAML 1.1 reads 1e-3 as a string), else the YAML value."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return yaml.safe_load(text)
+    return parse_option_pairs(pairs, "--opt")
 
 
 def main() -> None:

@@ -8,47 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from clgraft.config import RunConfig
+from clgraft.leaderboard import summarize
 from clgraft.registry import Registry
 from clgraft.results import write_text
-
-METRICS = ("acc", "bwt", "forgetting", "fwt", "la")
-
-
-def _cell(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "n/a"
-    if len(values) == 1:
-        return f"{100 * values.iloc[0]:.2f}"
-    return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}"
-
-
-def summarize(records: list[dict]) -> pd.DataFrame:
-    """One row per (method, options): n seeds, mean ± std (in points) of each metric, mean memory kept per task
-    (from the method's report; old records without one count 0) and mean wall time."""
-    rows = [
-        {
-            "method": r["method"]["name"],
-            "options": r["method"]["options"],
-            "seed": r["seed"],
-            "wall_s": r["wall_s"],
-            "extra_kb": r["method"].get("report", {}).get("extra_bytes_per_task", 0) / 1024,
-            **{m: r["metrics"][m] for m in METRICS},
-        }
-        for r in records
-    ]
-    frame = pd.DataFrame(rows).astype({m: float for m in METRICS})
-    frame["options"] = frame["options"].map(lambda o: ", ".join(f"{k}={v}" for k, v in o.items()) or "-")
-    grouped = frame.groupby(["method", "options"], sort=False)
-    table = grouped.agg(
-        n=("seed", "count"),
-        **{m: (m, _cell) for m in METRICS},
-        extra_kb_per_task=("extra_kb", "mean"),
-        wall_s=("wall_s", "mean"),
-    )
-    table["extra_kb_per_task"] = table["extra_kb_per_task"].map(lambda v: f"{v:.0f}")
-    table["wall_s"] = table["wall_s"].map(lambda v: f"{v:.0f}")
-    return table.reset_index()
 
 
 def compare_runs(
@@ -67,7 +29,7 @@ def compare_runs(
         echo(f"[{i}/{len(configs)}] {config.method} seed {config.seed}")
         runner = Runner(config, registry, data_dir, root=root, progress=progress, echo=echo)
         records.append(runner.run())
-    table = summarize(records)
+    table = summarize(records, keys=("method", "options"))
     header = (
         f"stream {configs[0].stream}, {len(configs)} runs; metrics in accuracy points from R (DESIGN §2), "
         "mean ± std over seeds; extra_kb_per_task = memory kept per task beyond the model (grafts, buffers, "

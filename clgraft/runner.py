@@ -178,6 +178,7 @@ class Runner:
             {
                 "name": d.task.task,
                 "version": d.task.version,
+                "citation": d.task.citation,
                 "data_seed": d.data_seed,
                 "sizes": {s: len(d.splits[s]) for s in d.splits},
                 "test_size": len(d.splits["test"]),

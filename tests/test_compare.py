@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clgraft.cli import app
-from clgraft.compare import summarize
+from clgraft.leaderboard import summarize
 
 
 def test_compare_runs_reuses_and_aggregates(tiny_model_dir, tmp_path):
@@ -47,7 +47,7 @@ def test_summarize_marks_undefined_metrics():
         "wall_s": 3.0,
         "metrics": {"acc": 0.5, "bwt": None, "forgetting": None, "fwt": None, "la": None},
     }
-    row = summarize([rec]).iloc[0]
+    row = summarize([rec], keys=("method", "options")).iloc[0]
     assert row["acc"] == "50.00" and row["bwt"] == "n/a" and row["n"] == 1
 
 

@@ -147,7 +147,11 @@ def analyze_subspace(
                 seed = run.runner.config.seed * 1000 + t
                 model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
                 acc = run.test_accuracy(model, t)
-                row = {"acc": acc, "of_full": acc / full if full else None, "z_norm": float(model.body.z.detach().norm())}
+                row = {
+                    "acc": acc,
+                    "of_full": acc / full if full else None,
+                    "z_norm": float(model.body.z.detach().norm()),
+                }
                 if d == max(dims):
                     row["outliers"] = _ablate(run, model, t, seed)
                 entry["finetune_in_subspace"]["by_d"][str(d)] = row

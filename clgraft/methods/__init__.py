@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from clgraft.errors import ClgraftError
@@ -65,3 +66,32 @@ def parse_options(method: type[Method], given: dict[str, Any]) -> BaseModel:
         key = ".".join(str(p) for p in first["loc"])
         legal = ", ".join(f"{k}={v}" for k, v in method.option_defaults().items()) or "none"
         raise ClgraftError(f"--opt {key}: {first['msg']} (method {method.name} takes: {legal})") from e
+
+
+def option_value(text: str) -> Any:
+    """A number where the text is one (YAML 1.1 reads 1e-3 as a string), else the YAML value (true, [1, 2], …)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def parse_option_pairs(pairs: list[str], where: str) -> dict[str, Any]:
+    """KEY=VALUE strings as a dict of typed values; `where` names the option or file in errors."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClgraftError(f"{where} {pair!r}: write KEY=VALUE, e.g. ewc_lambda=1000")
+        out[key] = option_value(value)
+    return out
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """'NAME[:KEY=VALUE...]' (a method or an alias) as (method, options), the options validated."""
+    name, *pairs = spec.split(":")
+    method, options = resolve(name, parse_option_pairs(pairs, name))
+    parse_options(get_method(method), options)
+    return method, options

@@ -17,6 +17,7 @@ class AGem(AvalancheMethod):
     name = "agem"
     description = "projects each gradient so the loss on a memory of past tasks does not rise, avalanche-lib AGEM"
     paper = "Chaudhry et al. 2019, Efficient Lifelong Learning with A-GEM (ICLR)"
+    cite = ("chaudhry2019agem", "lomonaco2021avalanche")
     Options = AGemOptions
     keeps_state = True
     strategy_class = "AGEM"

@@ -73,6 +73,8 @@ class Method:
     """True for the multitask upper bound: one training phase on all tasks, evaluated once (last row of R)."""
     keeps_state: ClassVar[bool] = False
     """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
+    cite: ClassVar[tuple[str, ...]] = ()
+    """BibTeX keys (clgraft/references.bib) of the papers a result of this method should cite."""
     from_theta0: ClassVar[bool] = False
     """True when each task is fine-tuned from θ₀, not from the weights after the previous task (the analysis measures
     a task's movement from where its fine-tuning started)."""
@@ -83,6 +85,11 @@ class Method:
     def __init__(self, options: BaseModel, ctx: RunContext):
         self.options = options
         self.ctx = ctx
+
+    @classmethod
+    def citations(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        """The BibTeX keys for a run of this method with these options (as recorded in run.json)."""
+        return cls.cite
 
     @classmethod
     def requires_task_id(cls, options: BaseModel) -> bool:

@@ -21,6 +21,7 @@ class Ewc(AvalancheMethod):
     name = "ewc"
     description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), avalanche-lib EWC"
     paper = "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"
+    cite = ("kirkpatrick2017ewc", "lomonaco2021avalanche")
     Options = EwcOptions
     keeps_state = True
     strategy_class = "EWC"

@@ -28,9 +28,15 @@ class GraftCompose(Method):
         "fine-tune each task from θ₀, keep its sparse graft, evaluate grafts composed (task-aware/union/stitch)"
     )
     paper = "clgraft (DESIGN §4); stitch as in He et al. 2024, Localize-and-Stitch"
+    cite = ("panigrahi2023grafting",)
     Options = ComposeOptions
     keeps_state = True
     from_theta0 = True
+
+    @classmethod
+    def citations(cls, options: dict) -> tuple[str, ...]:
+        stitch = options.get("compose") == "stitch" or options.get("localizer") == "stitch"
+        return cls.cite + (("he2024localize",) if stitch else ())
 
     @classmethod
     def requires_task_id(cls, options: ComposeOptions) -> bool:

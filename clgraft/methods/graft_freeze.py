@@ -20,6 +20,7 @@ class GraftFreeze(Method):
     name = "graft-freeze"
     description = "localize a sparse region per task, freeze earlier regions while training later tasks"
     paper = "clgraft (DESIGN §4), on Panigrahi et al. 2023 skill localization; cf. PackNet (Mallya & Lazebnik 2018)"
+    cite = ("panigrahi2023grafting", "mallya2018packnet")
     Options = GraftOptions
     keeps_state = True
 

@@ -15,6 +15,7 @@ class Independent(Method):
     name = "independent"
     description = "fine-tunes each task from θ₀ separately: task vectors τ_t for grafting and merging; transfer in R"
     paper = "Panigrahi et al. 2023, Task-Specific Skill Localization in Fine-tuned Language Models (ICML)"
+    cite = ("panigrahi2023grafting",)
     from_theta0 = True
 
     def setup(self, model: HeadedModel) -> None:

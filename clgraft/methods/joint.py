@@ -14,6 +14,7 @@ class Joint(AvalancheMethod):
     name = "joint"
     description = "multitask upper bound: one training phase on all tasks at once, avalanche-lib JointTraining"
     paper = "Caruana 1997, Multitask Learning (Machine Learning); the standard CL upper bound"
+    cite = ("caruana1997multitask", "lomonaco2021avalanche")
     joint = True
     strategy_class = "JointTraining"
 

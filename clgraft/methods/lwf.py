@@ -17,6 +17,7 @@ class Lwf(AvalancheMethod):
     name = "lwf"
     description = "distils the previous model's outputs on earlier heads/classes while training, avalanche-lib LwF"
     paper = "Li & Hoiem 2017, Learning without Forgetting (TPAMI)"
+    cite = ("li2017lwf", "lomonaco2021avalanche")
     Options = LwfOptions
     keeps_state = True
     strategy_class = "LwF"

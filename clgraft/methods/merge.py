@@ -34,9 +34,15 @@ class MergeTaskVectors(Method):
     name = "merge"
     description = "task arithmetic / TIES / DARE over independently fine-tuned task vectors, λ chosen on dev"
     paper = "Ilharco et al. 2023 (task arithmetic); Yadav et al. 2023 (TIES); Yu et al. 2024 (DARE)"
+    cite = ("ilharco2023editing",)
     Options = MergeOptions
     keeps_state = True
     from_theta0 = True
+
+    @classmethod
+    def citations(cls, options: dict) -> tuple[str, ...]:
+        merge = options.get("merge", "task-arithmetic")
+        return {"ties": ("yadav2023ties",), "dare": ("yu2024dare",)}.get(merge, ()) + cls.cite
 
     def setup(self, model: HeadedModel) -> None:
         self.view = BlockView(model.body)

@@ -27,6 +27,7 @@ class Naive(Method):
     name = "naive"
     description = "sequential fine-tuning on each task in turn, no protection against forgetting (lower bound)"
     paper = "McCloskey & Cohen 1989, catastrophic interference; via avalanche-lib Naive with engine=avalanche"
+    cite = ("mccloskey1989catastrophic", "lomonaco2021avalanche")
     Options = NaiveOptions
 
     def __init__(self, options: NaiveOptions, ctx):

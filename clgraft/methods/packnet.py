@@ -30,6 +30,7 @@ class PackNet(AvalancheMethod):
     name = "packnet"
     description = "prune-and-freeze a share of the free weights per task, task masks at test, avalanche-lib PackNet"
     paper = "Mallya & Lazebnik 2018, PackNet: Adding Multiple Tasks to a Single Network by Iterative Pruning (CVPR)"
+    cite = ("mallya2018packnet", "lomonaco2021avalanche")
     Options = PackNetOptions
     needs_task_id = True
     keeps_state = True

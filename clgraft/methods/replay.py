@@ -47,6 +47,7 @@ class Replay(AvalancheMethod):
     name = "replay"
     description = "replays a class-balanced memory of earlier tasks' examples, avalanche-lib ReplayPlugin"
     paper = "Chaudhry et al. 2019, On Tiny Episodic Memories in Continual Learning (arXiv:1902.10486)"
+    cite = ("chaudhry2019tiny", "lomonaco2021avalanche")
     Options = ReplayOptions
     keeps_state = True
     strategy_class = "Naive"

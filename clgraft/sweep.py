@@ -1,0 +1,240 @@
+"""Benchmark sweeps (DESIGN §7): a YAML grid of streams × orders × methods × option values × seeds, expanded into
+run configurations; each cell is an ordinary run directory under RESULTS/runs/, so a finished cell is never
+recomputed and a killed sweep resumes where it stopped. Cells run in-process, in worker processes, or as Ray tasks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tqdm.auto import tqdm
+
+from clgraft.config import DEFAULT_MODEL, RunConfig
+from clgraft.errors import ClgraftError
+from clgraft.methods import get_method, parse_method_spec, parse_options
+from clgraft.registry import Registry, task_dirs
+from clgraft.results import read_json, write_json
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SweepStream(_Strict):
+    stream: str
+    orders: list[str] | None = Field(default=None, description="orders to run; default: the stream's first")
+
+
+class RunSettings(_Strict):
+    """The run options a sweep fixes for every cell (RunConfig's fields other than stream, method and seed)."""
+
+    steps: int = Field(default=50, gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    lr: float = Field(default=1e-4, gt=0)
+    head_lr: float = Field(default=1e-3, gt=0)
+    max_length: int = Field(default=128, gt=1)
+    max_test: int | None = Field(default=None, gt=0)
+    head: str = "task"
+    device: str = "cpu"
+
+
+class Sweep(_Strict):
+    """A sweep file: `sweep`, `version`, the grid, and the settings shared by its cells."""
+
+    sweep: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    model: str = DEFAULT_MODEL
+    streams: list[SweepStream] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1, description="NAME or alias, optionally NAME:KEY=VALUE[:KEY=VALUE]")
+    grid: dict[str, dict[str, list[Any]]] = Field(
+        default={}, description="per method item: option → values, every combination run"
+    )
+    seeds: list[int] = Field(min_length=1)
+    run: RunSettings = RunSettings()
+
+
+def load_sweep(spec: str, tasks_dir: list[Path] | None = None) -> tuple[Sweep, Path]:
+    """A sweep from a YAML path, or by name from the `sweeps/` folders of the task directories."""
+    path = Path(spec)
+    if not path.is_file():
+        found = [
+            d / "sweeps" / f"{spec}.yaml" for d in task_dirs(tasks_dir) if (d / "sweeps" / f"{spec}.yaml").is_file()
+        ]
+        if not found:
+            raise ClgraftError(f"sweep '{spec}': no such file, and no sweeps/{spec}.yaml in the task folders")
+        path = found[-1]
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Sweep.model_validate(doc), path
+    except yaml.YAMLError as e:
+        raise ClgraftError(f"{path}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ClgraftError(f"{path}: key '{key}': {first['msg']}") from e
+
+
+def expand(sweep: Sweep, registry: Registry, where: Path) -> list[RunConfig]:
+    """Every cell of the grid as a RunConfig (streams, orders, methods and tasks checked before anything runs)."""
+    cells = []
+    for entry in sweep.streams:
+        stream = registry.stream(entry.stream)
+        orders = entry.orders or [stream.order(None)[0]]
+        for order in orders:
+            stream.order(order)
+            for item in sweep.methods:
+                try:
+                    method, options = parse_method_spec(item)
+                except ClgraftError as e:
+                    raise ClgraftError(f"{where}: methods: {e}") from None
+                grid = sweep.grid.get(item, {})
+                for values in itertools.product(*grid.values()):
+                    opts = {**options, **dict(zip(grid, values, strict=True))}
+                    try:
+                        parse_options(get_method(method), opts)
+                    except ClgraftError as e:
+                        raise ClgraftError(f"{where}: grid.{item}: {e}") from None
+                    for seed in sweep.seeds:
+                        cells.append(
+                            RunConfig(
+                                stream=entry.stream,
+                                order=order,
+                                method=method,
+                                method_options=opts,
+                                model=sweep.model,
+                                seed=seed,
+                                **sweep.run.model_dump(),
+                            )
+                        )
+    return cells
+
+
+def finished_configs(runs_dir: Path) -> Iterator[dict]:
+    """The configs of the finished runs under runs_dir (as recorded in run.json)."""
+    for path in sorted(runs_dir.glob("*/run.json")):
+        try:
+            yield read_json(path)["config"]
+        except (ClgraftError, KeyError):
+            continue
+
+
+def _is_done(config: RunConfig, done: list[dict]) -> bool:
+    """Whether a finished run has these options (the runner still checks data and model hashes when it runs)."""
+    mine = config.model_dump()
+    return any(
+        {k: v for k, v in d.items() if k != "method_options"}
+        == {k: v for k, v in mine.items() if k != "method_options"}
+        and all(d["method_options"].get(k) == v for k, v in mine["method_options"].items())
+        for d in done
+    )
+
+
+def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, root: str, threads: int) -> dict:
+    """Run (or reuse, or resume) one cell; returns its run record and the folder it is in. Used by every backend."""
+    import torch
+
+    from clgraft.runner import Runner
+
+    torch.set_num_threads(threads)
+    registry = Registry.discover([Path(p) for p in tasks_dir] if tasks_dir else None)
+    runner = Runner(
+        RunConfig(**config),
+        registry,
+        Path(data_dir) if data_dir else None,
+        root=Path(root),
+        progress=False,
+        echo=lambda s: None,
+    )
+    started = time.perf_counter()
+    record = runner.run()
+    return {"dir": runner.dir.name, "record": record, "cell_s": time.perf_counter() - started}
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_sweep(
+    cells: list[RunConfig],
+    results: Path,
+    tasks_dir: list[Path] | None,
+    data_dir: Path | None,
+    backend: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Run every cell not finished yet; returns timing (sweep wall time vs the cells' own time)."""
+    runs = results / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    done = list(finished_configs(runs))
+    todo = [c for c in cells if not _is_done(c, done)]
+    workers = max(1, min(workers, len(todo) or 1))
+    threads = max(1, cores() // workers)  # torch threads × workers ≤ cores: no oversubscription
+    echo(
+        f"{len(cells)} cells, {len(cells) - len(todo)} finished already; {len(todo)} to run on {backend} "
+        f"({workers} worker(s) × {threads} torch thread(s))"
+    )
+    args = ([str(p) for p in tasks_dir] if tasks_dir else None, str(data_dir) if data_dir else None, str(runs), threads)
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell", disable=not progress)
+    start, cell_time = time.perf_counter(), 0.0
+    for outcome in _backend(backend, todo, args, workers, address):
+        cell_time += outcome["cell_s"]
+        record = outcome["record"]
+        target = runs / outcome["dir"] / "run.json"
+        if not target.exists():  # a cell that ran on another machine without a shared results folder
+            write_json(target, record)
+        bar.update(1)
+        bar.set_postfix_str(f"{record['method']['name']} {record['stream']['name']} s{record['seed']}", refresh=False)
+    bar.close()
+    wall = time.perf_counter() - start
+    overhead = (wall * workers - cell_time) / cell_time if cell_time else 0.0
+    echo(
+        f"sweep: {len(todo)} cells in {wall:.1f} s (cells' own time {cell_time:.1f} s; overhead {100 * overhead:.1f}%)"
+    )
+    return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "cell_s": cell_time, "overhead": overhead}
+
+
+def _backend(backend: str, todo: list[RunConfig], args: tuple, workers: int, address: str | None) -> Iterator[dict]:
+    if backend == "ray":
+        yield from _ray(todo, args, address)
+    elif workers == 1:
+        for config in todo:
+            yield run_cell(config.model_dump(), *args)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_cell, c.model_dump(), *args) for c in todo]
+            for future in as_completed(futures):
+                yield future.result()
+
+
+def _ray(todo: list[RunConfig], args: tuple, address: str | None) -> Iterator[dict]:
+    """Cells as Ray tasks, each reserving as many CPUs as it runs torch threads; records come back to the driver."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ClgraftError("--backend ray needs Ray: pip install 'clgraft[ray]'") from e
+    threads = args[-1]
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else cores(), include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=threads)(run_cell)
+    pending = [remote.remote(c.model_dump(), *args) for c in todo]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        try:
+            yield ray.get(ready[0])
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(e.cause, ClgraftError) else ClgraftError(f"a cell failed on Ray: {e.cause}")
+            raise cause from None

@@ -1,0 +1,155 @@
+"""Sweeps, the leaderboard, reports and citations on the tiny stream: expansion, local and Ray backends, and a sweep
+killed with SIGKILL that finishes on rerun with the results of an uninterrupted one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from clgraft.cli import app
+from clgraft.errors import ClgraftError
+from clgraft.registry import Registry
+from clgraft.sweep import expand, load_sweep
+
+TINY = Path(__file__).resolve().parent.parent / "tasks" / "sweeps" / "tiny.yaml"
+
+
+def _sweep_file(tmp_path: Path, model_dir: Path, **over) -> Path:
+    doc = yaml.safe_load(TINY.read_text())
+    doc.update(model=str(model_dir), **over)
+    doc["run"] = {**doc["run"], "max_length": 32}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _results(folder: Path) -> dict:
+    out = {}
+    for path in sorted((folder / "runs").glob("*/run.json")):
+        rec = json.loads(path.read_text())
+        out[path.parent.name] = rec["R"]
+    return out
+
+
+def test_expand_crosses_streams_methods_grid_and_seeds(tmp_path):
+    sweep, path = load_sweep(str(TINY))
+    cells = expand(sweep, Registry.discover(), path)
+    assert len(cells) == 4 and {c.seed for c in cells} == {1, 2}
+    assert [c.method for c in cells] == ["naive", "naive", "graft-compose", "graft-compose"]
+    assert cells[2].method_options == {"sparsity": 0.01} and cells[0].steps == 8 and cells[0].max_test == 50
+    standard, path = load_sweep("standard")
+    assert len(expand(standard, Registry.discover(), path)) == 2 * 8 * 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"methods": ["nope"]}, "unknown method 'nope'"),
+        ({"grid": {"naive": {"engine": ["bad"]}}}, "grid.naive"),
+        ({"seeds": []}, "key 'seeds'"),
+        ({"colour": "red"}, "key 'colour'"),
+        ({"streams": [{"stream": "tiny", "orders": ["sideways"]}]}, "no order 'sideways'"),
+    ],
+)
+def test_bad_sweep_files_fail_in_one_line(tmp_path, tiny_model_dir, change, message):
+    path = _sweep_file(tmp_path, tiny_model_dir, **change)
+    with pytest.raises(ClgraftError, match=message):
+        _invoke("sweep", path, "--results", tmp_path / "r", "--no-progress")
+
+
+def test_sweep_killed_with_sigkill_finishes_with_the_same_results(tmp_path, tiny_model_dir):
+    path = _sweep_file(tmp_path, tiny_model_dir)
+    whole = tmp_path / "whole"
+    output = _invoke("sweep", path, "--results", whole, "--no-progress")
+    assert "4 to run" in output and "overhead" in output
+    killed = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-c",
+        "from clgraft.cli import main; main()",
+        "sweep",
+        str(path),
+        "--results",
+        str(killed),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([*command, "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(list(killed.glob("runs/*/run.json"))) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    while not list(killed.glob("runs/*/progress.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # killed inside a cell, after at least one finished
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(killed.glob("runs/*/run.json")))
+    assert 1 <= done_before < 4
+    output = _invoke("sweep", path, "--results", killed, "--no-progress")
+    assert f"{done_before} finished already" in output
+    assert _results(killed) == _results(whole)
+
+
+def test_workers_and_ray_give_the_results_of_one_process(tmp_path, tiny_model_dir):
+    path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"])
+    _invoke("sweep", path, "--results", tmp_path / "one", "--no-progress")
+    _invoke("sweep", path, "--results", tmp_path / "two", "--workers", "2", "--no-progress")
+    assert _results(tmp_path / "two") == _results(tmp_path / "one")
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        output = _invoke("sweep", path, "--results", tmp_path / "ray", "--backend", "ray", "--workers", "2")
+    finally:
+        ray.shutdown()
+    assert "2 to run on ray (2 worker(s) × 1 torch thread(s))" in output
+    assert _results(tmp_path / "ray") == _results(tmp_path / "one")
+
+
+def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir):
+    path = _sweep_file(tmp_path, tiny_model_dir)
+    results = tmp_path / "res"
+    _invoke("sweep", path, "--results", results, "--no-progress")
+    _invoke("leaderboard", "--results", results, "--format", "csv", "--sort", "acc", "--out", tmp_path / "lb.csv")
+    table = pd.read_csv(tmp_path / "lb.csv")
+    assert set(table["n"]) == {2} and set(table["stream"]) == {"tiny"}
+    means = [float(str(v).split(" ± ")[0]) for v in table["acc"]]
+    assert means == sorted(means, reverse=True)
+    markdown = _invoke("leaderboard", "--results", results)
+    assert "| stream" in markdown and "seeds 1, 2" in markdown
+    with pytest.raises(ClgraftError, match="--sort"):
+        _invoke("leaderboard", "--results", results, "--sort", "colour")
+    written = _invoke("report", "--results", results)
+    assert "plots/tiny-default.png" in written
+    run_dir = next((results / "runs").iterdir())
+    written = _invoke("report", run_dir)
+    assert (run_dir / "report" / "R.png").stat().st_size > 0 and "accuracy-over-time.png" in written
+    bib = _invoke("cite", "--all", "--results", results)
+    assert "@software{clgraft" in bib and "@inproceedings{panigrahi2023grafting" in bib
+    assert "socher2013sst" in bib and "zhang2015charcnn" in bib  # the tiny tasks' data sets
+    assert _invoke("cite", "ties").startswith("@inproceedings{yadav2023ties")
+    with pytest.raises(ClgraftError, match="rows 1..2"):
+        _invoke("cite", "9", "--results", results)
+
+
+def test_every_citation_key_has_an_entry():
+    from clgraft.cite import bib_entries
+    from clgraft.methods import METHODS
+
+    keys = {k for m in METHODS.values() for k in m.citations({"merge": "ties", "compose": "stitch"})}
+    keys |= {m.citations({"merge": "dare"})[0] for m in [METHODS["merge"]]}
+    keys |= {t.citation for t in Registry.discover().tasks.values() if t.citation != "clgraft"}
+    assert keys <= set(bib_entries())
