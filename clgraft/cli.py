@@ -104,7 +104,7 @@ def tasks_validate(
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Check task/stream YAML files: schema, task references, and (where data is reachable) the data itself."""
+    """Check task, stream and sweep YAML files: schema, task references, and (where data is reachable) the data."""
     from clgraft.data import data_dir_from, load_task
     from clgraft.registry import Registry, Task, load_yaml_file, task_dirs
 
@@ -113,8 +113,12 @@ def tasks_validate(
         if not path.is_file():
             raise ClgraftError(f"{path}: no such file")
         item = load_yaml_file(path)
-        if item is None:
-            typer.echo(f"{path}: not a task or stream (skipped)")
+        if item is None:  # a sweep file
+            from clgraft.sweep import expand, load_sweep
+
+            plan, _ = load_sweep(str(path), tasks_dir)
+            cells = expand(plan, _registry(tasks_dir), path)
+            typer.echo(f"{path}: sweep {plan.sweep}@{plan.version} OK ({len(cells)} cells, methods and options valid)")
             continue
         reg = Registry([*task_dirs(tasks_dir), path.parent])
         if isinstance(item, Task):
