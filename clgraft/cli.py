@@ -587,12 +587,19 @@ def _parse_opts(pairs: list[str]) -> dict:
 def main() -> None:
     """Entry point: one line on stderr instead of a traceback (shown with --debug).
 
-    Exit codes: 2 for bad input (ClgraftError) and usage errors, 1 for Ctrl-C (click's "Aborted!"; finished tasks
-    are kept) and for anything unexpected.
+    Exit codes: 2 for bad input (ClgraftError) and usage errors, 130 for Ctrl-C (finished tasks and cells are kept;
+    the same command resumes), 1 for anything unexpected.
     """
     debug = "--debug" in sys.argv
     try:
         app()
+    except SystemExit as e:
+        if e.code == 130:  # typer turns Ctrl-C into exit code 130 without a word
+            typer.echo(
+                "clgraft: interrupted; everything finished so far is saved — rerun the same command to resume",
+                err=True,
+            )
+        raise
     except ClgraftError as e:
         if debug:
             raise

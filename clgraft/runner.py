@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
@@ -228,7 +229,13 @@ class Runner:
                 graft.save(path)
 
     def run(self) -> dict:
-        """Run (or resume, or reuse) the stream; returns the run record."""
+        """Run (or resume, or reuse) the stream; returns the run record. One process at a time per run directory (a
+        file lock): a second `clgraft run` or sweep on the same cell waits, then reuses the finished run."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.dir / ".lock")):
+            return self._run()
+
+    def _run(self) -> dict:
         finished, partial = self._existing()
         if finished is not None:
             self.echo(f"{self.dir}: finished run with the same config hash {self.hash}; not recomputed")

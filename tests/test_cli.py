@@ -80,3 +80,34 @@ def test_unexpected_errors_are_one_line_too(tmp_path):
     (tmp_path / "model" / "config.json").write_text('{"model_type": "bert", "hidden_size": "wide"}')
     proc = clgraft("run", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "r"))
     assert proc.returncode in (1, 2) and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tiny_model_dir, tmp_path):
+    """SIGINT in the middle of a stream: one line, exit code 130, finished tasks kept; the same command resumes."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-c", "from clgraft.cli import main; main()", "run", "--stream", "tiny",
+        "--model", str(tiny_model_dir), "--steps", "120", "--batch-size", "4", "--max-length", "32",
+        "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "weights" / "task-01.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)  # inside task 2 (or 3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; everything finished so far is saved" in stderr and "Traceback" not in stderr
+    assert (out / "progress.json").exists() and not (out / "run.json").exists()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resuming after task [12] of 3", again.stdout)

@@ -153,3 +153,25 @@ def test_every_citation_key_has_an_entry():
     keys |= {m.citations({"merge": "dare"})[0] for m in [METHODS["merge"]]}
     keys |= {t.citation for t in Registry.discover().tasks.values() if t.citation != "clgraft"}
     assert keys <= set(bib_entries())
+
+
+def test_two_sweeps_on_one_results_folder_at_once(tmp_path, tiny_model_dir):
+    """Cells are locked: the second sweep waits for a cell the first is running, then reuses it."""
+    path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"])
+    _invoke("sweep", path, "--results", tmp_path / "alone", "--no-progress")
+    shared = tmp_path / "shared"
+    command = [
+        sys.executable,
+        "-c",
+        "from clgraft.cli import main; main()",
+        "sweep",
+        str(path),
+        "--results",
+        str(shared),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([*command, "--no-progress"], env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert _results(shared) == _results(tmp_path / "alone")
+    assert not list(shared.glob("runs/*/.*.tmp"))  # no partial file left behind
