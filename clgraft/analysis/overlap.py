@@ -171,7 +171,10 @@ def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
         "mean_jaccard": float(jac[off].mean()),
         "correlations_with_jaccard": correlations,
     }
-    plot_matrices(run.names, {"overlap O(i→j)": overlap, "Jaccard": jac}, run.dir / "analysis" / f"{name}.png")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(null > 0, overlap / null, np.nan)
+    panels = {"overlap O(i→j)": overlap, "Jaccard": jac, "overlap ÷ random-mask null": ratio}
+    plot_matrices(run.names, panels, run.dir / "analysis" / f"{name}.png")
     plot_layers(run.names, per_layer, run.dir / "analysis" / f"{name}-layers.png")
     run.write(name, payload, summary)
     return payload
@@ -187,16 +190,19 @@ def _pyplot():
 
 
 def plot_matrices(names: list[str], matrices: dict[str, np.ndarray], path: Path) -> None:
-    """Annotated heatmaps side by side."""
+    """Annotated heatmaps side by side; the diagonal (a task with itself) is left blank so the pairs set the scale."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.2))
     for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
+        m = np.array(m, dtype=float)
+        np.fill_diagonal(m, np.nan)
         image = ax.imshow(m, cmap="viridis")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white")
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=6, color="white")
         ax.set_title(title)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -212,9 +218,12 @@ def plot_layers(names: list[str], per_layer: dict[str, dict], path: Path) -> Non
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3 * rows), squeeze=False)
-    top = max(max(max(r) for r in v["jaccard"]) for v in per_layer.values()) or 1.0
+    off = ~np.eye(len(names), dtype=bool)
+    top = max(float(np.array(v["jaccard"])[off].max(initial=0)) for v in per_layer.values()) or 1.0
     for ax, layer in zip(axes.flat, layers, strict=False):
-        ax.imshow(np.array(per_layer[layer]["jaccard"]), cmap="viridis", vmin=0, vmax=top)
+        m = np.array(per_layer[layer]["jaccard"], dtype=float)
+        np.fill_diagonal(m, np.nan)
+        ax.imshow(m, cmap="viridis", vmin=0, vmax=top)
         ax.set_title(layer, fontsize=9)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
         ax.set_yticks(range(len(names)), names, fontsize=6)
