@@ -1,5 +1,7 @@
 """Benchmark fixtures: the default model with a fresh head, and fixed synthetic batches."""
 
+import time
+
 import pytest
 import torch
 
@@ -21,3 +23,22 @@ def fixed_data() -> Encoded:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 20000, (BATCH * STEPS, LENGTH), generator=gen)
     return Encoded(ids.tolist(), torch.randint(0, 4, (BATCH * STEPS,), generator=gen), pad_id=0)
+
+
+@pytest.fixture()
+def paired(benchmark):
+    """paired(op, reference, rounds=10) → fastest op time / fastest reference time, the two alternating round by
+    round (the reference runs as the benchmark's setup), so that both see the same machine state."""
+
+    def run(op, reference, rounds: int = 10) -> float:
+        ref: list[float] = []
+
+        def setup():
+            start = time.perf_counter()
+            reference()
+            ref.append(time.perf_counter() - start)
+
+        benchmark.pedantic(op, setup=setup, rounds=rounds, warmup_rounds=1)
+        return benchmark.stats.stats.min / min(ref)
+
+    return run

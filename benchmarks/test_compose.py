@@ -3,7 +3,6 @@ composed model evaluates as fast as a plain one (it is a plain model: no per-bat
 reference alternate round by round; fastest rounds are compared."""
 
 import math
-import time
 
 import pytest
 import torch
@@ -16,19 +15,6 @@ from clgraft.train import predict
 
 T = 5
 SPARSITY = 1e-2  # the largest region the issue allows per task
-ROUNDS = 10
-
-
-def _paired(benchmark, op, reference, rounds=ROUNDS) -> float:
-    ref: list[float] = []
-
-    def setup():
-        start = time.perf_counter()
-        reference()
-        ref.append(time.perf_counter() - start)
-
-    benchmark.pedantic(op, setup=setup, rounds=rounds, warmup_rounds=1)
-    return benchmark.stats.stats.min / min(ref)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +38,7 @@ def setting():
 
 
 @pytest.mark.parametrize("mode", ["union", "stitch"])
-def test_compose_vs_t_applications(benchmark, setting, mode):
+def test_compose_vs_t_applications(benchmark, paired, setting, mode):
     body, grafts = setting
     benchmark.group = "compose"
 
@@ -60,21 +46,20 @@ def test_compose_vs_t_applications(benchmark, setting, mode):
         for g in grafts:
             g.apply(body)
 
-    ratio = _paired(benchmark, lambda: compose_into(body, grafts, mode), apply_each)
+    ratio = paired(lambda: compose_into(body, grafts, mode), apply_each)
     benchmark.extra_info.update(ratio=ratio, grafts=T, sparsity=SPARSITY)
     print(f"\ncompose {mode}, {T} grafts at s={SPARSITY:g}: {ratio:.2f}× {T} graft applications (target ≤ 2)")
     assert ratio <= 2.0
 
 
-def test_composed_model_evaluates_like_a_plain_one(benchmark, setting):
+def test_composed_model_evaluates_like_a_plain_one(benchmark, paired, setting):
     body, grafts = setting
     plain = HeadedModel(load_backbone(DEFAULT_MODEL).model, {"t": 2}, 0)
     composed = HeadedModel(compose_into(body, grafts, "stitch"), {"t": 2}, 0)
     gen = torch.Generator().manual_seed(1)
     data = Encoded(torch.randint(1000, 20000, (64, 64), generator=gen).tolist(), torch.zeros(64, dtype=torch.long), 0)
     benchmark.group = "evaluate"
-    ratio = _paired(
-        benchmark,
+    ratio = paired(
         lambda: predict(composed, "t", data, 32, torch.device("cpu")),
         lambda: predict(plain, "t", data, 32, torch.device("cpu")),
         rounds=5,

@@ -8,7 +8,6 @@ model's parameter memory. Timed operation and copy alternate round by round; fas
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ import torch
 from clgraft.graft import Graft, load
 from clgraft.localize import top_k_mask
 from clgraft.models import DEFAULT_MODEL, BlockView, default_model_path, load_backbone
-
-ROUNDS = 10
 
 
 @pytest.fixture(scope="module")
@@ -30,36 +27,23 @@ def blocks():
     return body, view, theta0, tau
 
 
-def _paired(benchmark, op, reference) -> float:
-    """Fastest op time / fastest reference time, the two alternating."""
-    ref: list[float] = []
-
-    def setup():
-        start = time.perf_counter()
-        reference()
-        ref.append(time.perf_counter() - start)
-
-    benchmark.pedantic(op, setup=setup, rounds=ROUNDS, warmup_rounds=1)
-    return benchmark.stats.stats.min / min(ref)
-
-
 @pytest.mark.parametrize("sparsity", [1e-4, 1e-3, 1e-2])
-def test_top_k_vs_one_copy(benchmark, blocks, sparsity):
+def test_top_k_vs_one_copy(benchmark, paired, blocks, sparsity):
     _, view, theta0, tau = blocks
     scores = tau.abs()
     k = math.floor(sparsity * view.numel)
     benchmark.group = "top-k"
-    ratio = _paired(benchmark, lambda: top_k_mask(scores, k), lambda: theta0.clone())
+    ratio = paired(lambda: top_k_mask(scores, k), lambda: theta0.clone())
     benchmark.extra_info.update(ratio=ratio, k=k)
     print(f"\ntop-k s={sparsity:g} (k={k}): {ratio:.2f}× one copy (target ≤ 3)")
     assert ratio <= 3.0
 
 
-def test_apply_vs_one_copy(benchmark, blocks):
+def test_apply_vs_one_copy(benchmark, paired, blocks):
     body, view, theta0, tau = blocks
     graft = Graft.from_mask(view, top_k_mask(tau.abs(), math.floor(1e-3 * view.numel)), tau, {}, {})
     benchmark.group = "apply"
-    ratio = _paired(benchmark, lambda: graft.apply(body), lambda: theta0.clone())
+    ratio = paired(lambda: graft.apply(body), lambda: theta0.clone())
     benchmark.extra_info.update(ratio=ratio)
     print(f"\napply s=1e-3: {ratio:.3f}× one copy (target ≤ 2)")
     assert ratio <= 2.0

@@ -16,6 +16,7 @@ from clgraft.localize import LocalizeOptions, MaskLearner
 from clgraft.methods.base import PreparedTask
 from clgraft.metrics.calibration import ece
 from clgraft.models import BlockView, HeadedModel
+from clgraft.plots import pyplot, save
 from clgraft.registry import Registry
 from clgraft.results import read_json, write_json
 from clgraft.runner import Runner
@@ -151,11 +152,7 @@ def table(rows: list[dict]) -> str:
 
 def plot_recovered(rows: list[dict], path: Path) -> None:
     """Recovered accuracy against sparsity (log scale), one line per task and method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for task, method in sorted({(r["task"], r["method"]) for r in rows}):
         pts = sorted((r["sparsity"], r["recovered"]) for r in rows if (r["task"], r["method"]) == (task, method))
@@ -165,7 +162,4 @@ def plot_recovered(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("sparsity s (fraction of block parameters)")
     ax.set_ylabel("recovered = acc(θ̄) / acc(θ_t)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)

@@ -9,24 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clgraft.plots import pyplot, save
 from clgraft.results import read_json
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
-    return path
 
 
 def report_run(run_dir: Path) -> list[Path]:
@@ -36,7 +20,7 @@ def report_run(run_dir: Path) -> list[Path]:
     rows = [(i, r) for i, r in enumerate(record["R"]) if r is not None]
     R = np.array([r for _, r in rows], dtype=float) * 100
     labels = ["before" if i == 0 else f"after {names[i - 1]}" for i, _ in rows]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.1 * len(names) + 3, 0.5 * len(rows) + 2))
     image = ax.imshow(R, cmap="viridis", vmin=0, vmax=100)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
@@ -46,7 +30,7 @@ def report_run(run_dir: Path) -> list[Path]:
             ax.text(j, i, f"{R[i, j]:.0f}", ha="center", va="center", color="white", fontsize=8)
     ax.set_title(f"R: test accuracy % ({record['method']['name']}, {record['stream']['name']}, seed {record['seed']})")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    out = [_save(fig, run_dir / "report" / "R.png")]
+    out = [save(fig, run_dir / "report" / "R.png")]
     fig, ax = plt.subplots(figsize=(6, 4))
     steps = [i for i, _ in rows]
     for j, name in enumerate(names):
@@ -55,7 +39,7 @@ def report_run(run_dir: Path) -> list[Path]:
     ax.set_xlabel("after task")
     ax.set_ylabel("test accuracy %")
     ax.legend(fontsize=7)
-    out.append(_save(fig, run_dir / "report" / "accuracy-over-time.png"))
+    out.append(save(fig, run_dir / "report" / "accuracy-over-time.png"))
     return out + sorted((run_dir / "analysis").glob("*.png"))
 
 
@@ -75,7 +59,7 @@ def report_results(results: Path, records: list[dict]) -> list[Path]:
         }
         for r in records
     )
-    plt = _pyplot()
+    plt = pyplot()
     out = []
     for stream, part in frame.groupby("stream", sort=False):
         stats = part.groupby("method", sort=False)[["acc", "forgetting"]].agg(["mean", "std"]).fillna(0) * 100
@@ -86,5 +70,5 @@ def report_results(results: Path, records: list[dict]) -> list[Path]:
             ax.invert_yaxis()
         axes[1].set_yticks([])
         fig.suptitle(stream)
-        out.append(_save(fig, results / "plots" / f"{stream}.png"))
+        out.append(save(fig, results / "plots" / f"{stream}.png"))
     return out

@@ -58,3 +58,21 @@ def interrupt_task(monkeypatch):
         return lambda: monkeypatch.setattr(method_class, "train", original)
 
     return install
+
+
+@pytest.fixture()
+def invoke():
+    """invoke(*args): the CLI in-process; returns its output. A ClgraftError comes out as itself (the one-line
+    message a user sees), any other failure fails the test."""
+    from typer.testing import CliRunner
+
+    from clgraft.cli import app
+
+    def run(*args) -> str:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return run

@@ -42,19 +42,11 @@ def analysis_run(tiny_model_dir, tmp_path_factory):
     return out
 
 
-def _invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def test_overlap_needs_grafts_then_reports_matrices_and_correlations(analysis_run):
+def test_overlap_needs_grafts_then_reports_matrices_and_correlations(analysis_run, invoke):
     with pytest.raises(ClgraftError, match="clgraft localize"):
-        _invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05")
-    _invoke("localize", analysis_run, "--sparsity", "0.05", "--steps", "1")
-    output = _invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05")
+        invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05")
+    invoke("localize", analysis_run, "--sparsity", "0.05", "--steps", "1")
+    output = invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05")
     assert "Spearman" in output
     payload = json.loads((analysis_run / "analysis" / "overlap-s0.05.json").read_text())
     overlap, jaccard = np.array(payload["overlap"]), np.array(payload["jaccard"])
@@ -70,8 +62,8 @@ def test_overlap_needs_grafts_then_reports_matrices_and_correlations(analysis_ru
     assert set(record["analysis"]["overlap-s0.05"]["correlations_with_jaccard"]) == set(refs)
 
 
-def test_subspace_spectra_finetuning_and_outliers(analysis_run):
-    output = _invoke(
+def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):
+    output = invoke(
         "analyze", "subspace", analysis_run, "--t", "4,8", "--finetune-in-subspace", "2,4", "--task", "tiny-sst2"
     )
     assert "d90@t=8" in output
@@ -88,8 +80,8 @@ def test_subspace_spectra_finetuning_and_outliers(analysis_run):
     assert (analysis_run / "analysis" / "subspace.png").is_file()
 
 
-def test_closeness_and_critical_layers(analysis_run):
-    output = _invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--task", "tiny-trec")
+def test_closeness_and_critical_layers(analysis_run, invoke):
+    output = invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--task", "tiny-trec")
     assert "critical layers" in output
     entry = json.loads((analysis_run / "analysis" / "closeness.json").read_text())["tasks"]["tiny-trec"]
     assert set(entry["per_layer"]) == {"layer 0", "layer 1"}
@@ -99,12 +91,12 @@ def test_closeness_and_critical_layers(analysis_run):
     assert (analysis_run / "analysis" / "closeness.csv").read_text().startswith("parameter,")
 
 
-def test_bad_analysis_input_fails_in_one_line(analysis_run, tmp_path):
+def test_bad_analysis_input_fails_in_one_line(analysis_run, tmp_path, invoke):
     with pytest.raises(ClgraftError, match="no finished run"):
-        _invoke("analyze", "closeness", tmp_path)
+        invoke("analyze", "closeness", tmp_path)
     with pytest.raises(ClgraftError, match="saved 8 checkpoints"):
-        _invoke("analyze", "subspace", analysis_run, "--t", "16")
+        invoke("analyze", "subspace", analysis_run, "--t", "16")
     with pytest.raises(ClgraftError, match="at most max --t"):
-        _invoke("analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "8")
+        invoke("analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "8")
     with pytest.raises(ClgraftError, match="not a task of this run"):
-        _invoke("analyze", "closeness", analysis_run, "--task", "nope")
+        invoke("analyze", "closeness", analysis_run, "--task", "nope")

@@ -12,9 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from clgraft.cli import app
 from clgraft.errors import ClgraftError
 from clgraft.registry import Registry
 from clgraft.sweep import expand, load_sweep
@@ -31,12 +29,9 @@ def _sweep_file(tmp_path: Path, model_dir: Path, **over) -> Path:
     return path
 
 
-def _invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.output
+def _cli(path: Path, results: Path) -> list[str]:
+    """`clgraft sweep` as a separate process (to be killed, or run twice at once)."""
+    return [sys.executable, "-c", "from clgraft.cli import main; main()", "sweep", str(path), "--results", str(results)]
 
 
 def _results(folder: Path) -> dict:
@@ -67,16 +62,16 @@ def test_expand_crosses_streams_methods_grid_and_seeds(tmp_path):
         ({"streams": [{"stream": "tiny", "orders": ["sideways"]}]}, "no order 'sideways'"),
     ],
 )
-def test_bad_sweep_files_fail_in_one_line(tmp_path, tiny_model_dir, change, message):
+def test_bad_sweep_files_fail_in_one_line(tmp_path, tiny_model_dir, change, message, invoke):
     path = _sweep_file(tmp_path, tiny_model_dir, **change)
     with pytest.raises(ClgraftError, match=message):
-        _invoke("sweep", path, "--results", tmp_path / "r", "--no-progress")
+        invoke("sweep", path, "--results", tmp_path / "r", "--no-progress")
 
 
-def test_sweep_killed_with_sigkill_finishes_with_the_same_results(tmp_path, tiny_model_dir):
+def test_sweep_killed_with_sigkill_finishes_with_the_same_results(tmp_path, tiny_model_dir, invoke):
     path = _sweep_file(tmp_path, tiny_model_dir)
     whole = tmp_path / "whole"
-    output = _invoke("sweep", path, "--results", whole, "--no-progress")
+    output = invoke("sweep", path, "--results", whole, "--no-progress")
     assert "4 to run" in output and "overhead" in output
     killed = tmp_path / "killed"
     command = [
@@ -99,50 +94,50 @@ def test_sweep_killed_with_sigkill_finishes_with_the_same_results(tmp_path, tiny
     proc.wait()
     done_before = len(list(killed.glob("runs/*/run.json")))
     assert 1 <= done_before < 4
-    output = _invoke("sweep", path, "--results", killed, "--no-progress")
+    output = invoke("sweep", path, "--results", killed, "--no-progress")
     assert f"{done_before} finished already" in output
     assert _results(killed) == _results(whole)
 
 
-def test_workers_and_ray_give_the_results_of_one_process(tmp_path, tiny_model_dir):
+def test_workers_and_ray_give_the_results_of_one_process(tmp_path, tiny_model_dir, invoke):
     path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"])
-    _invoke("sweep", path, "--results", tmp_path / "one", "--no-progress")
-    _invoke("sweep", path, "--results", tmp_path / "two", "--workers", "2", "--no-progress")
+    invoke("sweep", path, "--results", tmp_path / "one", "--no-progress")
+    invoke("sweep", path, "--results", tmp_path / "two", "--workers", "2", "--no-progress")
     assert _results(tmp_path / "two") == _results(tmp_path / "one")
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        output = _invoke("sweep", path, "--results", tmp_path / "ray", "--backend", "ray", "--workers", "2")
+        output = invoke("sweep", path, "--results", tmp_path / "ray", "--backend", "ray", "--workers", "2")
     finally:
         ray.shutdown()
     assert "2 to run on ray (2 worker(s) × 1 torch thread(s))" in output
     assert _results(tmp_path / "ray") == _results(tmp_path / "one")
 
 
-def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir):
+def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
     path = _sweep_file(tmp_path, tiny_model_dir)
     results = tmp_path / "res"
-    _invoke("sweep", path, "--results", results, "--no-progress")
-    _invoke("leaderboard", "--results", results, "--format", "csv", "--sort", "acc", "--out", tmp_path / "lb.csv")
+    invoke("sweep", path, "--results", results, "--no-progress")
+    invoke("leaderboard", "--results", results, "--format", "csv", "--sort", "acc", "--out", tmp_path / "lb.csv")
     table = pd.read_csv(tmp_path / "lb.csv")
     assert set(table["n"]) == {2} and set(table["stream"]) == {"tiny"}
     means = [float(str(v).split(" ± ")[0]) for v in table["acc"]]
     assert means == sorted(means, reverse=True)
-    markdown = _invoke("leaderboard", "--results", results)
+    markdown = invoke("leaderboard", "--results", results)
     assert "| stream" in markdown and "seeds 1, 2" in markdown
     with pytest.raises(ClgraftError, match="--sort"):
-        _invoke("leaderboard", "--results", results, "--sort", "colour")
-    written = _invoke("report", "--results", results)
+        invoke("leaderboard", "--results", results, "--sort", "colour")
+    written = invoke("report", "--results", results)
     assert "plots/tiny-default.png" in written
     run_dir = next((results / "runs").iterdir())
-    written = _invoke("report", run_dir)
+    written = invoke("report", run_dir)
     assert (run_dir / "report" / "R.png").stat().st_size > 0 and "accuracy-over-time.png" in written
-    bib = _invoke("cite", "--all", "--results", results)
+    bib = invoke("cite", "--all", "--results", results)
     assert "@software{clgraft" in bib and "@inproceedings{panigrahi2023grafting" in bib
     assert "socher2013sst" in bib and "zhang2015charcnn" in bib  # the tiny tasks' data sets
-    assert _invoke("cite", "ties").startswith("@inproceedings{yadav2023ties")
+    assert invoke("cite", "ties").startswith("@inproceedings{yadav2023ties")
     with pytest.raises(ClgraftError, match="rows 1..2"):
-        _invoke("cite", "9", "--results", results)
+        invoke("cite", "9", "--results", results)
 
 
 def test_every_citation_key_has_an_entry():
@@ -155,10 +150,10 @@ def test_every_citation_key_has_an_entry():
     assert keys <= set(bib_entries())
 
 
-def test_two_sweeps_on_one_results_folder_at_once(tmp_path, tiny_model_dir):
+def test_two_sweeps_on_one_results_folder_at_once(tmp_path, tiny_model_dir, invoke):
     """Cells are locked: the second sweep waits for a cell the first is running, then reuses it."""
     path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"])
-    _invoke("sweep", path, "--results", tmp_path / "alone", "--no-progress")
+    invoke("sweep", path, "--results", tmp_path / "alone", "--no-progress")
     shared = tmp_path / "shared"
     command = [
         sys.executable,

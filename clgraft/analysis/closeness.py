@@ -11,6 +11,7 @@ import torch
 
 from clgraft.analysis.run_files import OpenRun, layer_of
 from clgraft.metrics.closeness import layer_closeness
+from clgraft.plots import pyplot, save
 from clgraft.train import TrainOptions, train_task
 
 
@@ -101,11 +102,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
 
 def plot_closeness(results: dict, path: Path) -> None:
     """Relative L2 change per transformer block, one line per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, entry in results.items():
         layers = list(entry["per_layer"])
@@ -113,9 +110,7 @@ def plot_closeness(results: dict, path: Path) -> None:
     ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("‖θ_t − θ_start‖₂ / ‖θ_start‖₂")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def table(results: dict) -> str:

@@ -17,6 +17,7 @@ from clgraft.errors import ClgraftError
 from clgraft.graft import Graft, load
 from clgraft.metrics.overlap import intersection_counts, jaccard_matrix, overlap_matrix, random_overlap
 from clgraft.models import HeadedModel
+from clgraft.plots import pyplot, save
 
 PERMUTATIONS = 9999
 
@@ -180,18 +181,9 @@ def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
     return payload
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_matrices(names: list[str], matrices: dict[str, np.ndarray], path: Path) -> None:
     """Annotated heatmaps side by side; the diagonal (a task with itself) is left blank so the pairs set the scale."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.2))
     for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
         m = np.array(m, dtype=float)
@@ -205,15 +197,12 @@ def plot_matrices(names: list[str], matrices: dict[str, np.ndarray], path: Path)
                     ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=6, color="white")
         ax.set_title(title)
         fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_layers(names: list[str], per_layer: dict[str, dict], path: Path) -> None:
     """Jaccard per transformer block, one small heatmap each, on a shared colour scale."""
-    plt = _pyplot()
+    plt = pyplot()
     layers = list(per_layer)
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
@@ -229,9 +218,7 @@ def plot_layers(names: list[str], per_layer: dict[str, dict], path: Path) -> Non
         ax.set_yticks(range(len(names)), names, fontsize=6)
     for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def table(payload: dict) -> str:

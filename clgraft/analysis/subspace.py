@@ -16,6 +16,7 @@ from clgraft.analysis.run_files import OpenRun
 from clgraft.errors import ClgraftError
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.models import BlockView, HeadedModel
+from clgraft.plots import pyplot, save
 from clgraft.train import TrainOptions, train_task
 
 
@@ -172,11 +173,7 @@ def analyze_subspace(
 
 def plot_spectra(results: dict, path: Path) -> None:
     """Cumulative energy against the number of directions, one line per task (the largest t)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, entry in results.items():
         count = max(entry["spectra"], key=int)
@@ -187,10 +184,7 @@ def plot_spectra(results: dict, path: Path) -> None:
     ax.set_xlabel("directions d")
     ax.set_ylabel("cumulative energy Σσ²_≤d / Σσ²")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def table(results: dict) -> str:
