@@ -42,6 +42,7 @@ def test_compare_runs_reuses_and_aggregates(tiny_model_dir, tmp_path):
 
 def test_summarize_marks_undefined_metrics():
     rec = {
+        "stream": {"name": "tiny", "version": 1, "order": "default"},
         "method": {"name": "joint", "options": {}},
         "seed": 1,
         "wall_s": 3.0,
