@@ -131,33 +131,39 @@ def analyze_subspace(
     outlier ablation at the largest d. Writes analysis/subspace.json and subspace.png."""
     results = {}
     for t in tasks:
-        name = run.names[t]
-        entry: dict = {"spectra": {}}
-        for count in counts:
-            X = trajectory(run, t, count)
-            entry["spectra"][str(count)] = spectra(run, X)
+        results[run.names[t]] = _task(run, t, counts, dims, lr)
+        _write(run, results)  # after every task: a long analysis keeps what it has finished
+    return results
+
+
+def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float) -> dict:
+    name = run.names[t]
+    entry: dict = {"spectra": {}}
+    for count in counts:
+        spec = entry["spectra"][str(count)] = spectra(run, trajectory(run, t, count))
+        run.echo(f"{name} t={count}: d90 {spec['all']['d90']}, d99 {spec['all']['d99']}")
+    if not dims:
+        return entry
+    X = trajectory(run, t, max(counts))
+    full = run.finetuned_accuracy(t)
+    entry["finetune_in_subspace"] = {"full_acc": full, "lr": lr, "by_d": {}}
+    for d in dims:
+        seed = run.runner.config.seed * 1000 + t
+        model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
+        acc = run.test_accuracy(model, t)
+        row = {"acc": acc, "of_full": acc / full if full else None, "z_norm": float(model.body.z.detach().norm())}
+        run.echo(f"{name} subspace d={d}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+        if d == max(dims):
+            row["outliers"] = o = _ablate(run, model, t, seed)
             run.echo(
-                f"{name} t={count}: d90 {entry['spectra'][str(count)]['all']['d90']}, "
-                f"d99 {entry['spectra'][str(count)]['all']['d99']}"
+                f"{name} d={d} outliers {100 * o['outlier_fraction']:.2f}% of coordinates: acc without them "
+                f"{100 * o['acc_zero_outliers']:.1f}, without as many random ones {100 * o['acc_zero_random']:.1f}"
             )
-        if dims:
-            X = trajectory(run, t, max(counts))
-            full = run.finetuned_accuracy(t)
-            entry["finetune_in_subspace"] = {"full_acc": full, "lr": lr, "by_d": {}}
-            for d in dims:
-                seed = run.runner.config.seed * 1000 + t
-                model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
-                acc = run.test_accuracy(model, t)
-                row = {
-                    "acc": acc,
-                    "of_full": acc / full if full else None,
-                    "z_norm": float(model.body.z.detach().norm()),
-                }
-                if d == max(dims):
-                    row["outliers"] = _ablate(run, model, t, seed)
-                entry["finetune_in_subspace"]["by_d"][str(d)] = row
-                run.echo(f"{name} subspace d={d}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
-        results[name] = entry
+        entry["finetune_in_subspace"]["by_d"][str(d)] = row
+    return entry
+
+
+def _write(run: OpenRun, results: dict) -> None:
     plot_spectra(results, run.dir / "analysis" / "subspace.png")
     summary = {
         name: {
@@ -168,7 +174,6 @@ def analyze_subspace(
         for name, e in results.items()
     }
     run.write("subspace", {"tasks": results}, summary)
-    return results
 
 
 def plot_spectra(results: dict, path: Path) -> None:
