@@ -50,6 +50,7 @@ def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
         p.requires_grad_(layer_of(name) in chosen)
     task, opts = run.tasks[t], run.ctx.opts
     seed = run.runner.config.seed * 1000 + t
+    torch.manual_seed(seed)  # dropout draws as in the run's own fine-tuning of this task
     train_task(
         model,
         task.head,

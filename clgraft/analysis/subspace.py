@@ -76,6 +76,7 @@ def _fit_subspace(run: OpenRun, t: int, basis: torch.Tensor, lr: float, seed: in
     model = HeadedModel(sub, run.runner.head_sizes, run.runner.config.seed).to(run.runner.device)
     task = run.tasks[t]
     opts = run.ctx.opts
+    torch.manual_seed(seed)  # dropout draws as in the run's own fine-tuning of this task
     train_task(
         model,
         task.head,
