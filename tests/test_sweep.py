@@ -74,15 +74,7 @@ def test_sweep_killed_with_sigkill_finishes_with_the_same_results(tmp_path, tiny
     output = invoke("sweep", path, "--results", whole, "--no-progress")
     assert "3 to run" in output and "overhead" in output
     killed = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-c",
-        "from clgraft.cli import main; main()",
-        "sweep",
-        str(path),
-        "--results",
-        str(killed),
-    ]
+    command = _cli(path, killed)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([*command, "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -155,15 +147,7 @@ def test_two_sweeps_on_one_results_folder_at_once(tmp_path, tiny_model_dir, invo
     path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"])
     invoke("sweep", path, "--results", tmp_path / "alone", "--no-progress")
     shared = tmp_path / "shared"
-    command = [
-        sys.executable,
-        "-c",
-        "from clgraft.cli import main; main()",
-        "sweep",
-        str(path),
-        "--results",
-        str(shared),
-    ]
+    command = _cli(path, shared)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     procs = [subprocess.Popen([*command, "--no-progress"], env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
