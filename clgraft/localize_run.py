@@ -29,16 +29,6 @@ def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) 
     return accuracy(logits, labels), ece(logits, labels)
 
 
-def _select(runner: Runner, names: list[str] | None) -> list[int]:
-    order = [d.task.task for d in runner.data]
-    if not names:
-        return list(range(len(order)))
-    missing = [n for n in names if n not in order]
-    if missing:
-        raise ClgraftError(f"--task {missing[0]}: not a task of this run; its tasks are {', '.join(order)}")
-    return [order.index(n) for n in names]
-
-
 def localize_run(
     run_dir: Path,
     registry: Registry,
@@ -56,7 +46,7 @@ def localize_run(
     theta0 = view.flatten(dict(body.named_parameters()))
     model = HeadedModel(body, runner.head_sizes, runner.config.seed).to(runner.device)
     rows = []
-    for t in _select(runner, task_names):
+    for t in runner.task_indices(task_names):
         task = ctx.tasks[t]
         weights = run_dir / "weights" / f"task-{t + 1:02d}.safetensors"
         if not weights.is_file():

@@ -164,6 +164,16 @@ class Runner:
             )
         return runner, record
 
+    def task_indices(self, names: list[str] | None) -> list[int]:
+        """Stream positions of the named tasks (all when none are named); an unknown name is a one-line error."""
+        order = [d.task.task for d in self.data]
+        if not names:
+            return list(range(len(order)))
+        missing = [n for n in names if n not in order]
+        if missing:
+            raise ClgraftError(f"--task {missing[0]}: not a task of this run; its tasks are {', '.join(order)}")
+        return [order.index(n) for n in names]
+
     def _hash_payload(self) -> dict:
         return {
             "config": self.config.model_dump(exclude={"method_options"}),

@@ -42,9 +42,8 @@ def by_layer(run: OpenRun, t: int) -> pd.DataFrame:
 def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
     """Test accuracy of task t fine-tuned from its starting point with only these blocks (and the head) trained."""
     model = run.fresh_model()  # at θ₀
-    if t > 0 and not _from_theta0(run):
-        before = {k.removeprefix("body."): v for k, v in run.state_after(t - 1).items() if k.startswith("body.")}
-        model.body.load_state_dict(before)
+    if t > 0 and not run.from_theta0:
+        model.body.load_state_dict(run.body(run.state_after(t - 1)))
     chosen = set(layers)
     for name, p in model.body.named_parameters():
         p.requires_grad_(layer_of(name) in chosen)
@@ -63,12 +62,6 @@ def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
         progress=run.ctx.progress,
     )
     return run.test_accuracy(model, t)
-
-
-def _from_theta0(run: OpenRun) -> bool:
-    from clgraft.methods import get_method
-
-    return get_method(run.runner.config.method).from_theta0
 
 
 def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:

@@ -104,7 +104,7 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
     for i in range(t):
         run.echo(f"transfer: probing every task on the body after {run.names[i]}")
         state = run.state_after(i)
-        model.body.load_state_dict({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
+        model.body.load_state_dict(run.body(state))
         transfer[i] = np.array(probe_all()) - np.array(base)
         taus.append(run.blocks(state) - run.start(i))
     tau_cos = np.array([[float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for b in taus] for a in taus])

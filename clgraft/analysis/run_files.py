@@ -59,13 +59,23 @@ class OpenRun:
             raise ClgraftError(f"{path} is missing: the run lacks the weights after task {self.names[t]}")
         return load_file(path)
 
+    @staticmethod
+    def body(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The body's part of a HeadedModel state dict, under the body's own names."""
+        return {k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")}
+
     def blocks(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """Flat block parameters of a HeadedModel state dict."""
-        return self.view.flatten({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
+        return self.view.flatten(self.body(state))
+
+    @property
+    def from_theta0(self) -> bool:
+        """Whether the run's method fine-tunes every task from θ₀ (else from the weights after the previous task)."""
+        return get_method(self.runner.config.method).from_theta0
 
     def start(self, t: int) -> torch.Tensor:
         """Flat block parameters where task t's fine-tuning started: θ₀, or the weights after task t − 1."""
-        if t == 0 or get_method(self.runner.config.method).from_theta0:
+        if t == 0 or self.from_theta0:
             return self.theta0
         return self.blocks(self.state_after(t - 1))
 
@@ -96,12 +106,7 @@ class OpenRun:
 
     def select(self, names: list[str] | None) -> list[int]:
         """Indices of the named tasks (all when none are named)."""
-        if not names:
-            return list(range(len(self.names)))
-        missing = [n for n in names if n not in self.names]
-        if missing:
-            raise ClgraftError(f"--task {missing[0]}: not a task of this run; its tasks are {', '.join(self.names)}")
-        return [self.names.index(n) for n in names]
+        return self.runner.task_indices(names)
 
     def write(self, name: str, payload: dict, summary: dict) -> Path:
         """analysis/NAME.json with the full results; the summary goes into run.json under analysis.NAME."""
