@@ -80,6 +80,20 @@ def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):
     assert (analysis_run / "analysis" / "subspace.png").is_file()
 
 
+def test_subspace_keeps_earlier_tasks_and_skips_same_settings(analysis_run, invoke):
+    invoke("analyze", "subspace", analysis_run, "--t", "4", "--task", "tiny-trec")
+    path = analysis_run / "analysis" / "subspace.json"
+    before = json.loads(path.read_text())["tasks"]
+    assert {"tiny-trec"} <= set(before)
+    output = invoke("analyze", "subspace", analysis_run, "--t", "4", "--task", "tiny-trec", "--task", "tiny-agnews")
+    assert "tiny-trec: analysed before with the same settings; kept" in output
+    after = json.loads(path.read_text())["tasks"]
+    assert after["tiny-trec"] == before["tiny-trec"] and after["tiny-agnews"]["settings"]["t"] == [4]
+    assert list(after) == [n for n in ("tiny-sst2", "tiny-agnews", "tiny-trec") if n in after]  # stream order
+    invoke("analyze", "subspace", analysis_run, "--t", "8", "--task", "tiny-trec")  # new settings: recomputed
+    assert json.loads(path.read_text())["tasks"]["tiny-trec"]["settings"]["t"] == [8]
+
+
 def test_closeness_and_critical_layers(analysis_run, invoke):
     output = invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--task", "tiny-trec")
     assert "critical layers" in output

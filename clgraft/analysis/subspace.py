@@ -17,6 +17,7 @@ from clgraft.errors import ClgraftError
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.models import BlockView, HeadedModel
 from clgraft.plots import pyplot, save
+from clgraft.results import read_json
 from clgraft.train import TrainOptions, train_task
 
 
@@ -129,12 +130,27 @@ def analyze_subspace(
     lr: float,
 ) -> dict:
     """Spectra for each t in counts; with dims, intrinsic fine-tuning at each d (basis from the largest t) and the
-    outlier ablation at the largest d. Writes analysis/subspace.json and subspace.png."""
-    results = {}
+    outlier ablation at the largest d. Writes analysis/subspace.json and subspace.png.
+
+    Tasks analysed before and not asked for now are kept, and a task already analysed with the same settings is
+    not recomputed: an interrupted analysis resumes, and tasks can be added one command at a time."""
+    settings = {"t": sorted(counts), "d": sorted(dims), "lr": lr}
+    earlier = _earlier(run)
     for t in tasks:
-        results[run.names[t]] = _task(run, t, counts, dims, lr)
+        name = run.names[t]
+        if earlier.get(name, {}).get("settings") == settings:
+            run.echo(f"{name}: analysed before with the same settings; kept")
+            continue
+        earlier[name] = {"settings": settings, **_task(run, t, counts, dims, lr)}
+        results = {n: earlier[n] for n in run.names if n in earlier}
         _write(run, results)  # after every task: a long analysis keeps what it has finished
-    return results
+    return {n: earlier[n] for n in run.names if n in earlier}
+
+
+def _earlier(run: OpenRun) -> dict:
+    """Per-task entries of an earlier analysis/subspace.json of this run (none if absent)."""
+    path = run.dir / "analysis" / "subspace.json"
+    return read_json(path).get("tasks", {}) if path.exists() else {}
 
 
 def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float) -> dict:
