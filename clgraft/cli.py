@@ -165,6 +165,13 @@ MaxLength = Annotated[int, _opt("tokens per example (truncation)")]
 MaxTest = Annotated[int | None, _opt("cap on test examples per task (a fixed random subset)")]
 Head = Annotated[str, _opt("'task': a head per task (task id known); 'shared': one label space")]
 Device = Annotated[str, _opt("cpu or cuda")]
+Evaluate = Annotated[
+    str,
+    _opt(
+        "entries of R to evaluate: all ((T+1)·T task evaluations), seen (what every metric needs, about half) or "
+        "final (ACC, LA, BWT, FWT only, about 4T)"
+    ),
+]
 Progress = Annotated[bool, _opt("show progress bars")]
 
 
@@ -197,6 +204,7 @@ def run(
     max_test: MaxTest = _D["max_test"],
     head: Head = _D["head"],
     device: Device = _D["device"],
+    evaluate: Evaluate = _D["evaluate"],
     trajectory: Annotated[int, _opt("save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
         "trajectory"
     ],
@@ -205,7 +213,7 @@ def run(
     data_dir: DataDir = None,
     progress: Progress = True,
 ) -> None:
-    """Fine-tune on each task of a stream in turn, evaluate every task after each, write run.json with R and metrics.
+    """Fine-tune on each task of a stream in turn, evaluate the tasks after each (--evaluate), write run.json with R.
 
     Rerunning the same command reuses a finished run and resumes an unfinished one after its last finished task.
     """
@@ -229,6 +237,7 @@ def run(
         max_test=max_test,
         head=head,
         device=device,
+        evaluate=evaluate,
         trajectory=trajectory,
     )
     Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
@@ -255,6 +264,7 @@ def compare(
     max_test: MaxTest = _D["max_test"],
     head: Head = _D["head"],
     device: Device = _D["device"],
+    evaluate: Evaluate = _D["evaluate"],
     out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
@@ -279,6 +289,7 @@ def compare(
         max_test=max_test,
         head=head,
         device=device,
+        evaluate=evaluate,
     )
     configs = [
         base.model_copy(update={"method": name, "method_options": options, "seed": seed})

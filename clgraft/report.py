@@ -27,7 +27,8 @@ def report_run(run_dir: Path) -> list[Path]:
     ax.set_yticks(range(len(labels)), labels)
     for i in range(R.shape[0]):
         for j in range(R.shape[1]):
-            ax.text(j, i, f"{R[i, j]:.0f}", ha="center", va="center", color="white", fontsize=8)
+            shown = "-" if np.isnan(R[i, j]) else f"{R[i, j]:.0f}"  # not evaluated (--evaluate seen|final)
+            ax.text(j, i, shown, ha="center", va="center", color="white", fontsize=8)
     ax.set_title(f"R: test accuracy % ({record['method']['name']}, {record['stream']['name']}, seed {record['seed']})")
     fig.colorbar(image, ax=ax, fraction=0.046)
     out = [save(fig, run_dir / "report" / "R.png")]

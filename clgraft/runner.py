@@ -17,12 +17,13 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from clgraft.batches import encode
-from clgraft.config import RunConfig
+from clgraft.config import HASHED_WHEN_SET, RunConfig
 from clgraft.data import Split, load_task
 from clgraft.errors import ClgraftError, NonFiniteLoss
 from clgraft.methods import get_method, parse_options
 from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
+from clgraft.metrics.cl import evaluated_columns
 from clgraft.models import Backbone, HeadedModel, block_parameter_names, load_backbone
 from clgraft.registry import Registry, Task
 from clgraft.results import config_hash, hardware, read_json, save_tensors, versions, write_json
@@ -62,13 +63,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext) -> list[float]:
-    """Row of R: accuracy on every task's test set with the model as it is now."""
-    row = []
-    for j, p in enumerate(ctx.tasks):
+def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext, columns: list[int]) -> list[float | None]:
+    """Row of R: accuracy on the test sets of the given tasks with the model as it is now (None for the others)."""
+    row: list[float | None] = [None] * len(ctx.tasks)
+    for j in columns:
+        p = ctx.tasks[j]
         method.before_eval(model, j)
         logits = predict(model, p.head, p.test, ctx.opts.eval_batch_size, ctx.device)
-        row.append(accuracy(logits, p.test.labels + p.label_offset))
+        row[j] = accuracy(logits, p.test.labels + p.label_offset)
     return row
 
 
@@ -175,8 +177,10 @@ class Runner:
         return [order.index(n) for n in names]
 
     def _hash_payload(self) -> dict:
+        # options added after the first run records enter the hash only when set, so those records stay reusable
+        unset = {k for k, default in HASHED_WHEN_SET.items() if getattr(self.config, k) == default}
         return {
-            "config": self.config.model_dump(exclude={"method_options"}),
+            "config": self.config.model_dump(exclude={"method_options", *unset}),
             "method_options": self.method_options.model_dump(),
             "stream": f"{self.stream.stream}@{self.stream.version}",
             "order": self.order,
@@ -285,7 +289,7 @@ class Runner:
             )
 
         if not R:
-            R.append(_evaluate_row(model, method, ctx))
+            R.append(self._evaluate_row(model, method, ctx, 0))
             checkpoint()
         try:
             if method.joint:
@@ -317,7 +321,7 @@ class Runner:
             losses.append(method.train(model, TaskStep(t, task_seed, saver)))
             self._save_weights(model, t + 1)
             self._save_grafts(method)
-            R.append(_evaluate_row(model, method, ctx))
+            R.append(self._evaluate_row(model, method, ctx, t + 1))
             checkpoint()
             bar.update(1)
         bar.close()
@@ -327,7 +331,11 @@ class Runner:
         torch.manual_seed(self.config.seed * 1000)
         losses[:] = [method.train_all(model, self.config.seed * 1000)]
         self._save_weights(model, len(ctx.tasks))
-        R[1:] = [None] * (len(ctx.tasks) - 1) + [_evaluate_row(model, method, ctx)]
+        R[1:] = [None] * (len(ctx.tasks) - 1) + [self._evaluate_row(model, method, ctx, len(ctx.tasks))]
+
+    def _evaluate_row(self, model: HeadedModel, method: Method, ctx: RunContext, row: int) -> list[float | None]:
+        """Row `row` of R, evaluating the tasks that the run's --evaluate plan asks for."""
+        return _evaluate_row(model, method, ctx, evaluated_columns(self.config.evaluate, row, len(ctx.tasks)))
 
     def _record(self, R: list, losses: list[list[float]], wall: float, method_report: dict) -> dict:
         blocks = set(block_parameter_names(self.backbone.model))

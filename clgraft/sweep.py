@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from clgraft.config import DEFAULT_MODEL, RunConfig
+from clgraft.config import DEFAULT_MODEL, HASHED_WHEN_SET, RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.methods import get_method, parse_method_spec, parse_options
 from clgraft.registry import Registry, task_dirs
@@ -45,6 +45,7 @@ class RunSettings(_Strict):
     max_test: int | None = Field(default=None, gt=0)
     head: str = "task"
     device: str = "cpu"
+    evaluate: str = "all"
 
 
 class Sweep(_Strict):
@@ -131,6 +132,7 @@ def finished_configs(runs_dir: Path) -> Iterator[dict]:
 def _is_done(config: RunConfig, done: list[dict]) -> bool:
     """Whether a finished run has these options (the runner still checks data and model hashes when it runs)."""
     mine = config.model_dump()
+    done = [{**HASHED_WHEN_SET, **d} for d in done]  # records older than those options
     return any(
         {k: v for k, v in d.items() if k != "method_options"}
         == {k: v for k, v in mine.items() if k != "method_options"}

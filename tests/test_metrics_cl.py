@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from clgraft.metrics import cl_metrics
+from clgraft.metrics.cl import EVALUATE_PLANS, evaluated_columns
 
 # rows: before, after task 1, after task 2, after task 3
 R3 = [
@@ -60,3 +61,29 @@ def test_missing_rows_leave_only_the_metrics_they_do_not_need():
     assert m["acc"] == pytest.approx(0.8)
     assert m["la"] is None and m["bwt"] is None and m["fwt"] is None and m["forgetting"] is None
     assert m["avg_incremental_acc"] is None
+
+
+def _masked(R: np.ndarray, plan: str) -> list[list[float | None]]:
+    T = R.shape[1]
+    keep = [set(evaluated_columns(plan, i, T)) for i in range(T + 1)]
+    return [[float(R[i, j]) if j in keep[i] else None for j in range(T)] for i in range(T + 1)]
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 15])
+def test_evaluation_plans_keep_the_metrics_they_promise(T):
+    R = np.random.default_rng(T).random((T + 1, T))
+    full = cl_metrics(R)
+    assert cl_metrics(_masked(R, "all")) == full
+    assert cl_metrics(_masked(R, "seen")) == full  # every metric from about half the evaluations
+    final = cl_metrics(_masked(R, "final"))
+    assert {k: final[k] for k in ("acc", "la", "bwt", "fwt")} == {k: full[k] for k in ("acc", "la", "bwt", "fwt")}
+    if T > 2:  # with T ≤ 2 every entry forgetting reads is in the final plan too
+        assert final["forgetting"] is None and final["avg_incremental_acc"] is None
+
+
+def test_evaluation_plans_cost():
+    T = 15
+    cost = {p: sum(len(evaluated_columns(p, i, T)) for i in range(T + 1)) for p in EVALUATE_PLANS}
+    assert cost == {"all": T * (T + 1), "seen": (T - 1) + T * (T + 1) // 2 + (T - 1), "final": 4 * T - 3}
+    with pytest.raises(ValueError, match="choose one of"):
+        evaluated_columns("some", 0, T)

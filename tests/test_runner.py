@@ -10,6 +10,7 @@ from clgraft.errors import ClgraftError
 from clgraft.methods.naive import Naive
 from clgraft.metrics import cl_metrics
 from clgraft.registry import Registry
+from clgraft.report import report_run
 from clgraft.runner import RunConfig, Runner, head_layout
 
 FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
@@ -121,3 +122,27 @@ def test_cuda_without_gpu_is_a_clear_error(tiny_model_dir, tmp_path):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ClgraftError, match="no CUDA GPU; use --device cpu"):
         _run(tiny_model_dir, tmp_path / "r", device="cuda")
+
+
+@pytest.mark.parametrize("plan", ["seen", "final"])
+def test_evaluation_plan_skips_entries_but_not_the_metrics_it_promises(tiny_model_dir, tmp_path, plan):
+    full = _run(tiny_model_dir, tmp_path / "all")
+    part = _run(tiny_model_dir, tmp_path / plan, evaluate=plan)
+    assert part["config_hash"] != full["config_hash"]
+    evaluated = [(i, j) for i, row in enumerate(part["R"]) for j, v in enumerate(row) if v is not None]
+    assert len(evaluated) < 12 and all(part["R"][i][j] == full["R"][i][j] for i, j in evaluated)
+    promised = (
+        ("acc", "la", "bwt", "fwt", "forgetting", "avg_incremental_acc")
+        if plan == "seen"
+        else ("acc", "la", "bwt", "fwt")
+    )
+    assert {k: part["metrics"][k] for k in promised} == {k: full["metrics"][k] for k in promised}
+    plots = report_run(tmp_path / plan)  # entries never evaluated are drawn as gaps, not errors
+    assert all(p.stat().st_size > 0 for p in plots[:2])
+
+
+def test_default_evaluation_plan_leaves_the_config_hash_as_before(tiny_model_dir, tmp_path):
+    """Records written before --evaluate existed must stay reusable: the default is not hashed."""
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
+    runner = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=lambda s: None)
+    assert "evaluate" not in runner._hash_payload()["config"]

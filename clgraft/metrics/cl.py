@@ -2,8 +2,9 @@
 
 R has T+1 rows and T columns: row 0 is the model before any training on the stream, row i (1..T) after training on
 tasks 1..i. Every mean is unweighted over tasks (not by example count, unlike Avalanche's stream accuracy). A row may
-be None where it was never evaluated (joint training has only rows 0 and T); a metric that needs a missing entry
-is None, as are BWT, FWT and forgetting for T = 1.
+be None where it was never evaluated (joint training has only rows 0 and T), and so may a single entry (a run with
+`--evaluate seen|final` evaluates only what the metrics need); a metric that needs a missing entry is None, as are
+BWT, FWT and forgetting for T = 1.
 """
 
 from __future__ import annotations
@@ -13,17 +14,38 @@ from typing import Any
 
 import numpy as np
 
+EVALUATE_PLANS = ("all", "seen", "final")
+
+
+def evaluated_columns(plan: str, row: int, T: int) -> list[int]:
+    """The tasks (0-based columns) evaluated in row `row` of R under an evaluation plan.
+
+    all: every task in every row, (T+1)·T evaluations (accuracy-over-time plots need it). seen: what every metric
+    here needs — row 0 for FWT's b_j (j > 1), then in row i the tasks seen so far and the next one, about
+    (T+1)(T+2)/2. final: what ACC, LA, BWT and FWT need — b_j, each task right after its training and just before
+    it, and every task at the end, 4T − 3; forgetting and average incremental accuracy are then None.
+    """
+    if plan not in EVALUATE_PLANS:
+        raise ValueError(f"evaluation plan {plan!r}: choose one of {', '.join(EVALUATE_PLANS)}")
+    if plan == "all" or row == T:
+        return list(range(T))
+    if row == 0:
+        return list(range(1, T))
+    nxt = [row] if row < T else []
+    return (list(range(row)) if plan == "seen" else [row - 1]) + nxt
+
 
 def _as_matrix(R: Any) -> np.ndarray:
-    """R as floats with missing (None) rows as NaN; NaN or inf given as values are refused."""
+    """R as floats with missing (None) rows or entries as NaN; NaN or inf given as values are refused."""
     rows = list(R)
-    present = np.array([r for r in rows if r is not None], dtype=np.float64)
-    T = present.shape[1] if present.ndim == 2 else 0
-    if present.ndim != 2 or T < 1 or len(rows) != T + 1:
+    widths = {len(r) if np.ndim(r) == 1 else 0 for r in rows if r is not None}
+    T = widths.pop() if len(widths) == 1 else 0
+    if T < 1 or len(rows) != T + 1:
         raise ValueError(f"R must be a (T+1)×T matrix (row 0 = before training); got {len(rows)} rows of {T}")
-    if not np.isfinite(present).all():
-        raise ValueError("R holds NaN or infinite entries (a row never evaluated is None, not NaN)")
-    return np.array([[np.nan] * T if r is None else r for r in rows], dtype=np.float64)
+    given = [v for r in rows if r is not None for v in r if v is not None]
+    if not np.isfinite(np.array(given, dtype=np.float64)).all():
+        raise ValueError("R holds NaN or infinite entries (an entry never evaluated is None, not NaN)")
+    return np.array([[None] * T if r is None else r for r in rows], dtype=np.float64)
 
 
 def _defined(compute: Callable[[], float]) -> float | None:
