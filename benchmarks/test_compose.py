@@ -13,6 +13,8 @@ from clgraft.graft import Graft
 from clgraft.models import DEFAULT_MODEL, BlockView, HeadedModel, load_backbone
 from clgraft.train import predict
 
+from .peak_memory import extra_peak
+
 T = 5
 SPARSITY = 1e-2  # the largest region the issue allows per task
 
@@ -66,3 +68,28 @@ def test_composed_model_evaluates_like_a_plain_one(benchmark, paired, setting):
     )
     print(f"\nevaluating a composed model: {ratio:.2f}× a plain one (target: the same, ≤ 1.10)")
     assert ratio <= 1.10
+
+
+@pytest.mark.parametrize("mode", ["union", "stitch"])
+def test_composition_memory(mode):
+    """Peak memory of composing T grafts into a loaded model, beyond the model and the grafts themselves, in a fresh
+    process (benchmarks/peak_memory.py); target ≤ 3× the model's parameter memory (issue 9)."""
+    param_bytes, extra = extra_peak(
+        setup=f"""
+        import math
+        from clgraft.compose import compose_into
+        from clgraft.graft import Graft
+        from clgraft.models import BlockView
+        view = BlockView(body)
+        k = math.floor({SPARSITY} * view.numel)
+        layout = [(n, view.shapes[n]) for n in view.names]
+        grafts = [
+            Graft(layout, torch.randperm(view.numel)[:k].sort().values, torch.randn(k) * 1e-6, {{}}, {{}})
+            for _ in range({T})
+        ]
+        """,
+        op=f"compose_into(body, grafts, {mode!r})",
+    )
+    ratio = extra / param_bytes
+    print(f"\ncompose {mode}: {extra / 2**20:.1f} MiB extra peak, {ratio:.2f}× parameter memory (target ≤ 3)")
+    assert ratio <= 3.0

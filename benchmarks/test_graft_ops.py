@@ -6,8 +6,6 @@ model's parameter memory. Timed operation and copy alternate round by round; fas
 """
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,8 @@ import torch
 from clgraft.graft import Graft, load
 from clgraft.localize import top_k_mask
 from clgraft.models import DEFAULT_MODEL, BlockView, default_model_path, load_backbone
+
+from .peak_memory import extra_peak
 
 
 @pytest.fixture(scope="module")
@@ -67,46 +67,24 @@ def test_graft_file_size(blocks, tmp_path, sparsity):
         assert checkpoint / size >= 1000
 
 
-MEMORY_SCRIPT = r"""
-import os, threading, time, torch
-from clgraft.batches import Encoded
-from clgraft.localize import LocalizeOptions, MaskLearner
-from clgraft.models import DEFAULT_MODEL, BlockView, HeadedModel, load_backbone
-torch.manual_seed(0)
-body = load_backbone(DEFAULT_MODEL).model
-model = HeadedModel(body, {"t": 2}, 0)
-param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-ids = torch.randint(1000, 20000, (32, 64)).tolist()
-data = Encoded(ids, torch.randint(0, 2, (32,)), 0)
-with torch.no_grad():  # one forward first, so that the baseline holds the framework's own buffers
-    model(torch.tensor(ids[:8]), torch.ones(8, 64, dtype=torch.long), "t")
-page = os.sysconf("SC_PAGE_SIZE")
-rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
-peak, done = [0], threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
-before = rss()
-sampler = threading.Thread(target=sample)
-sampler.start()
-view = BlockView(body)
-theta0 = view.flatten(dict(body.named_parameters()))
-tau = torch.randn(view.numel).mul_(1e-3)
-learner = MaskLearner(model, view, theta0, "t", 0, data, [data], torch.device("cpu"))
-learner.learn(tau, tau, LocalizeOptions(sparsity=1e-3, steps=3, batches=2))
-done.set()
-sampler.join()
-print(param_bytes, max(peak[0], rss()) - before)
-"""
-
-
 def test_mask_learning_memory():
     """Peak memory of mask learning beyond the loaded model — θ₀, τ, S, gradients, scratch, masks, activations —
-    in a fresh process: resident set size sampled every 2 ms, peak minus the size before (ru_maxrss cannot be used:
-    loading the model and hashing its weights set a higher mark first)."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True)
-    param_bytes, extra = map(int, out.stdout.split()[-2:])
+    in a fresh process (benchmarks/peak_memory.py)."""
+    param_bytes, extra = extra_peak(
+        setup="""
+        from clgraft.batches import Encoded
+        from clgraft.localize import LocalizeOptions, MaskLearner
+        from clgraft.models import BlockView
+        data = Encoded(ids, torch.randint(0, 2, (32,)), 0)
+        """,
+        op="""
+        view = BlockView(body)
+        theta0 = view.flatten(dict(body.named_parameters()))
+        tau = torch.randn(view.numel).mul_(1e-3)
+        learner = MaskLearner(model, view, theta0, "t", 0, data, [data], torch.device("cpu"))
+        learner.learn(tau, tau, LocalizeOptions(sparsity=1e-3, steps=3, batches=2))
+        """,
+    )
     ratio = extra / param_bytes
     print(
         f"\nmask learning: {extra / 2**20:.0f} MiB extra peak, {ratio:.2f}× parameter memory "
