@@ -598,8 +598,8 @@ def _parse_opts(pairs: list[str]) -> dict:
 def main() -> None:
     """Entry point: one line on stderr instead of a traceback (shown with --debug).
 
-    Exit codes: 2 for bad input (ClgraftError) and usage errors, 130 for Ctrl-C (finished tasks and cells are kept;
-    the same command resumes), 1 for anything unexpected.
+    Exit codes: 2 for bad input (ClgraftError), usage errors and unusable paths, 130 for Ctrl-C (finished tasks and
+    cells are kept; the same command resumes), 1 for anything unexpected.
     """
     debug = "--debug" in sys.argv
     try:
@@ -615,6 +615,16 @@ def main() -> None:
         if debug:
             raise
         typer.echo(f"clgraft: error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:  # a folder that cannot be created or written, a file that cannot be read
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(
+            f"clgraft: error: {where}{e.strerror or e}; check the path and its permissions or free disk space "
+            "(results finished before are kept)",
+            err=True,
+        )
         sys.exit(2)
     except Exception as e:
         if debug:

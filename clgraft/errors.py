@@ -7,3 +7,11 @@ class ClgraftError(Exception):
 
 class NonFiniteLoss(ClgraftError):
     """The training loss became NaN or infinite; work finished before it is kept."""
+
+
+def validation_message(where: object, err: Exception, within: str = "") -> str:
+    """One line for a pydantic ValidationError: the file, the first bad key (under `within`, if the model was one
+    entry of the file) and why — pydantic's own text spans several lines."""
+    first = err.errors()[0]  # type: ignore[attr-defined]
+    key = ".".join([within] * bool(within) + [str(p) for p in first["loc"]]) or "(top level)"
+    return f"{where}: key '{key}': {first['msg']}"

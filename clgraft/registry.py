@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clgraft.errors import ClgraftError
+from clgraft.errors import ClgraftError, validation_message
 
 TASKS_PATH_ENV = "CLGRAFT_TASKS_PATH"
 FORMATS = ("glue-tsv", "cola-tsv", "lmbff-csv", "sentence-all", "textcls-json", "lfll-txt")
@@ -172,12 +172,6 @@ def builtin_tasks_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
 
 
-def _format_validation(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return f"{path}: key '{key}': {first['msg']}"
-
-
 def load_yaml_file(path: Path) -> Task | Stream | None:
     """Parse and validate one YAML file; None for files that are neither a task nor a stream (e.g. sweeps)."""
     try:
@@ -198,7 +192,7 @@ def load_yaml_file(path: Path) -> Task | Stream | None:
     try:
         return kind.model_validate({**doc, "origin": str(path)})
     except ValidationError as e:
-        raise ClgraftError(_format_validation(path, e)) from e
+        raise ClgraftError(validation_message(path, e)) from e
 
 
 def task_dirs(extra: list[Path] | None = None) -> list[Path]:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from clgraft.batches import encode
 from clgraft.config import HASHED_WHEN_SET, RunConfig
 from clgraft.data import Split, load_task
-from clgraft.errors import ClgraftError, NonFiniteLoss
+from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.methods import get_method, parse_options
 from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
@@ -150,8 +151,10 @@ class Runner:
         record = read_json(path)
         try:
             config = RunConfig(**record["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ClgraftError(f"{path}: config is missing or invalid ({e}); the record was edited") from e
+        except ValidationError as e:
+            raise ClgraftError(validation_message(path, e, within="config") + " (the record was edited)") from e
+        except (KeyError, TypeError) as e:
+            raise ClgraftError(f"{path}: key 'config' is missing or not a mapping; the record was edited") from e
         runner = cls(config, registry, data_dir, run_dir, progress=False, echo=lambda s: None)
         recorded = record.get("model", {}).get("sha256")
         if runner.backbone.sha256 != recorded:
