@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,17 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+# Fault injection for the reliability tests: CLGRAFT_KILL_AT="N:tmp" (or "N:done") makes this process SIGKILL itself
+# at its N-th atomic write, after the temp file is written and before the rename (or just after the rename).
+_KILL_AT = os.environ.get("CLGRAFT_KILL_AT", "")
+_writes = 0
+
+
+def _maybe_killed(phase: str) -> None:
+    if _KILL_AT and _KILL_AT == f"{_writes}:{phase}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _atomic(path: Path, write) -> None:
     """Write through a temp file in the same folder, fsync, then rename: readers never see a partial file, and a
     failed write (disk full, no permission) leaves the previous file as it was."""
@@ -39,7 +51,11 @@ def _atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
+        global _writes
+        _writes += 1
+        _maybe_killed("tmp")
         os.replace(tmp, path)
+        _maybe_killed("done")
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -49,6 +65,15 @@ def _atomic(path: Path, write) -> None:
                 "(--out / --results) — results finished before are kept"
             ) from e
         raise
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete the temp files of writes that a killed process left behind (hidden `.NAME.*.tmp`); only call it while
+    holding the folder's lock, so that no live writer's file is removed. Returns how many were removed."""
+    stale = list(folder.rglob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -70,9 +95,20 @@ def read_json(path: Path) -> dict:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
-    """Atomically write a safetensors file (contiguous CPU copies)."""
+    """Atomically write a safetensors file (contiguous CPU copies) whose bytes depend only on its content."""
     data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic(path, lambda f: f.write(save(data, metadata=meta)))
+    _atomic(path, lambda f: f.write(_canonical_header(save(data, metadata=meta))))
+
+
+def _canonical_header(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted. safetensors writes the metadata in the order of
+    a Rust HashMap, which differs from one save to the next, so two identical grafts would differ in bytes; the
+    sorted header has the same length (padding spaces make up any difference), so the data offsets stay valid."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    if len(header) > size:  # cannot happen for a compact header; keep the file as written rather than break it
+        return blob
+    return blob[:8] + header + b" " * (size - len(header)) + blob[8 + size :]
 
 
 def config_hash(payload: dict) -> str:

@@ -27,7 +27,15 @@ from clgraft.metrics import cl_metrics
 from clgraft.metrics.cl import evaluated_columns
 from clgraft.models import Backbone, HeadedModel, block_parameter_names, load_backbone
 from clgraft.registry import Registry, Task
-from clgraft.results import config_hash, hardware, read_json, save_tensors, versions, write_json
+from clgraft.results import (
+    config_hash,
+    hardware,
+    read_json,
+    remove_stale_temps,
+    save_tensors,
+    versions,
+    write_json,
+)
 from clgraft.train import TrainOptions, accuracy, predict
 
 TEST_SUBSET_SEED = 0
@@ -253,6 +261,7 @@ class Runner:
             return self._run()
 
     def _run(self) -> dict:
+        remove_stale_temps(self.dir)
         finished, partial = self._existing()
         if finished is not None:
             self.echo(f"{self.dir}: finished run with the same config hash {self.hash}; not recomputed")

@@ -1,16 +1,23 @@
-"""Bad input through the real entry point (`clgraft.cli.main`, in-process): each case must give exactly one line on
-stderr naming what is wrong, exit code 2, no traceback, and leave a finished run's files untouched."""
+"""Failure behaviour as a tested feature. Bad input through the real entry point (`clgraft.cli.main`, in-process):
+each case gives exactly one line on stderr naming what is wrong, exit code 2, no traceback, and leaves a finished
+run's files untouched. Faults: disk full mid-run; SIGKILL at successive atomic writes of `clgraft run` and `clgraft
+sweep` (CLGRAFT_KILL_AT, in subprocesses), after which the rerun gives the results of an uninterrupted run and no
+visible file is ever partial. Determinism of graft files."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from clgraft.cli import main
 
@@ -308,3 +315,103 @@ def test_disk_full_while_writing_keeps_what_was_finished_and_resumes(tiny_model_
     reference = tmp_path / "reference"
     assert cli(monkeypatch, capsys, *[a if a != str(out) else str(reference) for a in args])[0] == 0
     assert json.loads((out / "run.json").read_text())["R"] == json.loads((reference / "run.json").read_text())["R"]
+
+
+def _launch(args: list[str], kill_at: str | None) -> int:
+    """`clgraft ARGS` in a fresh process, optionally SIGKILLing itself at an atomic write (CLGRAFT_KILL_AT)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLGRAFT_KILL_AT": kill_at or ""}
+    command = [sys.executable, "-c", "from clgraft.cli import main; main()", *args]
+    return subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
+
+
+def _nothing_partial(folder: Path) -> None:
+    """Every file a reader can see is whole: JSON parses, safetensors load; only hidden temp files may be torn."""
+    for path in folder.rglob("*"):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors":
+            load_file(path)
+
+
+def _kill_points(args: list[str], folder: Path, points: list[str]) -> int:
+    """Run ARGS once per kill point (each run resumes what the killed ones left); returns how many were killed."""
+    killed = 0
+    for point in points:
+        code = _launch(args, point)
+        assert code in (0, -signal.SIGKILL), code
+        killed += code == -signal.SIGKILL
+        _nothing_partial(folder)
+    return killed
+
+
+POINTS = [f"{n}:{phase}" for n in (1, 2, 3, 4) for phase in ("tmp", "done")]
+
+
+def test_run_killed_at_eight_points_finishes_with_the_results_of_an_unkilled_run(tiny_model_dir, tmp_path):
+    def args(out: Path) -> list[str]:
+        return ["run", "--stream", "tiny", "--method", "graft-freeze", "--opt", "localize_steps=1"] + [
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            *FAST,
+        ]
+
+    assert _launch(args(tmp_path / "whole"), None) == 0
+    cut = tmp_path / "cut"
+    assert _kill_points(args(cut), cut, POINTS) == len(POINTS)
+    assert _launch(args(cut), None) == 0
+    assert not list(cut.rglob(".*.tmp"))  # the temp files of killed writes are cleaned up on resume
+    whole, again = (json.loads((d / "run.json").read_text()) for d in (tmp_path / "whole", cut))
+    assert again["R"] == whole["R"]
+    for name in ("weights/task-03.safetensors", *(str(p.relative_to(cut)) for p in (cut / "grafts").glob("*"))):
+        assert (cut / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_sweep_killed_at_four_points_finishes_with_the_results_of_an_unkilled_one(tiny_model_dir, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"sweep: kill\nversion: 1\nmodel: {tiny_model_dir}\nstreams: [{{stream: tiny}}]\nmethods: [naive]\n"
+        "seeds: [1, 2]\nrun: {steps: 2, batch_size: 4, max_length: 32}\n"
+    )
+    assert _launch(["sweep", str(sweep), "--results", str(tmp_path / "whole"), "--no-progress"], None) == 0
+    cut = tmp_path / "cut"
+    args = ["sweep", str(sweep), "--results", str(cut), "--no-progress"]
+    assert _kill_points(args, cut, ["3:tmp", "4:done", "6:tmp", "7:done"]) == 4
+    assert _launch(args, None) == 0
+    runs = {d: sorted((d / "runs").glob("*/run.json")) for d in (tmp_path / "whole", cut)}
+    assert [p.parent.name for p in runs[cut]] == [p.parent.name for p in runs[tmp_path / "whole"]]
+    assert [json.loads(p.read_text())["R"] for p in runs[cut]] == [
+        json.loads(p.read_text())["R"] for p in runs[tmp_path / "whole"]
+    ]
+
+
+def test_graft_files_are_bit_identical_for_one_seed(finished, tmp_path, monkeypatch, capsys):
+    """Localizing the same run twice gives the same bytes (runs with other seeds differ: test_runner)."""
+    copies = []
+    for name in ("a", "b"):
+        copies.append(tmp_path / name)
+        shutil.copytree(finished, copies[-1])
+        for g in (copies[-1] / "grafts").glob("*"):
+            g.unlink()
+        args = ["localize", str(copies[-1]), "--sparsity", "0.05", "--steps", "2", "--task", "tiny-sst2"]
+        assert cli(monkeypatch, capsys, *args)[0] == 0
+    assert graft_of(copies[0]).read_bytes() == graft_of(copies[1]).read_bytes()
+
+
+def test_source_never_unpickles_runs_shells_or_loads_yaml_unsafely():
+    """Static guard: weights and grafts go through safetensors, YAML through safe_load, and no shell is spawned."""
+    import re
+
+    import clgraft
+
+    forbidden = re.compile(r"torch\.load\(|import pickle|pickle\.load|shell=True|os\.system\(|os\.popen\(|yaml\.load\(")
+    hits = [
+        f"{path.name}:{n}"
+        for path in Path(clgraft.__file__).parent.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if forbidden.search(line)
+    ]
+    assert hits == []
