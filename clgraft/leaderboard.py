@@ -107,7 +107,7 @@ def header(records: list[dict]) -> str:
     )
     return (
         f"{len(records)} runs; model {values('model')}; {values('steps')} steps per task, "
-        f"batch {values('batch_size')}, "
+        f"batch {values('batch_size')}, lr {values('lr')} (head {values('head_lr')}), {values('max_length')} tokens, "
         f"test capped at {values('max_test')} per task; seeds {values('seed')}; heads {values('head')}. Metrics in "
         "accuracy points from R (DESIGN §2), mean ± std over seeds (n); extra_kb_per_task = memory kept per task "
         f"beyond the model; wall_s = mean seconds per run on: {'; '.join(machines)}."
