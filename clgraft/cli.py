@@ -370,7 +370,9 @@ def graft_info(
 @app.command()
 def sweep(
     spec: Annotated[str, typer.Argument(help="sweep YAML file, or the name of one in tasks/sweeps/ (e.g. standard)")],
-    backend: Annotated[str, _opt("local (this machine) or ray (a Ray cluster; pip install 'clgraft\\[ray]')")] = "local",
+    backend: Annotated[
+        str, _opt("local (this machine) or ray (a Ray cluster; pip install 'clgraft\\[ray]')")
+    ] = "local",
     workers: Annotated[int, _opt("cells run at once; torch threads per cell = cores / workers")] = 1,
     address: Annotated[
         str | None, _opt("Ray cluster address (ray://HEAD:10001 or auto); default: a local Ray instance")
