@@ -21,9 +21,9 @@ def evaluated_columns(plan: str, row: int, T: int) -> list[int]:
     """The tasks (0-based columns) evaluated in row `row` of R under an evaluation plan.
 
     all: every task in every row, (T+1)·T evaluations (accuracy-over-time plots need it). seen: what every metric
-    here needs — row 0 for FWT's b_j (j > 1), then in row i the tasks seen so far and the next one, about
-    (T+1)(T+2)/2. final: what ACC, LA, BWT and FWT need — b_j, each task right after its training and just before
-    it, and every task at the end, 4T − 3; forgetting and average incremental accuracy are then None.
+    here needs — row 0 for FWT's b_j (j > 1), then in row i the tasks seen so far and the next one,
+    T(T−1)/2 + 3T − 2 in all. final: what ACC, LA, BWT and FWT need — b_j, each task right after its training and
+    just before it, and every task at the end, 4T − 3; forgetting and average incremental accuracy are then None.
     """
     if plan not in EVALUATE_PLANS:
         raise ValueError(f"evaluation plan {plan!r}: choose one of {', '.join(EVALUATE_PLANS)}")
