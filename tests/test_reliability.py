@@ -109,23 +109,15 @@ def _edit_json(path: Path, change) -> None:
 # each case: (setup(d, run, model) -> argv, expected fragment of the one line)
 CASES = {
     "malformed YAML": (
-        lambda d, r, m: [
-            "tasks",
-            "validate",
-            str(_w(d / "bad.yaml", "stream: x\nversion: 1\norders:\n  a: [tiny-sst2\n")),
-        ],
+        lambda d, r, m: validate(d / "bad.yaml", "stream: x\nversion: 1\norders:\n  a: [tiny-sst2\n"),
         "not valid YAML",
     ),
     "YAML with a python object tag (safe loader)": (
-        lambda d, r, m: [
-            "tasks",
-            "validate",
-            str(_w(d / "evil.yaml", "stream: x\norders: !!python/object:os.system ls\n")),
-        ],
+        lambda d, r, m: validate(d / "evil.yaml", "stream: x\norders: !!python/object:os.system ls\n"),
         "not valid YAML",
     ),
     "top level not a mapping": (
-        lambda d, r, m: ["tasks", "validate", str(_w(d / "l.yaml", "- a\n- b\n"))],
+        lambda d, r, m: validate(d / "l.yaml", "- a\n- b\n"),
         "expected a mapping",
     ),
     "unknown task": (lambda d, r, m: ["tasks", "show", "nothing"], "unknown task 'nothing'"),
@@ -141,39 +133,23 @@ CASES = {
         "cannot load model",
     ),
     "missing key": (
-        lambda d, r, m: ["tasks", "validate", str(_w(d / "s.yaml", "stream: x\nversion: 1\n"))],
+        lambda d, r, m: validate(d / "s.yaml", "stream: x\nversion: 1\n"),
         "key 'orders'",
     ),
     "wrong type": (
-        lambda d, r, m: [
-            "tasks",
-            "validate",
-            str(_w(d / "s.yaml", "stream: x\nversion: one\norders: {a: [tiny-sst2]}\n")),
-        ],
+        lambda d, r, m: validate(d / "s.yaml", "stream: x\nversion: one\norders: {a: [tiny-sst2]}\n"),
         "key 'version'",
     ),
     "duplicate task in a stream": (
-        lambda d, r, m: [
-            "tasks",
-            "validate",
-            str(_w(d / "s.yaml", "stream: x\nversion: 1\norders: {a: [tiny-sst2, tiny-sst2]}\n")),
-        ],
+        lambda d, r, m: validate(d / "s.yaml", "stream: x\nversion: 1\norders: {a: [tiny-sst2, tiny-sst2]}\n"),
         "task listed twice: tiny-sst2",
     ),
     "stream referencing a missing task version": (
-        lambda d, r, m: [
-            "tasks",
-            "validate",
-            str(_w(d / "s.yaml", "stream: x\nversion: 1\norders: {a: [tiny-sst2@3]}\n")),
-        ],
+        lambda d, r, m: validate(d / "s.yaml", "stream: x\nversion: 1\norders: {a: [tiny-sst2@3]}\n"),
         "has no version 3",
     ),
     "path escaping the data directory": (
-        lambda d, r, m: [
-            "tasks",
-            "validate",
-            str(_w(d / "t.yaml", GOOD_TASK.replace("train.csv", "../../etc/passwd"))),
-        ],
+        lambda d, r, m: validate(d / "t.yaml", GOOD_TASK.replace("train.csv", "../../etc/passwd")),
         "relative path inside the data directory",
     ),
     "data file missing": (
@@ -249,6 +225,11 @@ CASES = {
     "not a run directory": (lambda d, r, m: ["analyze", "overlap", str(d)], "no finished run"),
     "unknown sweep file": (lambda d, r, m: ["sweep", str(d / "none.yaml"), "--results", str(d / "res")], "none.yaml"),
 }
+
+
+def validate(path: Path, text: str) -> list[str]:
+    """`clgraft tasks validate` of a YAML file with this text."""
+    return ["tasks", "validate", str(_w(path, text))]
 
 
 def _w(path: Path, text, binary: bool = False) -> Path:
