@@ -168,8 +168,8 @@ Device = Annotated[str, _opt("cpu or cuda")]
 Evaluate = Annotated[
     str,
     _opt(
-        "entries of R to evaluate: all ((T+1)·T task evaluations), seen (what every metric needs, about half) or "
-        "final (ACC, LA, BWT, FWT only, about 4T)"
+        "entries of R to evaluate: all ((T+1)·T task evaluations), seen (what every metric needs: T(T−1)/2 + 3T − 2) "
+        "or final (ACC, LA, BWT and FWT only: 4T − 3)"
     ),
 ]
 Progress = Annotated[bool, _opt("show progress bars")]
