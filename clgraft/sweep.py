@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from clgraft.config import DEFAULT_MODEL, HASHED_WHEN_SET, RunConfig
-from clgraft.errors import ClgraftError
+from clgraft.errors import ClgraftError, validation_message
 from clgraft.methods import get_method, parse_method_spec, parse_options
 from clgraft.registry import Registry, task_dirs
 from clgraft.results import read_json, write_json
@@ -80,9 +80,7 @@ def load_sweep(spec: str, tasks_dir: list[Path] | None = None) -> tuple[Sweep, P
     except yaml.YAMLError as e:
         raise ClgraftError(f"{path}: not valid YAML ({getattr(e, 'problem', e)})") from e
     except ValidationError as e:
-        first = e.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ClgraftError(f"{path}: key '{key}': {first['msg']}") from e
+        raise ClgraftError(validation_message(path, e)) from e
 
 
 def expand(sweep: Sweep, registry: Registry, where: Path) -> list[RunConfig]:
