@@ -26,18 +26,19 @@ def dare_drop(tau: torch.Tensor, drop: float, generator: torch.Generator) -> tor
     return torch.where(keep, tau / (1 - drop), torch.zeros_like(tau))
 
 
-def merge_vectors(
-    taus: list[torch.Tensor], method: Merge, lam: float, density: float = 0.2, drop: float = 0.9, seed: int = 0
+def combine_vectors(
+    taus: list[torch.Tensor], method: Merge, density: float = 0.2, drop: float = 0.9, seed: int = 0
 ) -> torch.Tensor:
-    """λ · combine(sparsify(τ_1..τ_T)): the merged task vector to add to θ₀."""
+    """combine(sparsify(τ_1..τ_T)): the merged task vector before the λ scaling (θ₀ + λ·it is the merged model), kept
+    apart so that a λ grid sparsifies and elects signs only once."""
     if method == "task-arithmetic":
-        return lam * torch.stack(taus).sum(0)
+        return torch.stack(taus).sum(0)
     if method == "dare":
         gen = torch.Generator().manual_seed(seed)
-        return lam * torch.stack([dare_drop(t, drop, gen) for t in taus]).sum(0)
+        return torch.stack([dare_drop(t, drop, gen) for t in taus]).sum(0)
     trimmed = torch.stack([trim_top_k(t, density) for t in taus])
     sign = torch.sign(trimmed.sum(0))  # elect: the sign of the summed mass
     agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
     total = torch.where(agree, trimmed, torch.zeros_like(trimmed)).sum(0)
     count = agree.sum(0).clamp(min=1)
-    return lam * total / count  # disjoint mean over the agreeing task vectors
+    return total / count  # disjoint mean over the agreeing task vectors

@@ -2,7 +2,7 @@
 
 import torch
 
-from clgraft.merging import dare_drop, merge_vectors, trim_top_k
+from clgraft.merging import combine_vectors, dare_drop, trim_top_k
 from clgraft.registry import Registry
 from clgraft.runner import RunConfig, Runner
 
@@ -11,14 +11,14 @@ B = torch.tensor([-1.0, -1.0, 0.2, -0.5])
 
 
 def test_task_arithmetic_is_lambda_times_the_sum():
-    assert merge_vectors([A, B], "task-arithmetic", lam=0.5).tolist() == [-0.25, -1.5, 0.15000000596046448, 1.25]
+    assert (0.5 * combine_vectors([A, B], "task-arithmetic")).tolist() == [-0.25, -1.5, 0.15000000596046448, 1.25]
 
 
 def test_ties_trims_elects_and_takes_the_disjoint_mean():
     assert trim_top_k(A, 0.5).tolist() == [0.0, -2.0, 0.0, 3.0]
     # trimmed at density 0.5: A → [0, −2, 0, 3], B → [−1, −1, 0, 0]
     # elected signs of the sums: [−, −, 0, +]; agreeing entries averaged: [−1, (−2−1)/2, 0, 3]
-    assert merge_vectors([A, B], "ties", lam=1.0, density=0.5).tolist() == [-1.0, -1.5, 0.0, 3.0]
+    assert combine_vectors([A, B], "ties", density=0.5).tolist() == [-1.0, -1.5, 0.0, 3.0]
 
 
 def test_dare_drops_and_rescales():
@@ -27,7 +27,7 @@ def test_dare_drops_and_rescales():
     kept = out != 0
     assert torch.allclose(out[kept], torch.full_like(out[kept], 10.0))
     assert 0.08 < kept.float().mean() < 0.12
-    assert merge_vectors([A], "dare", lam=1.0, drop=0.0).tolist() == A.tolist()
+    assert combine_vectors([A], "dare", drop=0.0).tolist() == A.tolist()
 
 
 def test_merge_method_records_its_dev_grid(tiny_model_dir, tmp_path):

@@ -9,13 +9,12 @@ with per-task heads, so the arithmetic is `clgraft/merging.py` (pure functions, 
 
 from __future__ import annotations
 
-import itertools
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clgraft.merging import merge_vectors
+from clgraft.merging import combine_vectors
 from clgraft.methods.base import Method, TaskStep
 from clgraft.methods.grafting import set_blocks
 from clgraft.models import BlockView, HeadedModel
@@ -51,12 +50,16 @@ class MergeTaskVectors(Method):
         self.taus: list[torch.Tensor] = []
         self.choices: list[dict] = []
 
-    def _grid(self) -> list[dict]:
+    def _settings(self) -> list[dict]:
+        """The grid's settings other than λ: TIES's densities, DARE's drops, or none."""
         extra = {"ties": ("density", self.options.densities), "dare": ("drop", self.options.drops)}
         if self.options.merge not in extra:
-            return [{"lam": lam} for lam in self.options.lambdas]
+            return [{}]
         key, values = extra[self.options.merge]
-        return [{"lam": lam, key: v} for lam, v in itertools.product(self.options.lambdas, values)]
+        return [{key: v} for v in values]
+
+    def _grid(self) -> list[dict]:
+        return [{"lam": lam, **rest} for rest in self._settings() for lam in self.options.lambdas]
 
     def _dev_score(self, model: HeadedModel, upto: int) -> float:
         scores = []
@@ -71,12 +74,14 @@ class MergeTaskVectors(Method):
         self.taus.append(self.view.flatten(dict(model.body.named_parameters())) - self.theta0)
         model.body.load_state_dict(self.theta0_body)
         best = None
-        for params in self._grid():
-            merged = merge_vectors(self.taus, self.options.merge, seed=step.seed, **params)
-            set_blocks(model, self.view, self.theta0 + merged)
-            score = self._dev_score(model, step.index)
-            if best is None or score > best[0]:
-                best = (score, params, merged)
+        for rest in self._settings():  # sparsify and elect once per setting; λ only scales the result
+            combined = combine_vectors(self.taus, self.options.merge, seed=step.seed, **rest)
+            for lam in self.options.lambdas:
+                merged = lam * combined
+                set_blocks(model, self.view, self.theta0 + merged)
+                score = self._dev_score(model, step.index)
+                if best is None or score > best[0]:
+                    best = (score, {"lam": lam, **rest}, merged)
         set_blocks(model, self.view, self.theta0 + best[2])
         self.choices.append({"after_task": step.index + 1, "dev_acc": best[0], **best[1]})
         return losses
