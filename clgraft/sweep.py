@@ -160,6 +160,12 @@ def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, ro
     return {"dir": runner.dir.name, "record": record, "cell_s": time.perf_counter() - started}
 
 
+def longest_first(cells: list[RunConfig]) -> list[RunConfig]:
+    """Cells ordered by estimated cost (the method's relative cost × steps), costliest first: a pool that ends on
+    short cells leaves no worker idle for long at the end (longest-processing-time-first scheduling)."""
+    return sorted(cells, key=lambda c: -get_method(c.method).relative_cost * c.steps)
+
+
 def cores() -> int:
     """The CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -180,7 +186,7 @@ def run_sweep(
     runs = results / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     done = list(finished_configs(runs))
-    todo = [c for c in cells if not _is_done(c, done)]
+    todo = longest_first([c for c in cells if not _is_done(c, done)])
     workers = max(1, min(workers, len(todo) or 1))
     threads = max(1, cores() // workers)  # torch threads × workers ≤ cores: no oversubscription
     echo(

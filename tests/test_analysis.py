@@ -80,18 +80,25 @@ def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):
     assert (analysis_run / "analysis" / "subspace.png").is_file()
 
 
-def test_subspace_keeps_earlier_tasks_and_skips_same_settings(analysis_run, invoke):
-    invoke("analyze", "subspace", analysis_run, "--t", "4", "--task", "tiny-trec")
+def test_subspace_merges_earlier_results_part_by_part(analysis_run, invoke):
     path = analysis_run / "analysis" / "subspace.json"
-    before = json.loads(path.read_text())["tasks"]
-    assert {"tiny-trec"} <= set(before)
+    invoke("analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "2", "--task", "tiny-trec")
+    before = json.loads(path.read_text())["tasks"]["tiny-trec"]
     output = invoke("analyze", "subspace", analysis_run, "--t", "4", "--task", "tiny-trec", "--task", "tiny-agnews")
-    assert "tiny-trec: analysed before with the same settings; kept" in output
+    assert "tiny-trec: analysed before with these settings; kept" in output
     after = json.loads(path.read_text())["tasks"]
-    assert after["tiny-trec"] == before["tiny-trec"] and after["tiny-agnews"]["settings"]["t"] == [4]
+    assert after["tiny-trec"] == before and list(after["tiny-agnews"]["spectra"]) == ["4"]
     assert list(after) == [n for n in ("tiny-sst2", "tiny-agnews", "tiny-trec") if n in after]  # stream order
-    invoke("analyze", "subspace", analysis_run, "--t", "8", "--task", "tiny-trec")  # new settings: recomputed
-    assert json.loads(path.read_text())["tasks"]["tiny-trec"]["settings"]["t"] == [8]
+    invoke("analyze", "subspace", analysis_run, "--t", "8", "--task", "tiny-trec")  # another t, no fine-tuning asked
+    trec = json.loads(path.read_text())["tasks"]["tiny-trec"]
+    assert list(trec["spectra"]) == ["4", "8"] and trec["spectra"]["4"] == before["spectra"]["4"]
+    assert trec["finetune_in_subspace"] == before["finetune_in_subspace"]  # kept, not dropped
+    output = invoke(
+        "analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "1,2", "--task", "tiny-trec"
+    )
+    assert "subspace d=1:" in output and "subspace d=2:" not in output  # only the new d is trained
+    by_d = json.loads(path.read_text())["tasks"]["tiny-trec"]["finetune_in_subspace"]["by_d"]
+    assert list(by_d) == ["1", "2"] and by_d["2"] == before["finetune_in_subspace"]["by_d"]["2"]
 
 
 def test_closeness_and_critical_layers(analysis_run, invoke):

@@ -15,7 +15,7 @@ import yaml
 
 from clgraft.errors import ClgraftError
 from clgraft.registry import Registry
-from clgraft.sweep import expand, load_sweep
+from clgraft.sweep import expand, load_sweep, longest_first
 
 TINY = Path(__file__).resolve().parent.parent / "tasks" / "sweeps" / "tiny.yaml"
 
@@ -50,6 +50,16 @@ def test_expand_crosses_streams_methods_grid_and_seeds(tmp_path):
     assert cells[2].method_options == {"sparsity": 0.01} and cells[0].steps == 8 and cells[0].max_test == 50
     standard, path = load_sweep("standard")
     assert len(expand(standard, Registry.discover(), path)) == 2 * 8 * 3
+
+
+def test_cells_start_costliest_first():
+    standard, path = load_sweep("standard")
+    cells = expand(standard, Registry.discover(), path)
+    order = [c.method for c in longest_first(cells)]
+    assert order[:6] == ["merge"] * 6 and order[-6:] == ["joint"] * 6
+    assert sorted(map(str, cells)) == sorted(map(str, longest_first(cells)))  # a reordering, nothing lost
+    stream_seed = [(c.stream, c.seed) for c in longest_first(cells) if c.method == "merge"]
+    assert stream_seed == [(c.stream, c.seed) for c in cells if c.method == "merge"]  # ties keep the grid order
 
 
 @pytest.mark.parametrize(
@@ -116,7 +126,7 @@ def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
     means = [float(str(v).split(" ± ")[0]) for v in table["acc"]]
     assert means == sorted(means, reverse=True)
     markdown = invoke("leaderboard", "--results", results)
-    assert "| stream" in markdown and "seeds 1, 2" in markdown
+    assert "| stream" in markdown and "seeds 1, 2" in markdown and "R entries evaluated: all" in markdown
     with pytest.raises(ClgraftError, match="--sort"):
         invoke("leaderboard", "--results", results, "--sort", "colour")
     written = invoke("report", "--results", results)

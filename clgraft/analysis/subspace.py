@@ -132,18 +132,19 @@ def analyze_subspace(
     """Spectra for each t in counts; with dims, intrinsic fine-tuning at each d (basis from the largest t) and the
     outlier ablation at the largest d. Writes analysis/subspace.json and subspace.png.
 
-    Tasks analysed before and not asked for now are kept, and a task already analysed with the same settings is
-    not recomputed: an interrupted analysis resumes, and tasks can be added one command at a time."""
-    settings = {"t": sorted(counts), "d": sorted(dims), "lr": lr}
+    Earlier results are merged, part by part: other tasks, spectra at other t, and subspace fine-tuning at other d
+    (same basis and learning rate) are kept, and whatever was already computed is not computed again — an interrupted
+    analysis resumes, and tasks, t or d can be added one command at a time without losing earlier ones."""
     earlier = _earlier(run)
     for t in tasks:
         name = run.names[t]
-        if earlier.get(name, {}).get("settings") == settings:
-            run.echo(f"{name}: analysed before with the same settings; kept")
+        before = earlier.get(name, {})
+        entry = _task(run, t, counts, dims, lr, before)
+        if entry == before:
+            run.echo(f"{name}: analysed before with these settings; kept")
             continue
-        earlier[name] = {"settings": settings, **_task(run, t, counts, dims, lr)}
-        results = {n: earlier[n] for n in run.names if n in earlier}
-        _write(run, results)  # after every task: a long analysis keeps what it has finished
+        earlier[name] = entry
+        _write(run, {n: earlier[n] for n in run.names if n in earlier})  # after every task: nothing finished is lost
     return {n: earlier[n] for n in run.names if n in earlier}
 
 
@@ -153,31 +154,55 @@ def _earlier(run: OpenRun) -> dict:
     return read_json(path).get("tasks", {}) if path.exists() else {}
 
 
-def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float) -> dict:
+def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, before: dict) -> dict:
+    """Task t's entry: `before` with the spectra and subspace fine-tuning it lacks added."""
     name = run.names[t]
-    entry: dict = {"spectra": {}}
+    entry = {**before, "spectra": dict(before.get("spectra", {}))}
     for count in counts:
-        spec = entry["spectra"][str(count)] = spectra(run, trajectory(run, t, count))
-        run.echo(f"{name} t={count}: d90 {spec['all']['d90']}, d99 {spec['all']['d99']}")
-    if not dims:
-        return entry
-    X = trajectory(run, t, max(counts))
-    full = run.finetuned_accuracy(t)
-    entry["finetune_in_subspace"] = {"full_acc": full, "lr": lr, "by_d": {}}
-    for d in dims:
-        seed = run.runner.config.seed * 1000 + t
-        model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
-        acc = run.test_accuracy(model, t)
-        row = {"acc": acc, "of_full": acc / full if full else None, "z_norm": float(model.body.z.detach().norm())}
-        run.echo(f"{name} subspace d={d}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
-        if d == max(dims):
-            row["outliers"] = o = _ablate(run, model, t, seed)
-            run.echo(
-                f"{name} d={d} outliers {100 * o['outlier_fraction']:.2f}% of coordinates: acc without them "
-                f"{100 * o['acc_zero_outliers']:.1f}, without as many random ones {100 * o['acc_zero_random']:.1f}"
-            )
-        entry["finetune_in_subspace"]["by_d"][str(d)] = row
+        if str(count) not in entry["spectra"]:
+            spec = entry["spectra"][str(count)] = spectra(run, trajectory(run, t, count))
+            run.echo(f"{name} t={count}: d90 {spec['all']['d90']}, d99 {spec['all']['d99']}")
+    entry["spectra"] = {c: entry["spectra"][c] for c in sorted(entry["spectra"], key=int)}
+    if dims:
+        entry["finetune_in_subspace"] = _finetune(run, t, max(counts), dims, lr, before.get("finetune_in_subspace"))
     return entry
+
+
+def _finetune(run: OpenRun, t: int, basis_t: int, dims: list[int], lr: float, before: dict | None) -> dict:
+    """Intrinsic fine-tuning at each d in dims, the outlier ablation at the largest; rows of `before` with the same
+    basis (t) and learning rate are reused, and a different basis or lr starts the section afresh."""
+    same = before is not None and before.get("basis_t") == basis_t and before.get("lr") == lr
+    if before is not None and not same:
+        run.echo(f"{run.names[t]}: subspace fine-tuning with a new basis or lr replaces the earlier one")
+    out = before if same else {"full_acc": run.finetuned_accuracy(t), "lr": lr, "basis_t": basis_t, "by_d": {}}
+    out = {**out, "by_d": dict(out["by_d"])}
+    X = None
+    for d in dims:
+        row = out["by_d"].get(str(d))
+        if row is not None and (d != max(dims) or "outliers" in row):
+            continue
+        X = trajectory(run, t, basis_t) if X is None else X
+        out["by_d"][str(d)] = _fit_row(run, t, X, d, lr, out["full_acc"], ablate=d == max(dims))
+    out["by_d"] = {d: out["by_d"][d] for d in sorted(out["by_d"], key=int)}
+    return out
+
+
+def _fit_row(run: OpenRun, t: int, X: torch.Tensor, d: int, lr: float, full: float, ablate: bool) -> dict:
+    """Train only z in the d-dimensional subspace of X; test accuracy, its share of full fine-tuning, and (ablate)
+    the outlier ablation."""
+    name = run.names[t]
+    seed = run.runner.config.seed * 1000 + t
+    model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
+    acc = run.test_accuracy(model, t)
+    row = {"acc": acc, "of_full": acc / full if full else None, "z_norm": float(model.body.z.detach().norm())}
+    run.echo(f"{name} subspace d={d}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+    if ablate:
+        row["outliers"] = o = _ablate(run, model, t, seed)
+        run.echo(
+            f"{name} d={d} outliers {100 * o['outlier_fraction']:.2f}% of coordinates: acc without them "
+            f"{100 * o['acc_zero_outliers']:.1f}, without as many random ones {100 * o['acc_zero_random']:.1f}"
+        )
+    return row
 
 
 def _write(run: OpenRun, results: dict) -> None:

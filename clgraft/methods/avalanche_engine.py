@@ -304,7 +304,7 @@ class AvalancheMethod(Method):
         strategy.plugins.append(watch)
         experiences = [self.benchmark.train_stream[i] for i in indices]
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True):  # recorded and dropped: avalanche's own filters can't reprint
                 warnings.simplefilter("ignore")
                 strategy.train(experiences if len(experiences) > 1 else experiences[0], shuffle=True)
         finally:

@@ -75,6 +75,9 @@ class Method:
     """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
     cite: ClassVar[tuple[str, ...]] = ()
     """BibTeX keys (clgraft/references.bib) of the papers a result of this method should cite."""
+    relative_cost: ClassVar[float] = 1.0
+    """Rough time of a run relative to naive's at the same settings (measured on the standard sweep; 1 where not
+    measured): a sweep starts its costly cells first, so that no worker idles while the last long cell runs."""
     from_theta0: ClassVar[bool] = False
     """True when each task is fine-tuned from θ₀, not from the weights after the previous task (the analysis measures
     a task's movement from where its fine-tuning started)."""

@@ -19,6 +19,7 @@ class EwcOptions(BaseModel):
 
 class Ewc(AvalancheMethod):
     name = "ewc"
+    relative_cost = 1.9
     description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), avalanche-lib EWC"
     paper = "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"
     cite = ("kirkpatrick2017ewc", "lomonaco2021avalanche")

@@ -24,6 +24,7 @@ class ComposeOptions(GraftOptions):
 
 class GraftCompose(Method):
     name = "graft-compose"
+    relative_cost = 2.4
     description = (
         "fine-tune each task from θ₀, keep its sparse graft, evaluate grafts composed (task-aware/union/stitch)"
     )

@@ -18,6 +18,7 @@ from clgraft.models import BlockView, HeadedModel
 
 class GraftFreeze(Method):
     name = "graft-freeze"
+    relative_cost = 2.4
     description = "localize a sparse region per task, freeze earlier regions while training later tasks"
     paper = "clgraft (DESIGN §4), on Panigrahi et al. 2023 skill localization; cf. PackNet (Mallya & Lazebnik 2018)"
     cite = ("panigrahi2023grafting", "mallya2018packnet")

@@ -12,6 +12,7 @@ from clgraft.models import HeadedModel
 
 class Joint(AvalancheMethod):
     name = "joint"
+    relative_cost = 0.85
     description = "multitask upper bound: one training phase on all tasks at once, avalanche-lib JointTraining"
     paper = "Caruana 1997, Multitask Learning (Machine Learning); the standard CL upper bound"
     cite = ("caruana1997multitask", "lomonaco2021avalanche")

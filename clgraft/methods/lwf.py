@@ -15,6 +15,7 @@ class LwfOptions(BaseModel):
 
 class Lwf(AvalancheMethod):
     name = "lwf"
+    relative_cost = 2.5
     description = "distils the previous model's outputs on earlier heads/classes while training, avalanche-lib LwF"
     paper = "Li & Hoiem 2017, Learning without Forgetting (TPAMI)"
     cite = ("li2017lwf", "lomonaco2021avalanche")

@@ -31,6 +31,7 @@ class MergeOptions(BaseModel):
 
 class MergeTaskVectors(Method):
     name = "merge"
+    relative_cost = 4.0
     description = "task arithmetic / TIES / DARE over independently fine-tuned task vectors, λ chosen on dev"
     paper = "Ilharco et al. 2023 (task arithmetic); Yadav et al. 2023 (TIES); Yu et al. 2024 (DARE)"
     cite = ("ilharco2023editing",)

@@ -45,6 +45,7 @@ def _per_task_buffer(per_class: int, classes: list[int]):
 
 class Replay(AvalancheMethod):
     name = "replay"
+    relative_cost = 1.7
     description = "replays a class-balanced memory of earlier tasks' examples, avalanche-lib ReplayPlugin"
     paper = "Chaudhry et al. 2019, On Tiny Episodic Memories in Continual Learning (arXiv:1902.10486)"
     cite = ("chaudhry2019tiny", "lomonaco2021avalanche")
