@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clgraft.config import HASHED_WHEN_SET
 from clgraft.errors import ClgraftError
 from clgraft.results import read_json
 
@@ -96,8 +97,8 @@ def header(records: list[dict]) -> str:
     """What the numbers are: model, steps, test cap, evaluated R entries, seeds and machine(s) of the runs."""
     configs = [r["config"] for r in records]
 
-    def values(key: str, default: object = None) -> str:
-        return ", ".join(str(v) for v in sorted({str(c.get(key, default)) for c in configs}))
+    def values(key: str) -> str:  # a record older than a setting ran with its default
+        return ", ".join(str(v) for v in sorted({str(c.get(key, HASHED_WHEN_SET.get(key))) for c in configs}))
 
     machines = sorted(
         {
@@ -108,7 +109,7 @@ def header(records: list[dict]) -> str:
     return (
         f"{len(records)} runs; model {values('model')}; {values('steps')} steps per task, "
         f"batch {values('batch_size')}, lr {values('lr')} (head {values('head_lr')}), {values('max_length')} tokens, "
-        f"test capped at {values('max_test')} per task, R entries evaluated: {values('evaluate', 'all')}; "
+        f"test capped at {values('max_test')} per task, R entries evaluated: {values('evaluate')}; "
         f"seeds {values('seed')}; heads {values('head')}. Metrics in "
         "accuracy points from R (DESIGN §2), mean ± std over seeds (n); extra_kb_per_task = memory kept per task "
         f"beyond the model; wall_s = mean seconds per run on: {'; '.join(machines)}."
