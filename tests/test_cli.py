@@ -98,7 +98,10 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tiny_model_dir, tmp_path):
         "--out", str(out), "--no-progress",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(  # Ctrl-C handled as in a terminal even when the tests run as a background job
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 300
 
     def tasks_done() -> int:
