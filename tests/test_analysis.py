@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from clgraft.analysis.overlap import _layer_counts
 from clgraft.cli import app
 from clgraft.errors import ClgraftError
 
@@ -60,6 +61,17 @@ def test_overlap_needs_grafts_then_reports_matrices_and_correlations(analysis_ru
     assert (analysis_run / "analysis" / "overlap-s0.05.png").stat().st_size > 0
     record = json.loads((analysis_run / "run.json").read_text())
     assert set(record["analysis"]["overlap-s0.05"]["correlations_with_jaccard"]) == set(refs)
+
+
+def test_layer_counts_come_from_one_pass_and_match_numpy():
+    rng = np.random.default_rng(3)
+    masks = rng.random((3, 1000)) < 0.2
+    layers = {"embeddings": (0, 13), "layer 0": (13, 501), "layer 1": (501, 997)}  # 997..1000 in no layer
+    whole, per_layer = _layer_counts(masks, layers)
+    assert np.array_equal(whole, masks.astype(int) @ masks.T)
+    for name, (lo, hi) in layers.items():
+        part = masks[:, lo:hi].astype(int)
+        assert np.array_equal(per_layer[name], part @ part.T), name
 
 
 def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):

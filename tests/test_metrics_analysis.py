@@ -1,11 +1,20 @@
 """The analysis API (DESIGN §5, §6) against numpy re-statements on hand-made inputs, torch and numpy alike."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from clgraft.metrics import effective_dim, jaccard, layer_closeness, overlap, subspace_spectrum
-from clgraft.metrics.overlap import intersection_counts, jaccard_matrix, overlap_matrix, random_overlap
+from clgraft.metrics.overlap import (
+    intersection_counts,
+    jaccard_matrix,
+    mask_matrix,
+    overlap_matrix,
+    random_overlap,
+    segment_intersection_counts,
+)
 from clgraft.metrics.subspace import energy, subspace_basis
 
 A = np.array([1, 1, 0, 1, 0, 0, 0, 1, 0, 1], dtype=bool)
@@ -26,7 +35,7 @@ def test_overlap_refuses_non_bool_masks():
         overlap(np.ones(3), np.ones(3))
 
 
-def test_all_pairs_from_packed_bits_match_pairwise_numpy():
+def test_all_pairs_in_one_pass_match_pairwise_numpy():
     rng = np.random.default_rng(0)
     masks = [rng.random(1003) < p for p in (0.01, 0.1, 0.3, 0.0)]
     counts = intersection_counts([torch.from_numpy(m) for m in masks])
@@ -38,6 +47,43 @@ def test_all_pairs_from_packed_bits_match_pairwise_numpy():
             assert over[i, j] == pytest.approx(overlap(a, b)) and jac[i, j] == pytest.approx(jaccard(a, b))
     null = random_overlap(counts, 1003)
     assert null[1, 2] == pytest.approx(masks[1].sum() / 1003)
+
+
+@pytest.mark.parametrize("t", [1, 3, 4, 5, 8, 9])
+def test_segment_counts_match_numpy_across_word_and_block_edges(t):
+    # N spans several kernel blocks and ends off a word; the segments cut words and blocks at odd places
+    rng = np.random.default_rng(t)
+    n = 8 * 192 * 3 + 13
+    masks = rng.random((t, n)) < rng.uniform(0.01, 0.9, size=(t, 1))
+    bounds = [0, 3, 5, 8, 1540, 1541, 3000, 3000, n]
+    counts = segment_intersection_counts(torch.from_numpy(masks), bounds)
+    for s, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        part = masks[:, lo:hi].astype(np.int64)
+        assert np.array_equal(counts[s], part @ part.T), (lo, hi)
+    assert np.array_equal(intersection_counts(masks), counts.sum(0))
+
+
+def test_mask_matrix_reads_a_ready_matrix_in_place_and_copies_the_rest():
+    ready = np.zeros((3, 64), dtype=bool)
+    assert mask_matrix(ready) is ready
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 65)) < 0.5
+    for other in (masks, masks[:, 1:], np.asfortranarray(masks[:, :64]), list(masks)):
+        m = mask_matrix(other)
+        width = np.asarray(other[0]).shape[-1]
+        assert m.shape[1] % 8 == 0 and not m[:, width:].any() and np.array_equal(m[:, :width], np.asarray(other))
+        assert np.array_equal(intersection_counts(other), np.asarray(other).astype(int) @ np.asarray(other).T)
+
+
+def test_counts_refuse_bad_masks_and_bounds():
+    with pytest.raises(TypeError, match="bool"):
+        intersection_counts(np.ones((2, 8)))
+    with pytest.raises(ValueError, match="same length"):
+        intersection_counts([np.ones(3, bool), np.ones(4, bool)])
+    with pytest.raises(ValueError, match="increasing"):
+        segment_intersection_counts(np.ones((2, 8), bool), [0, 5, 3])
+    with pytest.raises(ValueError, match="past"):
+        segment_intersection_counts(np.ones((2, 8), bool), [0, 9])
 
 
 @pytest.mark.parametrize("to", [np.asarray, torch.from_numpy])

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from clgraft.metrics import cl_metrics, jaccard, overlap
-from clgraft.metrics.overlap import intersection_counts, jaccard_matrix, overlap_matrix
+from clgraft.metrics.overlap import intersection_counts, jaccard_matrix, overlap_matrix, segment_intersection_counts
 
 accuracy = st.floats(0, 1, allow_nan=False)
 
@@ -46,7 +46,7 @@ def test_bwt_is_minus_forgetting_when_accuracies_only_fall(R):
 masks = st.integers(1, 200).flatmap(lambda n: st.lists(arrays(np.bool_, (n,)), min_size=1, max_size=5))
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # the first call loads (in CI: compiles) the pair-count kernel
 @given(masks)
 def test_overlap_and_jaccard_invariants(ms):
     counts = intersection_counts(ms)
@@ -59,3 +59,17 @@ def test_overlap_and_jaccard_invariants(ms):
             assert jaccard(a, b) <= min(overlap(a, b), overlap(b, a)) + 1e-12
         if a.any():
             assert overlap(a, a) == 1 and jaccard(a, a) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_segment_counts_add_up_to_the_whole_and_match_numpy(data):
+    t, n = data.draw(st.integers(1, 9)), data.draw(st.integers(0, 3000))
+    ms = data.draw(arrays(np.bool_, (t, n)))
+    cuts = data.draw(st.lists(st.integers(0, n), max_size=6))
+    bounds = sorted({0, n, *cuts})
+    counts = segment_intersection_counts(ms, bounds) if len(bounds) > 1 else np.zeros((0, t, t), int)
+    for s, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        part = ms[:, lo:hi].astype(np.int64)
+        assert np.array_equal(counts[s], part @ part.T)
+    assert np.array_equal(counts.sum(0), intersection_counts(ms))

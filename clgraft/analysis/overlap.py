@@ -15,7 +15,13 @@ from clgraft.analysis.run_files import OpenRun
 from clgraft.batches import Encoded, eval_batches
 from clgraft.errors import ClgraftError
 from clgraft.graft import Graft, load
-from clgraft.metrics.overlap import intersection_counts, jaccard_matrix, overlap_matrix, random_overlap
+from clgraft.metrics.overlap import (
+    jaccard_matrix,
+    mask_matrix,
+    overlap_matrix,
+    random_overlap,
+    segment_intersection_counts,
+)
 from clgraft.models import HeadedModel
 from clgraft.plots import pyplot, save
 
@@ -46,8 +52,21 @@ def find_grafts(run: OpenRun, sparsity: float, method: str | None) -> list[Graft
     return grafts
 
 
-def _masks(grafts: list[Graft]) -> list[np.ndarray]:
-    return [g.dense()[0].numpy() for g in grafts]
+def _masks(grafts: list[Graft]) -> np.ndarray:
+    """The grafts' regions as one T×N bool matrix, laid out as `mask_matrix` wants it so it is read in place."""
+    matrix = mask_matrix(np.zeros((len(grafts), grafts[0].numel), dtype=bool))
+    for row, graft in zip(matrix, grafts, strict=True):
+        row[graft.positions.numpy()] = True
+    return matrix
+
+
+def _layer_counts(masks: np.ndarray, layers: dict[str, tuple[int, int]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Whole-model and per-layer intersection counts from one pass over the masks (layer spans cut it in segments)."""
+    bounds = np.unique([0, masks.shape[1], *(edge for span in layers.values() for edge in span)])
+    counts = segment_intersection_counts(masks, bounds)
+    starts = bounds[:-1]
+    per_layer = {name: counts[(starts >= lo) & (starts < hi)].sum(0) for name, (lo, hi) in layers.items()}
+    return counts.sum(0), per_layer
 
 
 @torch.inference_mode()
@@ -143,13 +162,13 @@ def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
     analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png."""
     grafts = find_grafts(run, sparsity, method)
     masks = _masks(grafts)
-    counts = intersection_counts(masks)
+    counts, layer_counts = _layer_counts(masks, run.layers())
     overlap, jac = overlap_matrix(counts), jaccard_matrix(counts)
     null = random_overlap(counts, grafts[0].numel)
-    per_layer = {}
-    for layer, (lo, hi) in run.layers().items():
-        c = intersection_counts([m[lo:hi] for m in masks])
-        per_layer[layer] = {"overlap": overlap_matrix(c).tolist(), "jaccard": jaccard_matrix(c).tolist()}
+    per_layer = {
+        layer: {"overlap": overlap_matrix(c).tolist(), "jaccard": jaccard_matrix(c).tolist()}
+        for layer, c in layer_counts.items()
+    }
     refs = references(run)
     correlations = {name: correlate(jac, ref) for name, ref in refs.items()}
     off = ~np.eye(len(masks), dtype=bool)

@@ -1,5 +1,5 @@
 """Overlap of localized regions as a measure of task similarity (DESIGN §5): asymmetric overlap, Jaccard, the
-random-mask null, and all T×T counts from one pass over the masks packed to bits."""
+random-mask null, and all T×T counts (overall and per segment) from one pass over the masks."""
 
 from __future__ import annotations
 
@@ -31,19 +31,58 @@ def jaccard(a: Any, b: Any) -> float:
     return float(np.count_nonzero(a & b) / union) if union else 0.0
 
 
-def intersection_counts(masks: list[Any]) -> np.ndarray:
-    """C[i, j] = |γ_i ∧ γ_j| for T masks over the same N entries (C[i, i] = |γ_i|).
+def mask_matrix(masks: Any) -> np.ndarray:
+    """T masks as one T×N' bool matrix (C order, N' = N rounded up to a multiple of 8, zero-padded) that the
+    pair-count kernel reads as 64-bit words: the input itself when it already is one, else one copy."""
+    if isinstance(masks, (list, tuple)):
+        rows = [_bool(m) for m in masks]
+        n = len(rows[0]) if rows else 0
+        if any(len(r) != n for r in rows):
+            raise ValueError(f"masks must have the same length, got {sorted({len(r) for r in rows})}")
+    else:
+        rows = as_numpy(masks)
+        if rows.dtype != np.bool_ or rows.ndim != 2:
+            raise TypeError(f"masks must be a list of bool vectors or a T×N bool matrix, got {rows.dtype} {rows.shape}")
+        n = rows.shape[1]
+        if n % 8 == 0 and rows.flags.c_contiguous and rows.ctypes.data % 8 == 0:
+            return rows
+    out = np.zeros((len(rows), -(-n // 8) * 8), dtype=bool)
+    for i, row in enumerate(rows):
+        out[i, :n] = row
+    return out
 
-    Each mask is read once and packed to N/8 bytes; the T(T+1)/2 pairs are then AND + popcount over the packed
-    words (one vector operation per row), never over the N-entry masks again.
+
+def segment_intersection_counts(masks: Any, bounds: Any) -> np.ndarray:
+    """C[s, i, j] = |γ_i ∧ γ_j| over entries [bounds[s], bounds[s+1]) for T masks over the same N entries.
+
+    masks: a list of T bool vectors or a T×N bool matrix (numpy or torch); a C-ordered matrix with N a multiple of 8
+    is read in place, anything else is copied once. All T(T+1)/2 pairs of all segments come from one pass over
+    the masks (a compiled kernel, `_pair_counts`), so per-layer and whole-model overlap cost one read.
     """
-    packed = np.stack([np.packbits(_bool(m)) for m in masks]) if masks else np.zeros((0, 0), np.uint8)
-    words = packed if packed.shape[1] % 8 else packed.view(np.uint64)
-    t = len(masks)
-    counts = np.zeros((t, t), dtype=np.int64)
-    for i in range(t):
-        counts[i, i:] = np.bitwise_count(words[i] & words[i:]).sum(axis=1)
-    return np.triu(counts) + np.triu(counts, 1).T
+    matrix = mask_matrix(masks)
+    bounds = np.asarray(bounds, dtype=np.int64)
+    if bounds.ndim != 1 or len(bounds) < 2 or np.any(np.diff(bounds) < 0) or bounds[0] < 0:
+        raise ValueError(f"bounds must be at least two increasing offsets from 0, got {bounds.tolist()}")
+    if bounds[-1] > matrix.shape[1]:
+        raise ValueError(f"bounds end at {bounds[-1]}, past the masks' {matrix.shape[1]} entries")
+    return _counts(matrix, bounds)
+
+
+def intersection_counts(masks: Any) -> np.ndarray:
+    """C[i, j] = |γ_i ∧ γ_j| for T masks over the same N entries (C[i, i] = |γ_i|), in one pass over the masks."""
+    matrix = mask_matrix(masks)
+    return _counts(matrix, np.array([0, matrix.shape[1]]))[0]
+
+
+def _counts(matrix: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Symmetric per-segment counts from the kernel's upper triangles (the zero padding adds nothing)."""
+    from clgraft.metrics._pair_counts import segment_counts  # compiles on first use: keep it off import
+
+    t = len(matrix)
+    if t == 0:
+        return np.zeros((len(bounds) - 1, 0, 0), dtype=np.int64)
+    upper = segment_counts(matrix.view(np.uint8), matrix.view(np.uint64), bounds)
+    return upper + np.triu(upper, 1).transpose(0, 2, 1)
 
 
 def overlap_matrix(counts: np.ndarray) -> np.ndarray:
