@@ -61,7 +61,11 @@ def test_method_on_cuda_gives_the_r_of_the_cpu(tiny_dir, tmp_path, method):
     cpu = _run(tiny_dir, tmp_path / "cpu", method, "cpu")
     gpu = _run(tiny_dir, tmp_path / "gpu", method, "cuda")
     assert gpu["hardware"]["gpu"] == torch.cuda.get_device_name(0)
-    gap = np.nanmax(np.abs(np.array(gpu["R"], dtype=float) - np.array(cpu["R"], dtype=float)))
+
+    def r(record: dict) -> np.ndarray:  # joint leaves rows 1..T-1 empty (null)
+        return np.array([row if row is not None else [np.nan] * len(record["R"][-1]) for row in record["R"]], float)
+
+    gap = np.nanmax(np.abs(r(gpu) - r(cpu)))
     print(f"\n{method}: max |R_cuda − R_cpu| = {gap:.4f}")
     # the same seeds and data; float sums differ in order on the GPU, so a borderline test example may flip
     assert gap <= 0.07

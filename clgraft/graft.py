@@ -126,10 +126,13 @@ class Graft:
     def from_mask(
         cls, view: BlockView, mask: torch.Tensor, tau: torch.Tensor, head: dict[str, torch.Tensor], meta: dict[str, str]
     ) -> Graft:
-        """A graft from a flat boolean mask and the flat task vector over `view`'s block parameters."""
+        """A graft from a flat boolean mask and the flat task vector over `view`'s block parameters; it lives on the
+        CPU whatever device they are on (`apply` moves what it adds)."""
         positions = torch.nonzero(mask, as_tuple=False).flatten()
         layout = [(n, view.shapes[n]) for n in view.names]
-        return cls(layout, positions, tau[positions].float().clone(), head, {**meta, "k": str(len(positions))})
+        values = tau[positions].float().cpu().clone()
+        head = {k: v.detach().cpu() for k, v in head.items()}
+        return cls(layout, positions.cpu(), values, head, {**meta, "k": str(len(positions))})
 
     def save(self, path: Path) -> int:
         """Write the graft (indices or bitmask, whichever is smaller); returns the file size in bytes."""

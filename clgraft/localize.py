@@ -127,11 +127,16 @@ def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
     if not getattr(body, "supports_gradient_checkpointing", False):
         yield []
         return
-    body.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(body, "activation_checkpointing_enable"):  # transformers ≥ 5.2x; older ones name it "gradient"
+        body.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        disable = body.activation_checkpointing_disable
+    else:
+        body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        disable = body.gradient_checkpointing_disable
     try:
         yield [m for m in body.modules() if isinstance(m, GradientCheckpointingLayer)]
     finally:
-        body.activation_checkpointing_disable()
+        disable()
         model.eval()
 
 
@@ -228,7 +233,7 @@ class MaskLearner:
         schedule = train_batches(len(self.train), opts.batch_size, opts.steps * opts.batches, gen)
         if opts.method == "stitch":
             return self._stitch(delta, base, k, schedule, opts)
-        S = torch.rand(self.view.numel, generator=gen)
+        S = torch.rand(self.view.numel, generator=gen).to(delta.device)  # drawn on the CPU: the same S on any device
         best_mask, best, best_step = base, self.score(base, delta), 0
         history = [best]
         for step in range(1, opts.steps + 1):

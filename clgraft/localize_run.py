@@ -43,7 +43,7 @@ def localize_run(
     ctx = runner._context()
     body = runner.backbone.model
     view = BlockView(body)
-    theta0 = view.flatten(dict(body.named_parameters()))
+    theta0 = view.flatten(dict(body.named_parameters())).to(runner.device)  # where the fine-tuned weights are
     model = HeadedModel(body, runner.head_sizes, runner.config.seed).to(runner.device)
     rows = []
     for t in runner.task_indices(task_names):

@@ -111,7 +111,7 @@ def _ablate(run: OpenRun, model: HeadedModel, t: int, seed: int) -> dict:
 
     def accuracy_with(zeroed: torch.Tensor) -> float:
         fixed = SubspaceBody(sub.inner, run.view, sub.start + delta.masked_fill(zeroed, 0), sub.basis[:0])
-        probe = HeadedModel(fixed, {}, 0)
+        probe = HeadedModel(fixed, {}, 0).to(delta.device)  # its empty z is made on the CPU
         probe.heads = model.heads
         return run.test_accuracy(probe, t)
 

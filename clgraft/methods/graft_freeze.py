@@ -27,7 +27,7 @@ class GraftFreeze(Method):
 
     def setup(self, model: HeadedModel) -> None:
         self.view = BlockView(model.body)
-        self.frozen = torch.zeros(self.view.numel, dtype=torch.bool)
+        self.frozen = torch.zeros(self.view.numel, dtype=torch.bool, device=self.ctx.device)  # masks gradients there
         self.sizes: list[int] = []
         self._grafts: dict[str, Graft] = {}
         self._model = model
