@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from benchmarks.conftest import BATCH, STEPS
 from clgraft.cli import app
 from clgraft.methods import METHODS
-from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
+from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone, save_tiny_model
 from clgraft.registry import Registry
 from clgraft.runner import RunConfig, Runner
 from clgraft.train import TrainOptions, train_task
@@ -32,15 +32,7 @@ CUDA = torch.device("cuda")
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     """The tests' 2-layer random BERT with the default model's tokenizer, as a local HF folder."""
-    from transformers import AutoTokenizer
-
-    from clgraft.models import default_model_path, tiny_bert
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tiny_bert(tokenizer.vocab_size, seed=0).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def _invoke(*args) -> str:

@@ -124,6 +124,17 @@ def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden:
     return BertModel(config, add_pooling_layer=False)
 
 
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """`tiny_bert` with the default model's tokenizer, saved as a local HF folder that `--model` takes: what tests,
+    benchmarks and device checks train where the weights do not matter."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    tiny_bert(tokenizer.vocab_size, seed=seed).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 class BlockView:
     """The block parameters of a body as one flat vector: names, shapes and offsets, worked out once.
 

@@ -22,15 +22,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT with the default model's tokenizer, saved like any local HF model."""
-    from transformers import AutoTokenizer
+    from clgraft.models import save_tiny_model
 
-    from clgraft.models import default_model_path, tiny_bert
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tiny_bert(tokenizer.vocab_size, seed=0).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(autouse=True)

@@ -48,22 +48,10 @@ def _square(a0, a1, a2, a3, b0, b1, b2, b3, out):
         s31 += x3 & y1
         s32 += x3 & y2
         s33 += x3 & y3
-    out[0, 0] += _bytesum(s00)
-    out[0, 1] += _bytesum(s01)
-    out[0, 2] += _bytesum(s02)
-    out[0, 3] += _bytesum(s03)
-    out[1, 0] += _bytesum(s10)
-    out[1, 1] += _bytesum(s11)
-    out[1, 2] += _bytesum(s12)
-    out[1, 3] += _bytesum(s13)
-    out[2, 0] += _bytesum(s20)
-    out[2, 1] += _bytesum(s21)
-    out[2, 2] += _bytesum(s22)
-    out[2, 3] += _bytesum(s23)
-    out[3, 0] += _bytesum(s30)
-    out[3, 1] += _bytesum(s31)
-    out[3, 2] += _bytesum(s32)
-    out[3, 3] += _bytesum(s33)
+    sums = (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
+    for p in range(4):
+        for q in range(4):
+            out[p, q] += _bytesum(sums[4 * p + q])
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -82,16 +70,12 @@ def _triangle(a0, a1, a2, a3, out):
         s22 += x2
         s23 += x2 & x3
         s33 += x3
-    out[0, 0] += _bytesum(s00)
-    out[0, 1] += _bytesum(s01)
-    out[0, 2] += _bytesum(s02)
-    out[0, 3] += _bytesum(s03)
-    out[1, 1] += _bytesum(s11)
-    out[1, 2] += _bytesum(s12)
-    out[1, 3] += _bytesum(s13)
-    out[2, 2] += _bytesum(s22)
-    out[2, 3] += _bytesum(s23)
-    out[3, 3] += _bytesum(s33)
+    sums = (s00, s01, s02, s03, s11, s12, s13, s22, s23, s33)
+    i = 0
+    for p in range(4):
+        for q in range(p, 4):
+            out[p, q] += _bytesum(sums[i])
+            i += 1
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
