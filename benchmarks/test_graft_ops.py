@@ -35,13 +35,15 @@ def one_copy(theta0: torch.Tensor):
     return lambda: buffer.copy_(theta0)
 
 
-@pytest.mark.xfail(
-    reason="target not met against a copy into an existing vector (≈3.1 ms): top-k is 4.9-7.4x. It needs a "
-    "comparison pass over N floats writing an N-byte bool vector, a compaction pass over it (torch.nonzero, ≈4.4 ms "
-    "alone) and a fresh N-byte output mask - at least three passes where the copy is one; see benchmarks/README.md",
+DENSE_MISS = pytest.mark.xfail(
+    reason="target not met at s = 1e-2 (4.2-5.1x a copy into an existing vector): ~1.2% of entries pass the sampled "
+    "threshold, so half of the 64-entry blocks hold a candidate and are walked entry by entry after the vectorised "
+    "count; see benchmarks/README.md",
     strict=False,
 )
-@pytest.mark.parametrize("sparsity", [1e-4, 1e-3, 1e-2])
+
+
+@pytest.mark.parametrize("sparsity", [1e-4, 1e-3, pytest.param(1e-2, marks=DENSE_MISS)])
 def test_top_k_vs_one_copy(benchmark, paired, blocks, sparsity):
     _, view, theta0, tau = blocks
     scores = tau.abs()
@@ -81,15 +83,21 @@ def test_graft_file_size(blocks, tmp_path, sparsity):
         assert checkpoint / size >= 1000
 
 
+JIT_WARM_UP = "from clgraft.localize import top_k_mask; top_k_mask(torch.rand(2**20), 100)"
+
+
 def test_mask_learning_memory():
     """Peak memory of mask learning beyond the loaded model — θ₀, τ, S, gradients, scratch, masks, activations —
-    in a fresh process (benchmarks/peak_memory.py)."""
+    in a fresh process (benchmarks/peak_memory.py). Like torch's own buffers, numba's JIT runtime (loaded once per
+    process by top-k's first call) is in the baseline; its size is printed beside."""
+    _, runtime = extra_peak(setup="", op=JIT_WARM_UP)
     param_bytes, extra = extra_peak(
-        setup="""
+        setup=f"""
         from clgraft.batches import Encoded
         from clgraft.localize import LocalizeOptions, MaskLearner
         from clgraft.models import BlockView
         data = Encoded(ids, torch.randint(0, 2, (32,)), 0)
+        {JIT_WARM_UP}
         """,
         op="""
         view = BlockView(body)
@@ -102,6 +110,7 @@ def test_mask_learning_memory():
     ratio = extra / param_bytes
     print(
         f"\nmask learning: {extra / 2**20:.0f} MiB extra peak, {ratio:.2f}× parameter memory "
-        f"({param_bytes / 2**20:.0f} MiB) (target ≤ 3)"
+        f"({param_bytes / 2**20:.0f} MiB) (target ≤ 3); numba's JIT runtime, once per process: "
+        f"{runtime / 2**20:.0f} MiB"
     )
     assert ratio <= 3.0

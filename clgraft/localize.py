@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,7 +60,8 @@ def top_k_magnitude(values: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.Tensor:
-    """Boolean mask of the k largest entries of a flat vector: one global selection over all block parameters.
+    """Boolean mask of the k largest entries of a flat vector (of |entries| with `magnitude`): one global selection
+    over all block parameters.
 
     For small k, a threshold from a fixed random sample of 65,536 entries, set six standard errors below the
     sample's (1 − k/N) quantile, keeps a little over k candidates in one pass, and the exact top-k is taken among them
@@ -74,16 +76,36 @@ def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.T
     if n >= 4 * m and k < n // 8:
         sample = scores[torch.randint(0, n, (m,), generator=torch.Generator().manual_seed(0)).to(scores.device)]
         sample = sample.abs() if magnitude else sample
-        p = k / n
-        threshold = torch.quantile(sample.float(), max(0.0, 1 - p - 6 * math.sqrt(p * (1 - p) / m)))
-        passing = (scores >= threshold) | (scores <= -threshold) if magnitude else scores >= threshold
-        candidates = torch.nonzero(passing).flatten()
-        if candidates.numel() >= k:
-            picked = scores[candidates].abs() if magnitude else scores[candidates]
-            mask[candidates[torch.topk(picked, k, sorted=False).indices]] = True
+        p, se = k / n, math.sqrt(k / n * (1 - k / n) / m)
+        threshold = float(torch.kthvalue(sample.float(), max(1, math.floor((1 - p - 6 * se) * m))).values)
+        positions, values = _candidates(scores, threshold, magnitude, expected=n * (p + 12 * se) + 1024)
+        if positions.numel() >= k:
+            mask[positions[torch.topk(values.abs() if magnitude else values, k, sorted=False).indices]] = True
             return mask
     mask[torch.topk(scores.abs() if magnitude else scores, k, sorted=False).indices] = True
     return mask
+
+
+def _candidates(
+    scores: torch.Tensor, threshold: float, magnitude: bool, expected: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (ascending) and values of the entries ≥ threshold (or ≤ −threshold with `magnitude`): on the CPU
+    one compiled pass (`_candidates.scan`) into room for `expected` of them (more: a second pass), elsewhere a
+    comparison and its compaction."""
+    if scores.device.type != "cpu":
+        passing = (scores >= threshold) | (scores <= -threshold) if magnitude else scores >= threshold
+        positions = torch.nonzero(passing).flatten()
+        return positions, scores[positions]
+    from clgraft._candidates import BLOCK, scan  # compiles on first use: keep it off import
+
+    flat = scores.detach().contiguous().numpy()
+    size = int(expected)
+    while True:
+        positions, values = np.empty(size + BLOCK, dtype=np.int64), np.empty(size + BLOCK, dtype=flat.dtype)
+        count = scan(flat, flat.dtype.type(-1 if magnitude else 1), flat.dtype.type(threshold), positions, values)
+        if count <= size:
+            return torch.from_numpy(positions[:count]), torch.from_numpy(values[:count])
+        size = count
 
 
 def official_step(

@@ -287,3 +287,16 @@ def test_localize_refuses_missing_weights_and_another_base_model(tiny_run, tmp_p
     (copy / "run.json").write_text(json.dumps(record))
     other = CliRunner().invoke(app, ["localize", str(copy), "--steps", "1"])
     assert isinstance(other.exception, ClgraftError) and "load the same base model" in str(other.exception)
+
+
+@pytest.mark.parametrize("magnitude", [False, True])
+@pytest.mark.parametrize("expected", [0, 10_000])  # 0: no room at first, so the scan runs again with room for all
+def test_candidate_scan_matches_torch(magnitude, expected):
+    from clgraft.localize import _candidates
+
+    scores = torch.randn(100_003, generator=torch.Generator().manual_seed(1))  # not a multiple of the 64-entry block
+    threshold = 2.5
+    positions, values = _candidates(scores, threshold, magnitude, expected)
+    passing = scores.abs() >= threshold if magnitude else scores >= threshold
+    assert torch.equal(positions, torch.nonzero(passing).flatten())
+    assert torch.equal(values, scores[passing])
