@@ -1,57 +1,64 @@
 """Compiled scan behind `localize.top_k_mask` on the CPU: the positions and values of every entry at or above a
-threshold, in one pass over the scores.
+threshold, in parallel chunks.
 
-The scores are taken 64 at a time: a vectorised count of the block's hits, and only a block with hits is walked
-again, writing every position and advancing the output by the hit bit (no branch to mispredict). Top-k's other
-passes — a comparison into an N-byte bool vector and its compaction (`torch.nonzero`) — are what this replaces.
+It replaces top-k's comparison into an N-byte bool vector and that vector's compaction (`torch.nonzero`): a
+vectorised count of each chunk's hits gives every chunk its place in the output, then each chunk walks only its
+64-entry blocks that hold a hit and writes their positions and values there. Both passes run on as many threads as
+torch uses, as the copy they are measured against does.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 BLOCK = 64
+MIN_CHUNK = 1 << 16  # entries per chunk at least: fewer would cost more in start-up than they save
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _hits(scores, start, stop, flip, threshold):
-    """How many of max(x, flip·x) ≥ threshold over scores[start:stop] (flip −1: |x|, flip 1: x)."""
+@njit(cache=True, nogil=True, boundscheck=False)
+def _hits(scores, flip, threshold):
+    """How many x in scores have max(x, flip·x) ≥ threshold (flip −1: |x|, flip 1: x). Callers pass slices: an index
+    counted from 0 is one the compiler knows is not negative, so the loop vectorises."""
     hits = 0
-    for i in range(start, stop):
+    for i in range(scores.shape[0]):
         hits += np.int32(max(scores[i], flip * scores[i]) >= threshold)
     return hits
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _write(scores, start, stop, flip, threshold, positions, values, count):
-    """Every position of [start, stop) written at `count`, which advances by its hit bit: no branch."""
-    for i in range(start, stop):
-        x = scores[i]
-        if max(x, flip * x) >= threshold:
-            positions[count] = i
-            values[count] = x
-            count += 1
-    return count
-
-
 @njit(cache=True, nogil=True, boundscheck=False)
-def scan(scores, flip, threshold, positions, values):
-    """Write the positions i (ascending) with max(x, flip·x) ≥ threshold (flip −1 compares |x|, 1 compares x), and
-    those x, into positions/values; returns how many there are. Only the first len(positions) − 64 are written: a
-    larger count means rescan with room for it."""
+def _write(scores, offset, flip, threshold, positions, values, at):
+    """Write the hits of a slice (positions + offset) from `at` on, 64-entry block by block, skipping blocks
+    without one."""
+    for block in range(0, scores.shape[0], BLOCK):
+        part = scores[block : block + BLOCK]
+        if _hits(part, flip, threshold) == 0:
+            continue
+        for i in range(part.shape[0]):
+            x = part[i]
+            if max(x, flip * x) >= threshold:
+                positions[at] = offset + block + i
+                values[at] = x
+                at += 1
+
+
+@njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def chunk_hits(scores, flip, threshold, chunks):
+    """Hits per chunk of the scores (chunk c is [c·size, (c+1)·size), size a multiple of 64)."""
     n = scores.shape[0]
-    full = n - n % BLOCK
-    room = positions.shape[0] - BLOCK
-    count = 0
-    for start in range(0, full, BLOCK):
-        hits = _hits(scores, start, start + BLOCK, flip, threshold)
-        if hits == 0:
-            continue
-        if count > room:
-            count += hits
-            continue
-        count = _write(scores, start, start + BLOCK, flip, threshold, positions, values, count)
-    if full < n and count <= room:
-        return _write(scores, full, n, flip, threshold, positions, values, count)
-    return count + _hits(scores, full, n, flip, threshold)
+    size = -(-n // chunks // BLOCK) * BLOCK
+    out = np.zeros(chunks, np.int64)
+    for c in prange(chunks):
+        out[c] = _hits(scores[min(c * size, n) : min((c + 1) * size, n)], flip, threshold)
+    return out
+
+
+@njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def write_hits(scores, flip, threshold, hits, positions, values):
+    """Positions (ascending) and values of every hit, each chunk from where the chunks before it end."""
+    n, chunks = scores.shape[0], hits.shape[0]
+    size = -(-n // chunks // BLOCK) * BLOCK
+    starts = np.cumsum(hits) - hits
+    for c in prange(chunks):
+        lo = min(c * size, n)
+        _write(scores[lo : min(lo + size, n)], lo, flip, threshold, positions, values, starts[c])

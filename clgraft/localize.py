@@ -78,7 +78,7 @@ def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.T
         sample = sample.abs() if magnitude else sample
         p, se = k / n, math.sqrt(k / n * (1 - k / n) / m)
         threshold = float(torch.kthvalue(sample.float(), max(1, math.floor((1 - p - 6 * se) * m))).values)
-        positions, values = _candidates(scores, threshold, magnitude, expected=n * (p + 12 * se) + 1024)
+        positions, values = _candidates(scores, threshold, magnitude)
         if positions.numel() >= k:
             mask[positions[torch.topk(values.abs() if magnitude else values, k, sorted=False).indices]] = True
             return mask
@@ -86,26 +86,25 @@ def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.T
     return mask
 
 
-def _candidates(
-    scores: torch.Tensor, threshold: float, magnitude: bool, expected: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _candidates(scores: torch.Tensor, threshold: float, magnitude: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions (ascending) and values of the entries ≥ threshold (or ≤ −threshold with `magnitude`): on the CPU
-    one compiled pass (`_candidates.scan`) into room for `expected` of them (more: a second pass), elsewhere a
-    comparison and its compaction."""
+    a compiled count and write in parallel chunks (`_candidates`), elsewhere a comparison and its compaction."""
     if scores.device.type != "cpu":
         passing = (scores >= threshold) | (scores <= -threshold) if magnitude else scores >= threshold
         positions = torch.nonzero(passing).flatten()
         return positions, scores[positions]
-    from clgraft._candidates import BLOCK, scan  # compiles on first use: keep it off import
+    import numba  # compiles on first use: keep it off import
+
+    from clgraft._candidates import MIN_CHUNK, chunk_hits, write_hits
 
     flat = scores.detach().contiguous().numpy()
-    size = int(expected)
-    while True:
-        positions, values = np.empty(size + BLOCK, dtype=np.int64), np.empty(size + BLOCK, dtype=flat.dtype)
-        count = scan(flat, flat.dtype.type(-1 if magnitude else 1), flat.dtype.type(threshold), positions, values)
-        if count <= size:
-            return torch.from_numpy(positions[:count]), torch.from_numpy(values[:count])
-        size = count
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # the runner's thread budget
+    numba.set_num_threads(threads)
+    flip, cut = flat.dtype.type(-1 if magnitude else 1), flat.dtype.type(threshold)
+    hits = chunk_hits(flat, flip, cut, max(1, min(4 * threads, len(flat) // MIN_CHUNK)))
+    positions, values = np.empty(int(hits.sum()), dtype=np.int64), np.empty(int(hits.sum()), dtype=flat.dtype)
+    write_hits(flat, flip, cut, hits, positions, values)
+    return torch.from_numpy(positions), torch.from_numpy(values)
 
 
 def official_step(

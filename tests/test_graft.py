@@ -290,13 +290,19 @@ def test_localize_refuses_missing_weights_and_another_base_model(tiny_run, tmp_p
 
 
 @pytest.mark.parametrize("magnitude", [False, True])
-@pytest.mark.parametrize("expected", [0, 10_000])  # 0: no room at first, so the scan runs again with room for all
-def test_candidate_scan_matches_torch(magnitude, expected):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_candidate_scan_matches_torch(magnitude, threads):
     from clgraft.localize import _candidates
 
-    scores = torch.randn(100_003, generator=torch.Generator().manual_seed(1))  # not a multiple of the 64-entry block
+    # not a multiple of the 64-entry block, and long enough for several chunks
+    scores = torch.randn(300_007, generator=torch.Generator().manual_seed(1))
     threshold = 2.5
-    positions, values = _candidates(scores, threshold, magnitude, expected)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        positions, values = _candidates(scores, threshold, magnitude)
+    finally:
+        torch.set_num_threads(before)
     passing = scores.abs() >= threshold if magnitude else scores >= threshold
     assert torch.equal(positions, torch.nonzero(passing).flatten())
     assert torch.equal(values, scores[passing])
