@@ -93,11 +93,12 @@ def _candidates(scores: torch.Tensor, threshold: float, magnitude: bool) -> tupl
         passing = (scores >= threshold) | (scores <= -threshold) if magnitude else scores >= threshold
         positions = torch.nonzero(passing).flatten()
         return positions, scores[positions]
-    import numba  # compiles on first use: keep it off import
+    import numba  # numba and the kernels load on first use (~100 MiB of JIT runtime), not on `import clgraft`
 
     from clgraft._candidates import MIN_CHUNK, chunk_hits, write_hits
 
-    flat = scores.detach().contiguous().numpy()
+    flat = scores.detach().contiguous()
+    flat = (flat if flat.dtype in (torch.float32, torch.float64) else flat.float()).numpy()  # bf16 has no numpy type
     threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # the runner's thread budget
     numba.set_num_threads(threads)
     flip, cut = flat.dtype.type(-1 if magnitude else 1), flat.dtype.type(threshold)

@@ -306,3 +306,10 @@ def test_candidate_scan_matches_torch(magnitude, threads):
     passing = scores.abs() >= threshold if magnitude else scores >= threshold
     assert torch.equal(positions, torch.nonzero(passing).flatten())
     assert torch.equal(values, scores[passing])
+
+
+def test_top_k_of_bfloat16_scores():
+    scores = torch.randn(400_000, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    mask = top_k_mask(scores, 300, magnitude=True)
+    kept, dropped = scores[mask].float().abs(), scores[~mask].float().abs()
+    assert int(mask.sum()) == 300 and kept.min() >= dropped.max()
