@@ -103,7 +103,8 @@ def _candidates(scores: torch.Tensor, threshold: float, magnitude: bool) -> tupl
     numba.set_num_threads(threads)
     flip, cut = flat.dtype.type(-1 if magnitude else 1), flat.dtype.type(threshold)
     hits = chunk_hits(flat, flip, cut, max(1, min(4 * threads, len(flat) // MIN_CHUNK)))
-    positions, values = np.empty(int(hits.sum()), dtype=np.int64), np.empty(int(hits.sum()), dtype=flat.dtype)
+    total = int(hits.sum())
+    positions, values = np.empty(total, dtype=np.int64), np.empty(total, dtype=flat.dtype)
     write_hits(flat, flip, cut, hits, positions, values)
     return torch.from_numpy(positions), torch.from_numpy(values)
 

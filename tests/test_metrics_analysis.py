@@ -8,6 +8,7 @@ import torch
 
 from clgraft.metrics import effective_dim, jaccard, layer_closeness, overlap, subspace_spectrum
 from clgraft.metrics.overlap import (
+    empty_mask_matrix,
     intersection_counts,
     jaccard_matrix,
     mask_matrix,
@@ -66,6 +67,8 @@ def test_segment_counts_match_numpy_across_word_and_block_edges(t):
 def test_mask_matrix_reads_a_ready_matrix_in_place_and_copies_the_rest():
     ready = np.zeros((3, 64), dtype=bool)
     assert mask_matrix(ready) is ready
+    empty = empty_mask_matrix(3, 13)  # what the analysis fills from graft positions
+    assert empty.shape == (3, 16) and mask_matrix(empty) is empty
     rng = np.random.default_rng(0)
     masks = rng.random((3, 65)) < 0.5
     for other in (masks, masks[:, 1:], np.asfortranarray(masks[:, :64]), list(masks)):

@@ -16,8 +16,8 @@ from clgraft.batches import Encoded, eval_batches
 from clgraft.errors import ClgraftError
 from clgraft.graft import Graft, load
 from clgraft.metrics.overlap import (
+    empty_mask_matrix,
     jaccard_matrix,
-    mask_matrix,
     overlap_matrix,
     random_overlap,
     segment_intersection_counts,
@@ -53,8 +53,8 @@ def find_grafts(run: OpenRun, sparsity: float, method: str | None) -> list[Graft
 
 
 def _masks(grafts: list[Graft]) -> np.ndarray:
-    """The grafts' regions as one T×N bool matrix, laid out as `mask_matrix` wants it so it is read in place."""
-    matrix = mask_matrix(np.zeros((len(grafts), grafts[0].numel), dtype=bool))
+    """The grafts' regions as one T×N bool matrix, laid out so that the pair counts read it in place."""
+    matrix = empty_mask_matrix(len(grafts), grafts[0].numel)
     for row, graft in zip(matrix, grafts, strict=True):
         row[graft.positions.numpy()] = True
     return matrix

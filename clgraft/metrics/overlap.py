@@ -31,6 +31,12 @@ def jaccard(a: Any, b: Any) -> float:
     return float(np.count_nonzero(a & b) / union) if union else 0.0
 
 
+def empty_mask_matrix(t: int, n: int) -> np.ndarray:
+    """T empty masks over N entries, laid out as the pair-count kernel reads them (N rounded up to a multiple of 8,
+    the padding left False), so that filling it in place and counting needs no copy."""
+    return np.zeros((t, -(-n // 8) * 8), dtype=bool)
+
+
 def mask_matrix(masks: Any) -> np.ndarray:
     """T masks as one T×N' bool matrix (C order, N' = N rounded up to a multiple of 8, zero-padded) that the
     pair-count kernel reads as 64-bit words: the input itself when it already is one, else one copy."""
@@ -46,7 +52,7 @@ def mask_matrix(masks: Any) -> np.ndarray:
         n = rows.shape[1]
         if n % 8 == 0 and rows.flags.c_contiguous and rows.ctypes.data % 8 == 0:
             return rows
-    out = np.zeros((len(rows), -(-n // 8) * 8), dtype=bool)
+    out = empty_mask_matrix(len(rows), n)
     for i, row in enumerate(rows):
         out[i, :n] = row
     return out
