@@ -94,7 +94,7 @@ def test_mask_learning_memory():
     param_bytes, extra = extra_peak(
         setup=f"""
         from clgraft.batches import Encoded
-        from clgraft.localize import LocalizeOptions, MaskLearner
+        from clgraft.localize import LocalizeOptions, MaskLearner, ScoredTask
         from clgraft.models import BlockView
         data = Encoded(ids, torch.randint(0, 2, (32,)), 0)
         {JIT_WARM_UP}
@@ -103,8 +103,8 @@ def test_mask_learning_memory():
         view = BlockView(body)
         theta0 = view.flatten(dict(body.named_parameters()))
         tau = torch.randn(view.numel).mul_(1e-3)
-        learner = MaskLearner(model, view, theta0, "t", 0, data, [data], torch.device("cpu"))
-        learner.learn(tau, tau, LocalizeOptions(sparsity=1e-3, steps=3, batches=2))
+        learner = MaskLearner(model, view, theta0, ScoredTask("t", 0, data, data), torch.device("cpu"))
+        learner.learn(tau, tau, LocalizeOptions(sparsity=1e-3, steps=3))
         """,
     )
     ratio = extra / param_bytes

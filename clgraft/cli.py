@@ -168,11 +168,20 @@ Device = Annotated[str, _opt("cpu or cuda")]
 Evaluate = Annotated[
     str,
     _opt(
-        "entries of R to evaluate: all ((T+1)·T task evaluations), seen (what every metric needs: T(T−1)/2 + 3T − 2) "
+        "entries of R to evaluate: all ((T+1)·T task evaluations), seen (every metric but Chaudhry forgetting: "
+        "T(T−1)/2 + 3T − 2) "
         "or final (ACC, LA, BWT and FWT only: 4T − 3)"
     ),
 ]
 Progress = Annotated[bool, _opt("show progress bars")]
+FreezeEmbeddings = Annotated[
+    bool | None,
+    _opt(
+        "keep the embeddings (every body parameter outside the transformer blocks) at θ₀ while training "
+        "[default: on for graft-freeze and graft-compose, off for the other methods]",
+        "--freeze-embeddings/--train-embeddings",
+    ),
+]
 
 
 def _config(**fields) -> RunConfig:
@@ -205,6 +214,7 @@ def run(
     head: Head = _D["head"],
     device: Device = _D["device"],
     evaluate: Evaluate = _D["evaluate"],
+    freeze_embeddings: FreezeEmbeddings = None,
     trajectory: Annotated[int, _opt("save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
         "trajectory"
     ],
@@ -238,6 +248,7 @@ def run(
         head=head,
         device=device,
         evaluate=evaluate,
+        freeze_embeddings=freeze_embeddings,
         trajectory=trajectory,
     )
     Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
@@ -265,6 +276,7 @@ def compare(
     head: Head = _D["head"],
     device: Device = _D["device"],
     evaluate: Evaluate = _D["evaluate"],
+    freeze_embeddings: FreezeEmbeddings = None,
     out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
@@ -290,6 +302,7 @@ def compare(
         head=head,
         device=device,
         evaluate=evaluate,
+        freeze_embeddings=freeze_embeddings,
     )
     configs = [
         base.model_copy(update={"method": name, "method_options": options, "seed": seed})
@@ -305,11 +318,17 @@ def localize(
     sparsity: Annotated[str, _opt("fraction(s) of block parameters, comma-separated, each in (0, 1)")] = "1e-4",
     task: Annotated[list[str] | None, _opt("task of the run to localize (repeatable); default: all", "--task")] = None,
     method: Annotated[
-        str, _opt("official (grafting), stitch (Localize-and-Stitch) or sparsify (zero θ₀)")
+        str,
+        _opt(
+            "official (grafting's rule and lr), scaled (the official rule, lr scaled to τ so short fine-tunings "
+            "move), stitch (Localize-and-Stitch) or sparsify (zero θ₀ instead of adding τ)"
+        ),
     ] = "official",
     steps: Annotated[int, _opt("mask-learning steps (the official code uses 10–100)")] = 20,
-    lr: Annotated[float, _opt("mask learning rate (official: 1e7)")] = 1e7,
-    batches: Annotated[int, _opt("batches averaged per mask step")] = 4,
+    lr: Annotated[float, _opt("mask learning rate of official, stitch and sparsify (official: 1e7)")] = 1e7,
+    scale: Annotated[
+        float, _opt("scaled: first-step move of S at the k-th largest |∂L/∂θ⊙τ|, in units of b = 10")
+    ] = 0.1,
     seed: Annotated[int, _opt("seed of S's initialisation and of the batches")] = 0,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
@@ -323,12 +342,12 @@ def localize(
     from clgraft.localize import LocalizeOptions
     from clgraft.localize_run import localize_run, plot_recovered, table
 
-    if method not in ("official", "stitch", "sparsify"):
-        raise ClgraftError(f"--method {method!r}: choose official, stitch or sparsify")
+    if method not in ("official", "scaled", "stitch", "sparsify"):
+        raise ClgraftError(f"--method {method!r}: choose official, scaled, stitch or sparsify")
     values = _parse_list(sparsity, float, "--sparsity", "1e-4,1e-3")
     for v in values:
         LocalizeOptions(sparsity=v)
-    opts = LocalizeOptions(sparsity=values[0], method=method, steps=steps, lr=lr, batches=batches, seed=seed)
+    opts = LocalizeOptions(sparsity=values[0], method=method, steps=steps, lr=lr, scale=scale, seed=seed)
     rows = localize_run(run_dir, _registry(tasks_dir), data_dir_from(data_dir), values, opts, task, typer.echo)
     typer.echo(table(rows))
     if len(values) > 1:

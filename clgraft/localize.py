@@ -3,9 +3,14 @@ fine-tuned model's accuracy.
 
 `official` follows the grafting paper's code (src/graft_trainer.py): γ_base = top-⌊sN⌋ of |τ| over all block
 parameters at once; trainable S ~ U(0,1); relaxed mask γ(S) = γ_base + (1 − 2γ_base)⊙σ(S − b), b = 10; at each step
-g = lr · mean over batches of ∂L/∂θ⊙τ at θ̄(γ(S)), S ← S − (1 − 2γ_base)⊙g⊙σ'(S − b); the mask is rounded after every
-step and the rounded mask with the best train+dev accuracy is kept (γ_base included). No sparsity term: sparsity
-comes from γ_base and the few steps.
+g = lr · mean over the batches of one pass over the whole train set of ∂L/∂θ⊙τ at θ̄(γ(S)),
+S ← S − (1 − 2γ_base)⊙g⊙σ'(S − b); the mask is rounded after every step and scored as train + dev score (accuracy,
+or F1 for tasks whose metric is F1, as the official code does for MRPC/QQP); the best-scoring rounded mask is kept,
+the first step's always (γ_base itself is not a candidate: the official baseline score is 0). No sparsity term:
+sparsity comes from γ_base and the few steps.
+`scaled` is the same rule with lr fixed at the first step from the size of ∂L/∂θ⊙τ (`scaled_lr`), so that the
+search moves after short fine-tunings too, where the official lr leaves every entry of S far below b; a rounded mask
+larger than ⌊sN⌋ keeps its ⌊sN⌋ entries of largest γ(S) (`within_budget`).
 `stitch` is Localize-and-Stitch (He et al. 2024): γ = σ(S) with an L1 penalty on γ, trained from S = ±3 at γ_base,
 then the top-⌊sN⌋ of σ(S) is the mask.
 `sparsify` places "sparsification as fine-tuning" beside grafting: the same learner, but the candidate change is
@@ -24,12 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from clgraft.batches import Encoded, train_batches
+from clgraft.batches import Encoded
 from clgraft.errors import ClgraftError
 from clgraft.models import BlockView, HeadedModel
-from clgraft.train import accuracy, predict
+from clgraft.train import accuracy, f1, predict
 
 SCORE_BATCH = 16  # small: the scored sets are few-shot, and larger batches' activations would set the memory peak
+
+
+Method = Literal["official", "scaled", "stitch", "sparsify"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,11 @@ class LocalizeOptions:
     """Settings of one mask search."""
 
     sparsity: float
-    method: Literal["official", "stitch", "sparsify"] = "official"
+    method: Method = "official"
     steps: int = 20
     lr: float = 1e7
+    scale: float = 0.1
     bias: float = 10.0
-    batches: int = 4
     batch_size: int = 8
     l1: float = 1e-4
     seed: int = 0
@@ -49,8 +57,8 @@ class LocalizeOptions:
     def __post_init__(self) -> None:
         if not 0 < self.sparsity < 1:
             raise ClgraftError(f"--sparsity {self.sparsity}: must be in (0, 1), e.g. 1e-4")
-        if self.steps < 0 or self.batches < 1:
-            raise ClgraftError("--steps must be ≥ 0 and batches ≥ 1")
+        if self.steps < 0 or self.batch_size < 1:
+            raise ClgraftError("--steps must be ≥ 0 and the batch size ≥ 1")
 
 
 def top_k_magnitude(values: torch.Tensor, k: int) -> torch.Tensor:
@@ -134,6 +142,18 @@ def rounded_official(S: torch.Tensor, base: torch.Tensor, bias: float) -> torch.
     return torch.gt(S, bias).logical_xor_(base)
 
 
+def within_budget(rounded: torch.Tensor, S: torch.Tensor, base: torch.Tensor, bias: float, k: int) -> torch.Tensor:
+    """The rounded mask cut to its k entries of largest γ(S) when it holds more than k (the `scaled` rule's only
+    departure from the official rounding). The official rule has no sparsity term: once it moves at all, each step
+    adds entries faster than it drops them (after a 50-step MiniLM fine-tuning a moving search grew a 1% mask to 9%
+    in ten steps), so a region would no longer be the sparsity it was asked for."""
+    if int(rounded.sum()) <= k:
+        return rounded
+    gamma = torch.sub(S, bias).sigmoid_()
+    gamma[base] = 1 - gamma[base]
+    return top_k_mask(gamma, k)
+
+
 @contextmanager
 def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
     """Activation checkpointing of the body's layers for the duration of a mask search; yields the checkpointed
@@ -165,29 +185,42 @@ def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
 
 @dataclass
 class MaskResult:
-    """The kept mask and how the search went."""
+    """The kept mask and how the search went: one entry per step (step 0 is γ_base, scored for the record)."""
 
     mask: torch.Tensor
     best_step: int
-    history: list[float]
+    search: list[dict]
+    lr: float
+
+
+@dataclass
+class ScoredTask:
+    """What a mask is learned and scored on: the task's head, its train and dev splits and its official score."""
+
+    head: str
+    label_offset: int
+    train: Encoded
+    dev: Encoded
+    metric: str = "accuracy"
+
+
+def sigmoid_slope(x: float) -> float:
+    """σ'(x) = σ(x)(1 − σ(x))."""
+    s = 1 / (1 + math.exp(-x))
+    return s * (1 - s)
 
 
 class MaskLearner:
-    """Learns masks for one fine-tuned model: θ₀ and the candidate change over a body bound to flat vectors."""
+    """Learns masks for one fine-tuned model: θ₀ and the candidate change over a body bound to flat vectors.
 
-    def __init__(
-        self,
-        model: HeadedModel,
-        view: BlockView,
-        theta0: torch.Tensor,
-        head: str,
-        label_offset: int,
-        train: Encoded,
-        score_sets: list[Encoded],
-        device: torch.device,
-    ):
-        self.model, self.view, self.theta0, self.head, self.offset = model, view, theta0, head, label_offset
-        self.train, self.score_sets, self.device = train, score_sets, device
+    Only the block parameters take gradients while it is open; `close()` (or leaving its `with` block) drops every
+    gradient it bound and gives each parameter back the `requires_grad` it had, so nothing of the search reaches
+    the next task's training.
+    """
+
+    def __init__(self, model: HeadedModel, view: BlockView, theta0: torch.Tensor, task: ScoredTask, device):
+        self.model, self.view, self.theta0, self.task, self.device = model, view, theta0, task, device
+        self.flags = {p: p.requires_grad for p in model.parameters()}
         for p in model.parameters():
             p.requires_grad_(False)
         params = dict(model.body.named_parameters())
@@ -197,6 +230,18 @@ class MaskLearner:
         self.grads = view.bind_grads(model.body)
         self.loss_fn = nn.CrossEntropyLoss()
         self.checkpointed: list[nn.Module] = []
+
+    def __enter__(self) -> MaskLearner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the bound gradient buffer and restore every parameter's requires_grad."""
+        for p, flag in self.flags.items():
+            p.grad = None
+            p.requires_grad_(flag)
 
     def _pieces(self, *flats: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         """Each block parameter with the matching views of flat vectors (parameter-shaped)."""
@@ -226,20 +271,22 @@ class MaskLearner:
             layer.training = True  # only the layer's own flag: its dropout sub-modules stay off
         self.grads.zero_()
         for index in batches:
-            input_ids, mask, labels = (t.to(self.device) for t in self.train.collate(index))
-            loss = self.loss_fn(self.model(input_ids, mask, self.head), labels + self.offset) / len(batches)
-            loss.backward()
+            input_ids, mask, labels = (t.to(self.device) for t in self.task.train.collate(index))
+            loss = self.loss_fn(self.model(input_ids, mask, self.task.head), labels + self.task.label_offset)
+            (loss / len(batches)).backward()
         return self.grads
 
-    def score(self, mask: torch.Tensor, delta: torch.Tensor) -> float:
-        """Accuracy on train ∪ dev of θ₀ + γ⊙δ for a boolean mask γ."""
+    def _split_score(self, data: Encoded) -> float:
+        logits = predict(self.model, self.task.head, data, SCORE_BATCH, self.device)
+        labels = data.labels + self.task.label_offset
+        if self.task.metric == "f1":
+            return f1(logits, labels, positive=self.task.label_offset + 1)
+        return accuracy(logits, labels)
+
+    def score(self, mask: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
+        """(train, dev) score of θ₀ + γ⊙δ for a boolean mask γ: accuracy, or F1 where the task's metric is F1."""
         self.set_mask(mask, delta)
-        correct = total = 0
-        for data in self.score_sets:
-            logits = predict(self.model, self.head, data, SCORE_BATCH, self.device)
-            correct += accuracy(logits, data.labels + self.offset) * len(data)
-            total += len(data)
-        return correct / total
+        return self._split_score(self.task.train), self._split_score(self.task.dev)
 
     def learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions) -> MaskResult:
         """Search a mask of about ⌊sN⌋ entries for the candidate change δ (τ, or −θ₀ for sparsify), starting from
@@ -247,26 +294,57 @@ class MaskLearner:
         with _checkpointing(self.model) as self.checkpointed:
             return self._learn(delta, init, opts)
 
+    def _epoch(self, gen: torch.Generator, batch_size: int) -> list[list[int]]:
+        """The whole train set once, in seeded random batches: what the official code averages per mask step."""
+        order = torch.randperm(len(self.task.train), generator=gen).tolist()
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def _record(self, step: int, mask: torch.Tensor, base: torch.Tensor, delta: torch.Tensor) -> dict:
+        train, dev = self.score(mask, delta)
+        changed = int((mask ^ base).sum())
+        return {"step": step, "changed": changed, "size": int(mask.sum()), "train": train, "dev": dev}
+
     def _learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions) -> MaskResult:
         k = math.floor(opts.sparsity * self.view.numel)
         if k < 1:
             raise ClgraftError(f"--sparsity {opts.sparsity} selects no entry of {self.view.numel} block parameters")
         base = top_k_magnitude(init, k)
         gen = torch.Generator().manual_seed(opts.seed)
-        schedule = train_batches(len(self.train), opts.batch_size, opts.steps * opts.batches, gen)
         if opts.method == "stitch":
-            return self._stitch(delta, base, k, schedule, opts)
+            return self._stitch(delta, base, k, gen, opts)
         S = torch.rand(self.view.numel, generator=gen).to(delta.device)  # drawn on the CPU: the same S on any device
-        best_mask, best, best_step = base, self.score(base, delta), 0
-        history = [best]
+        search = [self._record(0, base, base, delta)]
+        # the official code keeps the first step's mask whatever it scores and γ_base never (its baseline is 0)
+        best_mask, best, best_step, lr = base, 0.0, 0, opts.lr
         for step in range(1, opts.steps + 1):
-            batches = schedule[(step - 1) * opts.batches : step * opts.batches]
-            self.official_update(S, base, delta, batches, opts)
+            grad_tau = self.relaxed_gradient(S, base, delta, self._epoch(gen, opts.batch_size), opts.bias)
+            if step == 1 and opts.method == "scaled":
+                lr = scaled_lr(grad_tau, k, opts)
+            with torch.no_grad():
+                for p, s_, b, g in self._pieces(S, base, grad_tau):
+                    official_step(s_, b, g, lr, opts.bias, work=p)
             rounded = rounded_official(S, base, opts.bias)
-            history.append(self.score(rounded, delta))
-            if history[-1] > best:
-                best_mask, best, best_step = rounded, history[-1], step
-        return MaskResult(best_mask, best_step, history)
+            if opts.method == "scaled":
+                rounded = within_budget(rounded, S, base, opts.bias, k)
+            search.append(self._record(step, rounded, base, delta))
+            score = search[-1]["train"] + search[-1]["dev"]
+            if score > best:
+                best_mask, best, best_step = rounded, score, step
+        return MaskResult(best_mask, best_step, search, lr)
+
+    def relaxed_gradient(
+        self, S: torch.Tensor, base: torch.Tensor, delta: torch.Tensor, batches: list[list[int]], bias: float
+    ) -> torch.Tensor:
+        """∂L/∂θ⊙δ at θ̄(γ(S)) = θ₀ + γ(S)⊙δ, the loss averaged over `batches`, in the gradient buffer.
+
+        No N-sized temporary: γ(S) is built in the weights and turned into θ̄ there; once the gradient is taken the
+        weights are free to serve as the update's scratch (the next evaluation writes them again)."""
+        with torch.no_grad():
+            for p, s, b, t0, d in self._pieces(S, base, self.theta0, delta):
+                torch.sub(s, bias, out=p).sigmoid_()
+                p[b] = 1 - p[b]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
+                p.mul_(d).add_(t0)  # θ̄ = θ₀ + γ⊙δ, in place
+        return self._grad(batches).mul_(delta)
 
     def official_update(
         self,
@@ -276,38 +354,42 @@ class MaskLearner:
         batches: list[list[int]],
         opts: LocalizeOptions,
     ) -> None:
-        """One step of the official rule in place on S: gradient at θ̄(γ(S)) averaged over `batches`.
-
-        No N-sized temporary: γ(S) is built in the weights and turned into θ̄ there, the gradient buffer becomes
-        ∂L/∂θ⊙δ, and once the gradient is taken the weights are the scratch of the update (the next evaluation writes
-        them again)."""
-        with torch.no_grad():
-            for p, s, b, t0, d in self._pieces(S, base, self.theta0, delta):
-                torch.sub(s, opts.bias, out=p).sigmoid_()
-                p[b] = 1 - p[b]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
-                p.mul_(d).add_(t0)  # θ̄ = θ₀ + γ⊙δ, in place
-        grad_tau = self._grad(batches).mul_(delta)
+        """One step of the official rule in place on S, its gradient averaged over `batches`."""
+        grad_tau = self.relaxed_gradient(S, base, delta, batches, opts.bias)
         with torch.no_grad():
             for p, s, b, g in self._pieces(S, base, grad_tau):
                 official_step(s, b, g, opts.lr, opts.bias, work=p)
 
-    def _stitch(self, delta, base, k: int, schedule, opts: LocalizeOptions) -> MaskResult:
+    def _stitch(self, delta, base, k: int, gen: torch.Generator, opts: LocalizeOptions) -> MaskResult:
         S = torch.where(base, 3.0, -3.0)
         work = torch.empty_like(S)
-        history = [self.score(base, delta)]
-        for step in range(1, opts.steps + 1):
+        search = [self._record(0, base, base, delta)]
+        for _ in range(opts.steps):
             torch.sigmoid(S, out=work)
             self._set_relaxed(work, delta)
-            grad = self._grad(schedule[(step - 1) * opts.batches : step * opts.batches])
+            grad = self._grad(self._epoch(gen, opts.batch_size))
             grad.mul_(delta).add_(opts.l1 / self.view.numel)  # ∂(L + l1·mean γ)/∂γ
             work.addcmul_(work, work, value=-1).mul_(grad).mul_(opts.lr)  # ⊙ σ'(S)
             S.sub_(work)
         mask = top_k_mask(S, k)  # σ is monotone: the top-k of σ(S) are the top-k of S
-        history.append(self.score(mask, delta))
-        return MaskResult(mask, opts.steps, history)
+        search.append(self._record(opts.steps, mask, base, delta))
+        return MaskResult(mask, opts.steps, search, opts.lr)
 
     def restore(self, flat: torch.Tensor) -> None:
         """Put given block weights back (θ_t to evaluate the fine-tuned model, θ₀ for the base)."""
         with torch.no_grad():
             for p, f in self._pieces(flat):
                 p.copy_(f)
+
+
+def scaled_lr(grad_tau: torch.Tensor, k: int, opts: LocalizeOptions) -> float:
+    """The `scaled` rule's learning rate, fixed at the first step: the official update with lr chosen so that an
+    entry at the k-th largest |∂L/∂θ⊙τ| would move S by `scale`·b in one step from S = 0.
+
+    The official lr (1e7) assumes a long fine-tuning: with |τ| ~ 1e-3 the update moves S by ≪ b and no entry
+    crosses σ's threshold, so the search returns γ_base. Scaling lr to the size of ∂L/∂θ⊙τ makes the step size
+    independent of how far fine-tuning moved the weights."""
+    q = float(torch.topk(grad_tau.abs(), k, sorted=False).values.min())
+    if q == 0.0:
+        return opts.lr
+    return opts.scale * opts.bias / (sigmoid_slope(-opts.bias) * q)

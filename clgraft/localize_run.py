@@ -14,8 +14,9 @@ from clgraft.errors import ClgraftError
 from clgraft.graft import Graft
 from clgraft.localize import LocalizeOptions, MaskLearner
 from clgraft.methods.base import PreparedTask
+from clgraft.methods.grafting import scored_task
 from clgraft.metrics.calibration import ece
-from clgraft.models import BlockView, HeadedModel
+from clgraft.models import BlockView, BodySnapshot, HeadedModel
 from clgraft.plots import pyplot, save
 from clgraft.registry import Registry
 from clgraft.results import read_json, write_json
@@ -38,13 +39,16 @@ def localize_run(
     task_names: list[str] | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json)."""
+    """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json).
+
+    Masks are searched, scored and reported on exactly the model a graft file builds: θ₀ everywhere (embeddings
+    included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it."""
     runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
     ctx = runner._context()
     body = runner.backbone.model
     view = BlockView(body)
-    theta0 = view.flatten(dict(body.named_parameters())).to(runner.device)  # where the fine-tuned weights are
     model = HeadedModel(body, runner.head_sizes, runner.config.seed).to(runner.device)
+    theta0 = BodySnapshot(model, view)
     rows = []
     for t in runner.task_indices(task_names):
         task = ctx.tasks[t]
@@ -52,31 +56,19 @@ def localize_run(
         if not weights.is_file():
             raise ClgraftError(f"{weights} is missing: the run lacks the weights after task {task.task.task}")
         model.load_state_dict(load_file(weights, device=str(runner.device)))
-        score_sets = [task.train, task.dev]
-        learner = MaskLearner(model, view, theta0, task.head, task.label_offset, task.train, score_sets, runner.device)
-        theta_t = learner.weights()
-        tau = theta_t - theta0
         acc_ft, ece_ft = _test_metrics(model, task, runner.device)
-        learner.restore(theta0)
+        tau = view.flatten(dict(body.named_parameters())) - theta0.blocks
+        theta0.restore(model)
         acc_base, _ = _test_metrics(model, task, runner.device)
         head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
         for s in sparsities:
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
-            delta = -theta0 if run_opts.method == "sparsify" else tau
-            found = learner.learn(delta, tau, run_opts)
-            learner.set_mask(found.mask, delta)
+            delta = -theta0.blocks if run_opts.method == "sparsify" else tau
+            with MaskLearner(model, view, theta0.blocks, scored_task(task), runner.device) as learner:
+                found = learner.learn(delta, tau, run_opts)
+                learner.set_mask(found.mask, delta)
             acc_g, ece_g = _test_metrics(model, task, runner.device)
-            meta = {
-                "base_model": record["model"]["id"],
-                "base_sha256": record["model"]["sha256"],
-                "task": task.task.task,
-                "task_version": str(task.task.version),
-                "sparsity": repr(s),
-                "method": run_opts.method,
-                "steps": str(run_opts.steps),
-                "run_config_hash": record["config_hash"],
-            }
-            graft = Graft.from_mask(view, found.mask, delta, head, meta)
+            graft = Graft.from_mask(view, found.mask, delta, head, _graft_meta(record, task, run_opts))
             path = run_dir / "grafts" / f"{task.task.task}-{run_opts.method}-s{s:g}.safetensors"
             size = graft.save(path)
             rows.append(
@@ -87,7 +79,7 @@ def localize_run(
                     "sparsity": s,
                     "k": graft.k,
                     "steps": run_opts.steps,
-                    "lr": run_opts.lr,
+                    "lr": found.lr,
                     "best_step": found.best_step,
                     "acc_finetuned": acc_ft,
                     "acc_grafted": acc_g,
@@ -97,13 +89,27 @@ def localize_run(
                     "ece_grafted": ece_g,
                     "graft": str(path.relative_to(run_dir)),
                     "bytes": size,
-                    "train_dev_acc": found.history,
+                    "search": found.search,
                 }
             )
             echo(f"{task.task.task} s={s:g}: recovered {rows[-1]['recovered']:.3f} (k={graft.k}, {size} bytes)")
-            learner.restore(theta_t)
+            theta0.restore(model)
     _merge(run_dir / "localize.json", record["config_hash"], rows)
     return rows
+
+
+def _graft_meta(record: dict, task: PreparedTask, opts: LocalizeOptions) -> dict[str, str]:
+    """What a graft file says of where it came from."""
+    return {
+        "base_model": record["model"]["id"],
+        "base_sha256": record["model"]["sha256"],
+        "task": task.task.task,
+        "task_version": str(task.task.version),
+        "sparsity": repr(opts.sparsity),
+        "method": opts.method,
+        "steps": str(opts.steps),
+        "run_config_hash": record["config_hash"],
+    }
 
 
 def _merge(path: Path, run_hash: str, rows: list[dict]) -> None:

@@ -108,6 +108,19 @@ def block_parameter_names(model: nn.Module, pattern: str = BLOCK_PATTERN) -> lis
     return names
 
 
+def freeze_outside_blocks(body: nn.Module, pattern: str = BLOCK_PATTERN) -> list[str]:
+    """Keep every body parameter outside the transformer blocks (the embeddings and their LayerNorm) at its current
+    value for all later training, as the official grafting code does (`fix_embeddings`): no gradient is computed for
+    them and no optimiser holds them, so θ_t − θ₀ is zero there and a grafted model is θ₀ + γ⊙τ on every body
+    parameter. Returns the frozen names."""
+    blocks = set(block_parameter_names(body, pattern))
+    frozen = [n for n, p in body.named_parameters() if n not in blocks]
+    for name, p in body.named_parameters():
+        if name not in blocks:
+            p.requires_grad_(False)
+    return frozen
+
+
 def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden: int = 32) -> nn.Module:
     """A small random-initialised BERT for tests and benchmarks (built in code, never downloaded)."""
     from transformers import BertConfig, BertModel
@@ -168,3 +181,30 @@ class BlockView:
         for name, view in self.split(grads).items():
             params[name].grad = view
         return grads
+
+
+class BodySnapshot:
+    """A copy of a body's weights (blocks as one flat vector, the rest by name) that a task's graft is built on."""
+
+    def __init__(self, model: HeadedModel, view: BlockView):
+        params = dict(model.body.named_parameters())
+        self.view = view
+        self.blocks = view.flatten(params)
+        blocks = set(view.names)
+        self.rest = {n: p.detach().clone() for n, p in params.items() if n not in blocks}
+
+    def restore(self, model: HeadedModel, blocks: torch.Tensor | None = None) -> None:
+        """Put the snapshot back into the body, with other block weights when given (start + γ⊙τ)."""
+        params = dict(model.body.named_parameters())
+        with torch.no_grad():
+            for name, value in self.rest.items():
+                params[name].copy_(value)
+        set_blocks(model, self.view, self.blocks if blocks is None else blocks)
+
+
+def set_blocks(model: HeadedModel, view: BlockView, flat: torch.Tensor) -> None:
+    """Write a flat vector into the body's block parameters."""
+    params = dict(model.body.named_parameters())
+    with torch.no_grad():
+        for name, value in view.split(flat).items():
+            params[name].copy_(value)

@@ -82,7 +82,11 @@ class Task(_Strict):
     labels: list[str] = Field(min_length=2, description="label strings as they appear in the data")
     label_names: list[str] | None = None
     label_space: str | None = Field(default=None, description="tasks sharing a label space share shared-head outputs")
-    metric: Literal["accuracy"] = "accuracy"
+    metric: Literal["accuracy", "f1"] = Field(
+        default="accuracy",
+        description="the task's official score, which the mask search uses (f1: F1 of the second label, as GLUE "
+        "scores MRPC/QQP); R is accuracy for every task",
+    )
     source: Source
     data_seeds: list[int] = []
     default_data_seed: int | None = None

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,17 +27,6 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-# Fault injection for the reliability tests: CLGRAFT_KILL_AT="N:tmp" (or "N:done") makes this process SIGKILL itself
-# at its N-th atomic write, after the temp file is written and before the rename (or just after the rename).
-_KILL_AT = os.environ.get("CLGRAFT_KILL_AT", "")
-_writes = 0
-
-
-def _maybe_killed(phase: str) -> None:
-    if _KILL_AT and _KILL_AT == f"{_writes}:{phase}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _atomic(path: Path, write) -> None:
     """Write through a temp file in the same folder, fsync, then rename: readers never see a partial file, and a
     failed write (disk full, no permission) leaves the previous file as it was."""
@@ -51,11 +39,7 @@ def _atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
-        global _writes
-        _writes += 1
-        _maybe_killed("tmp")
         os.replace(tmp, path)
-        _maybe_killed("done")
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)

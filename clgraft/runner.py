@@ -7,6 +7,7 @@ checkpoints. Rerunning the same config resumes after the last finished task; a f
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,8 @@ from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.methods import get_method, parse_options
 from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
-from clgraft.metrics.cl import evaluated_columns
-from clgraft.models import Backbone, HeadedModel, block_parameter_names, load_backbone
+from clgraft.metrics.cl import FWT_UNDEFINED, evaluated_columns
+from clgraft.models import Backbone, HeadedModel, block_parameter_names, freeze_outside_blocks, load_backbone
 from clgraft.registry import Registry, Task
 from clgraft.results import (
     config_hash,
@@ -36,7 +37,7 @@ from clgraft.results import (
     versions,
     write_json,
 )
-from clgraft.train import TrainOptions, accuracy, predict
+from clgraft.train import TrainOptions, split_accuracy
 
 TEST_SUBSET_SEED = 0
 
@@ -78,8 +79,7 @@ def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext, columns: 
     for j in columns:
         p = ctx.tasks[j]
         method.before_eval(model, j)
-        logits = predict(model, p.head, p.test, ctx.opts.eval_batch_size, ctx.device)
-        row[j] = accuracy(logits, p.test.labels + p.label_offset)
+        row[j] = split_accuracy(model, p.head, p.test, p.label_offset, ctx.opts.eval_batch_size, ctx.device)
     return row
 
 
@@ -99,13 +99,17 @@ def _trajectory_saver(model: HeadedModel, folder: Path, steps: int, n: int) -> C
     return save
 
 
-def _table(R: list[list[float]], names: list[str], metrics: dict) -> str:
+def _table(R: list[list[float]], names: list[str], metrics: dict, by_construction: dict | None = None) -> str:
     import pandas as pd
 
     rows = ["before"] + [f"after {i + 1}: {n}" for i, n in enumerate(names)]
     filled = [row if row is not None else [None] * len(names) for row in R]
     frame = pd.DataFrame(filled, index=rows, columns=names).map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}")
-    shown = {k: ("n/a" if v is None else f"{100 * v:.2f}") for k, v in metrics.items()}
+    fixed = by_construction or {}
+    shown = {
+        k: ("n/a" if v is None else f"{100 * v:.2f}" + (" (by construction)" if k in fixed else ""))
+        for k, v in metrics.items()
+    }
     return f"R (accuracy %, row = after training on, column = evaluated task)\n{frame.to_string()}\n" + "  ".join(
         f"{k}={v}" for k, v in shown.items()
     )
@@ -150,6 +154,12 @@ class Runner:
         self.dir = out or default
         self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr)
 
+    @property
+    def freeze_embeddings(self) -> bool:
+        """Whether the body outside the blocks stays at θ₀: the run's choice, else the method's default."""
+        chosen = self.config.freeze_embeddings
+        return self.method_class.freezes_embeddings if chosen is None else chosen
+
     @classmethod
     def from_run_dir(cls, run_dir: Path, registry: Registry, data_dir: Path | None) -> tuple[Runner, dict]:
         """The runner of a finished run and its record, refusing one whose data, tasks or model changed since."""
@@ -190,8 +200,11 @@ class Runner:
     def _hash_payload(self) -> dict:
         # options added after the first run records enter the hash only when set, so those records stay reusable
         unset = {k for k, default in HASHED_WHEN_SET.items() if getattr(self.config, k) == default}
+        # the resolved choice, not the flag: an explicit default and the method's default are one configuration
+        frozen = {"freeze_embeddings": True} if self.freeze_embeddings else {}
         return {
-            "config": self.config.model_dump(exclude={"method_options", *unset}),
+            "config": self.config.model_dump(exclude={"method_options", "freeze_embeddings", *unset}),
+            **frozen,
             "method_options": self.method_options.model_dump(),
             "stream": f"{self.stream.stream}@{self.stream.version}",
             "order": self.order,
@@ -265,7 +278,8 @@ class Runner:
         finished, partial = self._existing()
         if finished is not None:
             self.echo(f"{self.dir}: finished run with the same config hash {self.hash}; not recomputed")
-            self.echo(_table(finished["R"], [t["name"] for t in finished["tasks"]], finished["metrics"]))
+            names = [t["name"] for t in finished["tasks"]]
+            self.echo(_table(finished["R"], names, finished["metrics"], finished.get("metrics_by_construction")))
             return finished
         if partial and len(partial["R"]) > 1 and self.method_class.keeps_state:
             self.echo(
@@ -276,6 +290,8 @@ class Runner:
         self.dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.config.seed)
         model = HeadedModel(self.backbone.model, self.head_sizes, self.config.seed).to(self.device)
+        if self.freeze_embeddings:
+            freeze_outside_blocks(model.body)
         ctx = self._context()
         method = self.method_class(self.method_options, ctx)
         method.setup(model)
@@ -313,7 +329,8 @@ class Runner:
         record = self._record(R, losses, wall + time.perf_counter() - start, method.report())
         write_json(self.dir / "run.json", record)
         (self.dir / "progress.json").unlink(missing_ok=True)
-        self.echo(_table(R, [d.task.task for d in self.data], record["metrics"]))
+        names = [d.task.task for d in self.data]
+        self.echo(_table(R, names, record["metrics"], record["metrics_by_construction"]))
         self.echo(f"run record: {self.dir / 'run.json'}")
         return record
 
@@ -328,6 +345,7 @@ class Runner:
         for t in range(len(R) - 1, len(ctx.tasks)):
             task_seed = self.config.seed * 1000 + t
             torch.manual_seed(task_seed)
+            random.seed(task_seed)  # avalanche-lib draws A-GEM's memory with Python's random
             folder = self.dir / "trajectory" / f"task-{t + 1:02d}"
             saver = _trajectory_saver(model, folder, self.config.steps, self.config.trajectory)
             losses.append(method.train(model, TaskStep(t, task_seed, saver)))
@@ -341,6 +359,7 @@ class Runner:
     def _train_joint(self, model, method, ctx, R, losses) -> None:
         """One phase on all tasks; rows 1..T−1 stay empty and row T holds the evaluation after it."""
         torch.manual_seed(self.config.seed * 1000)
+        random.seed(self.config.seed * 1000)
         losses[:] = [method.train_all(model, self.config.seed * 1000)]
         self._save_weights(model, len(ctx.tasks))
         R[1:] = [None] * (len(ctx.tasks) - 1) + [self._evaluate_row(model, method, ctx, len(ctx.tasks))]
@@ -362,9 +381,11 @@ class Runner:
             },
             "tasks": self._tasks_record(),
             "R": R,
-            "metrics": cl_metrics(R),
-            "metrics_note": "computed by clgraft from R (DESIGN §2), unweighted over tasks; R row 0 = before "
+            "metrics": cl_metrics(R, fresh_task_heads=self.config.head == "task"),
+            "metrics_note": "computed by clgraft from R (docs/metrics.md), unweighted over tasks; R row 0 = before "
             "training; no metric is taken from avalanche-lib",
+            "metrics_undefined": {"fwt": FWT_UNDEFINED} if self.config.head == "task" else {},
+            "metrics_by_construction": self.method_class.by_construction(self.method_options.model_dump()),
             "config": self.config.model_dump(),
             "config_hash": self.hash,
             "seed": self.config.seed,
@@ -374,6 +395,7 @@ class Runner:
                 "block_parameters": sum(p.numel() for n, p in self.backbone.model.named_parameters() if n in blocks),
             },
             "heads": {"mode": self.config.head, "sizes": self.head_sizes},
+            "freeze_embeddings": self.freeze_embeddings,
             "weights": sorted(str(p.relative_to(self.dir)) for p in (self.dir / "weights").glob("*.safetensors")),
             "train_loss": [
                 {"steps": len(ls), "first": ls[0], "last": ls[-1], "mean": sum(ls) / len(ls)} for ls in losses

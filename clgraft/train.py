@@ -93,3 +93,20 @@ def predict(model: HeadedModel, head: str, data: Encoded, batch_size: int, devic
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of argmax predictions equal to the labels."""
     return float((logits.argmax(-1) == labels).float().mean())
+
+
+def f1(logits: torch.Tensor, labels: torch.Tensor, positive: int) -> float:
+    """F1 of the class `positive` (the official grafting code scores MRPC and QQP so, as GLUE does)."""
+    predicted = logits.argmax(-1) == positive
+    actual = labels == positive
+    tp = int((predicted & actual).sum())
+    denominator = int(predicted.sum()) + int(actual.sum())
+    return 2 * tp / denominator if denominator else 0.0
+
+
+def split_accuracy(
+    model: HeadedModel, head: str, data: Encoded, label_offset: int, batch_size: int, device: torch.device
+) -> float:
+    """Accuracy of `model` on one encoded split through `head` (labels shifted by the task's offset): the one way R,
+    dev selection and localization score a task."""
+    return accuracy(predict(model, head, data, batch_size, device), data.labels + label_offset)

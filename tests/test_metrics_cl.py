@@ -29,6 +29,21 @@ def test_three_tasks_by_hand():
     assert m["avg_incremental_acc"] == pytest.approx((0.90 + 0.75 + 1.95 / 3) / 3)
 
 
+def test_chaudhry_forgetting_also_counts_rows_before_the_task_was_trained():
+    # task 1 (column 0): rows 1..T−1 = 0.9, 0.7 → 0.9 − 0.6 both forms; task 2 (column 1): clgraft's form looks at
+    # row 2 only (0.8 → 0.3), Chaudhry et al. 2018 also at row 1, before task 2 was trained (0.95 → 0.65)
+    R = [[0.1, 0.2, 0.3], [0.9, 0.95, 0.35], [0.7, 0.8, 0.4], [0.6, 0.5, 0.85]]
+    m = cl_metrics(R)
+    assert m["forgetting"] == pytest.approx(((0.9 - 0.6) + (0.8 - 0.5)) / 2)
+    assert m["forgetting_chaudhry"] == pytest.approx(((0.9 - 0.6) + (0.95 - 0.5)) / 2)
+
+
+def test_fwt_is_not_defined_with_fresh_task_heads():
+    assert cl_metrics(R3)["fwt"] is not None
+    assert cl_metrics(R3, fresh_task_heads=True)["fwt"] is None
+    assert cl_metrics(R3, fresh_task_heads=True)["acc"] == cl_metrics(R3)["acc"]
+
+
 def test_forgetting_uses_the_best_earlier_row_not_the_first():
     R = [[0.0, 0.0], [0.5, 0.1], [0.4, 0.9]]
     R_peak = [[0, 0, 0], [0.5, 0, 0], [0.9, 0.6, 0], [0.3, 0.4, 0.8]]
@@ -40,7 +55,15 @@ def test_forgetting_uses_the_best_earlier_row_not_the_first():
 
 def test_single_task_has_no_bwt_fwt_or_forgetting():
     m = cl_metrics([[0.5], [0.8]])
-    assert m == {"acc": 0.8, "la": 0.8, "bwt": None, "fwt": None, "forgetting": None, "avg_incremental_acc": 0.8}
+    assert m == {
+        "acc": 0.8,
+        "la": 0.8,
+        "bwt": None,
+        "fwt": None,
+        "forgetting": None,
+        "forgetting_chaudhry": None,
+        "avg_incremental_acc": 0.8,
+    }
 
 
 def test_no_forgetting_when_accuracies_never_fall():
@@ -74,7 +97,12 @@ def test_evaluation_plans_keep_the_metrics_they_promise(T):
     R = np.random.default_rng(T).random((T + 1, T))
     full = cl_metrics(R)
     assert cl_metrics(_masked(R, "all")) == full
-    assert cl_metrics(_masked(R, "seen")) == full  # every metric from about half the evaluations
+    seen = cl_metrics(_masked(R, "seen"))  # every metric but Chaudhry's forgetting from about half the evaluations
+    assert {k: v for k, v in seen.items() if k != "forgetting_chaudhry"} == {
+        k: v for k, v in full.items() if k != "forgetting_chaudhry"
+    }
+    if T > 3:  # it reads rows before a task's training, which `seen` skips
+        assert seen["forgetting_chaudhry"] is None
     final = cl_metrics(_masked(R, "final"))
     assert {k: final[k] for k in ("acc", "la", "bwt", "fwt")} == {k: full[k] for k in ("acc", "la", "bwt", "fwt")}
     if T > 2:  # with T ≤ 2 every entry forgetting reads is in the final plan too

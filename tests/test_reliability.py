@@ -1,7 +1,7 @@
 """Failure behaviour as a tested feature. Bad input through the real entry point (`clgraft.cli.main`, in-process):
 each case gives exactly one line on stderr naming what is wrong, exit code 2, no traceback, and leaves a finished
 run's files untouched. Faults: disk full mid-run; SIGKILL at successive atomic writes of `clgraft run` and `clgraft
-sweep` (CLGRAFT_KILL_AT, in subprocesses), after which the rerun gives the results of an uninterrupted run and no
+sweep` (tests/kill_at_write.py, in subprocesses), after which the rerun gives the results of an uninterrupted run and no
 visible file is ever partial. Determinism of graft files."""
 
 from __future__ import annotations
@@ -299,9 +299,9 @@ def test_disk_full_while_writing_keeps_what_was_finished_and_resumes(tiny_model_
 
 
 def _launch(args: list[str], kill_at: str | None) -> int:
-    """`clgraft ARGS` in a fresh process, optionally SIGKILLing itself at an atomic write (CLGRAFT_KILL_AT)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLGRAFT_KILL_AT": kill_at or ""}
-    command = [sys.executable, "-c", "from clgraft.cli import main; main()", *args]
+    """`clgraft ARGS` in a fresh process, optionally SIGKILLing itself at an atomic write (tests/kill_at_write.py)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(Path(__file__).with_name("kill_at_write.py")), kill_at or "", *args]
     return subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
 
 

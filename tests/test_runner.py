@@ -27,7 +27,8 @@ def test_run_record_has_everything_later_steps_need(tiny_model_dir, tmp_path):
     assert on_disk == rec
     T = 3
     assert len(rec["R"]) == T + 1 and all(len(row) == T for row in rec["R"])
-    assert rec["metrics"] == cl_metrics(rec["R"])
+    assert rec["metrics"] == cl_metrics(rec["R"], fresh_task_heads=True) and rec["metrics"]["fwt"] is None
+    assert "untrained random head" in rec["metrics_undefined"]["fwt"]
     assert [t["name"] for t in rec["tasks"]] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]
     assert [t["test_size"] for t in rec["tasks"]] == [48, 48, 48] and rec["tasks"][0]["version"] == 1
     for key in ("config", "config_hash", "seed", "model", "versions", "hardware", "wall_s"):

@@ -21,7 +21,7 @@ from clgraft.models import BlockView, HeadedModel
 from clgraft.registry import Registry
 from clgraft.results import read_json, write_json
 from clgraft.runner import Runner
-from clgraft.train import accuracy, predict
+from clgraft.train import split_accuracy
 
 LAYER = re.compile(r"layers?\.(\d+)\.")
 
@@ -97,8 +97,8 @@ class OpenRun:
 
     def test_accuracy(self, model: HeadedModel, t: int) -> float:
         task = self.tasks[t]
-        logits = predict(model, task.head, task.test, self.ctx.opts.eval_batch_size, self.runner.device)
-        return accuracy(logits, task.test.labels + task.label_offset)
+        opts = self.ctx.opts
+        return split_accuracy(model, task.head, task.test, task.label_offset, opts.eval_batch_size, self.runner.device)
 
     def finetuned_accuracy(self, t: int) -> float:
         """Test accuracy right after task t's fine-tuning (R[t + 1][t]), the reference for reduced fine-tuning."""

@@ -131,33 +131,39 @@ class EpochBatches:
         return len(self.parts[min(self.epoch, len(self.parts) - 1)])
 
 
+def clear_whole_model(optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+    """Make `optimizer.zero_grad()` clear the gradients of every parameter of `model`, not only of those it holds.
+
+    Avalanche's plugins (A-GEM's reference gradient, EWC's Fisher) read `p.grad` of every parameter after
+    `optimizer.zero_grad()`; clgraft's optimiser holds only the current task's head, so earlier heads' gradients
+    would otherwise pile up across iterations and enter those readings."""
+    optimizer.zero_grad = lambda set_to_none=True: model.zero_grad(set_to_none=set_to_none)
+    return optimizer
+
+
 class ClgraftHooks:
     """Mixed into any avalanche-lib strategy class: clgraft's optimiser, batch schedule and heads."""
 
     clgraft_model: HeadedModel
     clgraft_opts: Any
     clgraft_heads: list[str]
-    clgraft_schedule: EpochBatches | None = None
+    clgraft_schedule: EpochBatches
+    clgraft_seed: int
 
     def make_optimizer(self, **kwargs) -> None:
-        self.optimizer = make_optimizer(self.clgraft_model, self.clgraft_heads, self.clgraft_opts)
+        self.optimizer = clear_whole_model(
+            make_optimizer(self.clgraft_model, self.clgraft_heads, self.clgraft_opts), self.clgraft_model
+        )
 
-    def make_train_dataloader(
-        self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False, drop_last=False, **kwargs
-    ) -> None:
-        if self.clgraft_schedule is None:
-            super().make_train_dataloader(
-                num_workers=num_workers,
-                shuffle=shuffle,
-                pin_memory=pin_memory,
-                persistent_workers=persistent_workers,
-                drop_last=drop_last,
-                **kwargs,
-            )
-            return
+    def make_train_dataloader(self, **kwargs) -> None:
         self.dataloader = DataLoader(
             self.adapted_dataset, batch_sampler=self.clgraft_schedule, collate_fn=self.adapted_dataset.collate_fn
         )
+
+
+def memory_report(tasks: list, kept: list[int]) -> dict:
+    """Examples a memory method keeps of each task, and their share of the task's training set."""
+    return {"memory_per_task": kept, "memory_fraction": [k / len(t.train) for k, t in zip(kept, tasks, strict=True)]}
 
 
 def _watch_plugin(desc: str, total: int, progress: bool, on_step, seed: int):
@@ -200,8 +206,6 @@ class AvalancheMethod(Method):
     """A method whose training is an avalanche-lib strategy; one strategy object lives for the whole stream."""
 
     strategy_class: ClassVar[str] = ""
-    scheduled: ClassVar[bool] = True
-    """Feed clgraft's batch schedule (exactly --steps batches); False lets the strategy's own loader run epochs."""
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
@@ -267,7 +271,7 @@ class AvalancheMethod(Method):
             evaluator = EvaluationPlugin(loggers=[])
             self.strategy = cls(
                 model=self.wrap_model(adapter),
-                optimizer=make_optimizer(model, [heads[0]], self.ctx.opts),
+                optimizer=clear_whole_model(make_optimizer(model, [heads[0]], self.ctx.opts), model),
                 criterion=nn.CrossEntropyLoss(),
                 train_mb_size=self.ctx.opts.batch_size,
                 train_epochs=1,
@@ -287,20 +291,14 @@ class AvalancheMethod(Method):
     def _run(self, model: HeadedModel, indices: list[int], steps: int, seed: int, desc: str, on_step) -> list[float]:
         strategy = self._ensure_strategy(model)
         n = sum(len(self.ctx.tasks[i].train) for i in indices)
-        bs = self.ctx.opts.batch_size
         strategy.clgraft_heads = sorted({self.ctx.tasks[i].head for i in indices}, key=self._head_order)
-        if self.scheduled:
-            batches = train_batches(n, bs, steps, torch.Generator().manual_seed(seed))
-            ends = list(itertools.accumulate(self.epoch_steps(steps)))
-            parts = [batches[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-            strategy.clgraft_schedule = EpochBatches(parts)
-            strategy.train_epochs = len(parts)
-            total = steps
-        else:
-            strategy.clgraft_schedule = None
-            strategy.train_epochs = max(1, math.ceil(steps / math.ceil(n / bs)))
-            total = strategy.train_epochs * math.ceil(n / bs)
-        watch = _watch_plugin(desc, total, self.ctx.progress, on_step, seed)
+        batches = train_batches(n, self.ctx.opts.batch_size, steps, torch.Generator().manual_seed(seed))
+        ends = list(itertools.accumulate(self.epoch_steps(steps)))
+        parts = [batches[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        strategy.clgraft_schedule = EpochBatches(parts)
+        strategy.clgraft_seed = seed
+        strategy.train_epochs = len(parts)
+        watch = _watch_plugin(desc, steps, self.ctx.progress, on_step, seed)
         strategy.plugins.append(watch)
         experiences = [self.benchmark.train_stream[i] for i in indices]
         try:

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict
 from clgraft.batches import Encoded
 from clgraft.data import TaskData
 from clgraft.graft import Graft
-from clgraft.models import HeadedModel
+from clgraft.models import BlockView, BodySnapshot, HeadedModel
 from clgraft.registry import Task
-from clgraft.train import TrainOptions, train_task
+from clgraft.train import TrainOptions, split_accuracy, train_task
 
 
 class NoOptions(BaseModel):
@@ -82,6 +82,10 @@ class Method:
     """True when each task is fine-tuned from θ₀, not from the weights after the previous task (the analysis measures
     a task's movement from where its fine-tuning started)."""
 
+    freezes_embeddings: ClassVar[bool] = False
+    """Default of the run's freeze_embeddings: True for the grafting methods, whose models must be θ₀ + Σ γ⊙τ on every
+    body parameter (the official grafting code fixes the embeddings too)."""
+
     grad_hook: Callable[[], None] | None = None
     """Called between backward and the optimiser step of clgraft's loop (None: nothing)."""
 
@@ -93,6 +97,12 @@ class Method:
     def citations(cls, options: dict[str, Any]) -> tuple[str, ...]:
         """The BibTeX keys for a run of this method with these options (as recorded in run.json)."""
         return cls.cite
+
+    @classmethod
+    def by_construction(cls, options: dict[str, Any]) -> dict[str, str]:
+        """Metrics whose value this configuration fixes by construction, not by measurement, with the reason (they
+        are recorded and shown as such, never as a measured 0.00 ± 0.00)."""
+        return {}
 
     @classmethod
     def requires_task_id(cls, options: BaseModel) -> bool:
@@ -119,6 +129,13 @@ class Method:
             grad_hook=self.grad_hook,
         )
 
+    def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
+        """Mean dev accuracy of tasks 0..upto: the only data a method's own choices (λ grids) may look at."""
+        opts, device = self.ctx.opts, self.ctx.device
+        tasks = self.ctx.tasks[: upto + 1]
+        scores = [split_accuracy(model, t.head, t.dev, t.label_offset, opts.eval_batch_size, device) for t in tasks]
+        return sum(scores) / len(scores)
+
     def before_eval(self, model: HeadedModel, task_index: int) -> None:
         """Put the model in the state used to evaluate one task (PackNet selects that task's mask)."""
 
@@ -133,3 +150,18 @@ class Method:
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
         return {name: f.default for name, f in cls.Options.model_fields.items()}
+
+
+class FromTheta0(Method):
+    """Fine-tunes every task from θ₀ (body and embeddings), not from the weights after the previous task: the task
+    vectors τ_t = θ_t − θ₀ of independent fine-tuning, which grafting, composition and merging start from."""
+
+    from_theta0 = True
+
+    def setup(self, model: HeadedModel) -> None:
+        self.view = BlockView(model.body)
+        self.theta0 = BodySnapshot(model, self.view)
+
+    def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        self.theta0.restore(model)
+        return super().train(model, step)

@@ -1,35 +1,113 @@
-"""Elastic Weight Consolidation through avalanche-lib's `EWC` strategy (separate penalty per past task)."""
+"""Elastic Weight Consolidation through avalanche-lib's `EWC` strategy (a separate penalty per past task), with λ
+chosen on dev.
+
+λ is a grid (`ewc_lambda`): at each task after the first, the task is trained once per λ from the same state, and
+the λ whose model has the best mean dev accuracy over the tasks so far is kept — its weights, its Fisher and its
+penalty anchors — as merge chooses its λ; the test sets are never looked at. The first task has no penalty, so it
+is trained once. The grid and each choice (with every λ's dev accuracy) are in run.json. A single value is a plain
+EWC run. Avalanche's Fisher is the mean over mini-batches of the squared batch gradient (EWC's paper: per-example
+squared gradients) — its approximation, kept.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import copy
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from clgraft.errors import ClgraftError
 from clgraft.methods.avalanche_engine import AvalancheMethod
+from clgraft.methods.base import TaskStep
+from clgraft.models import HeadedModel
 
 
 class EwcOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ewc_lambda: float = Field(
-        default=1e6,
-        ge=0,
-        description="weight of the quadratic penalty; the diagonal Fisher of a fine-tuned transformer is tiny "
-        "(at 1e3 the penalty moved MiniLM's loss by ~1e-4 on LM-BFF), so the default is 1e6",
+    ewc_lambda: list[float] = Field(
+        default=[1e4, 1e6, 1e8],
+        min_length=1,
+        description="λ grid of the quadratic penalty, chosen per task on dev (one value: no choice)",
     )
+
+    @field_validator("ewc_lambda", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        values = value if isinstance(value, list) else [value]
+        if any(not isinstance(v, int | float) or v < 0 for v in values):
+            raise ValueError("λ values must be numbers ≥ 0")
+        return values
 
 
 class Ewc(AvalancheMethod):
     name = "ewc"
-    relative_cost = 1.9
-    description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), avalanche-lib EWC"
+    relative_cost = 4.5
+    description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), λ chosen on dev"
     paper = "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"
     cite = ("kirkpatrick2017ewc", "lomonaco2021avalanche")
     Options = EwcOptions
     keeps_state = True
     strategy_class = "EWC"
 
+    def __init__(self, options, ctx):
+        super().__init__(options, ctx)
+        self.choices: list[dict] = []
+
     def kept_bytes(self) -> int:
         """mode=separate keeps an importance tensor and a copy of the weights per task."""
         return 2 * self._param_bytes() * len(self.ctx.tasks)
 
     def strategy_kwargs(self):
-        return {"ewc_lambda": self.options.ewc_lambda, "mode": "separate"}
+        return {"ewc_lambda": self.options.ewc_lambda[0], "mode": "separate"}
+
+    def _plugin(self):
+        from avalanche.training.plugins import EWCPlugin
+
+        return next(p for p in self.strategy.plugins if isinstance(p, EWCPlugin))
+
+    def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        grid = self.options.ewc_lambda
+        if step.index == 0 or len(grid) == 1:
+            self.choices.append({"after_task": step.index + 1, "ewc_lambda": grid[0], "dev_acc": None})
+            return super().train(model, step)
+        if step.on_step is not None:
+            raise ClgraftError("ewc with a λ grid cannot save a --trajectory; give one value, --opt ewc_lambda=1e6")
+        return self._train_on_grid(model, step, grid)
+
+    def _train_on_grid(self, model: HeadedModel, step: TaskStep, grid: list[float]) -> list[float]:
+        """Train the task once per λ from the same state; keep the λ with the best mean dev accuracy."""
+        start_weights = copy.deepcopy(model.state_dict())
+        clock = self.strategy.clock  # also one of the strategy's plugins: its counters are restored, not the object
+        start_clock = dict(vars(clock))
+        plugin, t = self._plugin(), step.index
+        trials = []
+        for lam in grid:
+            model.load_state_dict(start_weights)
+            vars(clock).update(start_clock)
+            plugin.ewc_lambda = lam
+            losses = super().train(model, step)
+            trials.append(
+                {
+                    "lam": lam,
+                    "dev": self.dev_accuracy(model, t),
+                    "losses": losses,
+                    "weights": copy.deepcopy(model.state_dict()),
+                    "clock": dict(vars(clock)),
+                    "anchor": (plugin.saved_params[t], plugin.importances[t]),
+                }
+            )
+        best = max(trials, key=lambda trial: trial["dev"])  # the first λ of the grid wins ties
+        model.load_state_dict(best["weights"])
+        vars(clock).update(best["clock"])
+        plugin.saved_params[t], plugin.importances[t] = best["anchor"]
+        self.choices.append(
+            {
+                "after_task": t + 1,
+                "ewc_lambda": best["lam"],
+                "dev_acc": best["dev"],
+                "dev_acc_by_lambda": {repr(trial["lam"]): trial["dev"] for trial in trials},
+            }
+        )
+        return best["losses"]
+
+    def report(self) -> dict:
+        return {**super().report(), "grid": self.options.ewc_lambda, "chosen_on_dev": self.choices}

@@ -1,6 +1,7 @@
 """graft-compose (DESIGN §4): fine-tune each task from θ₀, keep only its localized graft γ_t⊙τ_t, and evaluate the
 composed model: task-aware (task j sees θ₀ + γ_j⊙τ_j and its head; needs the task id), union (θ₀ + Σ γ⊙τ) or stitch
-(overlapping entries averaged). Grafts of tasks not yet learned are absent, so R row i composes tasks 1..i.
+(overlapping entries averaged). Grafts of tasks not yet learned are absent, so R row i composes tasks 1..i. The
+embeddings stay at θ₀ (freeze_embeddings, on by default here), so every evaluated body is exactly θ₀ + grafts.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from typing import Literal
 from pydantic import Field
 
 from clgraft.compose import compose_into
-from clgraft.graft import Graft
-from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks, task_graft
-from clgraft.models import BlockView, HeadedModel
+from clgraft.graft import Graft, stored_bytes
+from clgraft.methods.base import FromTheta0, TaskStep
+from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, task_graft
+from clgraft.models import HeadedModel
 
 
 class ComposeOptions(GraftOptions):
@@ -22,7 +23,7 @@ class ComposeOptions(GraftOptions):
     )
 
 
-class GraftCompose(Method):
+class GraftCompose(FromTheta0):
     name = "graft-compose"
     relative_cost = 2.4
     description = (
@@ -32,7 +33,7 @@ class GraftCompose(Method):
     cite = ("panigrahi2023grafting",)
     Options = ComposeOptions
     keeps_state = True
-    from_theta0 = True
+    freezes_embeddings = True
 
     @classmethod
     def citations(cls, options: dict) -> tuple[str, ...]:
@@ -43,29 +44,43 @@ class GraftCompose(Method):
     def requires_task_id(cls, options: ComposeOptions) -> bool:
         return options.compose == "task-aware"
 
+    @classmethod
+    def by_construction(cls, options: dict) -> dict[str, str]:
+        if options.get("compose", "task-aware") != "task-aware":
+            return {}
+        why = "task j is always evaluated as θ₀ + its own graft and head, so its accuracy never changes"
+        return {"bwt": why, "forgetting": why, "fwt": "before its training task j is θ₀ with its untrained head (b_j)"}
+
     def setup(self, model: HeadedModel) -> None:
-        self.view = BlockView(model.body)
-        self.theta0_body = {k: v.detach().clone() for k, v in model.body.state_dict().items()}
-        self.theta0 = self.view.flatten(dict(model.body.named_parameters()))
+        super().setup(model)
         self.by_task: dict[int, Graft] = {}
+        self.searches: list[dict] = []
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        task = self.ctx.tasks[step.index]
-        model.body.load_state_dict(self.theta0_body)
         losses = super().train(model, step)
-        region, tau = localize_task(model, self.view, self.theta0, task, self.options, self.ctx.device, step.seed)
+        self._localize(model, step)
+        self._compose(model)
+        return losses
+
+    def _localize(self, model: HeadedModel, step: TaskStep) -> None:
+        """Keep the graft of the task just trained (and how its mask search went)."""
+        task = self.ctx.tasks[step.index]
+        region, tau, found = localize_task(model, self.theta0, task, self.options, self.ctx.device, step.seed)
         self.by_task[step.index] = task_graft(model, self.view, task, region, tau, self.name, self.options.sparsity)
-        model.body.load_state_dict(self.theta0_body)  # embeddings back to θ₀: grafts cover block parameters only
+        self.searches.append(search_summary(found))
+
+    def _compose(self, model: HeadedModel) -> None:
+        """Back to θ₀, then union or stitch of the grafts so far (task-aware applies one graft per evaluation)."""
+        self.theta0.restore(model)
         if self.options.compose != "task-aware":
             compose_into(model, list(self.by_task.values()), self.options.compose)
-        return losses
 
     def before_eval(self, model: HeadedModel, task_index: int) -> None:
         """Task-aware: θ₀ plus this task's graft (θ₀ alone for a task not learned yet); one graft per task
         evaluated, never per batch. Union and stitch were composed once after training."""
         if self.options.compose != "task-aware" or not hasattr(self, "by_task"):
             return
-        set_blocks(model, self.view, self.theta0)
+        self.theta0.restore(model)
         if task_index in self.by_task:
             self.by_task[task_index].apply(model)
 
@@ -78,6 +93,7 @@ class GraftCompose(Method):
             "compose": self.options.compose,
             "region_sizes": sizes,
             "region_fractions": [k / self.view.numel for k in sizes],
-            "stored_bytes_per_task": [k * (4 + 4) for k in sizes],
-            "extra_bytes_per_task": sum(k * (4 + 4) for k in sizes) / max(1, len(sizes)),
+            "stored_bytes_per_task": [stored_bytes(k) for k in sizes],
+            "extra_bytes_per_task": sum(stored_bytes(k) for k in sizes) / max(1, len(sizes)),
+            "mask_search": self.searches,
         }

@@ -1,18 +1,20 @@
 """graft-freeze (DESIGN §4): after each task keep only its localized region of the update, and train every later
 task with the union of earlier regions frozen, so that regions are disjoint by construction.
 
-After task t the block weights are θ_{t−1} + γ_t⊙τ_t (the rest of task t's update is dropped, as grafting says
-it can be), so the model after T tasks is θ₀ + Σ_t γ_t⊙τ_t over disjoint regions. Frozen entries get zero
-gradient; AdamW is fresh per task with no weight decay, so their moments stay zero and they do not move at all.
+After task t the body is θ_{t−1} + γ_t⊙τ_t (the rest of task t's update is dropped, as grafting says it can be).
+The embeddings stay at θ₀ (the run's freeze_embeddings, on by default here; with it off they are put back to their
+value at the task's start), so the body after T tasks is exactly θ₀ + Σ_t γ_t⊙τ_t over disjoint regions. Frozen
+entries get zero gradient; AdamW is fresh per task with no weight decay, so their moments stay zero and they do not
+move at all.
 """
 
 from __future__ import annotations
 
 import torch
 
-from clgraft.graft import Graft
+from clgraft.graft import Graft, stored_bytes
 from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, set_blocks, task_graft
+from clgraft.methods.grafting import BodySnapshot, GraftOptions, localize_task, search_summary, task_graft
 from clgraft.models import BlockView, HeadedModel
 
 
@@ -24,11 +26,13 @@ class GraftFreeze(Method):
     cite = ("panigrahi2023grafting", "mallya2018packnet")
     Options = GraftOptions
     keeps_state = True
+    freezes_embeddings = True
 
     def setup(self, model: HeadedModel) -> None:
         self.view = BlockView(model.body)
         self.frozen = torch.zeros(self.view.numel, dtype=torch.bool, device=self.ctx.device)  # masks gradients there
         self.sizes: list[int] = []
+        self.searches: list[dict] = []
         self._grafts: dict[str, Graft] = {}
         self._model = model
 
@@ -41,15 +45,15 @@ class GraftFreeze(Method):
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         task = self.ctx.tasks[step.index]
-        start = self.view.flatten(dict(model.body.named_parameters()))
+        start = BodySnapshot(model, self.view)
         self._frozen_views = {n: v for n, v in self.view.split(self.frozen).items() if v.any()}
         self.grad_hook = self._mask_frozen_gradients if self._frozen_views else None
         losses = super().train(model, step)
-        region, tau = localize_task(model, self.view, start, task, self.options, self.ctx.device, step.seed)
+        region, tau, found = localize_task(model, start, task, self.options, self.ctx.device, step.seed)
         assert not (region & self.frozen).any(), "graft-freeze regions must be disjoint"
-        set_blocks(model, self.view, start + region * tau)
         self.frozen |= region
         self.sizes.append(int(region.sum()))
+        self.searches.append(search_summary(found))
         self._grafts[f"{task.task.task}-{self.name}"] = task_graft(
             model, self.view, task, region, tau, self.name, self.options.sparsity
         )
@@ -65,6 +69,7 @@ class GraftFreeze(Method):
             "region_fractions": [k / n for k in self.sizes],
             "free_fraction": 1 - int(self.frozen.sum()) / n,
             "disjoint": int(self.frozen.sum()) == sum(self.sizes),
-            "stored_bytes_per_task": [k * (4 + 4) for k in self.sizes],
-            "extra_bytes_per_task": sum(k * (4 + 4) for k in self.sizes) / max(1, len(self.sizes)),
+            "stored_bytes_per_task": [stored_bytes(k) for k in self.sizes],
+            "extra_bytes_per_task": sum(stored_bytes(k) for k in self.sizes) / max(1, len(self.sizes)),
+            "mask_search": self.searches,
         }

@@ -1,4 +1,5 @@
-"""What the two grafting methods share: their options and localizing one task's region inside a run."""
+"""What the two grafting methods share: their options, the body state a task's graft is built on, and localizing
+one task's region inside a run."""
 
 from __future__ import annotations
 
@@ -8,27 +9,23 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from clgraft.graft import Graft
-from clgraft.localize import LocalizeOptions, MaskLearner
+from clgraft.localize import LocalizeOptions, MaskLearner, MaskResult, ScoredTask
 from clgraft.methods.base import PreparedTask
-from clgraft.models import BlockView, HeadedModel
+from clgraft.models import BlockView, BodySnapshot, HeadedModel
 
 
 class GraftOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     sparsity: float = Field(default=0.01, gt=0, lt=1, description="fraction of block parameters per task region")
-    localize_steps: int = Field(default=10, ge=0, description="mask-learning steps (official rule) per task")
-    localize_lr: float = Field(default=1e7, gt=0, description="mask learning rate")
-    localizer: Literal["official", "stitch"] = Field(
-        default="official", description="mask learner: grafting's official rule or Localize-and-Stitch's"
+    localize_steps: int = Field(default=10, ge=0, description="mask-learning steps per task")
+    localize_lr: float = Field(default=1e7, gt=0, description="mask learning rate of the official and stitch rules")
+    localize_scale: float = Field(
+        default=0.1, gt=0, description="scaled rule: move of S at the k-th largest |∂L/∂θ⊙τ| in step 1, in units of b"
     )
-
-
-def set_blocks(model: HeadedModel, view: BlockView, flat: torch.Tensor) -> None:
-    """Write a flat vector into the body's block parameters."""
-    params = dict(model.body.named_parameters())
-    with torch.no_grad():
-        for name, value in view.split(flat).items():
-            params[name].copy_(value)
+    localizer: Literal["official", "scaled", "stitch"] = Field(
+        default="scaled",
+        description="mask learner: grafting's official rule, the same rule with lr scaled to τ, or Localize-and-Stitch",
+    )
 
 
 def task_graft(
@@ -51,28 +48,44 @@ def task_graft(
     return Graft.from_mask(view, region, tau, head, meta)
 
 
+def scored_task(task: PreparedTask) -> ScoredTask:
+    """A prepared task as the mask search scores it (train + dev, the task's official metric)."""
+    return ScoredTask(task.head, task.label_offset, task.train, task.dev, task.task.metric)
+
+
+def localize_opts(opts: GraftOptions, seed: int) -> LocalizeOptions:
+    """A method's graft options as the settings of one mask search."""
+    return LocalizeOptions(
+        sparsity=opts.sparsity,
+        method=opts.localizer,
+        steps=opts.localize_steps,
+        lr=opts.localize_lr,
+        scale=opts.localize_scale,
+        seed=seed,
+    )
+
+
 def localize_task(
     model: HeadedModel,
-    view: BlockView,
-    start: torch.Tensor,
+    start: BodySnapshot,
     task: PreparedTask,
     opts: GraftOptions,
     device: torch.device,
     seed: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The region γ of the update τ = θ_now − start that keeps the task's train+dev accuracy (DESIGN §3);
-    returns (γ, τ) and leaves the model's weights as they were."""
-    theta = view.flatten(dict(model.body.named_parameters()))
-    tau = theta - start
-    learner = MaskLearner(model, view, start, task.head, task.label_offset, task.train, [task.train, task.dev], device)
-    found = learner.learn(
-        tau,
-        tau,
-        LocalizeOptions(
-            sparsity=opts.sparsity, method=opts.localizer, steps=opts.localize_steps, lr=opts.localize_lr, seed=seed
-        ),
-    )
-    learner.restore(theta)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return found.mask & (tau != 0), tau
+) -> tuple[torch.Tensor, torch.Tensor, MaskResult]:
+    """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score (DESIGN §3),
+    searched and scored on exactly the model its graft builds: the start body (embeddings included) + γ⊙τ.
+    Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
+    view = start.view
+    tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
+    start.restore(model)
+    with MaskLearner(model, view, start.blocks, scored_task(task), device) as learner:
+        found = learner.learn(tau, tau, localize_opts(opts, seed))
+    region = found.mask & (tau != 0)
+    start.restore(model, start.blocks + region * tau)
+    return region, tau, found
+
+
+def search_summary(found: MaskResult) -> dict:
+    """What run.json keeps of one task's mask search."""
+    return {"best_step": found.best_step, "lr": found.lr, "steps": found.search}

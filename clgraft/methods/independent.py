@@ -7,20 +7,11 @@ measures transfer from task t to every other task (DESIGN §5).
 
 from __future__ import annotations
 
-from clgraft.methods.base import Method, TaskStep
-from clgraft.models import HeadedModel
+from clgraft.methods.base import FromTheta0
 
 
-class Independent(Method):
+class Independent(FromTheta0):
     name = "independent"
     description = "fine-tunes each task from θ₀ separately: task vectors τ_t for grafting and merging; transfer in R"
     paper = "Panigrahi et al. 2023, Task-Specific Skill Localization in Fine-tuned Language Models (ICML)"
     cite = ("panigrahi2023grafting",)
-    from_theta0 = True
-
-    def setup(self, model: HeadedModel) -> None:
-        self.theta0 = {k: v.detach().clone() for k, v in model.body.state_dict().items()}
-
-    def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        model.body.load_state_dict(self.theta0)
-        return super().train(model, step)

@@ -15,10 +15,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from clgraft.merging import combine_vectors
-from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import set_blocks
-from clgraft.models import BlockView, HeadedModel
-from clgraft.train import accuracy, predict
+from clgraft.methods.base import FromTheta0, TaskStep
+from clgraft.models import HeadedModel, set_blocks
 
 
 class MergeOptions(BaseModel):
@@ -29,7 +27,7 @@ class MergeOptions(BaseModel):
     drops: list[float] = Field(default=[0.5, 0.9], min_length=1, description="DARE drop grid")
 
 
-class MergeTaskVectors(Method):
+class MergeTaskVectors(FromTheta0):
     name = "merge"
     relative_cost = 4.0
     description = "task arithmetic / TIES / DARE over independently fine-tuned task vectors, λ chosen on dev"
@@ -37,7 +35,6 @@ class MergeTaskVectors(Method):
     cite = ("ilharco2023editing",)
     Options = MergeOptions
     keeps_state = True
-    from_theta0 = True
 
     @classmethod
     def citations(cls, options: dict) -> tuple[str, ...]:
@@ -45,9 +42,7 @@ class MergeTaskVectors(Method):
         return {"ties": ("yadav2023ties",), "dare": ("yu2024dare",)}.get(merge, ()) + cls.cite
 
     def setup(self, model: HeadedModel) -> None:
-        self.view = BlockView(model.body)
-        self.theta0_body = {k: v.detach().clone() for k, v in model.body.state_dict().items()}
-        self.theta0 = self.view.flatten(dict(model.body.named_parameters()))
+        super().setup(model)
         self.taus: list[torch.Tensor] = []
         self.choices: list[dict] = []
 
@@ -62,30 +57,27 @@ class MergeTaskVectors(Method):
     def _grid(self) -> list[dict]:
         return [{"lam": lam, **rest} for rest in self._settings() for lam in self.options.lambdas]
 
-    def _dev_score(self, model: HeadedModel, upto: int) -> float:
-        scores = []
-        for task in self.ctx.tasks[: upto + 1]:
-            logits = predict(model, task.head, task.dev, self.ctx.opts.eval_batch_size, self.ctx.device)
-            scores.append(accuracy(logits, task.dev.labels + task.label_offset))
-        return sum(scores) / len(scores)
-
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        model.body.load_state_dict(self.theta0_body)
         losses = super().train(model, step)
-        self.taus.append(self.view.flatten(dict(model.body.named_parameters())) - self.theta0)
-        model.body.load_state_dict(self.theta0_body)
+        self.taus.append(self.view.flatten(dict(model.body.named_parameters())) - self.theta0.blocks)
+        self.theta0.restore(model)
+        score, choice, merged = self._choose(model, step)
+        set_blocks(model, self.view, self.theta0.blocks + merged)
+        self.choices.append({"after_task": step.index + 1, "dev_acc": score, **choice})
+        return losses
+
+    def _choose(self, model: HeadedModel, step: TaskStep) -> tuple[float, dict, torch.Tensor]:
+        """The grid setting with the best mean dev accuracy over the tasks so far, and its merged vector."""
         best = None
         for rest in self._settings():  # sparsify and elect once per setting; λ only scales the result
             combined = combine_vectors(self.taus, self.options.merge, seed=step.seed, **rest)
             for lam in self.options.lambdas:
                 merged = lam * combined
-                set_blocks(model, self.view, self.theta0 + merged)
-                score = self._dev_score(model, step.index)
+                set_blocks(model, self.view, self.theta0.blocks + merged)
+                score = self.dev_accuracy(model, step.index)
                 if best is None or score > best[0]:
                     best = (score, {"lam": lam, **rest}, merged)
-        set_blocks(model, self.view, self.theta0 + best[2])
-        self.choices.append({"after_task": step.index + 1, "dev_acc": best[0], **best[1]})
-        return losses
+        return best
 
     def report(self) -> dict:
         return {

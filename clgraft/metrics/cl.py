@@ -20,10 +20,11 @@ EVALUATE_PLANS = ("all", "seen", "final")
 def evaluated_columns(plan: str, row: int, T: int) -> list[int]:
     """The tasks (0-based columns) evaluated in row `row` of R under an evaluation plan.
 
-    all: every task in every row, (T+1)·T evaluations (accuracy-over-time plots need it). seen: what every metric
-    here needs — row 0 for FWT's b_j (j > 1), then in row i the tasks seen so far and the next one,
-    T(T−1)/2 + 3T − 2 in all. final: what ACC, LA, BWT and FWT need — b_j, each task right after its training and
-    just before it, and every task at the end, 4T − 3; forgetting and average incremental accuracy are then None.
+    all: every task in every row, (T+1)·T evaluations (accuracy-over-time plots and Chaudhry's forgetting need
+    it). seen: what every other metric here needs — row 0 for FWT's b_j (j > 1), then in row i the tasks seen so
+    far and the next one, T(T−1)/2 + 3T − 2 in all. final: what ACC, LA, BWT and FWT need — b_j, each task right
+    after its training and just before it, and every task at the end, 4T − 3; forgetting and average incremental
+    accuracy are then None.
     """
     if plan not in EVALUATE_PLANS:
         raise ValueError(f"evaluation plan {plan!r}: choose one of {', '.join(EVALUATE_PLANS)}")
@@ -53,8 +54,18 @@ def _defined(compute: Callable[[], float]) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def cl_metrics(R: Any) -> dict[str, float | None]:
-    """ACC, LA, BWT, FWT, forgetting and average incremental accuracy of a (T+1)×T accuracy matrix."""
+FWT_UNDEFINED = (
+    "not defined with a fresh head per task: R[j−1, j] and b_j both score task j's untrained random head, so their "
+    "difference is noise (use --head shared, where earlier tasks train the head task j is read through)"
+)
+
+
+def cl_metrics(R: Any, fresh_task_heads: bool = False) -> dict[str, float | None]:
+    """ACC, LA, BWT, FWT, forgetting (two forms) and average incremental accuracy of a (T+1)×T accuracy matrix.
+
+    forgetting: mean over j < T of max_{l ∈ j..T−1} R[l, j] − R[T, j] (the best accuracy since task j was learned).
+    forgetting_chaudhry: Chaudhry et al. 2018's form, max over l ∈ 1..T−1 (rows before task j's training count too).
+    With `fresh_task_heads` (a fresh head per task: --head task) FWT is None (FWT_UNDEFINED says why)."""
     m = _as_matrix(R)
     T = m.shape[1]
     final, diag, before = m[T], np.diag(m[1:]), m[0]
@@ -64,12 +75,15 @@ def cl_metrics(R: Any) -> dict[str, float | None]:
         "bwt": None,
         "fwt": None,
         "forgetting": None,
+        "forgetting_chaudhry": None,
         "avg_incremental_acc": _defined(lambda: np.mean([m[i, :i].mean() for i in range(1, T + 1)])),
     }
     if T > 1:
         out["bwt"] = _defined(lambda: (final[: T - 1] - diag[: T - 1]).mean())
         # R[j-1, j] with 1-based columns is m[c, c] for the 0-based column c = j-1
-        out["fwt"] = _defined(lambda: np.mean([m[c, c] - before[c] for c in range(1, T)]))
+        if not fresh_task_heads:
+            out["fwt"] = _defined(lambda: np.mean([m[c, c] - before[c] for c in range(1, T)]))
         # max over l in [j, T-1] of R[l, j], with 1-based rows: rows j+1..T-1 of the 0-based column j
         out["forgetting"] = _defined(lambda: np.mean([m[j + 1 : T, j].max() - final[j] for j in range(T - 1)]))
+        out["forgetting_chaudhry"] = _defined(lambda: np.mean([m[1:T, j].max() - final[j] for j in range(T - 1)]))
     return out
