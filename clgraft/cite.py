@@ -1,4 +1,5 @@
-"""BibTeX for results (DESIGN §7): the papers in clgraft/references.bib, and clgraft itself from CITATION.cff."""
+"""BibTeX for results (docs/run-record.md): the papers in clgraft/references.bib, and clgraft itself from
+CITATION.cff."""
 
 from __future__ import annotations
 

@@ -32,10 +32,15 @@ graft_app = typer.Typer(
 app.add_typer(graft_app, name="graft")
 analyze_app = typer.Typer(
     help="Analyse a finished run: region overlap as task similarity, subspace dimension, per-layer closeness "
-    "(DESIGN §5–6). Results go to RUN_DIR/analysis/ (JSON, PNG) and into run.json under `analysis`.",
+    "(docs/protocols.md). Results go to RUN_DIR/analysis/ (JSON, PNG) and into run.json under `analysis`.",
     no_args_is_help=True,
 )
 app.add_typer(analyze_app, name="analyze")
+data_app = typer.Typer(
+    help="The data files of the shipped tasks: list what is there, fetch what is missing, verify checksums.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
 
 TasksDir = Annotated[
     list[Path] | None,
@@ -78,6 +83,10 @@ def tasks_list(tasks_dir: TasksDir = None) -> None:
         seeds = ",".join(map(str, t.data_seeds)) or "-"
         src = t.source.path if t.source.kind == "hub" else t.source.kind
         typer.echo(f"  {name:<22} {ver:>3}  {t.type:<13} {len(t.labels):>6}  {_size(t):<16} {seeds:<18} {src}")
+    if reg.broken:
+        typer.echo("\nFILES THAT COULD NOT BE READ (skipped)")
+        for path, message in sorted(reg.broken.items()):
+            typer.echo(f"  {message}" if str(path) in message else f"  {path}: {message}")
 
 
 @tasks_app.command("show")
@@ -136,6 +145,75 @@ def tasks_validate(
             typer.echo(f"{path}: stream {item.stream}@{item.version} OK ({len(item.orders)} orders, tasks resolved)")
 
 
+def _target_dir(data_dir: Path | None) -> Path:
+    """Where data commands read and write: --data-dir, CLGRAFT_DATA_DIR, else the default folder."""
+    import os
+
+    from clgraft.data import DATA_DIR_ENV, default_data_dir
+
+    return data_dir or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else default_data_dir())
+
+
+Names = Annotated[list[str] | None, typer.Argument(help="streams or tasks (default: every task)")]
+
+
+@data_app.command("list")
+def data_list(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir = None) -> None:
+    """Every task's data files under the data directory: ok, missing, changed (wrong checksum) or unlisted."""
+    from clgraft.datapack import files_for, manifest, status
+
+    root, known = _target_dir(data_dir), manifest()
+    typer.echo(f"data directory: {root}")
+    typer.echo(f"  {'task':<22} {'files':>5} {'ok':>4} {'missing':>7} {'changed':>7}  source")
+    for task, paths in files_for(_registry(tasks_dir), names or []).items():
+        states = [status(root, p, known) for p in paths]
+        where = ", ".join(sorted({known[p].source.repo for p in paths if p in known})) or "bundled or hub"
+        counts = [states.count(s) for s in ("ok", "missing", "changed")]
+        typer.echo(f"  {task:<22} {len(paths):>5} {counts[0]:>4} {counts[1]:>7} {counts[2]:>7}  {where}")
+
+
+@data_app.command("verify")
+def data_verify(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir = None) -> None:
+    """Check the sha256 of every data file present; exit 2 if one differs from the manifest."""
+    from clgraft.datapack import files_for, manifest, status
+
+    root, known = _target_dir(data_dir), manifest()
+    paths = sorted({p for ps in files_for(_registry(tasks_dir), names or []).values() for p in ps if p in known})
+    states = {p: status(root, p, known) for p in paths}
+    changed = [p for p, s in states.items() if s == "changed"]
+    present = sum(s == "ok" for s in states.values())
+    typer.echo(f"{root}: {present} files ok, {len(changed)} changed, {len(paths) - present - len(changed)} missing")
+    if changed:
+        raise ClgraftError(f"{root / changed[0]}: checksum differs from the manifest; `clgraft data fetch` restores it")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    names: Names = None,
+    all_: Annotated[bool, _opt("every task's files", "--all")] = False,
+    mirror: Annotated[
+        str | None, _opt("a URL or folder laid out like the data directory, instead of the public sources")
+    ] = None,
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Download the data files of streams or tasks (or --all) from their public sources, each checked against
+    its sha256 before it is moved into place; files already there and intact are kept (a rerun resumes)."""
+    from clgraft.datapack import fetch, files_for, manifest
+
+    if not names and not all_:
+        raise ClgraftError("name streams or tasks to fetch (clgraft tasks list), or pass --all")
+    root, known = _target_dir(data_dir), manifest()
+    paths = [p for ps in files_for(_registry(tasks_dir), names or []).values() for p in ps]
+    if unknown := sorted({p for p in paths if p not in known}):
+        raise ClgraftError(f"{unknown[0]}: no public source is known for this file; put it under {root} yourself")
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(set(paths)), unit="file", desc="fetch") as bar:
+        counts = fetch(root, paths, mirror, known, progress=lambda path, state: bar.update(1))
+    typer.echo(f"{root}: {counts['fetched']} fetched, {counts['present']} already present and intact")
+
+
 @methods_app.command("list")
 def methods_list() -> None:
     """Print every method with a one-line description and its paper, then the aliases."""
@@ -184,10 +262,51 @@ FreezeEmbeddings = Annotated[
 ]
 
 
-def _config(**fields) -> RunConfig:
-    """A RunConfig from command-line values; a bad value names its option."""
+ConfigFile = Annotated[
+    Path | None,
+    _opt(
+        "YAML file of run settings (the keys of a sweep's `run:` block or a run.json `config`: stream, method, "
+        "method_options, seed, steps, ...); options given on the command line win over it",
+        "--config",
+    ),
+]
+TensorBoard = Annotated[
+    Path | None, _opt("also log losses, R entries and metrics to this TensorBoard folder", "--tensorboard")
+]
+
+
+def _from_file(path: Path) -> dict:
+    """Run settings from a YAML file: a mapping of RunConfig keys (unknown keys are named with the legal ones)."""
+    if not path.is_file():
+        raise ClgraftError(f"--config {path}: no such file")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ClgraftError(f"--config {path}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    if not isinstance(doc, dict):
+        raise ClgraftError(f"--config {path}: expected a mapping of run settings")
+    if unknown := sorted(set(doc) - set(RunConfig.model_fields)):
+        raise ClgraftError(
+            f"--config {path}: key '{unknown[0]}' is not a run setting; legal keys: {', '.join(RunConfig.model_fields)}"
+        )
+    return doc
+
+
+def _config(ctx: typer.Context | None = None, file: Path | None = None, **fields) -> RunConfig:
+    """A RunConfig from command-line values over a --config file's; a bad value names its option."""
     from pydantic import ValidationError
 
+    def typed(name: str) -> bool:  # typer ≥ 0.2x carries its own click: compare the source by name
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    if file is not None:
+        given = {k for k in fields if typed(k)} | ({"method_options"} if typed("opt") else set())
+        saved = _from_file(file)
+        options = {**saved.get("method_options", {}), **fields.get("method_options", {})}
+        fields = {**fields, **{k: v for k, v in saved.items() if k not in given}}
+        if "method_options" in fields:
+            fields["method_options"] = options
     try:
         return RunConfig(**fields)
     except ValidationError as e:
@@ -197,6 +316,7 @@ def _config(**fields) -> RunConfig:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     stream: Stream = "tiny",
     order: Order = None,
     method: Annotated[str, _opt("continual-learning method (clgraft methods list)")] = _D["method"],
@@ -219,6 +339,8 @@ def run(
         "trajectory"
     ],
     out: Annotated[Path | None, _opt("run directory [default: runs/STREAM-ORDER-METHOD-sSEED-HASH]")] = None,
+    config_file: ConfigFile = None,
+    tensorboard: TensorBoard = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
     progress: Progress = True,
@@ -228,15 +350,14 @@ def run(
     Rerunning the same command reuses a finished run and resumes an unfinished one after its last finished task.
     """
     from clgraft.data import data_dir_from
-    from clgraft.methods import resolve
+    from clgraft.methods import get_method, parse_options, resolve
     from clgraft.runner import Runner
 
-    method, method_options = resolve(method, _parse_opts(opt or []))
     config = _config(
+        ctx,
+        config_file,
         stream=stream,
         order=order,
-        method=method,
-        method_options=method_options,
         model=model,
         seed=seed,
         steps=steps,
@@ -250,12 +371,19 @@ def run(
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
         trajectory=trajectory,
+        method=method,
+        method_options=_parse_opts(opt or []),
     )
-    Runner(config, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo).run()
+    name, options = resolve(config.method, config.method_options)  # an alias becomes its method and options
+    parse_options(get_method(name), options)
+    config = config.model_copy(update={"method": name, "method_options": options})
+    registry, root = _registry(tasks_dir), data_dir_from(data_dir)
+    Runner(config, registry, root, out, progress=progress, echo=typer.echo, tensorboard=tensorboard).run()
 
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     stream: Stream = "tiny",
     methods: Annotated[
         str,
@@ -278,18 +406,24 @@ def compare(
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
     out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
+    config_file: ConfigFile = None,
+    tensorboard: TensorBoard = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
     progress: Progress = True,
 ) -> None:
     """Run (or reuse) every method × seed on one stream and print ACC, BWT, forgetting, FWT and wall time.
 
-    Each run is an ordinary run directory under --out; finished ones are reused, so rerunning is cheap.
+    Each run is an ordinary run directory under --out; finished ones are reused, so rerunning is cheap. With
+    --config, the file gives the shared settings (its method and seed are replaced by --methods and --seeds);
+    with --tensorboard DIR each run logs to DIR/RUN-NAME.
     """
     from clgraft.compare import compare_runs
     from clgraft.data import data_dir_from
 
     base = _config(
+        ctx,
+        config_file,
         stream=stream,
         order=order,
         model=model,
@@ -309,7 +443,8 @@ def compare(
         for name, options in _parse_methods(methods)
         for seed in _parse_list(seeds, int, "--seeds", "13,21,42")
     ]
-    compare_runs(configs, _registry(tasks_dir), data_dir_from(data_dir), out, progress=progress, echo=typer.echo)
+    registry, root = _registry(tasks_dir), data_dir_from(data_dir)
+    compare_runs(configs, registry, root, out, progress=progress, echo=typer.echo, tensorboard=tensorboard)
 
 
 @app.command()
@@ -333,7 +468,7 @@ def localize(
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Learn a sparse mask γ per task (DESIGN §3), write grafts/TASK-METHOD-sS.safetensors and localize.json.
+    """Learn a sparse mask γ per task (docs/protocols.md), write grafts/TASK-METHOD-sS.safetensors and localize.json.
 
     Reports accuracy of θ_t (fine-tuned), θ̄(γ) = θ₀ + γ⊙τ (grafted) and θ₀ with the task's head, recovered =
     acc(θ̄)/acc(θ_t), and ECE (15 bins); with several sparsities also localize-recovered.png.

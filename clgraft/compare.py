@@ -20,18 +20,21 @@ def compare_runs(
     root: Path,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    tensorboard: Path | None = None,
 ) -> pd.DataFrame:
-    """Run each configuration (reusing finished runs under root), then print and write the comparison."""
+    """Run each configuration (reusing finished runs under root), then print and write the comparison; with
+    `tensorboard`, each run logs to a folder of its own under it."""
     from clgraft.runner import Runner
 
     records = []
     for i, config in enumerate(configs, start=1):
         echo(f"[{i}/{len(configs)}] {config.method} seed {config.seed}")
         runner = Runner(config, registry, data_dir, root=root, progress=progress, echo=echo)
+        runner.tensorboard = tensorboard / runner.dir.name if tensorboard else None
         records.append(runner.run())
     table = summarize(records, keys=("method", "options"))
     header = (
-        f"stream {configs[0].stream}, {len(configs)} runs; metrics in accuracy points from R (DESIGN §2), "
+        f"stream {configs[0].stream}, {len(configs)} runs; metrics in accuracy points from R (docs/metrics.md), "
         "mean ± std over seeds; extra_kb_per_task = memory kept per task beyond the model (grafts, buffers, "
         "Fisher, teacher); wall_s = mean seconds per run"
     )

@@ -1,4 +1,4 @@
-"""Composing grafts into one model (DESIGN §4): task-aware (one graft), union (sum), stitch (mean over the grafts
+"""Composing grafts into one model (docs/methods.md): task-aware (one graft), union (sum), stitch (mean over the grafts
 covering each entry). Written in place into a body at θ₀, so that composing T grafts costs T graft applications and
 the composed model is a plain model: evaluating it costs what evaluating any model costs."""
 

@@ -43,40 +43,56 @@ class TaskData:
     checksums: dict[str, str] = field(default_factory=dict)
 
 
+def default_data_dir() -> Path:
+    """Where `clgraft data fetch` puts data when neither --data-dir nor CLGRAFT_DATA_DIR is given."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "clgraft" / "data"
+
+
 def data_dir_from(option: Path | None) -> Path | None:
-    """--data-dir wins over CLGRAFT_DATA_DIR; None when neither is given."""
+    """--data-dir wins over CLGRAFT_DATA_DIR, which wins over the default folder of `clgraft data fetch` (when it
+    exists); None when there is none."""
     value = option or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
     if value is not None and not value.is_dir():
         raise ClgraftError(f"data directory '{value}' does not exist (from --data-dir or {DATA_DIR_ENV})")
+    if value is None and default_data_dir().is_dir():
+        return default_data_dir()
     return value
 
 
 def kshot_split(labels: list[int], k: int, seed: int) -> tuple[list[int], list[int]]:
-    """LM-BFF sampling: np.random.seed(seed), shuffle, first k per label → train, next k → dev (indices)."""
+    """LM-BFF sampling (tools/generate_k_shot_data.py): np.random.seed(seed), shuffle the pool, group by label in
+    the order labels first appear in the shuffled pool, first k of each label → train, next k → dev (indices, in
+    that order: the order of LM-BFF's files, and so of the training batches)."""
     np.random.seed(seed)
-    order = np.arange(len(labels))
-    np.random.shuffle(order)
+    order = list(range(len(labels)))
+    np.random.shuffle(order)  # a list, as LM-BFF shuffles its list of lines: the same permutation for the same length
     by_label: dict[int, list[int]] = {}
-    for i in order.tolist():
+    for i in order:
         by_label.setdefault(labels[i], []).append(i)
-    for label, idx in sorted(by_label.items()):
+    for label, idx in by_label.items():
         if len(idx) < 2 * k:
             raise ClgraftError(
                 f"label {label} has {len(idx)} examples, fewer than 2k = {2 * k} needed for k-shot train+dev; lower k"
             )
-    train = [i for _, idx in sorted(by_label.items()) for i in idx[:k]]
-    dev = [i for _, idx in sorted(by_label.items()) for i in idx[k : 2 * k]]
+    train = [i for idx in by_label.values() for i in idx[:k]]
+    dev = [i for idx in by_label.values() for i in idx[k : 2 * k]]
     return train, dev
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, encoding: str = "utf-8") -> str:
     if not path.is_file():
-        raise ClgraftError(f"data file {path} not found; check --data-dir / {DATA_DIR_ENV} (the data pack root)")
+        raise ClgraftError(
+            f"data file {path} not found; run `clgraft data fetch` for the task, or check --data-dir / {DATA_DIR_ENV}"
+        )
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig" if encoding == "utf-8" else encoding)
     except UnicodeDecodeError as e:
-        raise ClgraftError(f"{path}: not UTF-8 (byte {e.start}); re-encode the file as UTF-8") from e
+        raise ClgraftError(
+            f"{path}: not {encoding} (byte {e.start}); set the task's source.encoding to the file's encoding "
+            "(e.g. latin-1) or re-encode the file"
+        ) from e
     if not text.strip():
         raise ClgraftError(f"{path}: the file is empty; restore it from the data pack")
     return text
@@ -84,7 +100,7 @@ def _read_text(path: Path) -> str:
 
 def _rows(path: Path, fmt: str, src: Source) -> list[tuple[tuple[str, ...], str]]:
     """(texts, raw label) pairs for one file of a local format."""
-    text = _read_text(path)
+    text = _read_text(path, src.encoding)
     if fmt == "glue-tsv":
         reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
         cols = [*src.text_fields, src.label_field]
@@ -192,8 +208,8 @@ def load_task(task: Task, data_dir: Path | None, seed: int | None = None) -> Tas
             root = Path(task.origin).parent
         elif data_dir is None:
             raise ClgraftError(
-                f"task {task.task} reads local files; pass --data-dir DIR or set {DATA_DIR_ENV} "
-                "(the root of the data pack, e.g. ../shared/data)"
+                f"task {task.task} reads local files; fetch them with `clgraft data fetch {task.task}` (or a stream "
+                f"name), or pass --data-dir DIR / set {DATA_DIR_ENV} to a folder that holds them"
             )
         else:
             root = data_dir

@@ -1,6 +1,6 @@
-"""The leaderboard (DESIGN §7): finished run records aggregated with pandas into one row per (stream, order, method,
-options) — mean ± std and n over seeds, memory kept per task, wall time and the BibTeX keys a row should cite — as
-Markdown, CSV or HTML."""
+"""The leaderboard (docs/run-record.md): finished run records aggregated with pandas into one row per (stream, order,
+method, options) — mean ± std and n over seeds, memory kept per task, wall time and the BibTeX keys a row should cite —
+as Markdown, CSV or HTML."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def summarize(
     numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task"]].mean()
     table = grouped.agg(n=("seed", "count"), **{m: (m, _cell) for m in METRICS})
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
-        fixed = grouped[f"{m}_fixed"].all()
+        fixed = grouped[f"{m}_fixed"].all() & numeric[m].notna()
         table.loc[fixed, m] = numeric.loc[fixed, m].map(lambda v: f"{100 * v:.0f} (by construction)")
     table["extra_kb_per_task"] = numeric["extra_kb_per_task"].map(lambda v: f"{v:.0f}")
     table["wall_s"] = numeric["wall_s"].map(lambda v: f"{v:.0f}")
@@ -115,7 +115,7 @@ def header(records: list[dict]) -> str:
         f"batch {values('batch_size')}, lr {values('lr')} (head {values('head_lr')}), {values('max_length')} tokens, "
         f"test capped at {values('max_test')} per task, R entries evaluated: {values('evaluate')}; "
         f"seeds {values('seed')}; heads {values('head')}. Metrics in "
-        "accuracy points from R (DESIGN §2), mean ± std over seeds (n); extra_kb_per_task = memory kept per task "
+        "accuracy points from R (docs/metrics.md), mean ± std over seeds (n); extra_kb_per_task = memory kept per task "
         f"beyond the model; wall_s = mean seconds per run on: {'; '.join(machines)}."
     )
 

@@ -1,4 +1,4 @@
-"""Skill localization (DESIGN §3): learn a sparse mask γ over the block parameters such that θ₀ + γ⊙τ keeps the
+"""Skill localization (docs/protocols.md): learn a sparse mask γ over the block parameters such that θ₀ + γ⊙τ keeps the
 fine-tuned model's accuracy.
 
 `official` follows the grafting paper's code (src/graft_trainer.py): γ_base = top-⌊sN⌋ of |τ| over all block
@@ -145,7 +145,7 @@ def rounded_official(S: torch.Tensor, base: torch.Tensor, bias: float) -> torch.
 def within_budget(rounded: torch.Tensor, S: torch.Tensor, base: torch.Tensor, bias: float, k: int) -> torch.Tensor:
     """The rounded mask cut to its k entries of largest γ(S) when it holds more than k (the `scaled` rule's only
     departure from the official rounding). The official rule has no sparsity term: once it moves at all, each step
-    adds entries faster than it drops them (after a 50-step MiniLM fine-tuning a moving search grew a 1% mask to 9%
+    adds entries faster than it drops them (after a 50-step MiniLM fine-tuning a moving search grew a 1% mask to 7–9%
     in ten steps), so a region would no longer be the sparsity it was asked for."""
     if int(rounded.sum()) <= k:
         return rounded

@@ -1,4 +1,4 @@
-"""Model merging of task vectors as one configured composer (DESIGN §4), after mergekit's
+"""Model merging of task vectors as one configured composer (docs/methods.md), after mergekit's
 GeneralizedTaskArithmeticMerge: sparsify each τ (none / TIES trim / DARE drop), elect signs (TIES) or not, combine
 (sum or disjoint mean), scale by λ. Localize-and-Stitch is `compose_into(..., "stitch")` of localized grafts instead.
 Pure tensor functions over flat block-parameter vectors.

@@ -15,10 +15,12 @@ def pyplot():
     return plt
 
 
-def save(fig, path: Path, dpi: int = 120) -> Path:
-    """Lay out, write and close a figure; returns the path."""
+def save(fig, path: Path, dpi: int = 130) -> Path:
+    """Lay out, write and close a figure; returns the path. A figure made with a layout engine (constrained) keeps
+    it; others get tight_layout. The saved area grows to hold every title and label, so none is cut off."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     pyplot().close(fig)
     return path

@@ -2,7 +2,8 @@
 
 Built-in tasks live in the repository's `tasks/` folder (shipped inside the wheel as `clgraft/_builtin_tasks`);
 users add folders with `--tasks-dir` or `CLGRAFT_TASKS_PATH`. A file holds one task (`task:` key) or one stream
-(`stream:` key). Names are unique per version across all folders; duplicates fail loudly.
+(`stream:` key). Names are unique per version across all folders; duplicates fail loudly. A file that cannot be read
+is set aside, not fatal: the others stay usable, and a name that is not found is reported with the broken files.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class _Strict(BaseModel):
 
 
 class KShot(_Strict):
-    """Regenerate train/dev from a labelled pool with the LM-BFF protocol (DESIGN §1)."""
+    """Regenerate train/dev from a labelled pool with the LM-BFF protocol (docs/data.md)."""
 
     pool: str = Field(description="split key in `files`/`splits` that holds the pool to sample from")
     k: int = Field(gt=0, description="examples per label for train, and again for dev")
@@ -45,6 +46,9 @@ class Source(_Strict):
     splits: dict[str, str] = {}
     text_fields: list[str] = ["sentence"]
     label_field: str = "label"
+    encoding: Literal["utf-8", "latin-1"] = Field(
+        default="utf-8", description="the files' text encoding (TREC train, MR and SUBJ of sentence-full are latin-1)"
+    )
     kshot: KShot | None = None
 
     @field_validator("files")
@@ -210,20 +214,25 @@ def task_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 class Registry:
-    """All tasks and streams found in a list of folders, indexed by (name, version)."""
+    """All tasks and streams found in a list of folders, indexed by (name, version); files that cannot be read are
+    kept in `broken` (path → their one-line error) so that one bad file does not hide the rest of its folder."""
 
     def __init__(self, dirs: list[Path]):
         self.tasks: dict[tuple[str, int], Task] = {}
         self.streams: dict[tuple[str, int], Stream] = {}
+        self.broken: dict[Path, str] = {}
         seen: set[Path] = set()
         for d in dirs:
             for path in sorted(d.rglob("*.yaml")):
                 if path.resolve() in seen or "data" in path.relative_to(d).parts[:-1]:
                     continue
                 seen.add(path.resolve())
-                self._add(load_yaml_file(path))
-        for stream in self.streams.values():
-            self._check_stream(stream)
+                try:
+                    item = load_yaml_file(path)
+                except ClgraftError as e:
+                    self.broken[path] = str(e)
+                    continue
+                self._add(item)  # a duplicate definition still fails: which of the two is meant is unknowable
 
     @classmethod
     def discover(cls, extra: list[Path] | None = None) -> Registry:
@@ -242,6 +251,8 @@ class Registry:
         table[key] = item
 
     def _check_stream(self, stream: Stream) -> None:
+        """Every task the stream lists resolves; checked when the stream is used, so that a stream whose task file is
+        broken fails with that file's error without blocking the other streams."""
         for order, refs in stream.orders.items():
             for ref in refs:
                 try:
@@ -249,16 +260,22 @@ class Registry:
                 except ClgraftError as e:
                     raise ClgraftError(f"{stream.origin}: orders.{order}: {e}") from None
 
-    @staticmethod
-    def _latest(table: dict, name: str, version: int | None, what: str, plural: str):
+    def _unread(self) -> str:
+        """The broken files, appended to a 'not found' error since what was asked for may be in one of them."""
+        if not self.broken:
+            return ""
+        files = f"{len(self.broken)} file{'s' * (len(self.broken) > 1)}"
+        return f"; {files} could not be read: " + "; ".join(self.broken.values())
+
+    def _latest(self, table: dict, name: str, version: int | None, what: str, plural: str):
         versions = sorted(v for (n, v) in table if n == name)
         if not versions:
             known = ", ".join(sorted({n for n, _ in table}))
-            raise ClgraftError(f"unknown {what} '{name}'; known {plural}: {known}")
+            raise ClgraftError(f"unknown {what} '{name}'; known {plural}: {known}{self._unread()}")
         if version is None:
             return table[(name, versions[-1])]
         if version not in versions:
-            raise ClgraftError(f"{what} '{name}' has no version {version}; available: {versions}")
+            raise ClgraftError(f"{what} '{name}' has no version {version}; available: {versions}{self._unread()}")
         return table[(name, version)]
 
     def task(self, ref: str) -> Task:
@@ -266,8 +283,11 @@ class Registry:
         return self._latest(self.tasks, name, version, "task", "tasks")
 
     def stream(self, ref: str) -> Stream:
+        """The stream, once every task it lists is known to resolve."""
         name, version = parse_ref(ref)
-        return self._latest(self.streams, name, version, "stream", "streams (clgraft tasks list)")
+        stream = self._latest(self.streams, name, version, "stream", "streams (clgraft tasks list)")
+        self._check_stream(stream)
+        return stream
 
     def lookup(self, name: str) -> Task | Stream:
         """A stream or a task by name (streams first), for `clgraft tasks show`."""

@@ -4,6 +4,7 @@ analysis/ folder are listed with them."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,64 +13,189 @@ import pandas as pd
 from clgraft.plots import pyplot, save
 from clgraft.results import read_json
 
+CELL_IN = 0.75  # inches per heatmap cell: room for a 3-digit value and square cells whatever the stream's length
+LABEL_WIDTH = 28  # characters per line of a bar label; longer labels wrap so the bars keep most of the width
+VALUE_WIDTH = 16  # an option value longer than this is cut, so one "key=value" always fits on a label line
+NOT_EVALUATED = "#d9d9d9"  # light grey: R entries skipped by --evaluate seen|final
+
 
 def report_run(run_dir: Path) -> list[Path]:
     """report/R.png and report/accuracy-over-time.png for a finished run, plus its analysis PNGs."""
     record = read_json(run_dir / "run.json")
+    out = [
+        save(r_heatmap(record), run_dir / "report" / "R.png"),
+        save(accuracy_over_time(record), run_dir / "report" / "accuracy-over-time.png"),
+    ]
+    return out + sorted((run_dir / "analysis").glob("*.png"))
+
+
+def _stream_label(stream: dict) -> str:
+    """'name, order o' (or just the name): which stream and task order a plot is about."""
+    return f"{stream['name']}, order {stream['order']}" if stream.get("order") else stream["name"]
+
+
+def _run_line(record: dict) -> str:
+    """The run a plot belongs to, in one line: method, stream and order, seed."""
+    return f"{record['method']['name']} on {_stream_label(record['stream'])}, seed {record['seed']}"
+
+
+def _accuracy_rows(record: dict) -> tuple[list[int], list[str], np.ndarray]:
+    """Stream steps that have an R row, their labels ('before', then 'after TASK'), and those rows in % (NaN where
+    an entry was not evaluated)."""
     names = [t["name"] for t in record["tasks"]]
     rows = [(i, r) for i, r in enumerate(record["R"]) if r is not None]
-    R = np.array([r for _, r in rows], dtype=float) * 100
-    labels = ["before" if i == 0 else f"after {names[i - 1]}" for i, _ in rows]
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 3, 0.5 * len(rows) + 2))
-    image = ax.imshow(R, cmap="viridis", vmin=0, vmax=100)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i in range(R.shape[0]):
-        for j in range(R.shape[1]):
-            shown = "-" if np.isnan(R[i, j]) else f"{R[i, j]:.0f}"  # not evaluated (--evaluate seen|final)
-            ax.text(j, i, shown, ha="center", va="center", color="white", fontsize=8)
-    ax.set_title(f"R: test accuracy % ({record['method']['name']}, {record['stream']['name']}, seed {record['seed']})")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    out = [save(fig, run_dir / "report" / "R.png")]
-    fig, ax = plt.subplots(figsize=(6, 4))
     steps = [i for i, _ in rows]
+    labels = ["before" if i == 0 else f"after {names[i - 1]}" for i in steps]
+    return steps, labels, np.array([r for _, r in rows], dtype=float) * 100
+
+
+def _annotate_cells(ax, values: np.ndarray) -> None:
+    """Write each cell's accuracy in it, dark on the bright end of viridis and light on the dark end; '–' where the
+    entry was not evaluated."""
+    for (i, j), value in np.ndenumerate(values):
+        if np.isnan(value):
+            ax.text(j, i, "–", ha="center", va="center", color="0.35", fontsize=9)
+        else:
+            color = "black" if value >= 60 else "white"
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=color, fontsize=9)
+
+
+def r_heatmap(record: dict):
+    """The R matrix as a heatmap: square cells with their values, rows the model after each task, columns the task
+    tested, a two-line title naming the run, and a colorbar in accuracy %."""
+    names = [t["name"] for t in record["tasks"]]
+    _, labels, values = _accuracy_rows(record)
+    plt = pyplot()
+    width = CELL_IN * len(names) + 3.6  # + row labels and colorbar
+    height = CELL_IN * len(labels) + 2.4  # + title and rotated column labels
+    fig, ax = plt.subplots(figsize=(max(width, 5.5), height), layout="constrained")
+    cmap = plt.get_cmap("viridis").with_extremes(bad=NOT_EVALUATED)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="equal")
+    ax.set_xticks(range(len(names)), names, rotation=40, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("tested on task")
+    ax.set_ylabel("model")
+    _annotate_cells(ax, values)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label("test accuracy (%)")
+    title = "R: test accuracy % per task after each step\n" + _run_line(record)
+    ax.set_title(_wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
+    if np.isnan(values).any():
+        fig.supxlabel("– : not evaluated (--evaluate)", fontsize=8, color="0.35")
+    return fig
+
+
+def accuracy_over_time(record: dict):
+    """One line per task: its test accuracy % after each step of the stream, titled with the run; the legend sits
+    outside the axes so it hides no line."""
+    names = [t["name"] for t in record["tasks"]]
+    steps, labels, values = _accuracy_rows(record)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     for j, name in enumerate(names):
-        ax.plot(steps, R[:, j], marker="o", label=name)
-    ax.set_xticks(steps, ["θ₀" if i == 0 else str(i) for i in steps])
-    ax.set_xlabel("after task")
-    ax.set_ylabel("test accuracy %")
-    ax.legend(fontsize=7)
-    out.append(save(fig, run_dir / "report" / "accuracy-over-time.png"))
-    return out + sorted((run_dir / "analysis").glob("*.png"))
+        ax.plot(steps, values[:, j], marker="o", label=name)
+    ax.set_xticks(steps, labels, rotation=30, ha="right", rotation_mode="anchor")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("model")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(title="tested on", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(_wrap("Test accuracy per task over the stream\n" + _run_line(record), width=70), fontsize=10)
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    """Wrap each line of text to at most width characters, so a long run name stays inside the figure."""
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+
+
+def _value(value) -> str:
+    """An option value as short as it reads: 1e+06 rather than 1000000.0, and at most VALUE_WIDTH characters."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
+
+
+def bar_labels(methods: list[dict]) -> list[str]:
+    """A short label per method entry ({'name', 'options'}): its name, plus only the options whose values differ
+    among entries of the same method, wrapped to LABEL_WIDTH. Whole option strings would take most of the plot."""
+    labels = []
+    for method in methods:
+        same = [m["options"] for m in methods if m["name"] == method["name"]]
+        keys = [k for k in method["options"] if len({repr(o.get(k)) for o in same}) > 1]
+        shown = ", ".join(f"{k}={_value(method['options'][k])}" for k in keys)
+        labels.append(
+            textwrap.fill(
+                f"{method['name']} ({shown})" if shown else method["name"], LABEL_WIDTH, break_on_hyphens=False
+            )
+        )
+    return labels
+
+
+def _seed_counts(counts: pd.Series) -> str:
+    """'3 seeds' or '2–3 seeds': how many seeds the bars average."""
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} seed{'s' * (low != 1)}" if low == high else f"{low}–{high} seeds"
+
+
+def _bar_panel(ax, means: pd.Series, stds: pd.Series, axis_label: str) -> None:
+    """Horizontal bars of means ± std, each with its value written past the error bar (a zero bar is still read)
+    and 'n/a' where the metric is undefined (e.g. forgetting for joint training)."""
+    positions = np.arange(len(means))
+    ax.barh(positions, means.fillna(0), xerr=stds.fillna(0), color="tab:blue", capsize=2)
+    for y, mean, std in zip(positions, means, stds.fillna(0), strict=True):
+        x = 0 if np.isnan(mean) else max(mean + std, 0)
+        ax.annotate(
+            "n/a" if np.isnan(mean) else f"{round(mean, 1) + 0.0:.1f}",  # + 0.0: no "-0.0"
+            (x, y),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color="0.25",
+        )
+    ax.set_xlabel(axis_label)
+    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.12)
+
+
+def method_bars(stream: str, records: list[dict]):
+    """ACC and forgetting bars per method entry (name and options) for one stream, mean ± std over seeds, labelled
+    with bar_labels."""
+    frame = pd.DataFrame(
+        {
+            "key": r["method"]["name"] + repr(sorted(r["method"]["options"].items())),
+            "method": r["method"],
+            "acc": r["metrics"]["acc"],
+            "forgetting": r["metrics"]["forgetting"],  # None where undefined (joint) or not evaluated
+        }
+        for r in records
+    )
+    groups = frame.groupby("key", sort=False)
+    stats = groups[["acc", "forgetting"]].agg(["mean", "std"]).astype(float) * 100
+    labels = bar_labels(list(groups["method"].first()))
+    plt = pyplot()
+    lines = max(label.count("\n") + 1 for label in labels)  # bars are evenly spaced: the tallest label sets the pitch
+    height = len(labels) * (0.17 * lines + 0.22) + 1.6
+    fig, axes = plt.subplots(1, 2, figsize=(10, height), sharey=True, layout="constrained")
+    _bar_panel(axes[0], stats[("acc", "mean")], stats[("acc", "std")], "ACC (%) — higher is better")
+    _bar_panel(
+        axes[1], stats[("forgetting", "mean")], stats[("forgetting", "std")], "forgetting (points) — lower is better"
+    )
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    axes[0].set_xlim(0, 112)  # room for a value label past a bar near 100
+    axes[0].set_xticks(range(0, 101, 20))
+    axes[1].tick_params(labelleft=False)
+    fig.suptitle(f"{stream}: ACC and forgetting per method (mean ± std over {_seed_counts(groups.size())})")
+    return fig
 
 
 def report_results(results: Path, records: list[dict]) -> list[Path]:
     """plots/STREAM-ORDER.png per stream: ACC and forgetting bars per method (mean ± std over seeds)."""
-    frame = pd.DataFrame(
-        {
-            "stream": f"{r['stream']['name']}-{r['stream'].get('order', '')}",
-            "method": r["method"]["name"]
-            + (
-                " (" + ", ".join(f"{k}={v}" for k, v in r["method"]["options"].items()) + ")"
-                if r["method"]["options"]
-                else ""
-            ),
-            "acc": r["metrics"]["acc"],
-            "forgetting": r["metrics"]["forgetting"],
-        }
-        for r in records
-    )
-    plt = pyplot()
-    out = []
-    for stream, part in frame.groupby("stream", sort=False):
-        stats = part.groupby("method", sort=False)[["acc", "forgetting"]].agg(["mean", "std"]).fillna(0) * 100
-        fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(stats) + 2.5))
-        for ax, metric in zip(axes, ("acc", "forgetting"), strict=True):
-            ax.barh(stats.index, stats[(metric, "mean")], xerr=stats[(metric, "std")], color="tab:blue")
-            ax.set_xlabel(f"{'ACC' if metric == 'acc' else 'forgetting'} (points)")
-            ax.invert_yaxis()
-        axes[1].set_yticks([])
-        fig.suptitle(stream)
-        out.append(save(fig, results / "plots" / f"{stream}.png"))
-    return out
+    by_stream: dict[str, list[dict]] = {}
+    for r in records:
+        by_stream.setdefault(f"{r['stream']['name']}-{r['stream'].get('order', '')}", []).append(r)
+    return [
+        save(method_bars(_stream_label(part[0]["stream"]), part), results / "plots" / f"{stream}.png")
+        for stream, part in by_stream.items()
+    ]

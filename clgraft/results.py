@@ -70,6 +70,11 @@ def write_text(path: Path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode()))
 
 
+def save_bytes(path: Path, data: bytes) -> None:
+    """Atomically write a file's bytes (copies a run keeps of its task files)."""
+    _atomic(path, lambda f: f.write(data))
+
+
 def read_json(path: Path) -> dict:
     """Read a record, failing with the file's name when it is truncated or edited into invalid JSON."""
     try:

@@ -33,10 +33,12 @@ from clgraft.results import (
     hardware,
     read_json,
     remove_stale_temps,
+    save_bytes,
     save_tensors,
     versions,
     write_json,
 )
+from clgraft.tensorboard_log import TensorBoardLog
 from clgraft.train import TrainOptions, split_accuracy
 
 TEST_SUBSET_SEED = 0
@@ -115,6 +117,46 @@ def _table(R: list[list[float]], names: list[str], metrics: dict, by_constructio
     )
 
 
+RUN_TASKS = "tasks"
+"""Folder of a run directory holding copies of the run's stream and task files that are not built in."""
+
+
+def _with_run_tasks(registry: Registry, run_dir: Path, stream: str) -> Registry:
+    """The registry, or — when it does not know the run's stream (a user folder not given again) — the built-in
+    tasks plus the copies the run kept of its own task files."""
+    from clgraft.registry import task_dirs
+
+    try:
+        registry.stream(stream)
+        return registry
+    except ClgraftError:
+        if not (run_dir / RUN_TASKS).is_dir():
+            raise
+        return Registry([*task_dirs(), run_dir / RUN_TASKS])
+
+
+def _keep_task_files(stream, tasks: list[Task], folder: Path) -> list[str]:
+    """Copy the stream and task YAML files that are not built in (with a bundled task's data files) into the run
+    directory, each in a folder of its own, so that `localize` and `analyze` find them without --tasks-dir; returns
+    the copies' paths relative to `folder`."""
+    from clgraft.datapack import task_files
+    from clgraft.registry import builtin_tasks_dir
+
+    builtin = builtin_tasks_dir().resolve()
+    kept = []
+    for item in [stream, *tasks]:
+        origin = Path(item.origin).resolve()
+        if origin.is_relative_to(builtin):
+            continue
+        home = f"{getattr(item, 'task', None) or item.stream}@{item.version}"
+        save_bytes(folder / home / origin.name, origin.read_bytes())
+        kept.append(f"{home}/{origin.name}")
+        if isinstance(item, Task) and item.source.kind == "bundled":
+            for rel in task_files(item):
+                save_bytes(folder / home / rel, (origin.parent / rel).read_bytes())
+    return kept
+
+
 class Runner:
     """Loads a stream, a model and a method, and runs them into one run directory."""
 
@@ -127,8 +169,10 @@ class Runner:
         progress: bool = True,
         echo: Callable[[str], None] = print,
         root: Path = Path("runs"),
+        tensorboard: Path | None = None,
     ):
         self.config = config
+        self.tensorboard = tensorboard
         self.echo = echo
         self.progress = progress
         self.method_class = get_method(config.method)
@@ -144,6 +188,7 @@ class Runner:
         self.stream = stream
         self.order, refs = stream.order(config.order)
         tasks = [registry.task(r) for r in refs]
+        self.tasks = tasks
         self.data = [load_task(t, data_dir, config.seed) for t in tasks]
         for d in self.data:
             d.splits["test"] = _test_subset(d.splits["test"], config.max_test)
@@ -173,7 +218,14 @@ class Runner:
             raise ClgraftError(validation_message(path, e, within="config") + " (the record was edited)") from e
         except (KeyError, TypeError) as e:
             raise ClgraftError(f"{path}: key 'config' is missing or not a mapping; the record was edited") from e
-        runner = cls(config, registry, data_dir, run_dir, progress=False, echo=lambda s: None)
+        runner = cls(
+            config,
+            _with_run_tasks(registry, run_dir, config.stream),
+            data_dir,
+            run_dir,
+            progress=False,
+            echo=lambda s: None,
+        )
         recorded = record.get("model", {}).get("sha256")
         if runner.backbone.sha256 != recorded:
             raise ClgraftError(
@@ -288,6 +340,7 @@ class Runner:
             )
             partial = None
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.task_files = _keep_task_files(self.stream, self.tasks, self.dir / RUN_TASKS)
         torch.manual_seed(self.config.seed)
         model = HeadedModel(self.backbone.model, self.head_sizes, self.config.seed).to(self.device)
         if self.freeze_embeddings:
@@ -303,6 +356,7 @@ class Runner:
             model.load_state_dict(load_file(saved, device=str(self.device)))
             self.echo(f"{self.dir}: resuming after task {len(R) - 1} of {len(ctx.tasks)}")
         start = time.perf_counter()
+        self.log = TensorBoardLog(self.tensorboard, [d.task.task for d in self.data]) if self.tensorboard else None
 
         def checkpoint() -> None:
             write_json(
@@ -319,6 +373,8 @@ class Runner:
         if not R:
             R.append(self._evaluate_row(model, method, ctx, 0))
             checkpoint()
+        for i, row in enumerate(R):
+            self._log_row(i, row)
         try:
             if method.joint:
                 self._train_joint(model, method, ctx, R, losses)
@@ -328,6 +384,8 @@ class Runner:
             raise ClgraftError(f"{e}; tasks 1..{len(R) - 1} are kept in {self.dir} and a rerun resumes there") from e
         record = self._record(R, losses, wall + time.perf_counter() - start, method.report())
         write_json(self.dir / "run.json", record)
+        if self.log is not None:
+            self.log.metrics(record["metrics"])
         (self.dir / "progress.json").unlink(missing_ok=True)
         names = [d.task.task for d in self.data]
         self.echo(_table(R, names, record["metrics"], record["metrics_by_construction"]))
@@ -352,6 +410,8 @@ class Runner:
             self._save_weights(model, t + 1)
             self._save_grafts(method)
             R.append(self._evaluate_row(model, method, ctx, t + 1))
+            self._log_losses(f"{t + 1:02d}-{ctx.tasks[t].task.task}", losses[-1])
+            self._log_row(t + 1, R[-1])
             checkpoint()
             bar.update(1)
         bar.close()
@@ -363,6 +423,16 @@ class Runner:
         losses[:] = [method.train_all(model, self.config.seed * 1000)]
         self._save_weights(model, len(ctx.tasks))
         R[1:] = [None] * (len(ctx.tasks) - 1) + [self._evaluate_row(model, method, ctx, len(ctx.tasks))]
+        self._log_losses("joint", losses[0])
+        self._log_row(len(ctx.tasks), R[-1])
+
+    def _log_losses(self, phase: str, phase_losses: list[float]) -> None:
+        if self.log is not None:
+            self.log.losses(phase, phase_losses)
+
+    def _log_row(self, index: int, row: list[float | None] | None) -> None:
+        if self.log is not None:
+            self.log.row(index, row)
 
     def _evaluate_row(self, model: HeadedModel, method: Method, ctx: RunContext, row: int) -> list[float | None]:
         """Row `row` of R, evaluating the tasks that the run's --evaluate plan asks for."""
@@ -396,6 +466,7 @@ class Runner:
             },
             "heads": {"mode": self.config.head, "sizes": self.head_sizes},
             "freeze_embeddings": self.freeze_embeddings,
+            "task_files": [f"{RUN_TASKS}/{name}" for name in self.task_files],
             "weights": sorted(str(p.relative_to(self.dir)) for p in (self.dir / "weights").glob("*.safetensors")),
             "train_loss": [
                 {"steps": len(ls), "first": ls[0], "last": ls[-1], "mean": sum(ls) / len(ls)} for ls in losses

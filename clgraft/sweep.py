@@ -1,5 +1,5 @@
-"""Benchmark sweeps (DESIGN §7): a YAML grid of streams × orders × methods × option values × seeds, expanded into
-run configurations; each cell is an ordinary run directory under RESULTS/runs/, so a finished cell is never
+"""Benchmark sweeps (docs/run-record.md): a YAML grid of streams × orders × methods × option values × seeds, expanded
+into run configurations; each cell is an ordinary run directory under RESULTS/runs/, so a finished cell is never
 recomputed and a killed sweep resumes where it stopped. Cells run in-process, in worker processes, or as Ray tasks.
 """
 

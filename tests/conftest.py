@@ -13,9 +13,13 @@ SHARED_DATA = Path(os.environ.get("CLGRAFT_SHARED_DATA", REPO.parent / "shared" 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The data pack (../shared/data next to the checkout, or CLGRAFT_SHARED_DATA)."""
+    """The data pack (../shared/data next to the checkout, or CLGRAFT_SHARED_DATA): its tests are skipped where it
+    is absent, unless CLGRAFT_REQUIRE_DATA=1 (CI sets it where the pack is present, so they cannot skip there)."""
     if not (SHARED_DATA / "MANIFEST.sha256").is_file():
-        pytest.fail(f"data pack not found at {SHARED_DATA}; set CLGRAFT_SHARED_DATA to the pack's folder")
+        message = f"data pack not found at {SHARED_DATA} (set CLGRAFT_SHARED_DATA to the pack's folder)"
+        if os.environ.get("CLGRAFT_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     return SHARED_DATA
 
 
@@ -28,12 +32,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
+def _offline(monkeypatch, tmp_path_factory):
     """Tests never reach a hub; user task paths from the environment do not leak in."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.delenv("CLGRAFT_TASKS_PATH", raising=False)
     monkeypatch.delenv("CLGRAFT_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))  # no default data dir
 
 
 @pytest.fixture()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from clgraft.errors import ClgraftError
+
 CLI = [sys.executable, "-m", "clgraft.cli"]
 FAST = ["--steps", "3", "--batch-size", "4", "--max-length", "32", "--no-progress"]
 
@@ -35,7 +37,7 @@ def test_run_prints_R_and_metrics_and_reuses_a_finished_run(tiny_model_dir, tmp_
         (["run", "--method", "magic"], "unknown method 'magic'; known methods: naive"),
         (["run", "--steps", "0"], "--steps: Input should be greater than 0"),
         (["run", "--head", "both"], "--head: Input should be 'task' or 'shared'"),
-        (["run", "--stream", "lmbff-mixed"], "pass --data-dir DIR or set CLGRAFT_DATA_DIR"),
+        (["run", "--stream", "lmbff-mixed"], "`clgraft data fetch sst2` (or a stream name), or pass --data-dir DIR"),
         (["run", "--data-dir", "/no/such/dir"], "data directory '/no/such/dir' does not exist"),
         (["run", "--model", "/no/such/model"], "cannot load model '/no/such/model'"),
         (["tasks", "show", "nothing"], "unknown task 'nothing'"),
@@ -118,3 +120,26 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tiny_model_dir, tmp_path):
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert re.search(r"resuming after task [12] of 3", again.stdout)
+
+
+def test_run_takes_a_config_file_and_flags_win(tiny_model_dir, tmp_path, invoke):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"stream: tiny\nmethod: ties\nmodel: {tiny_model_dir}\nseed: 7\nsteps: 2\nbatch_size: 4\nmax_length: 32\n"
+        "method_options: {lambdas: [0.5]}\n"
+    )
+    out = tmp_path / "r"
+    invoke("run", "--config", config, "--seed", "3", "--out", out, "--no-progress", "--tensorboard", tmp_path / "tb")
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["seed"] == 3 and record["config"]["steps"] == 2  # the flag won, the file filled the rest
+    assert record["method"]["name"] == "merge" and record["method"]["options"]["merge"] == "ties"
+    assert record["method"]["options"]["lambdas"] == [0.5]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    tags = events.Tags()["scalars"]
+    assert "loss/stream" in tags and "accuracy/tiny-trec" in tags and "metrics/acc" in tags
+    assert len(events.Scalars("loss/stream")) == 3 * 2
+    config.write_text("stream: tiny\nsteps_per_task: 3\n")
+    with pytest.raises(ClgraftError, match="key 'steps_per_task' is not a run setting; legal keys: stream, order"):
+        invoke("run", "--config", config)

@@ -76,13 +76,43 @@ def test_kshot_split_is_the_lmbff_protocol():
     labels = [0, 1, 2] * 10
     train, dev = kshot_split(labels, 3, seed=5)
     np.random.seed(5)
-    order = np.arange(30)
+    order = list(range(30))
     np.random.shuffle(order)
-    expect_train = [i for c in range(3) for i in [j for j in order if labels[j] == c][:3]]
-    expect_dev = [i for c in range(3) for i in [j for j in order if labels[j] == c][3:6]]
+    first_seen = list(dict.fromkeys(labels[j] for j in order))  # LM-BFF groups labels in first-appearance order
+    assert first_seen != sorted(first_seen)  # so that this test tells that order from a sorted one
+    expect_train = [i for c in first_seen for i in [j for j in order if labels[j] == c][:3]]
+    expect_dev = [i for c in first_seen for i in [j for j in order if labels[j] == c][3:6]]
     assert train == expect_train and dev == expect_dev
     with pytest.raises(ClgraftError, match="fewer than 2k"):
         kshot_split(labels, 6, seed=5)
+
+
+@pytest.mark.parametrize("seed", [13, 42, 100])
+def test_kshot_regeneration_gives_lmbffs_published_trec_split(shared_data, seed):
+    """TREC's full train file (latin-1) through the k-shot protocol gives LM-BFF's published 16-shot train and dev
+    files example for example, in their order."""
+    full = Task.model_validate(
+        {
+            "task": "trec-full",
+            "version": 1,
+            "type": "question",
+            "labels": ["0", "1", "2", "3", "4", "5"],
+            "source": {
+                "kind": "local",
+                "format": "sentence-all",
+                "encoding": "latin-1",
+                "files": {"pool": "sentence-full/TREC.train.all", "test": "sentence-full/TREC.test.all"},
+                "kshot": {"pool": "pool", "k": 16},
+            },
+        }
+    )
+    kshot = full.source.kshot.model_copy(update={"seed": seed})
+    task = full.model_copy(update={"source": full.source.model_copy(update={"kshot": kshot})})
+    regenerated = load_task(task, shared_data, None).splits
+    reference = load_task(Registry.discover().task("trec"), shared_data, seed).splits
+    for split in ("train", "dev"):
+        assert regenerated[split].texts == reference[split].texts
+        assert regenerated[split].labels == reference[split].labels
 
 
 def _user_task(tmp_path: Path, fmt: str, files: dict, kind: str = "bundled") -> Task:
@@ -101,9 +131,9 @@ def _user_task(tmp_path: Path, fmt: str, files: dict, kind: str = "bundled") -> 
 @pytest.mark.parametrize(
     "setup, expected",
     [
-        (lambda d: None, r"train.csv not found; check --data-dir"),
+        (lambda d: None, r"train.csv not found; run `clgraft data fetch`"),
         (lambda d: (d / "train.csv").write_text(""), r"train.csv: the file is empty"),
-        (lambda d: (d / "train.csv").write_bytes(b"0,caf\xe9\n"), r"train.csv: not UTF-8 \(byte 5\)"),
+        (lambda d: (d / "train.csv").write_bytes(b"0,caf\xe9\n"), r"train.csv: not utf-8 \(byte 5\).*encoding"),
         (lambda d: (d / "train.csv").write_text("0,good\n7,bad\n"), r"train.csv: unknown label\(s\) \['7'\]"),
         (lambda d: (d / "train.csv").write_text("0\n"), r"train.csv: expected 2 comma-separated columns"),
     ],
@@ -135,7 +165,7 @@ def test_paths_cannot_escape_the_data_dir(tmp_path):
 
 
 def test_local_task_without_data_dir_says_how_to_fix():
-    with pytest.raises(ClgraftError, match="pass --data-dir DIR or set CLGRAFT_DATA_DIR"):
+    with pytest.raises(ClgraftError, match="clgraft data fetch .*pass --data-dir DIR / set CLGRAFT_DATA_DIR"):
         load_task(Registry.discover().task("rte"), None)
 
 

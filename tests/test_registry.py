@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from clgraft.cli import app
 from clgraft.errors import ClgraftError
-from clgraft.registry import Registry, load_yaml_file
+from clgraft.registry import Registry, builtin_tasks_dir, load_yaml_file
 
 REPO = Path(__file__).resolve().parent.parent
 LMBFF = ["sst2", "sst5", "mr", "cr", "mpqa", "subj", "trec", "cola", "mrpc", "qnli", "rte"]
@@ -65,7 +65,16 @@ def test_versions_pin_and_latest(tmp_path):
         ("stream: x\nversion: 1\norders:\n  a: [tiny-sst2, tiny-sst2]\n", "orders.a.*task listed twice: tiny-sst2"),
         ("stream: x\nversion: 1\n", "key 'orders'.*Field required"),
         ("stream: x\nversion: one\norders: {a: [tiny-sst2]}\n", "key 'version'.*integer"),
-        ("stream: x\nversion: 1\norders: {a: [tiny-sst2]}\ncolour: red\n", "key 'colour'.*Extra inputs"),
+        (
+            "stream: x\nversion: 1\norders: {a: [tiny-sst2]}\ncolour: red\n",
+            "key 'colour': not a key of a stream; legal keys: stream, version, description, citation, orders, "
+            "default_order$",
+        ),
+        (
+            "task: t\nversion: 1\ntype: x\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, files: "
+            "{train: a, test: t}, kshot: {pool: train, k: 4, seeds: 1}}\n",
+            "key 'source.kshot.seeds': not a key of source.kshot; legal keys: pool, k, seed$",
+        ),
         ("task: t\nversion: 1\ntype: x\nlabels: [a, b]\nsource: {kind: local, format: csv}\n", "key 'source.format'"),
         (
             "task: t\nversion: 1\ntype: x\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, files: "
@@ -92,7 +101,72 @@ def test_validate_names_file_key_and_reason(tmp_path, text, expected):
 def test_stream_referencing_missing_task_version(tmp_path):
     _write(tmp_path, "s.yaml", "stream: x\nversion: 1\norders: {a: [tiny-sst2@3, tiny-trec]}\n")
     with pytest.raises(ClgraftError, match=r"s.yaml: orders.a: task 'tiny-sst2' has no version 3"):
-        Registry.discover([tmp_path])
+        Registry.discover([tmp_path]).stream("x")
+
+
+def test_extra_key_lists_the_legal_keys_of_sweeps_and_run_records(tmp_path):
+    """Every caller of validation_message gets the list, also those that pass only the file (sweeps, run.json)."""
+    from pydantic import ValidationError
+
+    from clgraft.config import RunConfig
+    from clgraft.errors import validation_message
+    from clgraft.sweep import load_sweep
+
+    sweep = _write(
+        tmp_path, "sw.yaml", "sweep: s\nversion: 1\nstreams: [{stream: tiny, order: [a]}]\nmethods: [naive]\n"
+    )
+    with pytest.raises(
+        ClgraftError, match=r"key 'streams.0.order': not a key of streams.0; legal keys: stream, orders$"
+    ):
+        load_sweep(str(sweep))
+    with pytest.raises(ValidationError) as err:
+        RunConfig.model_validate({"stream": "tiny", "stepz": 3})
+    message = validation_message("run.json", err.value, within="config")
+    assert message.startswith("run.json: key 'config.stepz': not a key of config; legal keys: stream, order, method,")
+
+
+BAD_TASK = (REPO / "tasks/tiny/tiny-sst2.yaml").read_text().replace(
+    "task: tiny-sst2", "task: mine-sst2"
+) + "sizez: {}\n"
+
+
+def test_a_broken_file_does_not_hide_the_others(tmp_path):
+    """A valid stream is found next to a broken file; an unknown name lists the broken files, as it may be there."""
+    good = _write(tmp_path, "mine.yaml", USER_STREAM)
+    bad = _write(tmp_path, "bad.yaml", BAD_TASK)
+    reg = Registry.discover([tmp_path])
+    assert reg.stream("mine").orders["a"] == ["tiny-sst2", "tiny-trec"]
+    assert list(reg.broken) == [bad] and reg.broken[bad].startswith(f"{bad}: key 'sizez': not a key of a task;")
+    with pytest.raises(ClgraftError) as err:
+        reg.stream("mien")
+    assert str(err.value) == (
+        f"unknown stream 'mien'; known streams (clgraft tasks list): {', '.join(sorted({n for n, _ in reg.streams}))}"
+        f"; 1 file could not be read: {reg.broken[bad]}"
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["tasks", "validate", str(good)]).exit_code == 0
+    shown = runner.invoke(app, ["tasks", "show", "mine", "--tasks-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and "tiny-trec@1" in shown.output
+    failed = runner.invoke(app, ["tasks", "validate", str(bad)])
+    assert failed.exit_code != 0 and str(failed.exception) == reg.broken[bad]
+
+
+def test_a_stream_naming_a_broken_task_reports_that_file(tmp_path):
+    bad = _write(tmp_path, "bad.yaml", BAD_TASK)
+    _write(tmp_path, "s.yaml", "stream: x\nversion: 1\norders: {a: [mine-sst2, tiny-trec]}\n")
+    reg = Registry.discover([tmp_path])
+    with pytest.raises(ClgraftError, match=r"s.yaml: orders.a: unknown task 'mine-sst2'; known tasks: .*") as err:
+        reg.stream("x")
+    assert str(err.value).endswith(f"; 1 file could not be read: {reg.broken[bad]}")
+    assert "\n" not in str(err.value)
+
+
+def test_no_builtin_file_is_broken():
+    """The shipped folder stays strict: every file reads and every stream's tasks resolve."""
+    reg = Registry([builtin_tasks_dir()])
+    assert reg.broken == {}
+    for name, version in reg.streams:
+        reg.stream(f"{name}@{version}")
 
 
 def test_duplicate_definition_fails_loudly(tmp_path):

@@ -147,3 +147,26 @@ def test_default_evaluation_plan_leaves_the_config_hash_as_before(tiny_model_dir
     config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
     runner = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=lambda s: None)
     assert "evaluate" not in runner._hash_payload()["config"]
+
+
+def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invoke):
+    """A run of a stream from --tasks-dir keeps copies of its task files (and bundled data): localize and analyze
+    work on it without --tasks-dir, even after the user's folder is gone."""
+    import shutil
+
+    from clgraft.registry import builtin_tasks_dir
+
+    user = tmp_path / "mine"
+    shutil.copytree(builtin_tasks_dir() / "tiny", user)
+    for path in user.glob("*.yaml"):
+        path.write_text(path.read_text().replace("tiny-", "my-").replace("stream: tiny", "stream: mytiny"))
+    out = tmp_path / "run"
+    invoke(
+        "run", "--stream", "mytiny", "--model", tiny_model_dir, "--steps", "2", "--batch-size", "4",
+        "--max-length", "32", "--tasks-dir", user, "--out", out, "--no-progress",
+    )  # fmt: skip
+    shutil.rmtree(user)
+    record = json.loads((out / "run.json").read_text())
+    assert len(record["task_files"]) == 4 and all((out / f).is_file() for f in record["task_files"])
+    invoke("localize", out, "--sparsity", "0.05", "--steps", "1", "--task", "my-trec")
+    assert json.loads((out / "localize.json").read_text())["results"][0]["task"] == "my-trec"

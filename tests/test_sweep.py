@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from clgraft.errors import ClgraftError
+from clgraft.methods import METHODS
 from clgraft.registry import Registry
 from clgraft.sweep import expand, load_sweep, longest_first
 
@@ -56,10 +57,13 @@ def test_cells_start_costliest_first():
     standard, path = load_sweep("standard")
     cells = expand(standard, Registry.discover(), path)
     order = [c.method for c in longest_first(cells)]
-    assert order[:6] == ["merge"] * 6 and order[-6:] == ["joint"] * 6
+    cost = {c.method: METHODS[c.method].relative_cost for c in cells}
+    costliest, cheapest = max(cost, key=cost.get), min(cost, key=cost.get)
+    assert order[:6] == [costliest] * 6 and order[-6:] == [cheapest] * 6
+    assert [cost[m] for m in order] == sorted((cost[m] for m in order), reverse=True)
     assert sorted(map(str, cells)) == sorted(map(str, longest_first(cells)))  # a reordering, nothing lost
-    stream_seed = [(c.stream, c.seed) for c in longest_first(cells) if c.method == "merge"]
-    assert stream_seed == [(c.stream, c.seed) for c in cells if c.method == "merge"]  # ties keep the grid order
+    stream_seed = [(c.stream, c.seed) for c in longest_first(cells) if c.method == costliest]
+    assert stream_seed == [(c.stream, c.seed) for c in cells if c.method == costliest]  # ties keep the grid order
 
 
 @pytest.mark.parametrize(

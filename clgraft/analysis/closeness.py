@@ -1,5 +1,5 @@
-"""How far each layer moves in fine-tuning (DESIGN §6, Radiya-Dixit & Wang 2020): per-tensor L1/D, relative L2 and
-angular distance for every task, aggregated per transformer block; "critical layers" fine-tunes only the k blocks
+"""How far each layer moves in fine-tuning (docs/protocols.md, Radiya-Dixit & Wang 2020): per-tensor L1/D, relative L2
+and angular distance for every task, aggregated per transformer block; "critical layers" fine-tunes only the k blocks
 that moved most and compares its accuracy with full fine-tuning."""
 
 from __future__ import annotations

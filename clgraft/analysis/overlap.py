@@ -1,6 +1,7 @@
-"""Overlap of the tasks' localized regions as task similarity (DESIGN §5): asymmetric overlap and Jaccard matrices,
-overall and per layer, the random-mask null, and Spearman ρ with a permutation p-value against four similarity
-references — transfer, cosine of task vectors, cosine of θ₀ input embeddings, same task type."""
+"""Overlap of the tasks' localized regions as task similarity (docs/protocols.md): asymmetric overlap and Jaccard
+matrices, overall and per layer, the random-mask null, and Spearman ρ with a permutation p-value against four
+similarity references — transfer, cosine of task vectors, cosine of the mean-pooled θ₀ representations of the two
+tasks' inputs, same task type."""
 
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def _probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, t
 
 
 def references(run: OpenRun) -> dict[str, np.ndarray]:
-    """T×T task-similarity references of DESIGN §5 (transfer is a gain over θ₀'s own features, row i = body θ_i)."""
+    """T×T task-similarity references of docs/protocols.md (transfer is a gain over θ₀'s own features, row i = body
+    θ_i)."""
     model = run.fresh_model()
     device, bs = run.runner.device, run.ctx.opts.eval_batch_size
     tasks = run.tasks

@@ -1,5 +1,5 @@
-"""Subspace dimension of each task's fine-tuning trajectory (DESIGN §6, Zhang et al. 2023): energy spectra of the
-t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-subspace fine-tuning (train only z in
+"""Subspace dimension of each task's fine-tuning trajectory (docs/protocols.md, Zhang et al. 2023): energy spectra of
+the t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-subspace fine-tuning (train only z in
 θ_start + Vᵀz); outlier dimensions of the subspace-trained update and their ablation."""
 
 from __future__ import annotations

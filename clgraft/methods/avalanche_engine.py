@@ -11,7 +11,7 @@ Avalanche 0.6 pitfalls handled here rather than papered over:
 - Avalanche re-collects all parameters into one optimiser group at each experience; clgraft makes the same fresh
   AdamW as its own loop instead (body at lr, the current task's head at head_lr).
 - Its default evaluator computes and logs metrics on every iteration. Strategies here run with no metrics; clgraft
-  evaluates R itself and never reports Avalanche's stream accuracy or forgetting (DESIGN §2).
+  evaluates R itself and never reports Avalanche's stream accuracy or forgetting (docs/metrics.md).
 """
 
 from __future__ import annotations

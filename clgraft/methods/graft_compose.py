@@ -1,4 +1,4 @@
-"""graft-compose (DESIGN §4): fine-tune each task from θ₀, keep only its localized graft γ_t⊙τ_t, and evaluate the
+"""graft-compose (docs/methods.md): fine-tune each task from θ₀, keep only its localized graft γ_t⊙τ_t, and evaluate the
 composed model: task-aware (task j sees θ₀ + γ_j⊙τ_j and its head; needs the task id), union (θ₀ + Σ γ⊙τ) or stitch
 (overlapping entries averaged). Grafts of tasks not yet learned are absent, so R row i composes tasks 1..i. The
 embeddings stay at θ₀ (freeze_embeddings, on by default here), so every evaluated body is exactly θ₀ + grafts.
@@ -29,7 +29,7 @@ class GraftCompose(FromTheta0):
     description = (
         "fine-tune each task from θ₀, keep its sparse graft, evaluate grafts composed (task-aware/union/stitch)"
     )
-    paper = "clgraft (DESIGN §4); stitch as in He et al. 2024, Localize-and-Stitch"
+    paper = "clgraft (docs/methods.md); stitch as in He et al. 2024, Localize-and-Stitch"
     cite = ("panigrahi2023grafting",)
     Options = ComposeOptions
     keeps_state = True
@@ -49,7 +49,7 @@ class GraftCompose(FromTheta0):
         if options.get("compose", "task-aware") != "task-aware":
             return {}
         why = "task j is always evaluated as θ₀ + its own graft and head, so its accuracy never changes"
-        return {"bwt": why, "forgetting": why, "fwt": "before its training task j is θ₀ with its untrained head (b_j)"}
+        return {"bwt": why, "forgetting": why}
 
     def setup(self, model: HeadedModel) -> None:
         super().setup(model)

@@ -1,4 +1,4 @@
-"""graft-freeze (DESIGN §4): after each task keep only its localized region of the update, and train every later
+"""graft-freeze (docs/methods.md): after each task keep only its localized region of the update, and train every later
 task with the union of earlier regions frozen, so that regions are disjoint by construction.
 
 After task t the body is θ_{t−1} + γ_t⊙τ_t (the rest of task t's update is dropped, as grafting says it can be).
@@ -22,7 +22,9 @@ class GraftFreeze(Method):
     name = "graft-freeze"
     relative_cost = 2.4
     description = "localize a sparse region per task, freeze earlier regions while training later tasks"
-    paper = "clgraft (DESIGN §4), on Panigrahi et al. 2023 skill localization; cf. PackNet (Mallya & Lazebnik 2018)"
+    paper = (
+        "clgraft (docs/methods.md), on Panigrahi et al. 2023 skill localization; cf. PackNet (Mallya & Lazebnik 2018)"
+    )
     cite = ("panigrahi2023grafting", "mallya2018packnet")
     Options = GraftOptions
     keeps_state = True

@@ -73,9 +73,9 @@ def localize_task(
     device: torch.device,
     seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor, MaskResult]:
-    """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score (DESIGN §3),
-    searched and scored on exactly the model its graft builds: the start body (embeddings included) + γ⊙τ.
-    Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
+    """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score
+    (docs/protocols.md), searched and scored on exactly the model its graft builds: the start body (embeddings
+    included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
     view = start.view
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
     start.restore(model)

@@ -2,7 +2,7 @@
 
 Not a continual-learning method but the reference the seed papers use: its weights after task t are the task
 vector τ_t = θ_t − θ₀ of task t alone (what localization, merging and the overlap analysis need), and its R row t
-measures transfer from task t to every other task (DESIGN §5).
+measures transfer from task t to every other task (docs/protocols.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Merging baselines (DESIGN §4): fine-tune each task from θ₀, then evaluate θ₀ + merge(τ_1..τ_i) after task i.
+"""Merging baselines (docs/methods.md): fine-tune each task from θ₀, then evaluate θ₀ + merge(τ_1..τ_i) after task i.
 
 `merge` picks task arithmetic (λ Σ τ), TIES (trim to the top density of |τ|, elect signs, disjoint mean, λ) or DARE
 (drop p, rescale, λ Σ). λ (and TIES's density, DARE's p) are chosen on the dev sets of the tasks merged so far —

@@ -1,4 +1,5 @@
-"""Metrics as pure functions of R, masks and checkpoints (DESIGN §2, §5, §6); no model needed to test them."""
+"""Metrics as pure functions of R, masks and checkpoints (docs/metrics.md, docs/protocols.md); no model needed to test
+them."""
 
 from clgraft.metrics.cl import cl_metrics
 from clgraft.metrics.closeness import layer_closeness

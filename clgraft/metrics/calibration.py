@@ -1,4 +1,4 @@
-"""Expected calibration error (DESIGN §3): 15 equal-width bins over max-probability confidence."""
+"""Expected calibration error (docs/protocols.md): 15 equal-width bins over max-probability confidence."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Continual-learning metrics from the accuracy matrix R, exactly as DESIGN §2 defines them.
+"""Continual-learning metrics from the accuracy matrix R, exactly as docs/metrics.md defines them.
 
 R has T+1 rows and T columns: row 0 is the model before any training on the stream, row i (1..T) after training on
 tasks 1..i. Every mean is unweighted over tasks (not by example count, unlike Avalanche's stream accuracy). A row may

@@ -1,4 +1,4 @@
-"""How far fine-tuning moves each layer from the pre-trained weights (DESIGN §6, Radiya-Dixit & Wang 2020)."""
+"""How far fine-tuning moves each layer from the pre-trained weights (docs/protocols.md, Radiya-Dixit & Wang 2020)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Overlap of localized regions as a measure of task similarity (DESIGN §5): asymmetric overlap, Jaccard, the
+"""Overlap of localized regions as a measure of task similarity (docs/protocols.md): asymmetric overlap, Jaccard, the
 random-mask null, and all T×T counts (overall and per segment) from one pass over the masks."""
 
 from __future__ import annotations

