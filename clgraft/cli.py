@@ -496,24 +496,19 @@ def graft_info(
     path: Annotated[Path, typer.Argument(help="graft file (.safetensors)")],
     as_json: Annotated[bool, _opt("print JSON", "--json")] = False,
 ) -> None:
-    """Print k, sparsity, file size, base model and task of a graft file."""
+    """Print k, sparsity, file size, base model and task of a graft file (read from its header only)."""
     import json
 
-    from clgraft.graft import load
+    from clgraft.graft_meta import graft_metadata
 
-    g = load(path)
+    meta = graft_metadata(path)
     info = {
-        "k": g.k,
-        "sparsity": float(g.meta.get("sparsity", "nan")),
-        "bytes": g.bytes,
-        "base_model": g.meta.get("base_model"),
-        "base_sha256": g.meta.get("base_sha256"),
-        "task": g.meta.get("task"),
-        "task_version": g.meta.get("task_version"),
-        "method": g.meta.get("method"),
-        "steps": g.meta.get("steps"),
-        "numel": g.numel,
-        "clgraft_version": g.meta.get("clgraft_version"),
+        "k": int(meta["k"]),
+        "sparsity": float(meta.get("sparsity", "nan")),
+        "bytes": path.stat().st_size,
+        **{key: meta.get(key) for key in ("base_model", "base_sha256", "task", "task_version", "method", "steps")},
+        "numel": int(meta["numel"]),
+        "clgraft_version": meta.get("clgraft_version"),
     }
     if as_json:
         typer.echo(json.dumps(info, indent=2))

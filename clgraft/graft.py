@@ -23,6 +23,7 @@ from torch import nn
 
 import clgraft
 from clgraft.errors import ClgraftError
+from clgraft.graft_meta import FORMAT
 from clgraft.models import BlockView
 from clgraft.results import save_tensors
 
@@ -33,12 +34,6 @@ def index_dtype(n: int) -> torch.dtype:
         if n <= limit:
             return dtype
     return torch.int64
-
-
-def stored_bytes(k: int) -> int:
-    """Bytes a method keeps in memory for a region of k entries: an int32 position and a float32 value each (what
-    graft-freeze and graft-compose report as memory per task; graft files are smaller, see `Graft.save`)."""
-    return k * (4 + 4)
 
 
 def _pack_layout(names: list[str], shapes: dict[str, tuple[int, ...]]) -> str:
@@ -157,7 +152,7 @@ class Graft:
             "numel": str(n),
             "layout": _pack_layout(self.names(), dict(self.layout)),
             "clgraft_version": clgraft.__version__,
-            "format": "clgraft-graft-1",
+            "format": FORMAT,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, tensors, meta)
@@ -176,7 +171,7 @@ def load(path: str | Path) -> Graft:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ClgraftError(f"{path}: not a readable graft file ({e}); recreate it with clgraft localize") from e
-    if meta.get("format") != "clgraft-graft-1" or "tau" not in tensors:
+    if meta.get("format") != FORMAT or "tau" not in tensors:
         raise ClgraftError(f"{path}: not a clgraft graft file (format {meta.get('format')!r})")
     try:
         layout = _unpack_layout(meta["layout"])

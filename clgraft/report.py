@@ -80,7 +80,7 @@ def r_heatmap(record: dict):
     title = "R: test accuracy % per task after each step\n" + _run_line(record)
     ax.set_title(_wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
     if np.isnan(values).any():
-        fig.supxlabel("– : not evaluated (--evaluate)", fontsize=8, color="0.35")
+        fig.supxlabel("– : not evaluated", fontsize=8, color="0.35")
     return fig
 
 

@@ -143,3 +143,14 @@ def test_run_takes_a_config_file_and_flags_win(tiny_model_dir, tmp_path, invoke)
     config.write_text("stream: tiny\nsteps_per_task: 3\n")
     with pytest.raises(ClgraftError, match="key 'steps_per_task' is not a run setting; legal keys: stream, order"):
         invoke("run", "--config", config)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["tasks", "list"], ["methods", "list"], ["data", "list", "tiny"]])
+def test_listing_commands_do_not_load_torch(args):
+    """Listing answers at once: importing torch alone costs 1.5–3 s on a 2-core machine."""
+    code = (
+        "import sys\nfrom clgraft.cli import app\ntry:\n    app(args=%r)\nexcept SystemExit:\n    pass\n"
+        "print('TORCH', 'torch' in sys.modules)" % args
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "TORCH False" in proc.stdout, proc.stdout[-300:] + proc.stderr[-300:]

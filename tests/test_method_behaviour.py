@@ -55,7 +55,7 @@ def test_agem_projects_conflicting_gradients_and_counts_them(tiny_model_dir, tmp
 
 def test_avalanche_zero_grad_clears_every_head(tiny_model_dir, tmp_path):
     """Earlier heads' gradients must not survive an iteration: A-GEM's and EWC's readings of p.grad include them."""
-    from clgraft.methods.avalanche_engine import clear_whole_model
+    from clgraft.methods.avalanche_parts import clear_whole_model
     from clgraft.train import make_optimizer
 
     runner = _runner(tiny_model_dir, tmp_path / "r")

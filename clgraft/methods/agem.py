@@ -13,12 +13,15 @@ its training set (run.json: memory_per_task, memory_fraction).
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from clgraft.methods.avalanche_engine import AvalancheMethod, memory_report
 from clgraft.methods.base import TaskStep
-from clgraft.models import HeadedModel
+
+if TYPE_CHECKING:
+    from clgraft.models import HeadedModel
 
 
 class AGemOptions(BaseModel):
@@ -30,6 +33,7 @@ class AGemOptions(BaseModel):
 
 
 def _counting_plugin(patterns_per_exp: int, sample_size: int):
+    import torch
     from avalanche.training.plugins import AGEMPlugin
 
     class CountingAGEM(AGEMPlugin):

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict
 
-from clgraft.batches import Encoded
-from clgraft.data import TaskData
-from clgraft.graft import Graft
-from clgraft.models import BlockView, BodySnapshot, HeadedModel
-from clgraft.registry import Task
-from clgraft.train import TrainOptions, split_accuracy, train_task
+if TYPE_CHECKING:  # torch and the model code load when a method runs, not when `methods list` reads the registry
+    import torch
+
+    from clgraft.batches import Encoded
+    from clgraft.data import TaskData
+    from clgraft.graft import Graft
+    from clgraft.models import HeadedModel
+    from clgraft.registry import Task
+    from clgraft.train import TrainOptions
 
 
 class NoOptions(BaseModel):
@@ -114,6 +116,8 @@ class Method:
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step."""
+        from clgraft.train import train_task
+
         task = self.ctx.tasks[step.index]
         return train_task(
             model,
@@ -131,6 +135,8 @@ class Method:
 
     def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
         """Mean dev accuracy of tasks 0..upto: the only data a method's own choices (λ grids) may look at."""
+        from clgraft.train import split_accuracy
+
         opts, device = self.ctx.opts, self.ctx.device
         tasks = self.ctx.tasks[: upto + 1]
         scores = [split_accuracy(model, t.head, t.dev, t.label_offset, opts.eval_batch_size, device) for t in tasks]
@@ -159,6 +165,8 @@ class FromTheta0(Method):
     from_theta0 = True
 
     def setup(self, model: HeadedModel) -> None:
+        from clgraft.models import BlockView, BodySnapshot
+
         self.view = BlockView(model.body)
         self.theta0 = BodySnapshot(model, self.view)
 

@@ -12,13 +12,16 @@ squared gradients) — its approximation, kept.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clgraft.errors import ClgraftError
 from clgraft.methods.avalanche_engine import AvalancheMethod
 from clgraft.methods.base import TaskStep
-from clgraft.models import HeadedModel
+
+if TYPE_CHECKING:
+    from clgraft.models import HeadedModel
 
 
 class EwcOptions(BaseModel):

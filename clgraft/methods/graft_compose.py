@@ -6,15 +6,16 @@ embeddings stay at θ₀ (freeze_embeddings, on by default here), so every evalu
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from clgraft.compose import compose_into
-from clgraft.graft import Graft, stored_bytes
 from clgraft.methods.base import FromTheta0, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, task_graft
-from clgraft.models import HeadedModel
+from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, stored_bytes, task_graft
+
+if TYPE_CHECKING:
+    from clgraft.graft import Graft
+    from clgraft.models import HeadedModel
 
 
 class ComposeOptions(GraftOptions):
@@ -71,6 +72,8 @@ class GraftCompose(FromTheta0):
 
     def _compose(self, model: HeadedModel) -> None:
         """Back to θ₀, then union or stitch of the grafts so far (task-aware applies one graft per evaluation)."""
+        from clgraft.compose import compose_into
+
         self.theta0.restore(model)
         if self.options.compose != "task-aware":
             compose_into(model, list(self.by_task.values()), self.options.compose)

@@ -10,12 +10,14 @@ move at all.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from clgraft.graft import Graft, stored_bytes
 from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import BodySnapshot, GraftOptions, localize_task, search_summary, task_graft
-from clgraft.models import BlockView, HeadedModel
+from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, stored_bytes, task_graft
+
+if TYPE_CHECKING:
+    from clgraft.graft import Graft
+    from clgraft.models import HeadedModel
 
 
 class GraftFreeze(Method):
@@ -31,6 +33,10 @@ class GraftFreeze(Method):
     freezes_embeddings = True
 
     def setup(self, model: HeadedModel) -> None:
+        import torch
+
+        from clgraft.models import BlockView
+
         self.view = BlockView(model.body)
         self.frozen = torch.zeros(self.view.numel, dtype=torch.bool, device=self.ctx.device)  # masks gradients there
         self.sizes: list[int] = []
@@ -46,6 +52,8 @@ class GraftFreeze(Method):
                 grad.masked_fill_(frozen, 0.0)
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        from clgraft.models import BodySnapshot
+
         task = self.ctx.tasks[step.index]
         start = BodySnapshot(model, self.view)
         self._frozen_views = {n: v for n, v in self.view.split(self.frozen).items() if v.any()}

@@ -3,15 +3,17 @@ one task's region inside a run."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clgraft.graft import Graft
-from clgraft.localize import LocalizeOptions, MaskLearner, MaskResult, ScoredTask
-from clgraft.methods.base import PreparedTask
-from clgraft.models import BlockView, BodySnapshot, HeadedModel
+if TYPE_CHECKING:
+    import torch
+
+    from clgraft.graft import Graft
+    from clgraft.localize import LocalizeOptions, MaskResult, ScoredTask
+    from clgraft.methods.base import PreparedTask
+    from clgraft.models import BlockView, BodySnapshot, HeadedModel
 
 
 class GraftOptions(BaseModel):
@@ -38,6 +40,8 @@ def task_graft(
     sparsity: float,
 ) -> Graft:
     """The graft γ⊙τ of one task in a run, with the task's head as it is now."""
+    from clgraft.graft import Graft
+
     head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
     meta = {
         "task": task.task.task,
@@ -50,11 +54,15 @@ def task_graft(
 
 def scored_task(task: PreparedTask) -> ScoredTask:
     """A prepared task as the mask search scores it (train + dev, the task's official metric)."""
+    from clgraft.localize import ScoredTask
+
     return ScoredTask(task.head, task.label_offset, task.train, task.dev, task.task.metric)
 
 
 def localize_opts(opts: GraftOptions, seed: int) -> LocalizeOptions:
     """A method's graft options as the settings of one mask search."""
+    from clgraft.localize import LocalizeOptions
+
     return LocalizeOptions(
         sparsity=opts.sparsity,
         method=opts.localizer,
@@ -76,6 +84,8 @@ def localize_task(
     """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score
     (docs/protocols.md), searched and scored on exactly the model its graft builds: the start body (embeddings
     included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
+    from clgraft.localize import MaskLearner
+
     view = start.view
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
     start.restore(model)
@@ -89,3 +99,9 @@ def localize_task(
 def search_summary(found: MaskResult) -> dict:
     """What run.json keeps of one task's mask search."""
     return {"best_step": found.best_step, "lr": found.lr, "steps": found.search}
+
+
+def stored_bytes(k: int) -> int:
+    """Bytes a grafting method keeps in memory for a region of k entries: an int32 position and a float32 value
+    each (reported as memory per task; graft files are smaller, see `Graft.save`)."""
+    return k * (4 + 4)

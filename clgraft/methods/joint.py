@@ -6,8 +6,12 @@ row 0 before training, row T after the single phase, and rows 1..T−1 empty (nu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from clgraft.methods.avalanche_engine import AvalancheMethod
-from clgraft.models import HeadedModel
+
+if TYPE_CHECKING:
+    from clgraft.models import HeadedModel
 
 
 class Joint(AvalancheMethod):

@@ -9,14 +9,16 @@ with per-task heads, so the arithmetic is `clgraft/merging.py` (pure functions, 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from clgraft.merging import combine_vectors
 from clgraft.methods.base import FromTheta0, TaskStep
-from clgraft.models import HeadedModel, set_blocks
+
+if TYPE_CHECKING:
+    import torch
+
+    from clgraft.models import HeadedModel
 
 
 class MergeOptions(BaseModel):
@@ -58,6 +60,8 @@ class MergeTaskVectors(FromTheta0):
         return [{"lam": lam, **rest} for rest in self._settings() for lam in self.options.lambdas]
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
+        from clgraft.models import set_blocks
+
         losses = super().train(model, step)
         self.taus.append(self.view.flatten(dict(model.body.named_parameters())) - self.theta0.blocks)
         self.theta0.restore(model)
@@ -68,6 +72,9 @@ class MergeTaskVectors(FromTheta0):
 
     def _choose(self, model: HeadedModel, step: TaskStep) -> tuple[float, dict, torch.Tensor]:
         """The grid setting with the best mean dev accuracy over the tasks so far, and its merged vector."""
+        from clgraft.merging import combine_vectors
+        from clgraft.models import set_blocks
+
         best = None
         for rest in self._settings():  # sparsify and elect once per setting; λ only scales the result
             combined = combine_vectors(self.taus, self.options.merge, seed=step.seed, **rest)

@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from clgraft.methods.avalanche_engine import AvalancheMethod
 from clgraft.methods.base import Method, TaskStep
-from clgraft.models import HeadedModel
+
+if TYPE_CHECKING:
+    from clgraft.models import HeadedModel
 
 
 class NaiveOptions(BaseModel):

@@ -9,13 +9,15 @@ per task already. Each task's steps split into a training epoch and a post-pruni
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from clgraft.errors import ClgraftError
 from clgraft.methods.avalanche_engine import AvalancheMethod
-from clgraft.models import HeadedModel
+
+if TYPE_CHECKING:
+    from clgraft.models import HeadedModel
 
 
 class PackNetOptions(BaseModel):
@@ -51,6 +53,8 @@ class PackNet(AvalancheMethod):
 
     def kept_bytes(self) -> int:
         """A uint8 owner (task index) per pruned weight of the body's Linear layers."""
+        from torch import nn
+
         return sum(m.weight.numel() for m in self.packnet.wrappee.model.body.modules() if isinstance(m, nn.Linear))
 
     def epoch_steps(self, steps: int) -> list[int]:
@@ -71,7 +75,9 @@ class PackNet(AvalancheMethod):
 
 def _body_linear_packnet(adapter):
     """A PackNetModel over the adapter whose body's Linear layers (only) are PackNet modules."""
+    import torch
     from avalanche.models.packnet import PackNetModel
+    from torch import nn
 
     class BodyLinearPackNet(PackNetModel):
         def __init__(self, wrappee):

@@ -13,13 +13,15 @@ training set, the steps and the examples seen per task.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import ConcatDataset, DataLoader
 
 from clgraft.methods.avalanche_engine import AvalancheMethod, EpochBatches, memory_report
 from clgraft.methods.base import TaskStep
-from clgraft.models import HeadedModel
+
+if TYPE_CHECKING:
+    from clgraft.models import HeadedModel
 
 
 class ReplayOptions(BaseModel):
@@ -57,6 +59,8 @@ def _per_task_buffer(per_class: int, classes: list[int]):
 def mixed_batches(current: list[list[int]], n: int, memory: int, size: int, seed: int) -> list[list[int]]:
     """Each scheduled batch of the current task (indices < n) joined by `size` distinct memory indices (n..n+memory−1,
     all of them when the memory is smaller), drawn from a generator seeded with `seed`."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     take = min(size, memory)
     return [batch + (n + torch.randperm(memory, generator=gen)[:take]).tolist() for batch in current]
@@ -64,6 +68,7 @@ def mixed_batches(current: list[list[int]], n: int, memory: int, size: int, seed
 
 def _scheduled_replay_plugin(storage, mem_batch_size: int):
     from avalanche.core import SupervisedPlugin
+    from torch.utils.data import ConcatDataset, DataLoader
 
     class ScheduledReplay(SupervisedPlugin):
         """Replaces the strategy's loader by the mixed schedule (from the second task on) and fills the memory
