@@ -149,8 +149,8 @@ def test_run_takes_a_config_file_and_flags_win(tiny_model_dir, tmp_path, invoke)
 def test_listing_commands_do_not_load_torch(args):
     """Listing answers at once: importing torch alone costs 1.5–3 s on a 2-core machine."""
     code = (
-        "import sys\nfrom clgraft.cli import app\ntry:\n    app(args=%r)\nexcept SystemExit:\n    pass\n"
-        "print('TORCH', 'torch' in sys.modules)" % args
+        f"import sys\nfrom clgraft.cli import app\ntry:\n    app(args={args!r})\nexcept SystemExit:\n    pass\n"
+        "print('TORCH', 'torch' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "TORCH False" in proc.stdout, proc.stdout[-300:] + proc.stderr[-300:]
