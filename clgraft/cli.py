@@ -506,7 +506,8 @@ def graft_info(
         "k": int(meta["k"]),
         "sparsity": float(meta.get("sparsity", "nan")),
         "bytes": path.stat().st_size,
-        **{key: meta.get(key) for key in ("base_model", "base_sha256", "task", "task_version", "method", "steps")},
+        **{key: meta.get(key) for key in ("base_model", "base_sha256", "task", "task_version", "method")},
+        "steps": meta.get("steps", meta.get("localize_steps")),
         "numel": int(meta["numel"]),
         "clgraft_version": meta.get("clgraft_version"),
     }

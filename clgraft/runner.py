@@ -313,9 +313,17 @@ class Runner:
         save_tensors(weights / f"task-{after:02d}.safetensors", model.state_dict(), meta)
 
     def _save_grafts(self, method: Method) -> None:
+        """Write the method's grafts not written yet, with where they came from (as `clgraft localize`'s say)."""
+        origin = {
+            "base_model": self.backbone.model_id,
+            "base_sha256": self.backbone.sha256,
+            "run_config_hash": self.hash,
+            **{k: str(v) for k, v in self.method_options.model_dump().items() if k.startswith("localize")},
+        }
         for stem, graft in method.grafts().items():
             path = self.dir / "grafts" / f"{stem}.safetensors"
             if not path.exists():
+                graft.meta.update(origin)
                 graft.save(path)
 
     def run(self) -> dict:

@@ -141,7 +141,11 @@ def test_graft_freeze_final_body_is_theta0_plus_the_grafts(tiny_model_dir, tmp_p
     assert rec["freeze_embeddings"] is True and rec["method"]["report"]["disjoint"]
     model = HeadedModel(load_backbone(str(tiny_model_dir)).model, rec["heads"]["sizes"], 0)
     for path in sorted((tmp_path / "r" / "grafts").glob("*.safetensors")):
-        load(path).apply(model)
+        graft = load(path)
+        assert (
+            graft.meta["base_sha256"] == rec["model"]["sha256"] and graft.meta["run_config_hash"] == rec["config_hash"]
+        )
+        graft.apply(model)
     final = _body(_state(tmp_path / "r", 3))
     for name, p in model.body.named_parameters():  # every body parameter, embeddings included, to the bit
         assert torch.equal(p.detach(), final[name]), name
