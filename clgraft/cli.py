@@ -303,6 +303,8 @@ def _config(ctx: typer.Context | None = None, file: Path | None = None, **fields
     if file is not None:
         given = {k for k in fields if typed(k)} | ({"method_options"} if typed("opt") else set())
         saved = _from_file(file)
+        if "method" in given and saved.get("method", fields["method"]) != fields["method"]:
+            saved.pop("method_options", None)  # the file's options are its own method's
         options = {**saved.get("method_options", {}), **fields.get("method_options", {})}
         fields = {**fields, **{k: v for k, v in saved.items() if k not in given}}
         if "method_options" in fields:
@@ -456,10 +458,11 @@ def localize(
         str,
         _opt(
             "official (grafting's rule and lr), scaled (the official rule, lr scaled to τ so short fine-tunings "
-            "move), stitch (Localize-and-Stitch) or sparsify (zero θ₀ instead of adding τ)"
+            "move; the grafting methods' default), stitch (Localize-and-Stitch) or sparsify (zero θ₀ instead of "
+            "adding τ)"
         ),
-    ] = "official",
-    steps: Annotated[int, _opt("mask-learning steps (the official code uses 10–100)")] = 20,
+    ] = "scaled",
+    steps: Annotated[int, _opt("mask-learning steps (the official code uses 10–100)")] = 10,
     lr: Annotated[float, _opt("mask learning rate of official, stitch and sparsify (official: 1e7)")] = 1e7,
     scale: Annotated[
         float, _opt("scaled: first-step move of S at the k-th largest |∂L/∂θ⊙τ|, in units of b = 10")

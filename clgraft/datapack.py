@@ -144,30 +144,38 @@ def status(root: Path, rel: str, known: dict[str, Entry]) -> str:
     return "ok" if sha256_of(path) == known[rel].sha256 else "changed"
 
 
+def _copy_checked(source, out, entry: Entry) -> tuple[int, str]:
+    """Copy a stream into `out`, hashing it, and stop one block past the expected size (a wrong mirror cannot fill
+    the disk); returns (bytes read, sha256)."""
+    h, size = hashlib.sha256(), 0
+    for block in iter(lambda: source.read(1 << 20), b""):
+        out.write(block)
+        h.update(block)
+        size += len(block)
+        if size > entry.size:
+            break
+    return size, h.hexdigest()
+
+
 def _download(url: str, target: Path, entry: Entry) -> None:
-    """Stream `url` into a temp file beside `target`, check size and sha256, then rename it into place."""
+    """Stream `url` (or a local path) into a temp file beside `target`, check size and sha256, then rename it into
+    place with the permissions a new file gets."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        h, size = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out:
-            if "://" in url:
-                with urllib.request.urlopen(url, timeout=60) as response:
-                    for block in iter(lambda: response.read(1 << 20), b""):
-                        out.write(block)
-                        h.update(block)
-                        size += len(block)
-            else:
-                with open(url, "rb") as src:
-                    for block in iter(lambda: src.read(1 << 20), b""):
-                        out.write(block)
-                        h.update(block)
-                        size += len(block)
-        if size != entry.size or h.hexdigest() != entry.sha256:
+            opened = urllib.request.urlopen(url, timeout=60) if "://" in url else open(url, "rb")  # noqa: SIM115
+            with opened as source:
+                size, sha = _copy_checked(source, out, entry)
+        if size != entry.size or sha != entry.sha256:
             raise ClgraftError(
-                f"{entry.path}: {url} sent {size} bytes with sha256 {h.hexdigest()[:12]}…, expected {entry.size} "
-                f"bytes with {entry.sha256[:12]}…; nothing was written — check the mirror or retry later"
+                f"{entry.path}: {url} sent {size}{'+' if size > entry.size else ''} bytes with sha256 {sha[:12]}…, "
+                f"expected {entry.size} bytes with {entry.sha256[:12]}…; nothing was written — check the mirror or "
+                "retry later"
             )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
         reason = getattr(e, "reason", None) or e

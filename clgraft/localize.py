@@ -170,6 +170,7 @@ def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
     if not getattr(body, "supports_gradient_checkpointing", False):
         yield []
         return
+    had_input_hook = bool(getattr(body, "_require_grads_hooks", None) or hasattr(body, "_require_grads_hook"))
     if hasattr(body, "activation_checkpointing_enable"):  # transformers ≥ 5.2x; older ones name it "gradient"
         body.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         disable = body.activation_checkpointing_disable
@@ -180,6 +181,10 @@ def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
         yield [m for m in body.modules() if isinstance(m, GradientCheckpointingLayer)]
     finally:
         disable()
+        # transformers ≥ 5 also hooks the input embeddings to require grad when checkpointing starts, and keeps the
+        # hook after it stops: remove it, or every later training step would build a graph through the embeddings
+        if not had_input_hook and hasattr(body, "disable_input_require_grads"):
+            body.disable_input_require_grads()
         model.eval()
 
 
@@ -221,13 +226,17 @@ class MaskLearner:
     def __init__(self, model: HeadedModel, view: BlockView, theta0: torch.Tensor, task: ScoredTask, device):
         self.model, self.view, self.theta0, self.task, self.device = model, view, theta0, task, device
         self.flags = {p: p.requires_grad for p in model.parameters()}
-        for p in model.parameters():
-            p.requires_grad_(False)
-        params = dict(model.body.named_parameters())
-        self.params = [params[name] for name in view.names]  # the model's own storage: no weight copy is made
-        for p in self.params:
-            p.requires_grad_(True)
-        self.grads = view.bind_grads(model.body)
+        try:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            params = dict(model.body.named_parameters())
+            self.params = [params[name] for name in view.names]  # the model's own storage: no weight copy is made
+            for p in self.params:
+                p.requires_grad_(True)
+            self.grads: torch.Tensor | None = view.bind_grads(model.body)
+        except BaseException:
+            self.close()
+            raise
         self.loss_fn = nn.CrossEntropyLoss()
         self.checkpointed: list[nn.Module] = []
 
@@ -242,6 +251,7 @@ class MaskLearner:
         for p, flag in self.flags.items():
             p.grad = None
             p.requires_grad_(flag)
+        self.grads = None
 
     def _pieces(self, *flats: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         """Each block parameter with the matching views of flat vectors (parameter-shaped)."""
@@ -314,8 +324,8 @@ class MaskLearner:
             return self._stitch(delta, base, k, gen, opts)
         S = torch.rand(self.view.numel, generator=gen).to(delta.device)  # drawn on the CPU: the same S on any device
         search = [self._record(0, base, base, delta)]
-        # the official code keeps the first step's mask whatever it scores and γ_base never (its baseline is 0)
-        best_mask, best, best_step, lr = base, 0.0, 0, opts.lr
+        # the official code keeps the first step's mask (its baseline score is 0) and never γ_base itself
+        best_mask, best, best_step, lr = base, -math.inf, 0, opts.lr
         for step in range(1, opts.steps + 1):
             grad_tau = self.relaxed_gradient(S, base, delta, self._epoch(gen, opts.batch_size), opts.bias)
             if step == 1 and opts.method == "scaled":
@@ -389,7 +399,7 @@ def scaled_lr(grad_tau: torch.Tensor, k: int, opts: LocalizeOptions) -> float:
     The official lr (1e7) assumes a long fine-tuning: with |τ| ~ 1e-3 the update moves S by ≪ b and no entry
     crosses σ's threshold, so the search returns γ_base. Scaling lr to the size of ∂L/∂θ⊙τ makes the step size
     independent of how far fine-tuning moved the weights."""
-    q = float(torch.topk(grad_tau.abs(), k, sorted=False).values.min())
+    q = float(grad_tau[top_k_magnitude(grad_tau, k)].abs().min())
     if q == 0.0:
         return opts.lr
     return opts.scale * opts.bias / (sigmoid_slope(-opts.bias) * q)

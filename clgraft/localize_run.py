@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file
@@ -19,9 +21,15 @@ from clgraft.metrics.calibration import ece
 from clgraft.models import BlockView, BodySnapshot, HeadedModel
 from clgraft.plots import pyplot, save
 from clgraft.registry import Registry
+from clgraft.report import _run_line, _wrap
 from clgraft.results import read_json, write_json
 from clgraft.runner import Runner
 from clgraft.train import accuracy, predict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+MARKERS = "osD^v<>p"  # open markers of different shapes: lines at the same value (often 1.0) all stay visible
 
 
 def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) -> tuple[float, float]:
@@ -146,16 +154,30 @@ def table(rows: list[dict]) -> str:
     return frame.to_string(index=False)
 
 
-def plot_recovered(rows: list[dict], path: Path) -> None:
-    """Recovered accuracy against sparsity (log scale), one line per task and method."""
+def plot_recovered(rows: list[dict], path: Path) -> Path:
+    """Write recovered_figure to path, a PNG in the run directory; the run's run.json beside it names the run."""
+    return save(recovered_figure(rows, _run_line(read_json(path.parent / "run.json"))), path)
+
+
+def recovered_figure(rows: list[dict], run: str) -> Figure:
+    """Recovered accuracy against sparsity (log scale, ticks at the sparsities tried), one line per task and method
+    (open markers of different shapes, so that equal lines show), with the 95% level, under a title naming the run;
+    the legend sits outside the axes so it hides no line."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for task, method in sorted({(r["task"], r["method"]) for r in rows}):
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    lines = sorted({(r["task"], r["method"]) for r in rows})
+    for (task, method), marker in zip(lines, itertools.cycle(MARKERS), strict=False):
         pts = sorted((r["sparsity"], r["recovered"]) for r in rows if (r["task"], r["method"]) == (task, method))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{task} ({method})")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, fillstyle="none", label=f"{task} ({method})")
     ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
+    ax.text(1.01, 0.95, "95%", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.35")
     ax.set_xscale("log")
-    ax.set_xlabel("sparsity s (fraction of block parameters)")
+    sparsities = sorted({r["sparsity"] for r in rows})
+    ax.set_xticks(sparsities, [f"{s:g}" for s in sparsities])
+    ax.minorticks_off()
+    ax.set_xlabel("sparsity s (fraction of block parameters in the graft)")
     ax.set_ylabel("recovered = acc(θ̄) / acc(θ_t)")
-    ax.legend(fontsize=7)
-    save(fig, path)
+    ax.grid(alpha=0.3)
+    ax.legend(title="task (method)", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.06, 1))
+    ax.set_title(_wrap("Accuracy the grafts recover, against their sparsity\n" + run, width=70), fontsize=10)
+    return fig

@@ -25,7 +25,7 @@ from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.methods import get_method, parse_options
 from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
-from clgraft.metrics.cl import FWT_UNDEFINED, evaluated_columns
+from clgraft.metrics.cl import CHAUDHRY_UNDEFINED, FWT_UNDEFINED, evaluated_columns
 from clgraft.models import Backbone, HeadedModel, block_parameter_names, freeze_outside_blocks, load_backbone
 from clgraft.registry import Registry, Task
 from clgraft.results import (
@@ -124,7 +124,7 @@ RUN_TASKS = "tasks"
 def _with_run_tasks(registry: Registry, run_dir: Path, stream: str) -> Registry:
     """The registry, or — when it does not know the run's stream (a user folder not given again) — the built-in
     tasks plus the copies the run kept of its own task files."""
-    from clgraft.registry import task_dirs
+    from clgraft.registry import builtin_tasks_dir
 
     try:
         registry.stream(stream)
@@ -132,7 +132,7 @@ def _with_run_tasks(registry: Registry, run_dir: Path, stream: str) -> Registry:
     except ClgraftError:
         if not (run_dir / RUN_TASKS).is_dir():
             raise
-        return Registry([*task_dirs(), run_dir / RUN_TASKS])
+        return Registry([builtin_tasks_dir(), run_dir / RUN_TASKS])
 
 
 def _keep_task_files(stream, tasks: list[Task], folder: Path) -> list[str]:
@@ -365,6 +365,8 @@ class Runner:
             self.echo(f"{self.dir}: resuming after task {len(R) - 1} of {len(ctx.tasks)}")
         start = time.perf_counter()
         self.log = TensorBoardLog(self.tensorboard, [d.task.task for d in self.data]) if self.tensorboard else None
+        if self.log is not None:
+            self.log.step = sum(map(len, losses))  # a resumed run continues the stream's step count
 
         def checkpoint() -> None:
             write_json(
@@ -388,12 +390,15 @@ class Runner:
                 self._train_joint(model, method, ctx, R, losses)
             else:
                 self._train_sequentially(model, method, ctx, R, losses, checkpoint)
+            record = self._record(R, losses, wall + time.perf_counter() - start, method.report())
+            write_json(self.dir / "run.json", record)
+            if self.log is not None:
+                self.log.metrics(record["metrics"])
         except NonFiniteLoss as e:
             raise ClgraftError(f"{e}; tasks 1..{len(R) - 1} are kept in {self.dir} and a rerun resumes there") from e
-        record = self._record(R, losses, wall + time.perf_counter() - start, method.report())
-        write_json(self.dir / "run.json", record)
-        if self.log is not None:
-            self.log.metrics(record["metrics"])
+        finally:
+            if self.log is not None:  # what was logged stays readable when a run stops early
+                self.log.close()
         (self.dir / "progress.json").unlink(missing_ok=True)
         names = [d.task.task for d in self.data]
         self.echo(_table(R, names, record["metrics"], record["metrics_by_construction"]))
@@ -462,7 +467,9 @@ class Runner:
             "metrics": cl_metrics(R, fresh_task_heads=self.config.head == "task"),
             "metrics_note": "computed by clgraft from R (docs/metrics.md), unweighted over tasks; R row 0 = before "
             "training; no metric is taken from avalanche-lib",
-            "metrics_undefined": {"fwt": FWT_UNDEFINED} if self.config.head == "task" else {},
+            "metrics_undefined": (
+                {"fwt": FWT_UNDEFINED, "forgetting_chaudhry": CHAUDHRY_UNDEFINED} if self.config.head == "task" else {}
+            ),
             "metrics_by_construction": self.method_class.by_construction(self.method_options.model_dump()),
             "config": self.config.model_dump(),
             "config_hash": self.hash,

@@ -35,8 +35,11 @@ class TensorBoardLog:
                 self.writer.add_scalar(f"accuracy/{name}", value, index)
 
     def metrics(self, metrics: dict[str, float | None]) -> None:
-        """The run's metrics as `metrics/KEY` (undefined ones are skipped); flushes and closes the log."""
+        """The run's metrics as `metrics/KEY` (undefined ones are skipped)."""
         for key, value in metrics.items():
             if value is not None:
                 self.writer.add_scalar(f"metrics/{key}", value, 0)
+
+    def close(self) -> None:
+        """Flush and close the log (also when a run stops early)."""
         self.writer.close()

@@ -4,7 +4,7 @@ that moved most and compares its accuracy with full fine-tuning."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -12,7 +12,11 @@ import torch
 from clgraft.analysis.run_files import OpenRun, layer_of
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.plots import pyplot, save
+from clgraft.report import _run_line, _wrap
 from clgraft.train import TrainOptions, train_task
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def closeness_table(run: OpenRun, t: int) -> pd.DataFrame:
@@ -82,7 +86,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(frames).rename_axis("parameter").to_csv(out / "closeness.csv")
-    plot_closeness(results, out / "closeness.png")
+    save(plot_closeness(results, _run_line(run.record)), out / "closeness.png")
     summary = {
         name: {
             "rel_l2_by_layer": {layer: v["rel_l2"] for layer, v in e["per_layer"].items()},
@@ -94,17 +98,22 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
     return results
 
 
-def plot_closeness(results: dict, path: Path) -> None:
-    """Relative L2 change per transformer block, one line per task."""
+def plot_closeness(results: dict, run: str) -> Figure:
+    """Relative L2 change per transformer block, one line per task, under a title naming the run; the legend sits
+    outside the axes so it hides no line."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     for name, entry in results.items():
         layers = list(entry["per_layer"])
         ax.plot(range(len(layers)), [entry["per_layer"][la]["rel_l2"] for la in layers], marker="o", label=name)
-    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("‖θ_t − θ_start‖₂ / ‖θ_start‖₂")
-    ax.legend(fontsize=7)
-    save(fig, path)
+    ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_xlabel("transformer block")
+    ax.set_ylabel("relative L2 change ‖θ_t − θ_start‖₂ / ‖θ_start‖₂")
+    ax.grid(alpha=0.3)
+    ax.legend(title="task", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    title = "How far each transformer block moved while fine-tuning each task\n" + run
+    ax.set_title(_wrap(title, width=70), fontsize=10)
+    return fig
 
 
 def table(results: dict) -> str:

@@ -6,6 +6,7 @@ tasks' inputs, same task type."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,8 +26,14 @@ from clgraft.metrics.overlap import (
 )
 from clgraft.models import HeadedModel
 from clgraft.plots import pyplot, save
+from clgraft.report import NOT_EVALUATED, _run_line, _wrap
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PERMUTATIONS = 9999
+CELL_IN = 0.5  # inches per overlap cell: room for a 4-digit value; three panels of an 8-task stream stay on a page
+JACCARD = "Jaccard |γ_i ∧ γ_j| / |γ_i ∨ γ_j|"
 
 
 def find_grafts(run: OpenRun, sparsity: float, method: str | None) -> list[Graft]:
@@ -195,51 +202,102 @@ def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
     }
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(null > 0, overlap / null, np.nan)
-    panels = {"overlap O(i→j)": overlap, "Jaccard": jac, "overlap ÷ random-mask null": ratio}
-    plot_matrices(run.names, panels, run.dir / "analysis" / f"{name}.png")
-    plot_layers(run.names, per_layer, run.dir / "analysis" / f"{name}-layers.png")
+    panels = {
+        "overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j|": (overlap, "share of task j's region also in task i's"),
+        "Jaccard": (jac, JACCARD),
+        "overlap ÷ random-mask null": (ratio, "× the overlap of random masks (1 = chance)"),
+    }
+    plots, run_line = run.dir / "analysis", _run_line(run.record)
+    save(plot_matrices(run.names, panels, run_line, sparsity), plots / f"{name}.png")
+    save(plot_layers(run.names, per_layer, run_line, sparsity), plots / f"{name}-layers.png")
     run.write(name, payload, summary)
     return payload
 
 
-def plot_matrices(names: list[str], matrices: dict[str, np.ndarray], path: Path) -> None:
-    """Annotated heatmaps side by side; the diagonal (a task with itself) is left blank so the pairs set the scale."""
+def _titles(fig, what: str, run: str, sparsity: float) -> None:
+    """A two-line title, what is plotted at which sparsity and then the run, wrapped to the figure's width; and a
+    footnote saying why the diagonal is grey."""
+    title = f"{what} at sparsity s = {sparsity:g}\n{run}"
+    fig.suptitle(_wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
+    fig.supxlabel("grey diagonal: a task with itself, left out", fontsize=8, color="0.35")
+
+
+def _colorbar(fig, image, ax, label: str) -> None:
+    """A colorbar beside ax (a list of axes: beside them all) with its label, its ticks in the panels' font size."""
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+
+
+def _blank_diagonal(matrix) -> np.ndarray:
+    """A float copy with NaN on the diagonal, so that the pairs of different tasks set the colour scale."""
+    m = np.array(matrix, dtype=float)
+    np.fill_diagonal(m, np.nan)
+    return m
+
+
+def _text_colour(image, value: float) -> str:
+    """Black on the bright end of the image's colormap, white on the dark end: the cell's own colour decides, so a
+    value reads on any scale."""
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
+def _task_axes(ax, names: list[str], row_labels: bool) -> None:
+    """Task names on both axes (rows i, columns j, as in O(i→j)); row names only where asked, as panels share them."""
+    ax.set_xticks(range(len(names)), names, rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(len(names)), names if row_labels else [], fontsize=8)
+    ax.set_xlabel("task j")
+    if row_labels:
+        ax.set_ylabel("task i")
+
+
+def plot_matrices(names: list[str], panels: dict[str, tuple[np.ndarray, str]], run: str, sparsity: float) -> Figure:
+    """Annotated heatmaps side by side, panels {title: (T×T matrix, colorbar label)}, under a title naming the run
+    and the sparsity. The diagonal (a task with itself) is left out so the pairs set the scale, and each value is
+    written dark on bright cells and light on dark ones."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.2))
-    for ax, (title, m) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
-        m = np.array(m, dtype=float)
-        np.fill_diagonal(m, np.nan)
-        image = ax.imshow(m, cmap="viridis")
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
-        for i in range(len(names)):
-            for j in range(len(names)):
-                if np.isfinite(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=6, color="white")
-        ax.set_title(title)
-        fig.colorbar(image, ax=ax, fraction=0.046)
-    save(fig, path)
+    width = len(panels) * (CELL_IN * len(names) + 1.6) + 1.2  # + colorbars and the row labels
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width, CELL_IN * len(names) + 2.4), squeeze=False, layout="constrained"
+    )
+    cmap = plt.get_cmap("viridis").with_extremes(bad=NOT_EVALUATED)
+    for column, (ax, (title, (matrix, label))) in enumerate(zip(axes[0], panels.items(), strict=True)):
+        m = _blank_diagonal(matrix)
+        image = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, aspect="equal")
+        for (i, j), value in np.ndenumerate(m):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color=_text_colour(image, value))
+        _task_axes(ax, names, row_labels=column == 0)
+        ax.set_title(title, fontsize=9)
+        _colorbar(fig, image, ax, label)
+    _titles(fig, "Overlap of the tasks' localized regions γ", run, sparsity)
+    return fig
 
 
-def plot_layers(names: list[str], per_layer: dict[str, dict], path: Path) -> None:
-    """Jaccard per transformer block, one small heatmap each, on a shared colour scale."""
+def plot_layers(names: list[str], per_layer: dict[str, dict], run: str, sparsity: float) -> Figure:
+    """Jaccard per transformer block, one small heatmap each on one colour scale, read on a shared colorbar, under a
+    title naming the run and the sparsity."""
     plt = pyplot()
     layers = list(per_layer)
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3 * rows), squeeze=False)
-    off = ~np.eye(len(names), dtype=bool)
-    top = max(float(np.array(v["jaccard"])[off].max(initial=0)) for v in per_layer.values()) or 1.0
-    for ax, layer in zip(axes.flat, layers, strict=False):
-        m = np.array(per_layer[layer]["jaccard"], dtype=float)
-        np.fill_diagonal(m, np.nan)
-        ax.imshow(m, cmap="viridis", vmin=0, vmax=top)
+    panel = 0.3 * len(names) + 1.3  # inches per panel: square cells, plus the task names
+    width = max(panel * cols + 1.4, 7.0)  # + the colorbar; at least wide enough for the title in two or three lines
+    fig, axes = plt.subplots(rows, cols, figsize=(width, panel * rows + 1.4), squeeze=False, layout="constrained")
+    matrices = {layer: _blank_diagonal(per_layer[layer]["jaccard"]) for layer in layers}
+    top = max(float(np.nanmax(m, initial=0)) for m in matrices.values()) or 1.0
+    cmap = plt.get_cmap("viridis").with_extremes(bad=NOT_EVALUATED)
+    for index, (ax, layer) in enumerate(zip(axes.flat, layers, strict=False)):
+        image = ax.imshow(np.ma.masked_invalid(matrices[layer]), cmap=cmap, vmin=0, vmax=top, aspect="equal")
         ax.set_title(layer, fontsize=9)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_yticks(range(len(names)), names if index % cols == 0 else [], fontsize=6)
     for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
-    save(fig, path, dpi=110)
+    _colorbar(fig, image, list(axes.flat), "Jaccard, one scale for every block")
+    _titles(fig, f"{JACCARD} of the tasks' localized regions per transformer block", run, sparsity)
+    return fig
 
 
 def table(payload: dict) -> str:

@@ -4,7 +4,7 @@ the t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,8 +17,12 @@ from clgraft.errors import ClgraftError
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.models import BlockView, HeadedModel
 from clgraft.plots import pyplot, save
+from clgraft.report import _run_line, _wrap
 from clgraft.results import read_json
 from clgraft.train import TrainOptions, train_task
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def trajectory(run: OpenRun, t: int, count: int) -> torch.Tensor:
@@ -206,7 +210,7 @@ def _fit_row(run: OpenRun, t: int, X: torch.Tensor, d: int, lr: float, full: flo
 
 
 def _write(run: OpenRun, results: dict) -> None:
-    plot_spectra(results, run.dir / "analysis" / "subspace.png")
+    save(plot_spectra(results, _run_line(run.record)), run.dir / "analysis" / "subspace.png")
     summary = {
         name: {
             "d90": {c: e["spectra"][c]["all"]["d90"] for c in e["spectra"]},
@@ -218,20 +222,28 @@ def _write(run: OpenRun, results: dict) -> None:
     run.write("subspace", {"tasks": results}, summary)
 
 
-def plot_spectra(results: dict, path: Path) -> None:
-    """Cumulative energy against the number of directions, one line per task (the largest t)."""
+def plot_spectra(results: dict, run: str) -> Figure:
+    """Cumulative energy against the number of directions, one line per task (the largest t), with the 90% and 99%
+    levels that d90 and d99 read off, under a title naming the run; the legend sits outside the axes."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     for name, entry in results.items():
         count = max(entry["spectra"], key=int)
         cumulative = np.cumsum(entry["spectra"][count]["all"]["energy"])
         ax.plot(range(1, len(cumulative) + 1), cumulative, marker=".", label=f"{name} (t={count})")
     for level in (0.9, 0.99):
         ax.axhline(level, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("directions d")
-    ax.set_ylabel("cumulative energy Σσ²_≤d / Σσ²")
-    ax.legend(fontsize=7)
-    save(fig, path)
+        ax.text(1.01, level, f"{level:.0%}", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.35")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("directions d (top singular vectors of the t checkpoint differences)")
+    ax.set_ylabel("cumulative energy (Σσ² of the top d / Σσ²)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="task (checkpoints t)", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.06, 1))
+    title = "Energy of each task's fine-tuning trajectory in its top d directions\n" + run
+    ax.set_title(_wrap(title, width=70), fontsize=10)
+    return fig
 
 
 def table(results: dict) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clgraft.errors import ClgraftError
 from clgraft.methods.avalanche_engine import AvalancheMethod, memory_report
 from clgraft.methods.base import TaskStep
 
@@ -69,6 +70,11 @@ class AGem(AvalancheMethod):
 
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
+        if options.sample_size < len(ctx.tasks) - 1:  # avalanche draws sample_size // (finished tasks) per task
+            raise ClgraftError(
+                f"--opt sample_size={options.sample_size}: A-GEM draws sample_size // (finished tasks) memory examples "
+                f"of each task, so it needs at least {len(ctx.tasks) - 1} for this {len(ctx.tasks)}-task stream"
+            )
         self.agem = _counting_plugin(options.patterns_per_exp, options.sample_size)
         self.per_task: list[dict] = []
 

@@ -69,36 +69,36 @@ class Ewc(AvalancheMethod):
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         grid = self.options.ewc_lambda
+        if step.on_step is not None and len(grid) > 1:  # refused before the first task, not halfway
+            raise ClgraftError("ewc with a λ grid cannot save a --trajectory; give one value, --opt ewc_lambda=1e6")
         if step.index == 0 or len(grid) == 1:
             self.choices.append({"after_task": step.index + 1, "ewc_lambda": grid[0], "dev_acc": None})
             return super().train(model, step)
-        if step.on_step is not None:
-            raise ClgraftError("ewc with a λ grid cannot save a --trajectory; give one value, --opt ewc_lambda=1e6")
         return self._train_on_grid(model, step, grid)
 
     def _train_on_grid(self, model: HeadedModel, step: TaskStep, grid: list[float]) -> list[float]:
-        """Train the task once per λ from the same state; keep the λ with the best mean dev accuracy."""
+        """Train the task once per λ from the same state; keep the λ with the best mean dev accuracy (only the best
+        trial so far is held, besides the start: two extra copies of the weights, not one per λ)."""
         start_weights = copy.deepcopy(model.state_dict())
         clock = self.strategy.clock  # also one of the strategy's plugins: its counters are restored, not the object
         start_clock = dict(vars(clock))
         plugin, t = self._plugin(), step.index
-        trials = []
+        best, dev_by_lambda = None, {}
         for lam in grid:
             model.load_state_dict(start_weights)
             vars(clock).update(start_clock)
             plugin.ewc_lambda = lam
             losses = super().train(model, step)
-            trials.append(
-                {
+            dev_by_lambda[repr(lam)] = dev = self.dev_accuracy(model, t)
+            if best is None or dev > best["dev"]:  # the first λ of the grid wins ties
+                best = {
                     "lam": lam,
-                    "dev": self.dev_accuracy(model, t),
+                    "dev": dev,
                     "losses": losses,
                     "weights": copy.deepcopy(model.state_dict()),
                     "clock": dict(vars(clock)),
                     "anchor": (plugin.saved_params[t], plugin.importances[t]),
                 }
-            )
-        best = max(trials, key=lambda trial: trial["dev"])  # the first λ of the grid wins ties
         model.load_state_dict(best["weights"])
         vars(clock).update(best["clock"])
         plugin.saved_params[t], plugin.importances[t] = best["anchor"]
@@ -107,7 +107,7 @@ class Ewc(AvalancheMethod):
                 "after_task": t + 1,
                 "ewc_lambda": best["lam"],
                 "dev_acc": best["dev"],
-                "dev_acc_by_lambda": {repr(trial["lam"]): trial["dev"] for trial in trials},
+                "dev_acc_by_lambda": dev_by_lambda,
             }
         )
         return best["losses"]

@@ -60,12 +60,19 @@ FWT_UNDEFINED = (
 )
 
 
+CHAUDHRY_UNDEFINED = (
+    "not defined with a fresh head per task: the rows before task j's training read task j through its untrained "
+    "random head, which can beat its trained accuracy on an imbalanced test set (use `forgetting`, or --head shared)"
+)
+
+
 def cl_metrics(R: Any, fresh_task_heads: bool = False) -> dict[str, float | None]:
     """ACC, LA, BWT, FWT, forgetting (two forms) and average incremental accuracy of a (T+1)×T accuracy matrix.
 
     forgetting: mean over j < T of max_{l ∈ j..T−1} R[l, j] − R[T, j] (the best accuracy since task j was learned).
     forgetting_chaudhry: Chaudhry et al. 2018's form, max over l ∈ 1..T−1 (rows before task j's training count too).
-    With `fresh_task_heads` (a fresh head per task: --head task) FWT is None (FWT_UNDEFINED says why)."""
+    With `fresh_task_heads` (a fresh head per task: --head task) FWT and Chaudhry's forgetting are None: both read
+    task j through its untrained random head (FWT_UNDEFINED, CHAUDHRY_UNDEFINED say why)."""
     m = _as_matrix(R)
     T = m.shape[1]
     final, diag, before = m[T], np.diag(m[1:]), m[0]
@@ -83,7 +90,7 @@ def cl_metrics(R: Any, fresh_task_heads: bool = False) -> dict[str, float | None
         # R[j-1, j] with 1-based columns is m[c, c] for the 0-based column c = j-1
         if not fresh_task_heads:
             out["fwt"] = _defined(lambda: np.mean([m[c, c] - before[c] for c in range(1, T)]))
+            out["forgetting_chaudhry"] = _defined(lambda: np.mean([m[1:T, j].max() - final[j] for j in range(T - 1)]))
         # max over l in [j, T-1] of R[l, j], with 1-based rows: rows j+1..T-1 of the 0-based column j
         out["forgetting"] = _defined(lambda: np.mean([m[j + 1 : T, j].max() - final[j] for j in range(T - 1)]))
-        out["forgetting_chaudhry"] = _defined(lambda: np.mean([m[1:T, j].max() - final[j] for j in range(T - 1)]))
     return out
