@@ -24,3 +24,13 @@ def save(fig, path: Path, dpi: int = 130) -> Path:
     fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     pyplot().close(fig)
     return path
+
+
+def finish_lines(ax, legend_title: str, title: str, legend_x: float = 1.01) -> None:
+    """The common end of a line plot: a light grid, the legend beside the axes (never over the lines) and a title
+    wrapped to the figure's width."""
+    from clgraft.report import _wrap
+
+    ax.grid(alpha=0.3)
+    ax.legend(title=legend_title, fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(legend_x, 1))
+    ax.set_title(_wrap(title, width=70), fontsize=10)

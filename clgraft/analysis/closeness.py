@@ -11,8 +11,8 @@ import torch
 
 from clgraft.analysis.run_files import OpenRun, layer_of
 from clgraft.metrics.closeness import layer_closeness
-from clgraft.plots import pyplot, save
-from clgraft.report import _run_line, _wrap
+from clgraft.plots import finish_lines, pyplot, save
+from clgraft.report import _run_line
 from clgraft.train import TrainOptions, train_task
 
 if TYPE_CHECKING:
@@ -109,10 +109,7 @@ def plot_closeness(results: dict, run: str) -> Figure:
     ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_xlabel("transformer block")
     ax.set_ylabel("relative L2 change ‖θ_t − θ_start‖₂ / ‖θ_start‖₂")
-    ax.grid(alpha=0.3)
-    ax.legend(title="task", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    title = "How far each transformer block moved while fine-tuning each task\n" + run
-    ax.set_title(_wrap(title, width=70), fontsize=10)
+    finish_lines(ax, "task", "How far each transformer block moved while fine-tuning each task\n" + run)
     return fig
 
 

@@ -16,8 +16,8 @@ from clgraft.analysis.run_files import OpenRun
 from clgraft.errors import ClgraftError
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.models import BlockView, HeadedModel
-from clgraft.plots import pyplot, save
-from clgraft.report import _run_line, _wrap
+from clgraft.plots import finish_lines, pyplot, save
+from clgraft.report import _run_line
 from clgraft.results import read_json
 from clgraft.train import TrainOptions, train_task
 
@@ -239,10 +239,8 @@ def plot_spectra(results: dict, run: str) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("directions d (top singular vectors of the t checkpoint differences)")
     ax.set_ylabel("cumulative energy (Σσ² of the top d / Σσ²)")
-    ax.grid(alpha=0.3)
-    ax.legend(title="task (checkpoints t)", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.06, 1))
     title = "Energy of each task's fine-tuning trajectory in its top d directions\n" + run
-    ax.set_title(_wrap(title, width=70), fontsize=10)
+    finish_lines(ax, "task (checkpoints t)", title, legend_x=1.06)
     return fig
 
 
