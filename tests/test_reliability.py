@@ -167,7 +167,7 @@ CASES = {
     ),
     "non-UTF-8 bytes": (
         lambda d, r, m: (user_task(d, rows={"train": b"0,caf\xe9\n"}), run_user(d, m))[-1],
-        "not UTF-8",
+        "not utf-8",
     ),
     "K larger than a class has": (
         lambda d, r, m: (
