@@ -18,6 +18,7 @@ from safetensors.torch import save
 
 import clgraft
 from clgraft.errors import ClgraftError
+from clgraft.phases import phase
 
 
 def _umask_mode() -> int:
@@ -30,25 +31,26 @@ def _umask_mode() -> int:
 def _atomic(path: Path, write) -> None:
     """Write through a temp file in the same folder, fsync, then rename: readers never see a partial file, and a
     failed write (disk full, no permission) leaves the previous file as it was."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ClgraftError(
-                f"{path}: cannot write ({e.strerror or e}); free disk space or choose a writable output folder "
-                "(--out / --results) — results finished before are kept"
-            ) from e
-        raise
+    with phase("write"):
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _umask_mode())
+            os.replace(tmp, path)
+        except BaseException as e:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise ClgraftError(
+                    f"{path}: cannot write ({e.strerror or e}); free disk space or choose a writable output folder "
+                    "(--out / --results) — results finished before are kept"
+                ) from e
+            raise
 
 
 def remove_stale_temps(folder: Path) -> int:

@@ -27,6 +27,7 @@ from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
 from clgraft.metrics.cl import CHAUDHRY_UNDEFINED, FWT_UNDEFINED, evaluated_columns
 from clgraft.models import Backbone, HeadedModel, block_parameter_names, freeze_outside_blocks, load_backbone
+from clgraft.phases import phase, spent_since, totals
 from clgraft.registry import Registry, Task
 from clgraft.results import (
     config_hash,
@@ -38,6 +39,7 @@ from clgraft.results import (
     versions,
     write_json,
 )
+from clgraft.shared_work import SHARED_DIR, SharedWork
 from clgraft.tensorboard_log import TensorBoardLog
 from clgraft.train import TrainOptions, split_accuracy
 
@@ -78,10 +80,11 @@ def resolve_device(name: str) -> torch.device:
 def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext, columns: list[int]) -> list[float | None]:
     """Row of R: accuracy on the test sets of the given tasks with the model as it is now (None for the others)."""
     row: list[float | None] = [None] * len(ctx.tasks)
-    for j in columns:
-        p = ctx.tasks[j]
-        method.before_eval(model, j)
-        row[j] = split_accuracy(model, p.head, p.test, p.label_offset, ctx.opts.eval_batch_size, ctx.device)
+    with phase("evaluate"):
+        for j in columns:
+            p = ctx.tasks[j]
+            method.before_eval(model, j)
+            row[j] = split_accuracy(model, p.head, p.test, p.label_offset, ctx.opts.eval_batch_size, ctx.device)
     return row
 
 
@@ -170,8 +173,10 @@ class Runner:
         echo: Callable[[str], None] = print,
         root: Path = Path("runs"),
         tensorboard: Path | None = None,
+        share: bool = True,
     ):
         self.config = config
+        self.share = share  # reuse row 0 and fine-tunes from θ₀ across runs (clgraft/shared_work.py)
         self.tensorboard = tensorboard
         self.echo = echo
         self.progress = progress
@@ -189,10 +194,12 @@ class Runner:
         self.order, refs = stream.order(config.order)
         tasks = [registry.task(r) for r in refs]
         self.tasks = tasks
+        started = time.perf_counter()
         self.data = [load_task(t, data_dir, config.seed) for t in tasks]
         for d in self.data:
             d.splits["test"] = _test_subset(d.splits["test"], config.max_test)
         self.backbone: Backbone = load_backbone(config.model)
+        self.load_s = time.perf_counter() - started  # data read, model loaded and hashed: before the run's wall time
         self.head_sizes, self.placement = head_layout(tasks, config.head)
         self.hash = config_hash(self._hash_payload())
         default = root / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
@@ -286,7 +293,8 @@ class Runner:
             head, offset = self.placement[d.task.task]
             train, test, dev = (encode(tok, d.splits[s], n) for s in ("train", "test", "dev"))
             tasks.append(PreparedTask(d, head, offset, train, test, dev))
-        return RunContext(tasks, self.config.head, self.device, self.opts, self.progress)
+        shared = SharedWork(self.dir.parent / SHARED_DIR, self.device) if self.share else None
+        return RunContext(tasks, self.config.head, self.device, self.opts, self.progress, shared)
 
     def _existing(self) -> tuple[dict | None, dict | None]:
         """A finished record or a progress record of this config in the run dir; refuses other configs."""
@@ -363,7 +371,8 @@ class Runner:
             saved = self.dir / "weights" / f"task-{len(R) - 1:02d}.safetensors"
             model.load_state_dict(load_file(saved, device=str(self.device)))
             self.echo(f"{self.dir}: resuming after task {len(R) - 1} of {len(ctx.tasks)}")
-        start = time.perf_counter()
+        start, phases_before = time.perf_counter(), totals()
+        earlier_phases = partial.get("time_s") if partial else None
         self.log = TensorBoardLog(self.tensorboard, [d.task.task for d in self.data]) if self.tensorboard else None
         if self.log is not None:
             self.log.step = sum(map(len, losses))  # a resumed run continues the stream's step count
@@ -377,11 +386,12 @@ class Runner:
                     "R": R,
                     "losses": losses,
                     "wall_s": wall + time.perf_counter() - start,
+                    "time_s": spent_since(phases_before, wall + time.perf_counter() - start, earlier_phases),
                 },
             )
 
         if not R:
-            R.append(self._evaluate_row(model, method, ctx, 0))
+            R.append(self._row0(model, method, ctx))
             checkpoint()
         for i, row in enumerate(R):
             self._log_row(i, row)
@@ -390,7 +400,9 @@ class Runner:
                 self._train_joint(model, method, ctx, R, losses)
             else:
                 self._train_sequentially(model, method, ctx, R, losses, checkpoint)
-            record = self._record(R, losses, wall + time.perf_counter() - start, method.report())
+            elapsed = wall + time.perf_counter() - start
+            record = self._record(R, losses, elapsed, method.report())
+            record["time_s"] = spent_since(phases_before, elapsed, earlier_phases)
             write_json(self.dir / "run.json", record)
             if self.log is not None:
                 self.log.metrics(record["metrics"])
@@ -419,7 +431,8 @@ class Runner:
             random.seed(task_seed)  # avalanche-lib draws A-GEM's memory with Python's random
             folder = self.dir / "trajectory" / f"task-{t + 1:02d}"
             saver = _trajectory_saver(model, folder, self.config.steps, self.config.trajectory)
-            losses.append(method.train(model, TaskStep(t, task_seed, saver)))
+            with phase("train"):
+                losses.append(method.train(model, TaskStep(t, task_seed, saver)))
             self._save_weights(model, t + 1)
             self._save_grafts(method)
             R.append(self._evaluate_row(model, method, ctx, t + 1))
@@ -433,7 +446,8 @@ class Runner:
         """One phase on all tasks; rows 1..T−1 stay empty and row T holds the evaluation after it."""
         torch.manual_seed(self.config.seed * 1000)
         random.seed(self.config.seed * 1000)
-        losses[:] = [method.train_all(model, self.config.seed * 1000)]
+        with phase("train"):
+            losses[:] = [method.train_all(model, self.config.seed * 1000)]
         self._save_weights(model, len(ctx.tasks))
         R[1:] = [None] * (len(ctx.tasks) - 1) + [self._evaluate_row(model, method, ctx, len(ctx.tasks))]
         self._log_losses("joint", losses[0])
@@ -446,6 +460,17 @@ class Runner:
     def _log_row(self, index: int, row: list[float | None] | None) -> None:
         if self.log is not None:
             self.log.row(index, row)
+
+    def _row0(self, model: HeadedModel, method: Method, ctx: RunContext) -> list[float | None]:
+        """Row 0 of R (θ₀ with the seed's fresh heads), shared with every run of the same model, heads and test
+        sets."""
+        if ctx.shared is None:
+            return self._evaluate_row(model, method, ctx, 0)
+        columns = evaluated_columns(self.config.evaluate, 0, len(ctx.tasks))
+        tests = [(p.head, p.label_offset, p.test) if j in columns else None for j, p in enumerate(ctx.tasks)]
+        return ctx.shared.row0(
+            model, tests, ctx.opts.eval_batch_size, lambda: self._evaluate_row(model, method, ctx, 0)
+        )
 
     def _evaluate_row(self, model: HeadedModel, method: Method, ctx: RunContext, row: int) -> list[float | None]:
         """Row `row` of R, evaluating the tasks that the run's --evaluate plan asks for."""
@@ -489,6 +514,7 @@ class Runner:
             "versions": versions(),
             "hardware": hardware(self.device),
             "wall_s": round(wall, 3),
+            "load_s": round(self.load_s, 3),
         }
         if self.method_class.joint:
             record["joint_note"] = (

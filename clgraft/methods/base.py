@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # torch and the model code load when a method runs, not when 
     from clgraft.graft import Graft
     from clgraft.models import HeadedModel
     from clgraft.registry import Task
+    from clgraft.shared_work import SharedWork
     from clgraft.train import TrainOptions
 
 
@@ -51,6 +52,8 @@ class RunContext:
     device: torch.device
     opts: TrainOptions
     progress: bool
+    shared: SharedWork | None = None
+    """Where fine-tunes that start at θ₀ are shared with other runs (None: always computed)."""
 
 
 @dataclass
@@ -115,31 +118,51 @@ class Method:
         """Called once with the model at θ₀ (fresh heads), before any training or resume."""
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step."""
+        """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step. A fine-tune
+        from θ₀ (the first task, or every task of a method starting each from θ₀) with nothing run inside the loop
+        is shared with other runs (clgraft/shared_work.py)."""
         from clgraft.train import train_task
 
-        task = self.ctx.tasks[step.index]
-        return train_task(
-            model,
-            task.head,
-            task.train,
-            self.ctx.opts,
-            seed=step.seed,
-            device=self.ctx.device,
-            label_offset=task.label_offset,
-            desc=f"task {step.index + 1} {task.task.task}",
-            on_step=step.on_step,
-            progress=self.ctx.progress,
-            grad_hook=self.grad_hook,
-        )
+        task, opts = self.ctx.tasks[step.index], self.ctx.opts
+
+        def fit() -> list[float]:
+            return train_task(
+                model,
+                task.head,
+                task.train,
+                opts,
+                seed=step.seed,
+                device=self.ctx.device,
+                label_offset=task.label_offset,
+                desc=f"task {step.index + 1} {task.task.task}",
+                on_step=step.on_step,
+                progress=self.ctx.progress,
+                grad_hook=self.grad_hook,
+            )
+
+        from_theta0 = step.index == 0 or self.from_theta0
+        if self.ctx.shared is None or not from_theta0 or self.grad_hook is not None or step.on_step is not None:
+            return fit()
+        settings = {
+            "steps": opts.steps,
+            "batch_size": opts.batch_size,
+            "lr": opts.lr,
+            "head_lr": opts.head_lr,
+            "weight_decay": opts.weight_decay,
+            "seed": step.seed,
+            "label_offset": task.label_offset,
+        }
+        return self.ctx.shared.finetune(model, task.head, task.train, settings, fit)
 
     def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
         """Mean dev accuracy of tasks 0..upto: the only data a method's own choices (λ grids) may look at."""
+        from clgraft.phases import phase
         from clgraft.train import split_accuracy
 
         opts, device = self.ctx.opts, self.ctx.device
         tasks = self.ctx.tasks[: upto + 1]
-        scores = [split_accuracy(model, t.head, t.dev, t.label_offset, opts.eval_batch_size, device) for t in tasks]
+        with phase("select"):
+            scores = [split_accuracy(model, t.head, t.dev, t.label_offset, opts.eval_batch_size, device) for t in tasks]
         return sum(scores) / len(scores)
 
     def before_eval(self, model: HeadedModel, task_index: int) -> None:

@@ -85,11 +85,12 @@ def localize_task(
     (docs/protocols.md), searched and scored on exactly the model its graft builds: the start body (embeddings
     included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
     from clgraft.localize import MaskLearner
+    from clgraft.phases import phase
 
     view = start.view
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
     start.restore(model)
-    with MaskLearner(model, view, start.blocks, scored_task(task), device) as learner:
+    with phase("localize"), MaskLearner(model, view, start.blocks, scored_task(task), device) as learner:
         found = learner.learn(tau, tau, localize_opts(opts, seed))
     region = found.mask & (tau != 0)
     start.restore(model, start.blocks + region * tau)

@@ -1,0 +1,153 @@
+"""Work that several runs would repeat, done once and kept beside their run directories (`.clgraft-shared/`).
+
+Two pieces of a run are the same across methods and cells:
+- row 0 of R (θ₀ with the seed's fresh heads, before any training) is the same for every method at the same seed
+  and data;
+- a fine-tune that starts at θ₀ (every task of `independent`, `graft-compose`, `merge` and `stitch`; the first task
+  of the methods training with clgraft's own loop) is the same for every method that starts it from the same
+  weights with the same data, settings and random state.
+
+Each is keyed by a hash of everything it depends on — the weights it starts from (hashed, not named), the encoded
+examples, the settings, the random-number state, device, thread count and package versions — so a reused result is
+the one the run would have computed, bit for bit (tested). A fine-tune is stored as the weights it trained, its
+losses and the random-number state after it, so that whatever the run does next draws the same numbers. Writes are
+atomic and each key has a file lock, so parallel workers (local or Ray, on a shared folder) compute each piece once.
+Deleting the folder only costs time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file
+
+from clgraft.batches import Encoded
+from clgraft.models import HeadedModel
+from clgraft.results import read_json, save_tensors, versions, write_json
+
+SHARED_DIR = ".clgraft-shared"
+"""Folder, next to the run directories, that holds the shared work."""
+
+_LOSSES, _RNG, _CUDA_RNG = "__losses__", "__rng_state__", "__cuda_rng_state__"
+
+
+@contextmanager
+def _only_writer(path: Path) -> Iterator[None]:
+    """Hold the key's lock; the temp files of a writer killed before (never a live one's) are removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock"))):
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def _update_tensor(h: hashlib._Hash, tensor: torch.Tensor) -> None:
+    h.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+    h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+
+
+def encoded_digest(h: hashlib._Hash, data: Encoded) -> None:
+    """Feed the examples exactly as the model sees them (token ids, labels, pad id) into a hash."""
+    h.update(json.dumps([data.ids, data.pad_id]).encode())
+    _update_tensor(h, data.labels)
+
+
+class SharedWork:
+    """Row 0 of R and fine-tunes from θ₀, computed once per key under `folder`."""
+
+    def __init__(self, folder: Path, device: torch.device):
+        self.folder = folder
+        self.device = device
+        picked = versions()
+        self.environment = {
+            "clgraft": picked["clgraft"],
+            "torch": picked["torch"],
+            "transformers": picked["transformers"],
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        }
+
+    def _hasher(self, kind: str, settings: dict) -> hashlib._Hash:
+        h = hashlib.sha256()
+        h.update(json.dumps({"kind": kind, **self.environment, **settings}, sort_keys=True, default=str).encode())
+        return h
+
+    def row0(
+        self,
+        model: HeadedModel,
+        tests: list[tuple[str, int, Encoded] | None],
+        batch_size: int,
+        compute: Callable[[], list[float | None]],
+    ) -> list[float | None]:
+        """Row 0 of R: the stored one for this model state (body and every head) and these test sets (head, label
+        offset, examples; None where the row has no entry), else `compute()`, stored."""
+        h = self._hasher("row0", {"eval_batch_size": batch_size, "columns": [t is not None for t in tests]})
+        for name, tensor in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            _update_tensor(h, tensor)
+        for test in tests:
+            if test is not None:
+                h.update(f"{test[0]}+{test[1]}".encode())
+                encoded_digest(h, test[2])
+        path = self.folder / "row0" / f"{h.hexdigest()}.json"
+        with _only_writer(path):
+            if path.is_file():
+                return read_json(path)["row"]
+            row = compute()
+            write_json(path, {"row": row})
+            return row
+
+    def finetune(
+        self,
+        model: HeadedModel,
+        head: str,
+        data: Encoded,
+        settings: dict,
+        compute: Callable[[], list[float]],
+    ) -> list[float]:
+        """Fine-tune `model` in place on `data` through `head`: load the stored result for this start (every body
+        weight, the head, which weights train), data, settings and random state, else `compute()` and store what
+        it trained. Returns the losses per step."""
+        trained = {f"body.{n}": p for n, p in model.body.named_parameters() if p.requires_grad}
+        trained.update({f"heads.{head}.{n}": p for n, p in model.heads[head].named_parameters()})
+        h = self._hasher("finetune", {**settings, "head": head, "trained": sorted(trained)})
+        for name, tensor in [*sorted(model.body.state_dict().items()), *sorted(model.heads[head].state_dict().items())]:
+            h.update(name.encode())
+            _update_tensor(h, tensor)
+        encoded_digest(h, data)
+        for state in self._rng_states().values():
+            _update_tensor(h, state)
+        path = self.folder / "finetunes" / f"{h.hexdigest()}.safetensors"
+        with _only_writer(path):
+            if path.is_file():
+                return self._load(path, model, trained)
+            losses = compute()
+            stored = {n: p.detach() for n, p in trained.items()}
+            stored[_LOSSES] = torch.tensor(losses, dtype=torch.float64)
+            stored.update(self._rng_states())
+            save_tensors(path, stored)
+            return losses
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """The random-number states training draws from (dropout): the CPU generator's, and the GPU's on CUDA."""
+        states = {_RNG: torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states[_CUDA_RNG] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def _load(self, path: Path, model: HeadedModel, trained: dict[str, torch.nn.Parameter]) -> list[float]:
+        stored = load_file(path, device="cpu")
+        with torch.no_grad():
+            for name, p in trained.items():
+                p.copy_(stored[name])
+        torch.set_rng_state(stored[_RNG])
+        if _CUDA_RNG in stored:
+            torch.cuda.set_rng_state(stored[_CUDA_RNG], self.device)
+        model.eval()
+        return stored[_LOSSES].tolist()

@@ -1,0 +1,88 @@
+"""Work shared between runs (row 0 of R, fine-tunes from θ₀): computed once, and the records are the ones the runs
+compute alone, bit for bit."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+import clgraft.train
+from clgraft.methods import METHODS
+from clgraft.registry import Registry
+from clgraft.runner import RunConfig, Runner
+from clgraft.shared_work import SHARED_DIR
+
+FAST = {"steps": 3, "batch_size": 4, "max_length": 32, "lr": 1e-3}
+OPTIONS = {
+    "graft-freeze": {"sparsity": 0.05, "localize_steps": 1},
+    "graft-compose": {"sparsity": 0.05, "localize_steps": 1},
+    "ewc": {"ewc_lambda": 1e4},
+    "agem": {"patterns_per_exp": 4, "sample_size": 4},
+    "replay": {"per_class": 1},
+}
+SHARING = ["naive", "independent", "merge", "graft-freeze", "graft-compose"]
+
+
+def _run(model_dir, out, method, share, **over):
+    config = RunConfig(
+        stream="tiny", model=str(model_dir), method=method, method_options=OPTIONS.get(method, {}), **{**FAST, **over}
+    )
+    runner = Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None, share=share)
+    return runner.run()
+
+
+def _same_numbers(a: dict, b: dict) -> None:
+    assert a["R"] == b["R"]
+    assert a["train_loss"] == b["train_loss"]
+    assert json.dumps(a["method"]["report"], sort_keys=True) == json.dumps(b["method"]["report"], sort_keys=True)
+
+
+def test_shared_fine_tunes_and_row0_give_the_records_of_runs_alone(tiny_model_dir, tmp_path, monkeypatch):
+    alone = {m: _run(tiny_model_dir, tmp_path / "alone" / m, m, share=False) for m in SHARING}
+    assert not (tmp_path / "alone" / SHARED_DIR).exists()
+
+    calls = []
+    original = clgraft.train.train_task
+    monkeypatch.setattr(clgraft.train, "train_task", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
+    shared = {m: _run(tiny_model_dir, tmp_path / "shared" / m, m, share=True) for m in SHARING}
+    for m in SHARING:
+        _same_numbers(alone[m], shared[m])
+    for stem in ("tiny-sst2", "tiny-agnews", "tiny-trec"):
+        name = f"{stem}-graft-compose.safetensors"
+        a, b = (load_file(tmp_path / k / "graft-compose" / "grafts" / name) for k in ("alone", "shared"))
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+    # naive trains 3 tasks (the first from θ₀, stored); independent reuses it and trains 2; merge reuses all 3;
+    # graft-freeze trains its first task (frozen embeddings: another start), graft-compose reuses it and trains 2
+    assert len(calls) == 3 + 2 + 0 + 3 + 2 + 0
+    folder = tmp_path / "shared" / SHARED_DIR
+    assert len(list((folder / "finetunes").glob("*.safetensors"))) == 3 + 3
+    assert len(list((folder / "row0").glob("*.json"))) == 1  # one seed, one model: one row 0 for all five
+
+
+def test_row0_is_the_same_for_every_method(tiny_model_dir, tmp_path):
+    """The shared row 0 assumes no method changes the model before training; every method is checked."""
+    rows = {m: _run(tiny_model_dir, tmp_path / m, m, share=False, steps=2)["R"][0] for m in METHODS}
+    assert len({json.dumps(r) for r in rows.values()}) == 1, rows
+
+
+def test_other_settings_other_keys(tiny_model_dir, tmp_path):
+    """A changed seed, learning rate or test cap is another piece of work, never a reused one."""
+    base = _run(tiny_model_dir, tmp_path / "a", "independent", share=True)
+    lr = _run(tiny_model_dir, tmp_path / "b", "independent", share=True, lr=2e-3)
+    seed = _run(tiny_model_dir, tmp_path / "c", "independent", share=True, seed=7)
+    cap = _run(tiny_model_dir, tmp_path / "d", "independent", share=True, max_test=10)
+    folder = tmp_path / SHARED_DIR
+    assert len(list((folder / "finetunes").glob("*.safetensors"))) == 3 * 3  # the cap changes no fine-tune
+    assert len(list((folder / "row0").glob("*.json"))) == 3  # the learning rate changes no row 0
+    assert base["R"][1:] != lr["R"][1:] or base["train_loss"] != lr["train_loss"]
+    assert seed["R"][0] != base["R"][0] or seed["train_loss"] != base["train_loss"]
+    assert cap["R"][0] != base["R"][0]
+
+
+@pytest.mark.parametrize("method", ["independent"])
+def test_trajectory_runs_are_not_shared(tiny_model_dir, tmp_path, method):
+    """A run that saves checkpoints inside the loop trains for itself (a stored fine-tune has no trajectory)."""
+    _run(tiny_model_dir, tmp_path / "a", method, share=True)
+    _run(tiny_model_dir, tmp_path / "b", method, share=True, trajectory=2)
+    assert len(list((tmp_path / "b" / "trajectory").rglob("*.safetensors"))) == 3 * 2
