@@ -1,9 +1,11 @@
-"""Tokenise a split once and cut it into padded batches (random for training, length-sorted for evaluation)."""
+"""Tokenise a split once and cut it into padded batches (random for training, length-sorted with little padding for
+evaluation)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from clgraft.data import Split
@@ -48,7 +50,26 @@ def train_batches(n: int, batch_size: int, steps: int, generator: torch.Generato
     return [flat[i : i + batch_size] for i in range(0, need, batch_size)]
 
 
-def eval_batches(data: Encoded, batch_size: int) -> list[list[int]]:
-    """Batches of similar length, so that little compute goes to padding."""
+EVAL_BATCH_COST = 256
+"""What one more evaluation batch costs, in padded tokens (a forward call's fixed work and the lower GEMM rate of
+smaller batches; measured on the mixed stream's test sets, benchmarks/README.md)."""
+
+
+def eval_batches(data: Encoded, batch_size: int, batch_cost: int = EVAL_BATCH_COST) -> list[list[int]]:
+    """Batches of at most batch_size examples, taken in length order and cut where the padded tokens plus
+    `batch_cost` per batch are fewest (dynamic programming over the sorted lengths): an outlier in length gets a
+    batch of its own instead of padding a whole batch to its length."""
     order = sorted(range(len(data)), key=lambda i: len(data.ids[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    lengths = np.array([len(data.ids[i]) for i in order], dtype=np.float64)
+    cost = np.zeros(len(order) + 1)
+    start_of = np.zeros(len(order) + 1, dtype=np.int64)
+    for end in range(1, len(order) + 1):
+        starts = np.arange(max(0, end - batch_size), end)
+        total = cost[starts] + (end - starts) * lengths[end - 1] + batch_cost
+        best = int(np.argmin(total))
+        cost[end], start_of[end] = total[best], starts[best]
+    batches, end = [], len(order)
+    while end > 0:
+        batches.append(order[start_of[end] : end])
+        end = int(start_of[end])
+    return batches[::-1]

@@ -252,6 +252,13 @@ Evaluate = Annotated[
     ),
 ]
 Progress = Annotated[bool, _opt("show progress bars")]
+Optimizer = Annotated[
+    str,
+    _opt(
+        "adamw (torch's multi-tensor AdamW) or adamw-fused (its fused kernel: faster optimiser steps, numbers differ "
+        "by float rounding, so a configuration of its own)"
+    ),
+]
 FreezeEmbeddings = Annotated[
     bool | None,
     _opt(
@@ -337,6 +344,7 @@ def run(
     device: Device = _D["device"],
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
+    optimizer: Optimizer = _D["optimizer"],
     trajectory: Annotated[int, _opt("save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
         "trajectory"
     ],
@@ -372,6 +380,7 @@ def run(
         device=device,
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
+        optimizer=optimizer,
         trajectory=trajectory,
         method=method,
         method_options=_parse_opts(opt or []),
@@ -407,6 +416,7 @@ def compare(
     device: Device = _D["device"],
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
+    optimizer: Optimizer = _D["optimizer"],
     out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
     config_file: ConfigFile = None,
     tensorboard: TensorBoard = None,
@@ -439,6 +449,7 @@ def compare(
         device=device,
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
+        optimizer=optimizer,
     )
     configs = [
         base.model_copy(update={"method": name, "method_options": options, "seed": seed})

@@ -204,7 +204,8 @@ class Runner:
         self.hash = config_hash(self._hash_payload())
         default = root / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
         self.dir = out or default
-        self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr)
+        fused = config.optimizer == "adamw-fused"
+        self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr, fused=fused)
 
     @property
     def freeze_embeddings(self) -> bool:

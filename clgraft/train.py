@@ -25,15 +25,21 @@ class TrainOptions:
     head_lr: float
     weight_decay: float = 0.0
     eval_batch_size: int = 64
+    fused: bool = False
+    """torch's fused AdamW kernel (RunConfig.optimizer = adamw-fused) instead of the multi-tensor one."""
 
 
 def make_optimizer(model: HeadedModel, heads: list[str], opts: TrainOptions) -> torch.optim.Optimizer:
-    """AdamW over the body (lr) and the heads being trained (head_lr); other heads stay untouched."""
+    """AdamW over the body (lr) and the heads being trained (head_lr); other heads stay untouched. The multi-tensor
+    kernel gives the same bits as the per-parameter loop (tested) in less time; the fused one is opt-in, since its
+    rounding differs."""
     groups = [
         {"params": [p for p in model.body.parameters() if p.requires_grad], "lr": opts.lr},
         {"params": [p for h in heads for p in model.heads[h].parameters()], "lr": opts.head_lr},
     ]
-    return torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
+    if opts.fused:
+        return torch.optim.AdamW(groups, weight_decay=opts.weight_decay, fused=True)
+    return torch.optim.AdamW(groups, weight_decay=opts.weight_decay, foreach=True)
 
 
 def train_task(

@@ -170,3 +170,39 @@ def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invo
     assert len(record["task_files"]) == 4 and all((out / f).is_file() for f in record["task_files"])
     invoke("localize", out, "--sparsity", "0.05", "--steps", "1", "--task", "my-trec")
     assert json.loads((out / "localize.json").read_text())["results"][0]["task"] == "my-trec"
+
+
+def test_multi_tensor_adamw_gives_the_bits_of_the_per_parameter_loop(tiny_model_dir):
+    """The default optimiser is faster than torch's CPU default but must not change a number."""
+    import torch
+
+    from clgraft.models import HeadedModel, load_backbone
+    from clgraft.train import TrainOptions, make_optimizer
+
+    gen = torch.Generator().manual_seed(0)
+    ids, labels = torch.randint(1000, 20000, (4, 12), generator=gen), torch.tensor([0, 1, 1, 0])
+    opts = TrainOptions(steps=3, batch_size=4, lr=1e-3, head_lr=1e-2)
+    finals = []
+    for loop in (True, False):
+        model = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"t": 2}, seed=0)
+        optimizer = make_optimizer(model, ["t"], opts)
+        if loop:
+            groups = [{"params": g["params"], "lr": g["lr"]} for g in optimizer.param_groups]
+            optimizer = torch.optim.AdamW(groups, weight_decay=0.0, foreach=False)
+            assert not optimizer.param_groups[0]["foreach"]
+        for _ in range(3):
+            torch.nn.functional.cross_entropy(model(ids, torch.ones_like(ids), "t"), labels).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        finals.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(finals[0], finals[1])
+
+
+def test_fused_optimizer_is_a_configuration_of_its_own(tiny_model_dir, tmp_path):
+    plain = Runner(RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST), Registry.discover(), None, tmp_path)
+    fused_config = RunConfig(stream="tiny", model=str(tiny_model_dir), optimizer="adamw-fused", **FAST)
+    fused = Runner(fused_config, Registry.discover(), None, tmp_path / "f", progress=False, echo=lambda s: None)
+    assert "optimizer" not in plain._hash_payload()["config"]  # records from before the option stay reusable
+    assert fused.hash != plain.hash and fused.opts.fused
+    record = fused.run()
+    assert record["config"]["optimizer"] == "adamw-fused" and len(record["train_loss"]) == 3

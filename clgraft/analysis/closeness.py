@@ -13,7 +13,7 @@ from clgraft.analysis.run_files import OpenRun, layer_of
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.plots import finish_lines, pyplot, save
 from clgraft.report import _run_line
-from clgraft.train import TrainOptions, train_task
+from clgraft.train import train_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,7 +58,7 @@ def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
         model,
         task.head,
         task.train,
-        TrainOptions(opts.steps, opts.batch_size, opts.lr, opts.head_lr, eval_batch_size=opts.eval_batch_size),
+        opts,
         seed,
         run.runner.device,
         task.label_offset,

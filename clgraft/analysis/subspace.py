@@ -4,6 +4,7 @@ the t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +20,7 @@ from clgraft.models import BlockView, HeadedModel
 from clgraft.plots import finish_lines, pyplot, save
 from clgraft.report import _run_line
 from clgraft.results import read_json
-from clgraft.train import TrainOptions, train_task
+from clgraft.train import train_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,7 +87,7 @@ def _fit_subspace(run: OpenRun, t: int, basis: torch.Tensor, lr: float, seed: in
         model,
         task.head,
         task.train,
-        TrainOptions(opts.steps, opts.batch_size, lr, opts.head_lr, eval_batch_size=opts.eval_batch_size),
+        replace(opts, lr=lr),
         seed,
         run.runner.device,
         task.label_offset,
