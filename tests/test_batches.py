@@ -43,6 +43,8 @@ def test_predictions_equal_one_example_at_a_time(lengths):
     data = _encoded(lengths)
     batched = predict(model, "t", data, 4, torch.device("cpu"))
     with torch.inference_mode():
-        alone = torch.cat([model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), "t") for ids in data.ids])
+        alone = torch.cat(
+            [model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), "t") for ids in data.ids]
+        )
     assert torch.equal(batched.argmax(-1), alone.argmax(-1))
     torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)
