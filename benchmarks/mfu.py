@@ -89,10 +89,10 @@ def stream_splits(tokenizer, folder: Path, seed: int = 42) -> list[tuple[Encoded
     return out
 
 
-def padding_share(data: Encoded, batches: list[list[int]]) -> float:
-    """Share of the computed token positions that are padding, for these batches."""
-    real = sum(len(data.ids[i]) for b in batches for i in b)
-    padded = sum(len(b) * max(len(data.ids[i]) for i in b) for b in batches)
+def padding_share(batched: list[tuple[Encoded, list[list[int]]]]) -> float:
+    """Share of the computed token positions that are padding, over these (split, its batches)."""
+    real = sum(len(data.ids[i]) for data, batches in batched for b in batches for i in b)
+    padded = sum(len(b) * max(len(data.ids[i]) for i in b) for data, batches in batched for b in batches)
     return 1 - real / padded
 
 
@@ -111,14 +111,13 @@ def measure(threads: int, train_steps: int = 12, eval_batch: int = 64, rounds: i
     tests = [test for _, test in splits]
     eval_lengths = [len(ids) for t in tests for ids in t.ids]
     eval_s = best_seconds(lambda: [predict(model, "t", t, eval_batch, cpu) for t in tests], rounds)
-    eval_pad = padding_share_all(tests, eval_batch)
+    eval_pad = padding_share([(t, eval_batches(t, eval_batch)) for t in tests])
 
     opts = TrainOptions(steps=train_steps, batch_size=8, lr=1e-5, head_lr=1e-5)
     train, seed = splits[0][0], 0
     batches = train_batches(len(train), opts.batch_size, opts.steps, torch.Generator().manual_seed(seed))
     train_lengths = [len(train.ids[i]) for b in batches for i in b]
-    labels = Encoded(train.ids, train.labels % 6, train.pad_id)
-    train_s = best_seconds(lambda: train_task(model, "t", labels, opts, seed, cpu, progress=False), rounds)
+    train_s = best_seconds(lambda: train_task(model, "t", train, opts, seed, cpu, progress=False), rounds)
 
     eval_tokens = sum(eval_lengths) // len(eval_lengths) * eval_batch
     train_tokens = opts.batch_size * max(train_lengths)
@@ -132,21 +131,11 @@ def measure(threads: int, train_steps: int = 12, eval_batch: int = 64, rounds: i
         "train_step_ms": train_s / opts.steps * 1e3,
         "train_tokens_per_s": sum(train_lengths) / train_s,
         "train_gflops": 3 * forward_flops(config, train_lengths) / train_s / 1e9,
-        "train_padding": padding_share(train, batches),
+        "train_padding": padding_share([(train, batches)]),
     }
     out["eval_mfu"] = out["eval_gflops"] / out["gemm_eval_gflops"]
     out["train_mfu"] = out["train_gflops"] / out["gemm_train_gflops"]
     return out
-
-
-def padding_share_all(tests: list[Encoded], batch: int) -> float:
-    """Padding share over the evaluation batches of every test set."""
-    real = padded = 0
-    for t in tests:
-        for b in eval_batches(t, batch):
-            real += sum(len(t.ids[i]) for i in b)
-            padded += len(b) * max(len(t.ids[i]) for i in b)
-    return 1 - real / padded
 
 
 if __name__ == "__main__":
