@@ -41,6 +41,12 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
+claims_app = typer.Typer(
+    help="The seed papers' claims (tasks/claims/*.yaml): list them, make their runs, report measured values with "
+    "95% intervals over seeds and verdicts (RESULTS/CLAIMS.md, docs/claims.md).",
+    no_args_is_help=True,
+)
+app.add_typer(claims_app, name="claims")
 
 TasksDir = Annotated[
     list[Path] | None,
@@ -574,6 +580,70 @@ def sweep(
 
 
 Results = Annotated[Path, _opt("results folder (clgraft sweep --results)")]
+
+
+def _claims(names: list[str] | None):
+    from clgraft.claims import load_claims
+
+    claims = load_claims()
+    if not names:
+        return claims
+    known = {c.claim: c for c in claims}
+    if missing := [n for n in names if n not in known]:
+        raise ClgraftError(f"unknown claim '{missing[0]}'; known claims: {', '.join(known)} (clgraft claims list)")
+    return [known[n] for n in names]
+
+
+ClaimNames = Annotated[list[str] | None, typer.Argument(help="claims by name (default: all)", show_default=False)]
+
+
+@claims_app.command("list")
+def claims_list() -> None:
+    """Each claim: name, paper and place in it, what is expected, and what tests it (or what clgraft still lacks)."""
+    for c in _claims(None):
+        tested = (
+            f"{c.evidence.stream}, {' vs '.join(c.evidence.methods)}, {len(c.evidence.seeds)} seeds"
+            if c.evidence
+            else "not testable yet"
+        )
+        needs = f"; needs {c.needs}" if c.needs else ""
+        typer.echo(f"{c.claim}  [{c.paper}, {c.where}]\n    expected: {c.expect.text}\n    tested on: {tested}{needs}")
+
+
+@claims_app.command("run")
+def claims_run(
+    names: ClaimNames = None,
+    results: Annotated[Path, _opt("results folder; runs go to RESULTS/claims/CLAIM/runs")] = Path("results"),
+    data_dir: DataDir = None,
+    progress: Progress = True,
+) -> None:
+    """Make (or reuse, or resume) the runs, localizations and analyses that test the claims; claims that cannot be
+    tested yet are listed and skipped."""
+    from clgraft.claims import run_claim
+    from clgraft.data import data_dir_from
+
+    for claim in _claims(names):
+        if claim.evidence is None:
+            typer.echo(f"{claim.claim}: skipped, needs {claim.needs}")
+            continue
+        run_claim(results, claim, data_dir_from(data_dir), typer.echo, progress)
+
+
+@claims_app.command("report")
+def claims_report(
+    names: ClaimNames = None,
+    results: Annotated[Path, _opt("results folder holding the claims' records")] = Path("results"),
+    out: Annotated[Path | None, _opt("where to write the report [default: RESULTS/CLAIMS.md]")] = None,
+) -> None:
+    """Recompute every claim's number from its records: mean and 95% interval over seeds, expected, verdict
+    (reproduced / not reproduced / inconclusive / not run / needs …)."""
+    from clgraft.claims import report
+    from clgraft.results import write_text
+
+    text = report(results, _claims(names))
+    write_text(out or results / "CLAIMS.md", text)
+    typer.echo(text)
+    typer.echo(f"written: {out or results / 'CLAIMS.md'}")
 
 
 @app.command()

@@ -181,7 +181,7 @@ def builtin_tasks_dir() -> Path:
 
 
 def load_yaml_file(path: Path) -> Task | Stream | None:
-    """Parse and validate one YAML file; None for files that are neither a task nor a stream (e.g. sweeps)."""
+    """Parse and validate one YAML file; None for files that are neither a task nor a stream (sweeps, claims)."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -194,7 +194,7 @@ def load_yaml_file(path: Path) -> Task | Stream | None:
         raise ClgraftError(f"{path}: expected a mapping with a `task:` or `stream:` key")
     kind = Task if "task" in doc else Stream if "stream" in doc else None
     if kind is None:
-        if "sweep" in doc:
+        if "sweep" in doc or "claim" in doc:
             return None
         raise ClgraftError(f"{path}: expected a `task:` or `stream:` key at the top level")
     try:

@@ -1,0 +1,401 @@
+"""The seed papers' claims as data (`tasks/claims/*.yaml`): what a paper claims and where, the runs that test it, the
+number each seed's records give, and a verdict from the mean and its 95% confidence interval over seeds.
+
+A claim's records live in `RESULTS/claims/CLAIM/runs/` (run.json, localize.json, analysis/*.json); `clgraft claims
+run` makes or reuses them, `clgraft claims report` recomputes every number from them and writes RESULTS/CLAIMS.md.
+The verdict compares the interval with the paper's expectation (docs/claims.md): *reproduced* when the whole
+interval is on the expected side, *not reproduced* when the whole interval is on the other side, *inconclusive*
+when it straddles the threshold or fewer than 3 seeds are in; *not run* without records, and *needs …* where the
+claim asks for something clgraft cannot do yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clgraft.errors import ClgraftError, validation_message
+from clgraft.registry import builtin_tasks_dir
+from clgraft.results import read_json
+
+MIN_SEEDS = 3
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Expect(_Strict):
+    """The paper's number or direction: the measured value should be `op` `value`."""
+
+    op: Literal[">=", "<="]
+    value: float
+    text: str = Field(description="the expectation as the paper states it, e.g. '> 95% of fine-tuned accuracy'")
+
+
+class Evidence(_Strict):
+    """The runs that test a claim, the steps after them, and the statistic each seed's records give."""
+
+    stream: str
+    methods: list[str] = Field(min_length=1, max_length=2, description="two for a paired difference (first − second)")
+    seeds: list[int] = Field(min_length=MIN_SEEDS)
+    run: dict[str, Any] = Field(default={}, description="RunConfig settings shared by the runs (steps, max_test, ...)")
+    localize: dict[str, Any] | None = Field(default=None, description="api.localize options: sparsity, method, steps")
+    analyze: Literal["overlap", "subspace", "closeness"] | None = None
+    statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/claims.py)")
+    records: str | None = Field(
+        default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> Evidence:
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic '{self.statistic}': choose one of {', '.join(STATISTICS)}")
+        needs = STATISTICS[self.statistic].needs
+        if needs == "localize" and not self.localize:
+            raise ValueError(f"statistic '{self.statistic}' reads localize.json: give `localize`")
+        if needs in ("overlap", "subspace", "closeness") and self.analyze != needs:
+            raise ValueError(f"statistic '{self.statistic}' reads the {needs} analysis: set `analyze: {needs}`")
+        if self.analyze == "overlap" and not self.localize:
+            raise ValueError("the overlap analysis compares grafts: give `localize` (their sparsity)")
+        if self.analyze == "subspace" and self.run.get("trajectory", 0) < 2:
+            raise ValueError("the subspace analysis reads checkpoints: set `run: {trajectory: N}` with N ≥ 2")
+        if needs == "pair" and len(self.methods) != 2:
+            raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
+        return self
+
+
+class Claim(_Strict):
+    """One claim of one paper, with what tests it."""
+
+    claim: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: int = Field(ge=1)
+    paper: str = Field(description="BibTeX key in clgraft/references.bib")
+    where: str = Field(description="section, table or figure of the paper")
+    statement: str
+    expect: Expect
+    evidence: Evidence | None = None
+    needs: str | None = Field(default=None, description="what clgraft lacks to test it; the report says so")
+    setting_note: str = Field(default="", description="why this setting, where it departs from the paper's")
+    origin: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _testable(self) -> Claim:
+        if self.evidence is None and self.needs is None:
+            raise ValueError("give `evidence` (the runs that test the claim) or `needs` (why it cannot be run yet)")
+        return self
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A number per seed from that seed's records: `read(records)` with records = {method: (run.json, run dir)}."""
+
+    needs: Literal["run", "pair", "localize", "overlap", "subspace", "closeness"]
+    describe: str
+    read: Callable[[dict[str, tuple[dict, Path]], Evidence], float | None]
+
+
+def _localize_rows(run_dir: Path, evidence: Evidence) -> list[dict]:
+    path = run_dir / "localize.json"
+    if not path.is_file():
+        return []
+    wanted = float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled")
+    return [r for r in read_json(path)["results"] if (float(r["sparsity"]), r["method"]) == wanted]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def _per_task(formula: Callable[[dict], float | None]) -> Callable[[dict, Evidence], float | None]:
+    def read(records: dict, evidence: Evidence) -> float | None:
+        (_, run_dir), *_ = records.values()
+        return _mean([formula(r) for r in _localize_rows(run_dir, evidence)])
+
+    return read
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _analysis(records: dict, evidence: Evidence, name: str) -> dict | None:
+    """The summary an analysis merged into run.json (docs/run-record.md), or None when it has not run."""
+    (record, _), *_ = records.values()
+    key = f"overlap-s{float(evidence.localize['sparsity']):g}" if name == "overlap" else name
+    return record.get("analysis", {}).get(key)
+
+
+def _tasks_of(summary: dict) -> list[dict]:
+    return [v for k, v in summary.items() if k != "details" and isinstance(v, dict)]
+
+
+def _overlap_rho(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "overlap")
+    return None if summary is None else summary["correlations_with_jaccard"]["same_type"]["rho"]
+
+
+def _subspace_d90(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "subspace")
+    if summary is None:
+        return None
+    return _mean([max(task["d90"].items(), key=lambda kv: int(kv[0]))[1] for task in _tasks_of(summary)])
+
+
+def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "closeness")
+    if summary is None:
+        return None
+    return _mean([_mean(list(task["rel_l2_by_layer"].values())) for task in _tasks_of(summary)])
+
+
+def _forgetting_difference(records: dict, evidence: Evidence) -> float | None:
+    first, second = (records[m][0]["metrics"]["forgetting"] for m in evidence.methods)
+    return None if first is None or second is None else first - second
+
+
+STATISTICS: dict[str, Statistic] = {
+    "recovered": Statistic(
+        "localize",
+        "acc(θ̄)/acc(θ_t), mean over tasks (the paper's ratio; inflated by a trained head)",
+        _per_task(lambda r: r["recovered"]),
+    ),
+    "body_gain_recovered": Statistic(
+        "localize",
+        "(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), mean over tasks whose body gained",
+        _per_task(lambda r: _ratio(r["acc_grafted"] - r["acc_base"], r["acc_finetuned"] - r["acc_base"])),
+    ),
+    "ece_reduction": Statistic(
+        "localize",
+        "1 − ECE(θ̄)/ECE(θ_t), mean over tasks",
+        _per_task(lambda r: None if not r["ece_finetuned"] else 1 - r["ece_grafted"] / r["ece_finetuned"]),
+    ),
+    "forgetting_difference": Statistic(
+        "pair", "forgetting of the first method − forgetting of the second (accuracy as a fraction)", _forgetting_difference
+    ),
+    "overlap_same_type_rho": Statistic(
+        "overlap", "Spearman ρ of region Jaccard with same task type, over task pairs", _overlap_rho
+    ),
+    "subspace_d90": Statistic("subspace", "d90 of the trajectory at the largest t, mean over tasks", _subspace_d90),
+    "closeness_rel_l2": Statistic(
+        "closeness", "‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks and tasks", _closeness_rel_l2
+    ),
+}
+
+
+def claims_dir() -> Path:
+    """The shipped claims: `claims/` in the built-in tasks folder."""
+    return builtin_tasks_dir() / "claims"
+
+
+def load_claims(folder: Path | None = None) -> list[Claim]:
+    """Every claim file of a folder (the shipped ones by default), validated, in file-name order."""
+    out = []
+    for path in sorted((folder or claims_dir()).glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            out.append(Claim.model_validate({**doc, "origin": str(path)}))
+        except yaml.YAMLError as e:
+            raise ClgraftError(f"{path}: not valid YAML ({getattr(e, 'problem', e)})") from e
+        except ValidationError as e:
+            raise ClgraftError(validation_message(path, e)) from e
+        except TypeError as e:
+            raise ClgraftError(f"{path}: expected a mapping with a `claim:` key") from e
+    names = [c.claim for c in out]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise ClgraftError(f"claim '{dup[0]}' is defined twice")
+    return out
+
+
+def claim_runs_dir(results: Path, claim: Claim) -> Path:
+    """Where a claim's run directories are kept (a comparison's folder, where the claim reuses its runs)."""
+    if claim.evidence is not None and claim.evidence.records:
+        return results / claim.evidence.records
+    return results / "claims" / claim.claim / "runs"
+
+
+def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
+    """Whether a record is the run of this method spec (NAME[:KEY=VALUE...]) and seed in the claim's setting."""
+    from clgraft.methods import parse_method_spec
+
+    name, options = parse_method_spec(method)
+    config, recorded = record.get("config", {}), record["method"]
+    if (record["stream"]["name"], recorded["name"], record["seed"]) != (evidence.stream, name, seed):
+        return False
+    same_options = all(recorded["options"].get(k) == v for k, v in options.items())
+    return same_options and all(config.get(k) == v for k, v in evidence.run.items())
+
+
+def seed_records(results: Path, claim: Claim) -> dict[int, dict[str, tuple[dict, Path]]]:
+    """The finished records of each seed of the claim, by method (seeds missing a method are left out)."""
+    evidence = claim.evidence
+    found: dict[int, dict[str, tuple[dict, Path]]] = {}
+    for path in sorted(claim_runs_dir(results, claim).glob("*/run.json")):
+        record = read_json(path)
+        for method in evidence.methods:
+            for seed in evidence.seeds:
+                if _matches(record, evidence, method, seed):
+                    found.setdefault(seed, {})[method] = (record, path.parent)
+    return {s: r for s, r in found.items() if len(r) == len(evidence.methods)}
+
+
+@dataclass
+class Measured:
+    """A claim's number over seeds and its verdict."""
+
+    values: dict[int, float]
+    mean: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+    why: str
+    setting: str
+
+
+def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the two ends of its Student-t confidence interval over seeds."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sem = stats.sem(values)
+    if sem == 0:
+        return mean, mean, mean
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
+
+
+def verdict(claim: Claim, low: float, high: float, n: int) -> tuple[str, str]:
+    """(verdict, why) from the 95% interval and the paper's expectation."""
+    op, value = claim.expect.op, claim.expect.value
+    if n < MIN_SEEDS:
+        return "inconclusive", f"{n} of the {MIN_SEEDS} seeds needed have records"
+    agrees = low >= value if op == ">=" else high <= value
+    disagrees = high < value if op == ">=" else low > value
+    interval = f"95% CI [{low:.3g}, {high:.3g}]"
+    if agrees:
+        return "reproduced", f"the whole {interval} is {op} {value:g}"
+    if disagrees:
+        return "not reproduced", f"the whole {interval} is on the other side of {value:g}"
+    return "inconclusive", f"the {interval} contains {value:g}"
+
+
+def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> str:
+    evidence = claim.evidence
+    parts = [f"{evidence.stream}, {' vs '.join(evidence.methods)}"]
+    if records:
+        record = next(iter(next(iter(records.values())).values()))[0]
+        config, tests = record["config"], [t["test_size"] for t in record["tasks"]]
+        parts.append(f"model {config['model']}, head {config['head']}, {config['steps']} steps")
+        parts.append(f"test {min(tests)}–{max(tests)} per task")
+    parts.append(f"seeds {', '.join(str(s) for s in sorted(records) or evidence.seeds)}")
+    return "; ".join(parts)
+
+
+def measure(results: Path, claim: Claim) -> Measured:
+    """The claim's number per seed from its records, the mean, its 95% interval and the verdict."""
+    if claim.needs is not None and claim.evidence is None:
+        return Measured({}, None, None, None, "needs " + claim.needs, "not testable in clgraft yet", "")
+    records = seed_records(results, claim)
+    statistic = STATISTICS[claim.evidence.statistic]
+    values = {s: v for s, r in sorted(records.items()) if (v := statistic.read(r, claim.evidence)) is not None}
+    setting = _setting(claim, records)
+    if not values:
+        return Measured({}, None, None, None, "not run", f"no records; `clgraft claims run {claim.claim}`", setting)
+    mean, low, high = confidence_interval(list(values.values()))
+    name, why = verdict(claim, low, high, len(values))
+    if claim.needs is not None:
+        name, why = f"{name} (partial)", f"{why}; still needs {claim.needs}"
+    return Measured(values, mean, low, high, name, why, setting)
+
+
+def run_claim(
+    results: Path, claim: Claim, data_dir: Path | None, echo: Callable[[str], None], progress: bool = True
+) -> None:
+    """Make or reuse the claim's runs, then its localization and analysis, seed by seed (each step is skipped where
+    its output is already there, so an interrupted call resumes)."""
+    from clgraft.api import localize
+    from clgraft.config import RunConfig
+    from clgraft.methods import parse_method_spec
+    from clgraft.registry import Registry
+    from clgraft.runner import Runner
+
+    if claim.evidence is None:
+        raise ClgraftError(f"claim {claim.claim} cannot be run yet: it needs {claim.needs}")
+    evidence, registry = claim.evidence, Registry.discover()
+    for seed in evidence.seeds:
+        for spec in evidence.methods:
+            name, options = parse_method_spec(spec)
+            config = RunConfig(stream=evidence.stream, method=name, method_options=options, seed=seed, **evidence.run)
+            echo(f"{claim.claim}: {spec} seed {seed}")
+            runner = Runner(
+                config, registry, data_dir, root=claim_runs_dir(results, claim), progress=progress, echo=echo
+            )
+            runner.run()
+            if evidence.localize and not _localize_rows(runner.dir, evidence):
+                localize(runner.dir, data_dir=data_dir, **evidence.localize)
+            if evidence.analyze:
+                _analyze(runner.dir, evidence, registry, data_dir, echo)
+
+
+def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
+    from clgraft.analysis.run_files import open_run
+
+    key = f"overlap-s{float(evidence.localize['sparsity']):g}" if evidence.analyze == "overlap" else evidence.analyze
+    if key in read_json(run_dir / "run.json").get("analysis", {}):
+        return
+    run = open_run(run_dir, registry, data_dir, echo)
+    if evidence.analyze == "overlap":
+        from clgraft.analysis.overlap import analyze_overlap
+
+        analyze_overlap(run, float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled"))
+    elif evidence.analyze == "subspace":
+        from clgraft.analysis.subspace import analyze_subspace
+
+        analyze_subspace(run, [evidence.run["trajectory"]], [], run.select(None), 0.05)
+    else:
+        from clgraft.analysis.closeness import analyze_closeness
+
+        analyze_closeness(run, run.select(None), None)
+
+
+def report(results: Path, claims: list[Claim]) -> str:
+    """RESULTS/CLAIMS.md: a summary table, then per claim its statement, setting, values per seed and verdict."""
+    measured = [(c, measure(results, c)) for c in claims]
+    lines = [
+        "# Claims of the seed papers, measured",
+        "",
+        "Regenerated by `clgraft claims report` from the records under `claims/*/runs/` (docs/claims.md). Measured:",
+        "mean over seeds [95% Student-t interval]. A verdict needs the whole interval on one side of the paper's",
+        "threshold and at least 3 seeds.",
+        "",
+        "| claim | paper | expected | measured | n | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c, m in measured:
+        value = "–" if m.mean is None else f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
+        lines.append(
+            f"| [{c.claim}](#{c.claim}) | {c.paper}, {c.where} | {c.expect.text} | {value} | {len(m.values)} | "
+            f"{m.verdict} |"
+        )
+    for c, m in measured:
+        lines += ["", f"## {c.claim}", "", f"**{c.paper}, {c.where}:** {c.statement}", ""]
+        lines.append(f"- expected: {c.expect.text} (tested as measured {c.expect.op} {c.expect.value:g})")
+        if c.evidence is not None:
+            lines.append(f"- statistic: {STATISTICS[c.evidence.statistic].describe}")
+            lines.append(f"- setting: {m.setting}")
+        if m.values:
+            lines.append("- per seed: " + ", ".join(f"{s}: {v:.4g}" for s, v in m.values.items()))
+        lines.append(f"- verdict: **{m.verdict}** — {m.why}")
+        if c.setting_note:
+            lines.append(f"- note: {c.setting_note}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,132 @@
+"""The claims registry: the shipped claims are valid, and the report recomputes every number from the records."""
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+import clgraft.train
+from clgraft.cite import bib_entries
+from clgraft.claims import Claim, claim_runs_dir, confidence_interval, load_claims, measure, report, run_claim
+from clgraft.errors import ClgraftError
+from clgraft.methods import parse_method_spec
+from clgraft.registry import Registry
+
+
+def test_shipped_claims_are_valid_cite_known_papers_and_name_real_streams():
+    claims = load_claims()
+    assert len(claims) >= 7
+    registry, papers = Registry.discover(), bib_entries()
+    for c in claims:
+        assert c.paper in papers, c.claim
+        if c.evidence is not None:
+            registry.stream(c.evidence.stream)
+            for spec in c.evidence.methods:
+                parse_method_spec(spec)
+            assert len(c.evidence.seeds) >= 3
+
+
+def _claim(statistic: str, methods: list[str], expect: tuple[str, float], **evidence) -> Claim:
+    return Claim.model_validate(
+        {
+            "claim": "test-claim",
+            "version": 1,
+            "paper": "panigrahi2023grafting",
+            "where": "Abstract",
+            "statement": "a statement",
+            "expect": {"op": expect[0], "value": expect[1], "text": "as the paper says"},
+            "evidence": {"stream": "tiny", "methods": methods, "seeds": [1, 2, 3], "statistic": statistic, **evidence},
+        }
+    )
+
+
+def _write_run(folder, method: str, seed: int, forgetting: float, steps: int = 5) -> None:
+    record = {
+        "stream": {"name": "tiny"},
+        "method": {"name": method, "options": {}},
+        "seed": seed,
+        "config": {"model": "m", "head": "task", "steps": steps},
+        "tasks": [{"test_size": 10}],
+        "metrics": {"forgetting": forgetting},
+    }
+    (folder / f"{method}-{seed}").mkdir(parents=True)
+    (folder / f"{method}-{seed}" / "run.json").write_text(json.dumps(record))
+
+
+def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
+    claim = _claim("forgetting_difference", ["naive", "graft-freeze"], (">=", 0.0), run={"steps": 5})
+    runs = claim_runs_dir(tmp_path, claim)
+    naive, frozen = {1: 0.20, 2: 0.15, 3: 0.25}, {1: 0.01, 2: 0.02, 3: 0.00}
+    for seed in (1, 2, 3):
+        _write_run(runs, "naive", seed, naive[seed])
+        _write_run(runs, "graft-freeze", seed, frozen[seed])
+    _write_run(runs, "naive", 9, 0.9)  # a seed the claim does not list
+    _write_run(runs / "other", "naive", 1, 0.9, steps=7)  # another setting: not read
+    diffs = [naive[s] - frozen[s] for s in (1, 2, 3)]
+    m = measure(tmp_path, claim)
+    assert m.values == pytest.approx({1: 0.19, 2: 0.13, 3: 0.25})
+    low, high = stats.t.interval(0.95, 2, loc=sum(diffs) / 3, scale=stats.sem(diffs))
+    assert (m.mean, m.low, m.high) == pytest.approx((sum(diffs) / 3, low, high))
+    assert m.verdict == "reproduced"
+
+    other_way = _claim("forgetting_difference", ["naive", "graft-freeze"], ("<=", 0.0), run={"steps": 5})
+    assert measure(tmp_path, other_way).verdict == "not reproduced"
+    straddles = _claim("forgetting_difference", ["naive", "graft-freeze"], (">=", 0.19), run={"steps": 5})
+    assert measure(tmp_path, straddles).verdict == "inconclusive"
+
+    (runs / "graft-freeze-3" / "run.json").unlink()
+    assert measure(tmp_path, claim).verdict == "inconclusive"  # two seeds are not enough
+    text = report(tmp_path, [claim])
+    assert "| 2 | inconclusive |" in text and "2: 0.13" in text
+
+
+def test_claims_that_need_a_missing_feature_say_so(tmp_path):
+    needs = Claim.model_validate(
+        {
+            "claim": "later",
+            "version": 1,
+            "paper": "panigrahi2023grafting",
+            "where": "Abstract",
+            "statement": "s",
+            "expect": {"op": ">=", "value": 0, "text": "t"},
+            "needs": "a feature",
+        }
+    )
+    assert measure(tmp_path, needs).verdict == "needs a feature"
+    with pytest.raises(ClgraftError, match="needs a feature"):
+        run_claim(tmp_path, needs, None, print)
+    with pytest.raises(ValueError, match="give `localize`"):
+        _claim("recovered", ["independent"], (">=", 0.95))
+
+
+def test_interval_of_identical_values_is_a_point_and_one_seed_has_none():
+    assert confidence_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+    mean, low, high = confidence_interval([0.5])
+    assert mean == 0.5 and math.isnan(low) and math.isnan(high)
+
+
+def test_claims_run_makes_runs_and_localizations_then_reuses_them(tiny_model_dir, tmp_path, monkeypatch):
+    claim = _claim(
+        "recovered",
+        ["independent"],
+        (">=", 0.5),
+        run={"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"},
+        localize={"sparsity": 0.05, "method": "scaled", "steps": 1},
+    )
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    first = measure(tmp_path, claim)
+    assert sorted(first.values) == [1, 2, 3] and first.mean is not None
+
+    calls = []
+    monkeypatch.setattr(clgraft.train, "train_task", lambda *a, **k: calls.append(1))
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)  # everything is there: nothing trains
+    assert not calls and measure(tmp_path, claim).values == first.values
+
+
+def test_cli_lists_and_reports(invoke, tmp_path):
+    assert "grafting-recovery" in invoke("claims", "list")
+    out = invoke("claims", "report", "grafting-ood", "--results", tmp_path)
+    assert "needs OOD evaluation" in out and (tmp_path / "CLAIMS.md").is_file()
+    with pytest.raises(ClgraftError, match="unknown claim 'nope'"):
+        invoke("claims", "report", "nope", "--results", tmp_path)
