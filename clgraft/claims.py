@@ -146,7 +146,8 @@ def _subspace_d90(records: dict, evidence: Evidence) -> float | None:
     summary = _analysis(records, evidence, "subspace")
     if summary is None:
         return None
-    return _mean([max(task["d90"].items(), key=lambda kv: int(kv[0]))[1] for task in _tasks_of(summary)])
+    centred = [task["d90_centred"] for task in _tasks_of(summary)]
+    return _mean([max(d90.items(), key=lambda kv: int(kv[0]))[1] for d90 in centred])
 
 
 def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
@@ -178,12 +179,18 @@ STATISTICS: dict[str, Statistic] = {
         _per_task(lambda r: None if not r["ece_finetuned"] else 1 - r["ece_grafted"] / r["ece_finetuned"]),
     ),
     "forgetting_difference": Statistic(
-        "pair", "forgetting of the first method − forgetting of the second (accuracy as a fraction)", _forgetting_difference
+        "pair",
+        "forgetting of the first method − forgetting of the second (accuracy as a fraction)",
+        _forgetting_difference,
     ),
     "overlap_same_type_rho": Statistic(
         "overlap", "Spearman ρ of region Jaccard with same task type, over task pairs", _overlap_rho
     ),
-    "subspace_d90": Statistic("subspace", "d90 of the trajectory at the largest t, mean over tasks", _subspace_d90),
+    "subspace_d90": Statistic(
+        "subspace",
+        "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over tasks",
+        _subspace_d90,
+    ),
     "closeness_rel_l2": Statistic(
         "closeness", "‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks and tasks", _closeness_rel_l2
     ),

@@ -761,6 +761,13 @@ def analyze_subspace(
         _opt("subspace dimensions d, comma-separated: train only z in θ_start + Vᵀz and compare with full fine-tuning"),
     ] = None,
     subspace_lr: Annotated[float, _opt("AdamW learning rate of z")] = 0.05,
+    basis_part: Annotated[
+        float,
+        _opt(
+            "build the basis from the first part of the largest t's checkpoints (1: all of them, the end of the "
+            "fine-tuning included, so the subspace contains the answer)"
+        ),
+    ] = 0.5,
     task: AnalyzeTasks = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
@@ -773,12 +780,14 @@ def analyze_subspace(
 
     counts = _parse_list(t, int, "--t", "8,16,32")
     dims = _parse_list(finetune_in_subspace, int, "--finetune-in-subspace", "8,16,32") if finetune_in_subspace else []
+    if not 0 < basis_part <= 1:
+        raise ClgraftError(f"--basis-part {basis_part}: must be in (0, 1], e.g. 0.5")
     if any(c < 2 for c in counts) or any(d < 1 for d in dims) or not counts:
         raise ClgraftError("--t values must be ≥ 2 and --finetune-in-subspace values ≥ 1")
     if dims and max(dims) > max(counts):
         raise ClgraftError(f"--finetune-in-subspace {max(dims)}: at most max --t = {max(counts)} directions exist")
     run = _open(run_dir, tasks_dir, data_dir)
-    results = run_analysis(run, counts, dims, run.select(task), subspace_lr)
+    results = run_analysis(run, counts, dims, run.select(task), subspace_lr, basis_part)
     typer.echo(table(results))
     typer.echo(f"written: {run_dir / 'analysis'}/subspace.json, subspace.png; run.json analysis")
 

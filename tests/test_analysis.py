@@ -90,6 +90,34 @@ def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):
     assert 0 <= outliers["outlier_fraction"] < 0.1
     assert 0 <= outliers["acc_zero_outliers"] <= 1 and 0 <= outliers["acc_zero_random"] <= 1
     assert (analysis_run / "analysis" / "subspace.png").is_file()
+    centred = spec["centred"]
+    assert np.isclose(sum(centred["energy"]), 1) and 1 <= centred["d90"] <= centred["d99"] <= 7  # rank ≤ t − 1
+    section = entry["finetune_in_subspace"]
+    assert section["basis_part"] == 0.5 and section["basis_checkpoints"] == 4
+    assert 0 <= section["endpoint_in_basis"] < 1  # the first half of the trajectory does not contain its end
+    summary = json.loads((analysis_run / "run.json").read_text())["analysis"]["subspace"]["tiny-sst2"]
+    assert summary["d90_centred"]["8"] == centred["d90"]
+
+
+def test_a_basis_from_the_whole_trajectory_contains_its_end(analysis_run, invoke):
+    """Why the default basis leaves out the end: with every checkpoint the final update is in the span exactly."""
+    invoke(
+        "analyze",
+        "subspace",
+        analysis_run,
+        "--t",
+        "4",
+        "--finetune-in-subspace",
+        "4",
+        "--basis-part",
+        "1",
+        "--task",
+        "tiny-agnews",
+    )
+    entry = json.loads((analysis_run / "analysis" / "subspace.json").read_text())["tasks"]["tiny-agnews"]
+    assert np.isclose(entry["finetune_in_subspace"]["endpoint_in_basis"], 1, atol=1e-4)
+    with pytest.raises(ClgraftError, match="the basis has 2 checkpoints"):
+        invoke("analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "3", "--task", "tiny-agnews")
 
 
 def test_subspace_merges_earlier_results_part_by_part(analysis_run, invoke):

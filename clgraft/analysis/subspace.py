@@ -4,6 +4,7 @@ the t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -45,13 +46,18 @@ def trajectory(run: OpenRun, t: int, count: int) -> torch.Tensor:
 
 
 def spectra(run: OpenRun, X: torch.Tensor) -> dict:
-    """Whole-model and per-layer energy spectra with d90 and d99."""
+    """Whole-model and per-layer energy spectra of the differences from the start, with d90 and d99; and the
+    whole-model spectrum of the centred trajectory (the mean checkpoint subtracted, as PCA and DLDR do)."""
 
     def one(x: torch.Tensor) -> dict:
         s = subspace_spectrum(x)
         return {"energy": energy(s).tolist(), "d90": effective_dim(s, 0.9), "d99": effective_dim(s, 0.99)}
 
-    return {"all": one(X), "layers": {name: one(X[:, lo:hi]) for name, (lo, hi) in run.layers().items()}}
+    return {
+        "all": one(X),
+        "centred": one(X - X.mean(0, keepdim=True)),
+        "layers": {name: one(X[:, lo:hi]) for name, (lo, hi) in run.layers().items()},
+    }
 
 
 class SubspaceBody(nn.Module):
@@ -133,9 +139,11 @@ def analyze_subspace(
     dims: list[int],
     tasks: list[int],
     lr: float,
+    basis_part: float = 0.5,
 ) -> dict:
-    """Spectra for each t in counts; with dims, intrinsic fine-tuning at each d (basis from the largest t) and the
-    outlier ablation at the largest d. Writes analysis/subspace.json and subspace.png.
+    """Spectra for each t in counts; with dims, intrinsic fine-tuning at each d (basis from the first `basis_part` of
+    the largest t's checkpoints, so that it does not contain the end of the fine-tuning) and the outlier ablation at
+    the largest d. Writes analysis/subspace.json and subspace.png.
 
     Earlier results are merged, part by part: other tasks, spectra at other t, and subspace fine-tuning at other d
     (same basis and learning rate) are kept, and whatever was already computed is not computed again — an interrupted
@@ -144,7 +152,7 @@ def analyze_subspace(
     for t in tasks:
         name = run.names[t]
         before = earlier.get(name, {})
-        entry = _task(run, t, counts, dims, lr, before)
+        entry = _task(run, t, counts, dims, lr, basis_part, before)
         if entry == before:
             run.echo(f"{name}: analysed before with these settings; kept")
             continue
@@ -159,34 +167,63 @@ def _earlier(run: OpenRun) -> dict:
     return read_json(path).get("tasks", {}) if path.exists() else {}
 
 
-def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, before: dict) -> dict:
+def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, basis_part: float, before: dict) -> dict:
     """Task t's entry: `before` with the spectra and subspace fine-tuning it lacks added."""
     name = run.names[t]
     entry = {**before, "spectra": dict(before.get("spectra", {}))}
     for count in counts:
-        if str(count) not in entry["spectra"]:
+        if "centred" not in entry["spectra"].get(str(count), {}):  # absent, or from before the centred spectrum
             spec = entry["spectra"][str(count)] = spectra(run, trajectory(run, t, count))
-            run.echo(f"{name} t={count}: d90 {spec['all']['d90']}, d99 {spec['all']['d99']}")
+            run.echo(
+                f"{name} t={count}: d90 {spec['all']['d90']}, d99 {spec['all']['d99']}; centred "
+                f"{spec['centred']['d90']}, {spec['centred']['d99']}"
+            )
     entry["spectra"] = {c: entry["spectra"][c] for c in sorted(entry["spectra"], key=int)}
     if dims:
-        entry["finetune_in_subspace"] = _finetune(run, t, max(counts), dims, lr, before.get("finetune_in_subspace"))
+        entry["finetune_in_subspace"] = _finetune(
+            run, t, max(counts), basis_part, dims, lr, before.get("finetune_in_subspace")
+        )
     return entry
 
 
-def _finetune(run: OpenRun, t: int, basis_t: int, dims: list[int], lr: float, before: dict | None) -> dict:
+def basis_checkpoints(basis_t: int, basis_part: float) -> int:
+    """How many of the first checkpoints the basis is built from."""
+    return max(1, math.ceil(basis_part * basis_t))
+
+
+def endpoint_share(basis: torch.Tensor, update: torch.Tensor) -> float:
+    """‖V u‖² / ‖u‖²: how much of the fine-tuning's final update u lies in the span of the basis (1: all of it)."""
+    total = float(update.square().sum())
+    return float((basis @ update).square().sum()) / total if total > 0 else 0.0
+
+
+def _finetune(
+    run: OpenRun, t: int, basis_t: int, basis_part: float, dims: list[int], lr: float, before: dict | None
+) -> dict:
     """Intrinsic fine-tuning at each d in dims, the outlier ablation at the largest; rows of `before` with the same
-    basis (t) and learning rate are reused, and a different basis or lr starts the section afresh."""
-    same = before is not None and before.get("basis_t") == basis_t and before.get("lr") == lr
+    basis (t and part) and learning rate are reused, and a different basis or lr starts the section afresh (a
+    section from before `basis_part` existed was built from every checkpoint: part 1)."""
+    setting = {"lr": lr, "basis_t": basis_t, "basis_part": basis_part}
+    same = before is not None and {k: before.get(k, 1.0 if k == "basis_part" else None) for k in setting} == setting
     if before is not None and not same:
         run.echo(f"{run.names[t]}: subspace fine-tuning with a new basis or lr replaces the earlier one")
-    out = before if same else {"full_acc": run.finetuned_accuracy(t), "lr": lr, "basis_t": basis_t, "by_d": {}}
+    k = basis_checkpoints(basis_t, basis_part)
+    if max(dims) > k:
+        raise ClgraftError(
+            f"--finetune-in-subspace {max(dims)}: the basis has {k} checkpoints ({basis_part:g} of t = {basis_t}); "
+            "ask for fewer dimensions or a larger --basis-part"
+        )
+    out = before if same else {"full_acc": run.finetuned_accuracy(t), **setting, "by_d": {}}
     out = {**out, "by_d": dict(out["by_d"])}
     X = None
     for d in dims:
         row = out["by_d"].get(str(d))
         if row is not None and (d != max(dims) or "outliers" in row):
             continue
-        X = trajectory(run, t, basis_t) if X is None else X
+        if X is None:
+            X = trajectory(run, t, basis_t)
+            out["basis_checkpoints"], out["endpoint_in_basis"] = k, endpoint_share(subspace_basis(X[:k], k), X[-1])
+            X = X[:k]
         out["by_d"][str(d)] = _fit_row(run, t, X, d, lr, out["full_acc"], ablate=d == max(dims))
     out["by_d"] = {d: out["by_d"][d] for d in sorted(out["by_d"], key=int)}
     return out
@@ -216,6 +253,8 @@ def _write(run: OpenRun, results: dict) -> None:
         name: {
             "d90": {c: e["spectra"][c]["all"]["d90"] for c in e["spectra"]},
             "d99": {c: e["spectra"][c]["all"]["d99"] for c in e["spectra"]},
+            "d90_centred": {c: e["spectra"][c]["centred"]["d90"] for c in e["spectra"]},
+            "d99_centred": {c: e["spectra"][c]["centred"]["d99"] for c in e["spectra"]},
             **({"finetune_in_subspace": e["finetune_in_subspace"]} if "finetune_in_subspace" in e else {}),
         }
         for name, e in results.items()
