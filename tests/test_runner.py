@@ -206,3 +206,32 @@ def test_fused_optimizer_is_a_configuration_of_its_own(tiny_model_dir, tmp_path)
     assert fused.hash != plain.hash and fused.opts.fused
     record = fused.run()
     assert record["config"]["optimizer"] == "adamw-fused" and len(record["train_loss"]) == 3
+
+
+def test_linear_probe_fits_the_head_on_a_frozen_body(tiny_model_dir):
+    """LP of LP-FT: the loss falls, the head moves, not one body weight changes."""
+    import torch
+
+    from clgraft.batches import Encoded
+    from clgraft.models import HeadedModel, load_backbone
+    from clgraft.train import TrainOptions, probe_head
+
+    model = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"t": 2}, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    ids = [torch.randint(1000, 20000, (n,), generator=gen).tolist() for n in (5, 9, 7, 12, 6, 8)]
+    data = Encoded(ids, torch.tensor([0, 1, 0, 1, 0, 1]), 0)
+    body = {k: v.clone() for k, v in model.body.state_dict().items()}
+    head = model.heads["t"].weight.detach().clone()
+    opts = TrainOptions(steps=1, batch_size=2, lr=1e-3, head_lr=1e-1, probe_steps=30)
+    losses = probe_head(model, "t", data, opts, torch.device("cpu"))
+    assert len(losses) == 30 and losses[-1] < losses[0]
+    assert all(torch.equal(body[k], v) for k, v in model.body.state_dict().items())
+    assert not torch.equal(head, model.heads["t"].weight)
+
+
+def test_lp_ft_is_a_configuration_of_its_own_and_needs_clgraft_s_loop(tiny_model_dir, tmp_path):
+    plain = _run(tiny_model_dir, tmp_path / "plain", method="independent")
+    lp = _run(tiny_model_dir, tmp_path / "lp", method="independent", probe_steps=20)
+    assert lp["config_hash"] != plain["config_hash"] and lp["train_loss"] != plain["train_loss"]
+    with pytest.raises(ClgraftError, match="--probe-steps .* ewc trains through avalanche-lib"):
+        _run(tiny_model_dir, tmp_path / "ewc", method="ewc", probe_steps=5)

@@ -58,6 +58,10 @@ class AvalancheMethod(Method):
 
     strategy_class: ClassVar[str] = ""
 
+    @classmethod
+    def runs_clgraft_loop(cls, options) -> bool:
+        return False
+
     def __init__(self, options, ctx):
         super().__init__(options, ctx)
         self.strategy = None

@@ -110,6 +110,11 @@ class Method:
         return {}
 
     @classmethod
+    def runs_clgraft_loop(cls, options: BaseModel) -> bool:
+        """Whether this configuration trains with clgraft's own loop (clgraft/train.py), which LP-FT's probing needs."""
+        return True
+
+    @classmethod
     def requires_task_id(cls, options: BaseModel) -> bool:
         """Whether this configuration needs the task id at test time (no shared-head mode)."""
         return cls.needs_task_id
@@ -149,6 +154,7 @@ class Method:
             "lr": opts.lr,
             "head_lr": opts.head_lr,
             "weight_decay": opts.weight_decay,
+            "probe_steps": opts.probe_steps,
             "seed": step.seed,
             "label_offset": task.label_offset,
         }

@@ -32,6 +32,10 @@ class Naive(Method):
     cite = ("mccloskey1989catastrophic", "lomonaco2021avalanche")
     Options = NaiveOptions
 
+    @classmethod
+    def runs_clgraft_loop(cls, options: NaiveOptions) -> bool:
+        return options.engine == "clgraft"
+
     def __init__(self, options: NaiveOptions, ctx):
         super().__init__(options, ctx)
         self._avalanche = _AvalancheNaive(options, ctx) if options.engine == "avalanche" else None
