@@ -178,6 +178,17 @@ STATISTICS: dict[str, Statistic] = {
         "1 − ECE(θ̄)/ECE(θ_t), mean over tasks",
         _per_task(lambda r: None if not r["ece_finetuned"] else 1 - r["ece_grafted"] / r["ece_finetuned"]),
     ),
+    "ood_gain": Statistic(
+        "localize",
+        "acc(θ̄) − acc(θ_t) on the tasks' out-of-distribution test sets (task YAML `ood`), mean over (task, shift)",
+        lambda records, evidence: _mean(
+            [
+                shift["acc_grafted"] - shift["acc_finetuned"]
+                for row in _localize_rows(next(iter(records.values()))[1], evidence)
+                for shift in row.get("ood", {}).values()
+            ]
+        ),
+    ),
     "forgetting_difference": Statistic(
         "pair",
         "forgetting of the first method − forgetting of the second (accuracy as a fraction)",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file
 
+from clgraft.batches import Encoded
 from clgraft.errors import ClgraftError
 from clgraft.graft import Graft
 from clgraft.localize import LocalizeOptions, MaskLearner
@@ -36,6 +37,34 @@ def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) 
     logits = predict(model, task.head, task.test, 64, device)
     labels = task.test.labels + task.label_offset
     return accuracy(logits, labels), ece(logits, labels)
+
+
+def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: PreparedTask) -> dict[str, Encoded]:
+    """The test sets of a task's out-of-distribution tasks (its YAML's `ood`), capped and encoded as the run's own
+    test sets; each must share the task's label space, so that the task's head reads it label for label."""
+    from clgraft.batches import encode
+    from clgraft.data import load_task
+    from clgraft.runner import _test_subset
+
+    out = {}
+    for ref in task.task.ood:
+        shifted = registry.task(ref)
+        if shifted.space != task.task.space or len(shifted.labels) != len(task.task.labels):
+            raise ClgraftError(
+                f"task {task.task.task}: ood task {shifted.task} is in label space '{shifted.space}' with "
+                f"{len(shifted.labels)} labels, not '{task.task.space}' with {len(task.task.labels)}; set the same "
+                "`label_space` (label ids are matched by position)"
+            )
+        test = _test_subset(load_task(shifted, data_dir, runner.config.seed).splits["test"], runner.config.max_test)
+        out[shifted.task] = encode(runner.backbone.tokenizer, test, runner.config.max_length)
+    return out
+
+
+def _ood_accuracy(model: HeadedModel, task: PreparedTask, sets: dict[str, Encoded], device) -> dict[str, float]:
+    return {
+        name: accuracy(predict(model, task.head, data, 64, device), data.labels + task.label_offset)
+        for name, data in sets.items()
+    }
 
 
 def localize_run(
@@ -64,10 +93,13 @@ def localize_run(
         if not weights.is_file():
             raise ClgraftError(f"{weights} is missing: the run lacks the weights after task {task.task.task}")
         model.load_state_dict(load_file(weights, device=str(runner.device)))
+        ood = ood_tests(runner, registry, data_dir, task)
         acc_ft, ece_ft = _test_metrics(model, task, runner.device)
+        ood_ft = _ood_accuracy(model, task, ood, runner.device)
         tau = view.flatten(dict(body.named_parameters())) - theta0.blocks
         theta0.restore(model)
         acc_base, _ = _test_metrics(model, task, runner.device)
+        ood_base = _ood_accuracy(model, task, ood, runner.device)
         head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
         for s in sparsities:
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
@@ -76,6 +108,7 @@ def localize_run(
                 found = learner.learn(delta, tau, run_opts)
                 learner.set_mask(found.mask, delta)
             acc_g, ece_g = _test_metrics(model, task, runner.device)
+            ood_g = _ood_accuracy(model, task, ood, runner.device)
             graft = Graft.from_mask(view, found.mask, delta, head, _graft_meta(record, task, run_opts))
             path = run_dir / "grafts" / f"{task.task.task}-{run_opts.method}-s{s:g}.safetensors"
             size = graft.save(path)
@@ -98,6 +131,10 @@ def localize_run(
                     "graft": str(path.relative_to(run_dir)),
                     "bytes": size,
                     "search": found.search,
+                    "ood": {
+                        name: {"acc_finetuned": ood_ft[name], "acc_grafted": ood_g[name], "acc_base": ood_base[name]}
+                        for name in ood
+                    },
                 }
             )
             echo(f"{task.task.task} s={s:g}: recovered {rows[-1]['recovered']:.3f} (k={graft.k}, {size} bytes)")

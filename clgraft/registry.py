@@ -96,6 +96,11 @@ class Task(_Strict):
     default_data_seed: int | None = None
     seed_dirs: dict[int, str] = Field(default={}, description="what {seed} becomes in paths, where not the number")
     sizes: dict[str, int] = {}
+    ood: list[str] = Field(
+        default=[],
+        description="tasks in the same label space under a distribution shift (e.g. sst2 → mr, cr): `clgraft "
+        "localize` also evaluates the fine-tuned and grafted models on their test sets",
+    )
     origin: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

@@ -314,3 +314,70 @@ def test_top_k_of_bfloat16_scores():
     mask = top_k_mask(scores, 300, magnitude=True)
     kept, dropped = scores[mask].float().abs(), scores[~mask].float().abs()
     assert int(mask.sum()) == 300 and kept.min() >= dropped.max()
+
+
+def _ood_tasks(folder, shift_space: str = "sent2") -> None:
+    """A source task whose `ood` task reads the same test file (so OOD numbers must equal in-distribution ones)."""
+    import shutil
+
+    from clgraft.registry import builtin_tasks_dir
+
+    shutil.copytree(builtin_tasks_dir() / "tiny" / "data" / "sst2", folder / "data" / "sst2")
+    body = (builtin_tasks_dir() / "tiny" / "tiny-sst2.yaml").read_text()
+    (folder / "src.yaml").write_text(
+        body.replace("task: tiny-sst2", "task: ood-src") + "label_space: sent2\nood: [ood-shift]\n"
+    )
+    (folder / "shift.yaml").write_text(
+        body.replace("task: tiny-sst2", "task: ood-shift") + f"label_space: {shift_space}\n"
+    )
+    (folder / "stream.yaml").write_text("stream: ood-stream\nversion: 1\norders:\n  default: [ood-src]\n")
+
+
+def test_localize_evaluates_the_ood_tasks_through_the_task_s_head(tiny_model_dir, tmp_path, invoke):
+    tasks = tmp_path / "tasks"
+    _ood_tasks(tasks)
+    run_dir = tmp_path / "run"
+    invoke(
+        "run",
+        "--stream",
+        "ood-stream",
+        "--method",
+        "independent",
+        "--model",
+        tiny_model_dir,
+        "--steps",
+        "4",
+        "--tasks-dir",
+        tasks,
+        "--out",
+        run_dir,
+        "--no-progress",
+    )
+    invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1", "--tasks-dir", tasks)
+    row = json.loads((run_dir / "localize.json").read_text())["results"][0]
+    shifted = row["ood"]["ood-shift"]
+    assert shifted == {k: row[k] for k in ("acc_finetuned", "acc_grafted", "acc_base")}  # same examples, same numbers
+
+
+def test_an_ood_task_in_another_label_space_is_refused(tiny_model_dir, tmp_path, invoke):
+    tasks = tmp_path / "tasks"
+    _ood_tasks(tasks, shift_space="other")
+    run_dir = tmp_path / "run"
+    invoke(
+        "run",
+        "--stream",
+        "ood-stream",
+        "--method",
+        "independent",
+        "--model",
+        tiny_model_dir,
+        "--steps",
+        "2",
+        "--tasks-dir",
+        tasks,
+        "--out",
+        run_dir,
+        "--no-progress",
+    )
+    with pytest.raises(ClgraftError, match="ood task ood-shift is in label space 'other'"):
+        invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1", "--tasks-dir", tasks)
