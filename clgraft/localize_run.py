@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file
 
+from clgraft.analysis.run_files import weights_path
 from clgraft.batches import Encoded
 from clgraft.errors import ClgraftError
 from clgraft.graft import Graft
@@ -89,7 +90,7 @@ def localize_run(
     rows = []
     for t in runner.task_indices(task_names):
         task = ctx.tasks[t]
-        weights = run_dir / "weights" / f"task-{t + 1:02d}.safetensors"
+        weights = weights_path(run_dir, runner.config.method, t, len(ctx.tasks))
         if not weights.is_file():
             raise ClgraftError(f"{weights} is missing: the run lacks the weights after task {task.task.task}")
         model.load_state_dict(load_file(weights, device=str(runner.device)))

@@ -161,3 +161,39 @@ def test_bad_analysis_input_fails_in_one_line(analysis_run, tmp_path, invoke):
         invoke("analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "8")
     with pytest.raises(ClgraftError, match="not a task of this run"):
         invoke("analyze", "closeness", analysis_run, "--task", "nope")
+
+
+def test_a_joint_run_is_localized_task_by_task_and_its_regions_compared(tiny_model_dir, tmp_path, invoke):
+    """Multi-task localization: every task's region is searched in the one joint model (τ = θ_joint − θ₀, that
+    task's data and head), and the overlap analysis compares them; analyses of per-task fine-tuning refuse."""
+    run_dir = tmp_path / "joint"
+    invoke(
+        "run",
+        "--stream",
+        "tiny",
+        "--method",
+        "joint",
+        "--model",
+        tiny_model_dir,
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "32",
+        "--lr",
+        "1e-3",
+        "--out",
+        run_dir,
+        "--no-progress",
+    )
+    invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1")
+    rows = json.loads((run_dir / "localize.json").read_text())["results"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [r["task"] for r in rows] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]
+    assert [r["acc_finetuned"] for r in rows] == record["R"][-1]  # each task read off the one joint model
+    invoke("analyze", "overlap", run_dir, "--sparsity", "0.05")
+    summary = json.loads((run_dir / "run.json").read_text())["analysis"]["overlap-s0.05"]
+    assert set(summary["correlations_with_jaccard"]) == {"embedding_cosine", "same_type"}
+    with pytest.raises(ClgraftError, match="a joint run has one model for all tasks"):
+        invoke("analyze", "closeness", run_dir)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from clgraft.analysis.run_files import OpenRun, layer_of
+from clgraft.analysis.run_files import OpenRun, layer_of, refuse_joint
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.plots import finish_lines, pyplot, save
 from clgraft.report import _run_line
@@ -71,6 +71,7 @@ def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
 def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
     """Closeness for each task (per tensor and per block); with k, the critical-layers comparison. Writes
     analysis/closeness.json, closeness.csv (per tensor) and closeness.png."""
+    refuse_joint(run, "closeness")
     results, frames = {}, []
     for t in tasks:
         name = run.names[t]

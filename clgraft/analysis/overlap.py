@@ -111,7 +111,8 @@ def _probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, t
 
 def references(run: OpenRun) -> dict[str, np.ndarray]:
     """T×T task-similarity references of docs/protocols.md (transfer is a gain over θ₀'s own features, row i = body
-    θ_i)."""
+    θ_i). A joint run has one body for every task, so transfer and τ cosine, which compare the tasks' own
+    fine-tunings, are left out there."""
     model = run.fresh_model()
     device, bs = run.runner.device, run.ctx.opts.eval_batch_size
     tasks = run.tasks
@@ -126,6 +127,12 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
         return accs
 
     base_train = [_features(model, task.train, bs, device) for task in tasks]
+    means = torch.stack([f.mean(0) for f in base_train])
+    emb_cos = torch.nn.functional.cosine_similarity(means[:, None], means[None, :], dim=-1).numpy()
+    types = [task.task.type for task in tasks]
+    same_type = np.array([[float(a == b) for b in types] for a in types])
+    if run.joint:
+        return {"embedding_cosine": emb_cos, "same_type": same_type}
     base = probe_all()
     transfer = np.zeros((t, t))
     taus = []
@@ -136,10 +143,6 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
         transfer[i] = np.array(probe_all()) - np.array(base)
         taus.append(run.blocks(state) - run.start(i))
     tau_cos = np.array([[float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for b in taus] for a in taus])
-    means = torch.stack([f.mean(0) for f in base_train])
-    emb_cos = torch.nn.functional.cosine_similarity(means[:, None], means[None, :], dim=-1).numpy()
-    types = [task.task.type for task in tasks]
-    same_type = np.array([[float(a == b) for b in types] for a in types])
     return {"transfer": transfer, "tau_cosine": tau_cos, "embedding_cosine": emb_cos, "same_type": same_type}
 
 

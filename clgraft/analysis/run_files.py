@@ -26,6 +26,21 @@ from clgraft.train import split_accuracy
 LAYER = re.compile(r"layers?\.(\d+)\.")
 
 
+def weights_path(run_dir: Path, method: str, t: int, tasks: int) -> Path:
+    """The weight file that holds task t's fine-tuned model: the weights after it, or a joint run's only file."""
+    after = tasks if get_method(method).joint else t + 1
+    return run_dir / "weights" / f"task-{after:02d}.safetensors"
+
+
+def refuse_joint(run: OpenRun, what: str) -> None:
+    """A one-line error for analyses that compare each task's own fine-tuning, which a joint run does not have."""
+    if run.joint:
+        raise ClgraftError(
+            f"{run.dir}: a joint run has one model for all tasks, so {what} has no per-task fine-tuning to compare; "
+            "analyse an independent or sequential run (overlap works on joint runs)"
+        )
+
+
 def layer_of(name: str) -> str:
     """The transformer block a parameter belongs to ("layer 3"), or the name itself outside the blocks."""
     found = LAYER.search(name)
@@ -52,9 +67,14 @@ class OpenRun:
     def names(self) -> list[str]:
         return [t.task.task for t in self.ctx.tasks]
 
+    @property
+    def joint(self) -> bool:
+        """Whether the run trained one model on all tasks at once (one weight file, every task's θ_t)."""
+        return get_method(self.runner.config.method).joint
+
     def state_after(self, t: int) -> dict[str, torch.Tensor]:
-        """The whole model's state dict after task t (0-based)."""
-        path = self.dir / "weights" / f"task-{t + 1:02d}.safetensors"
+        """The whole model's state dict after task t (0-based); for a joint run, the one multi-task model."""
+        path = weights_path(self.dir, self.runner.config.method, t, len(self.names))
         if not path.is_file():
             raise ClgraftError(f"{path} is missing: the run lacks the weights after task {self.names[t]}")
         return load_file(path)
@@ -75,7 +95,7 @@ class OpenRun:
 
     def start(self, t: int) -> torch.Tensor:
         """Flat block parameters where task t's fine-tuning started: θ₀, or the weights after task t − 1."""
-        if t == 0 or self.from_theta0:
+        if t == 0 or self.from_theta0 or self.joint:
             return self.theta0
         return self.blocks(self.state_after(t - 1))
 
@@ -134,8 +154,6 @@ def _finite(value: Any) -> Any:
 def open_run(run_dir: Path, registry: Registry, data_dir: Path | None, echo: Callable[[str], None]) -> OpenRun:
     """Open a finished run (refusing one whose data or base model changed since) for analysis."""
     runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
-    if runner.config.method == "joint":
-        raise ClgraftError(f"{run_dir}: a joint run has no per-task weights to analyse")
     body = runner.backbone.model
     view = BlockView(body)
     theta0 = view.flatten(dict(body.named_parameters()))

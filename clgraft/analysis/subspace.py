@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.func import functional_call
 
-from clgraft.analysis.run_files import OpenRun
+from clgraft.analysis.run_files import OpenRun, refuse_joint
 from clgraft.errors import ClgraftError
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.models import BlockView, HeadedModel
@@ -148,6 +148,7 @@ def analyze_subspace(
     Earlier results are merged, part by part: other tasks, spectra at other t, and subspace fine-tuning at other d
     (same basis and learning rate) are kept, and whatever was already computed is not computed again — an interrupted
     analysis resumes, and tasks, t or d can be added one command at a time without losing earlier ones."""
+    refuse_joint(run, "the subspace analysis")
     earlier = _earlier(run)
     for t in tasks:
         name = run.names[t]
