@@ -48,6 +48,9 @@ class Evidence(_Strict):
     run: dict[str, Any] = Field(default={}, description="RunConfig settings shared by the runs (steps, max_test, ...)")
     localize: dict[str, Any] | None = Field(default=None, description="api.localize options: sparsity, method, steps")
     analyze: Literal["overlap", "subspace", "closeness"] | None = None
+    subspace_dims: list[int] = Field(
+        default=[], description="subspace analysis: dimensions d of intrinsic fine-tuning (--finetune-in-subspace)"
+    )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/claims.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
@@ -150,6 +153,18 @@ def _subspace_d90(records: dict, evidence: Evidence) -> float | None:
     return _mean([max(d90.items(), key=lambda kv: int(kv[0]))[1] for d90 in centred])
 
 
+def _subspace_recovery(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "subspace")
+    if summary is None:
+        return None
+    shares = []
+    for task in _tasks_of(summary):
+        by_d = task.get("finetune_in_subspace", {}).get("by_d", {})
+        if by_d:
+            shares.append(by_d[max(by_d, key=int)]["of_full"])
+    return _mean(shares)
+
+
 def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
     summary = _analysis(records, evidence, "closeness")
     if summary is None:
@@ -199,8 +214,15 @@ STATISTICS: dict[str, Statistic] = {
     ),
     "subspace_d90": Statistic(
         "subspace",
-        "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over tasks",
+        "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over tasks "
+        "(at most t − 1, so only a threshold below t tests anything)",
         _subspace_d90,
+    ),
+    "subspace_recovery": Statistic(
+        "subspace",
+        "accuracy of fine-tuning only in the d-dimensional subspace (largest d; basis from the first half of the "
+        "trajectory) as a share of full fine-tuning, mean over tasks",
+        _subspace_recovery,
     ),
     "closeness_rel_l2": Statistic(
         "closeness", "‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks and tasks", _closeness_rel_l2
@@ -379,7 +401,7 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
     elif evidence.analyze == "subspace":
         from clgraft.analysis.subspace import analyze_subspace
 
-        analyze_subspace(run, [evidence.run["trajectory"]], [], run.select(None), 0.05)
+        analyze_subspace(run, [evidence.run["trajectory"]], evidence.subspace_dims, run.select(None), 0.05)
     else:
         from clgraft.analysis.closeness import analyze_closeness
 
