@@ -99,6 +99,21 @@ def test_ewc_penalty_pulls_towards_the_old_weights(tiny_model_dir, tmp_path):
     assert _moved(tmp_path / "held", 1, 3) < 0.8 * _moved(tmp_path / "free", 1, 3)
 
 
+def test_ewc_grid_computes_the_fisher_once_per_task_for_the_kept_lambda(tiny_model_dir, tmp_path, monkeypatch):
+    """Fisher and anchor depend only on the kept trial's weights, so they are computed once, after the choice (the
+    records equal the per-trial computation's, checked against the earlier code when this changed)."""
+    from avalanche.training.plugins import EWCPlugin
+
+    calls = []
+    original = EWCPlugin.compute_importances
+    monkeypatch.setattr(
+        EWCPlugin, "compute_importances", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    rec = _run(tiny_model_dir, tmp_path / "r", method="ewc", method_options={"ewc_lambda": [1e12, 1.0, 1e3]})
+    assert len(calls) == 3  # one per task, not one per (task, λ)
+    assert [c["ewc_lambda"] for c in rec["method"]["report"]["chosen_on_dev"]][0] == 1e12
+
+
 def test_lwf_distillation_keeps_earlier_heads_outputs(tiny_model_dir, tmp_path):
     def drift(run_dir: Path) -> float:
         """KL of task 1's head outputs on its test set between the models after tasks 1 and 3."""
