@@ -38,29 +38,34 @@ def forward_flops(config, lengths: list[int]) -> float:
     return float(sum(layers * (2 * n * (4 * d * d + 2 * d * ff) + 4 * n * n * d) for n in lengths))
 
 
-def best_seconds(op: Callable[[], object], rounds: int) -> float:
-    """The fastest of `rounds` timed calls (after one warm-up)."""
+def _seconds(op: Callable[[], object]) -> float:
+    start = time.perf_counter()
     op()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        op()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return time.perf_counter() - start
 
 
-def gemm_rate(config, tokens: int, rounds: int = 20) -> float:
-    """Sustained FLOP/s of torch's GEMM (F.linear, as the model calls it) over one layer's Linear shapes with
-    `tokens` rows: the limit the model's matmuls could reach."""
+def paired_best(op: Callable[[], object], reference: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """The fastest time of `op` and of `reference`, run alternately round by round (after one warm-up each), so
+    that both see the same machine state: on a shared or throttled machine a limit measured at another moment
+    would make the ratio meaningless."""
+    op(), reference()
+    times = [(_seconds(op), _seconds(reference)) for _ in range(rounds)]
+    return min(t[0] for t in times), min(t[1] for t in times)
+
+
+def gemm_layer(config, tokens: int, repeats: int) -> tuple[Callable[[], None], float]:
+    """`repeats` passes of torch's GEMM (F.linear, as the model calls it) over one layer's Linear shapes with `tokens`
+    rows, and their FLOPs: the rate the model's matmuls could reach at most."""
     gen = torch.Generator().manual_seed(0)
     pairs = [(torch.randn(tokens, k, generator=gen), torch.randn(n, k, generator=gen)) for k, n in layer_shapes(config)]
-    flops = sum(2 * tokens * w.shape[0] * w.shape[1] for _, w in pairs)
+    flops = repeats * sum(2 * tokens * w.shape[0] * w.shape[1] for _, w in pairs)
 
-    def layer() -> None:
-        for x, w in pairs:
-            F.linear(x, w)
+    def run() -> None:
+        for _ in range(repeats):
+            for x, w in pairs:
+                F.linear(x, w)
 
-    return flops / best_seconds(layer, rounds)
+    return run, flops
 
 
 def data_dir() -> Path | None:
@@ -110,21 +115,23 @@ def measure(threads: int, train_steps: int = 12, eval_batch: int = 64, rounds: i
 
     tests = [test for _, test in splits]
     eval_lengths = [len(ids) for t in tests for ids in t.ids]
-    eval_s = best_seconds(lambda: [predict(model, "t", t, eval_batch, cpu) for t in tests], rounds)
+    gemm, gemm_flops = gemm_layer(config, sum(eval_lengths) // len(eval_lengths) * eval_batch, 20)
+    eval_s, gemm_eval_s = paired_best(lambda: [predict(model, "t", t, eval_batch, cpu) for t in tests], gemm, rounds)
+    eval_gemm_rate = gemm_flops / gemm_eval_s
     eval_pad = padding_share([(t, eval_batches(t, eval_batch)) for t in tests])
 
     opts = TrainOptions(steps=train_steps, batch_size=8, lr=1e-5, head_lr=1e-5)
     train, seed = splits[0][0], 0
     batches = train_batches(len(train), opts.batch_size, opts.steps, torch.Generator().manual_seed(seed))
     train_lengths = [len(train.ids[i]) for b in batches for i in b]
-    train_s = best_seconds(lambda: train_task(model, "t", train, opts, seed, cpu, progress=False), rounds)
-
-    eval_tokens = sum(eval_lengths) // len(eval_lengths) * eval_batch
-    train_tokens = opts.batch_size * max(train_lengths)
+    gemm, gemm_flops = gemm_layer(config, opts.batch_size * max(train_lengths), 20)
+    train_s, gemm_train_s = paired_best(
+        lambda: train_task(model, "t", train, opts, seed, cpu, progress=False), gemm, rounds
+    )
     out = {
         "threads": threads,
-        "gemm_eval_gflops": gemm_rate(config, eval_tokens) / 1e9,
-        "gemm_train_gflops": gemm_rate(config, train_tokens) / 1e9,
+        "gemm_eval_gflops": eval_gemm_rate / 1e9,
+        "gemm_train_gflops": gemm_flops / gemm_train_s / 1e9,
         "eval_tokens_per_s": sum(eval_lengths) / eval_s,
         "eval_gflops": forward_flops(config, eval_lengths) / eval_s / 1e9,
         "eval_padding": eval_pad,
