@@ -42,3 +42,12 @@ def combine_vectors(
     total = torch.where(agree, trimmed, torch.zeros_like(trimmed)).sum(0)
     count = agree.sum(0).clamp(min=1)
     return total / count  # disjoint mean over the agreeing task vectors
+
+
+def max_magnitude(taus: list[torch.Tensor]) -> torch.Tensor:
+    """MagMax (Marczak et al. 2024): per entry the task-vector value of largest magnitude, later task vectors winning
+    ties (`>=`, as the official code's `merge_max_abs` and fusion-bench's port fold them)."""
+    merged = taus[0].clone()
+    for tau in taus[1:]:
+        merged = torch.where(tau.abs() >= merged.abs(), tau, merged)
+    return merged

@@ -10,6 +10,11 @@ A = torch.tensor([0.5, -2.0, 0.1, 3.0])
 B = torch.tensor([-1.0, -1.0, 0.2, -0.5])
 
 
+def _run(model_dir, out, **settings) -> dict:
+    config = RunConfig(stream="tiny", model=str(model_dir), **settings)
+    return Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
+
+
 def test_task_arithmetic_is_lambda_times_the_sum():
     assert (0.5 * combine_vectors([A, B], "task-arithmetic")).tolist() == [-0.25, -1.5, 0.15000000596046448, 1.25]
 
@@ -45,3 +50,42 @@ def test_merge_method_records_its_dev_grid(tiny_model_dir, tmp_path):
     assert report["grid"] == [{"lam": 0.5, "density": 0.2}, {"lam": 1.0, "density": 0.2}]
     assert [c["after_task"] for c in report["chosen_on_dev"]] == [1, 2, 3]
     assert all(c["lam"] in (0.5, 1.0) and 0 <= c["dev_acc"] <= 1 for c in report["chosen_on_dev"])
+
+
+def test_max_magnitude_by_hand_later_task_wins_ties():
+    from clgraft.merging import max_magnitude
+
+    taus = [
+        torch.tensor([1.0, -3.0, 2.0, 0.0]),
+        torch.tensor([-2.0, 3.0, 0.5, 0.0]),
+        torch.tensor([0.5, 0.0, -2.0, 1.0]),
+    ]
+    assert max_magnitude(taus).tolist() == [-2.0, 3.0, -2.0, 1.0]  # |3| ties |−3|: the later 3; |−2| ties |2|: −2
+    folded = max_magnitude([max_magnitude(taus[:2]), taus[2]])
+    assert torch.equal(folded, max_magnitude(taus))  # folding task by task is the same merge
+
+
+def test_magmax_evaluates_the_merge_and_trains_on_from_the_sequential_weights(tiny_model_dir, tmp_path):
+    """Weights after task i are θ₀ + λ_i·maxmag(τ_1..τ_i) on the blocks (θ₀ elsewhere), with τ_t from the
+    sequential fine-tuning — which is naive's, since each task trains on from θ_{t−1}, not from the merged model."""
+    from safetensors.torch import load_file
+
+    from clgraft.merging import max_magnitude
+    from clgraft.models import BlockView, load_backbone
+
+    fast = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
+    magmax = _run(tiny_model_dir, tmp_path / "m", method="magmax", **fast)
+    _run(tiny_model_dir, tmp_path / "n", method="naive", **fast)
+    body = load_backbone(str(tiny_model_dir)).model
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters()))
+
+    def blocks(run: str, after: int) -> torch.Tensor:
+        state = load_file(tmp_path / run / "weights" / f"task-{after:02d}.safetensors")
+        return view.flatten({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
+
+    taus = [blocks("n", t) - theta0 for t in (1, 2, 3)]
+    lams = [c["lam"] for c in magmax["method"]["report"]["chosen_on_dev"]]
+    for i in (1, 2, 3):
+        expected = theta0 + lams[i - 1] * max_magnitude(taus[:i])
+        torch.testing.assert_close(blocks("m", i), expected, rtol=0, atol=1e-6)

@@ -19,6 +19,7 @@ from clgraft.methods.graft_freeze import GraftFreeze
 from clgraft.methods.independent import Independent
 from clgraft.methods.joint import Joint
 from clgraft.methods.lwf import Lwf
+from clgraft.methods.magmax import MagMax
 from clgraft.methods.merge import MergeTaskVectors
 from clgraft.methods.naive import Naive
 from clgraft.methods.packnet import PackNet
@@ -26,7 +27,20 @@ from clgraft.methods.replay import Replay
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in [Naive, Ewc, Lwf, Replay, AGem, PackNet, Joint, Independent, GraftFreeze, GraftCompose, MergeTaskVectors]
+    for m in [
+        Naive,
+        Ewc,
+        Lwf,
+        Replay,
+        AGem,
+        PackNet,
+        Joint,
+        Independent,
+        GraftFreeze,
+        GraftCompose,
+        MergeTaskVectors,
+        MagMax,
+    ]
 }
 
 
