@@ -333,26 +333,17 @@ def _ood_tasks(folder, shift_space: str = "sent2") -> None:
     (folder / "stream.yaml").write_text("stream: ood-stream\nversion: 1\norders:\n  default: [ood-src]\n")
 
 
+def _ood_run(model_dir, tmp_path, invoke, shift_space: str = "sent2"):
+    """A run of independent on the OOD test stream; returns (its tasks folder, the run directory)."""
+    tasks, run_dir = tmp_path / "tasks", tmp_path / "run"
+    _ood_tasks(tasks, shift_space)
+    stream = ["--stream", "ood-stream", "--method", "independent", "--model", model_dir, "--tasks-dir", tasks]
+    invoke("run", *stream, "--steps", "4", "--out", run_dir, "--no-progress")
+    return tasks, run_dir
+
+
 def test_localize_evaluates_the_ood_tasks_through_the_task_s_head(tiny_model_dir, tmp_path, invoke):
-    tasks = tmp_path / "tasks"
-    _ood_tasks(tasks)
-    run_dir = tmp_path / "run"
-    invoke(
-        "run",
-        "--stream",
-        "ood-stream",
-        "--method",
-        "independent",
-        "--model",
-        tiny_model_dir,
-        "--steps",
-        "4",
-        "--tasks-dir",
-        tasks,
-        "--out",
-        run_dir,
-        "--no-progress",
-    )
+    tasks, run_dir = _ood_run(tiny_model_dir, tmp_path, invoke)
     invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1", "--tasks-dir", tasks)
     row = json.loads((run_dir / "localize.json").read_text())["results"][0]
     shifted = row["ood"]["ood-shift"]
@@ -360,24 +351,6 @@ def test_localize_evaluates_the_ood_tasks_through_the_task_s_head(tiny_model_dir
 
 
 def test_an_ood_task_in_another_label_space_is_refused(tiny_model_dir, tmp_path, invoke):
-    tasks = tmp_path / "tasks"
-    _ood_tasks(tasks, shift_space="other")
-    run_dir = tmp_path / "run"
-    invoke(
-        "run",
-        "--stream",
-        "ood-stream",
-        "--method",
-        "independent",
-        "--model",
-        tiny_model_dir,
-        "--steps",
-        "2",
-        "--tasks-dir",
-        tasks,
-        "--out",
-        run_dir,
-        "--no-progress",
-    )
+    tasks, run_dir = _ood_run(tiny_model_dir, tmp_path, invoke, shift_space="other")
     with pytest.raises(ClgraftError, match="ood task ood-shift is in label space 'other'"):
         invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1", "--tasks-dir", tasks)
