@@ -89,3 +89,54 @@ def test_magmax_evaluates_the_merge_and_trains_on_from_the_sequential_weights(ti
     for i in (1, 2, 3):
         expected = theta0 + lams[i - 1] * max_magnitude(taus[:i])
         torch.testing.assert_close(blocks("m", i), expected, rtol=0, atol=1e-6)
+
+
+def test_tall_masks_and_consensus_by_hand():
+    from clgraft.methods.tall_masks import consensus_mask, tall_mask
+
+    t1, t2 = torch.tensor([1.0, 0.1, -2.0]), torch.tensor([0.5, 1.0, 2.0])
+    total = t1 + t2  # [1.5, 1.1, 0]
+    m1, m2 = tall_mask(t1, total, 0.5), tall_mask(t2, total, 0.5)
+    assert m1.tolist() == [True, False, True]  # 1 > .25, .1 > .5 no, 2 > 1
+    assert m2.tolist() == [False, True, True]  # .5 > .5 is not strict, 1 > .05, 2 > 1
+    assert consensus_mask([m1, m2], 2).tolist() == [False, False, True]
+    assert consensus_mask([m1, m2], 1).tolist() == [True, True, True]
+
+
+def _blocks_of(path, view):
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    return view.flatten({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
+
+
+def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_path):
+    """R's last row restated: task j through θ₀ + m_j ⊙ Σ τ with the λ_j recorded, τ from independent fine-tunes
+    (the same fine-tunes, shared bit for bit); consensus leaves θ₀ + α·(consensus ⊙ Σ τ) in its weights."""
+    from safetensors.torch import load_file
+
+    from clgraft.methods.tall_masks import consensus_mask, tall_mask
+    from clgraft.models import BlockView, HeadedModel, load_backbone, set_blocks
+    from clgraft.train import split_accuracy
+
+    fast = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
+    tall = _run(tiny_model_dir, tmp_path / "tall", method="tall-masks", **fast)
+    cons = _run(tiny_model_dir, tmp_path / "cons", method="tall-masks", method_options={"mode": "consensus"}, **fast)
+    _run(tiny_model_dir, tmp_path / "ind", method="independent", **fast)
+    runner = Runner(RunConfig(stream="tiny", model=str(tiny_model_dir), **fast), Registry.discover(), None, tmp_path)
+    body = load_backbone(str(tiny_model_dir)).model
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters()))
+    taus = [_blocks_of(tmp_path / "ind" / "weights" / f"task-{t:02d}.safetensors", view) - theta0 for t in (1, 2, 3)]
+    total = taus[0] + taus[1] + taus[2]
+    lams = tall["method"]["report"]["chosen_on_dev"][-1]["mask_lambdas"]
+    model = HeadedModel(body, runner.head_sizes, 42)
+    model.load_state_dict(load_file(tmp_path / "tall" / "weights" / "task-03.safetensors"))  # the heads
+    for j, task in enumerate(runner._context().tasks):
+        set_blocks(model, view, theta0 + tall_mask(taus[j], total, lams[j]) * total)
+        acc = split_accuracy(model, task.head, task.test, task.label_offset, 64, torch.device("cpu"))
+        assert acc == tall["R"][3][j]
+    last = cons["method"]["report"]["chosen_on_dev"][-1]
+    masks = [tall_mask(taus[j], total, lam) for j, lam in enumerate(last["mask_lambdas"])]
+    expected = theta0 + last["alpha"] * (consensus_mask(masks, 2) * total)
+    torch.testing.assert_close(_blocks_of(tmp_path / "cons" / "weights" / "task-03.safetensors", view), expected)

@@ -24,6 +24,7 @@ from clgraft.methods.merge import MergeTaskVectors
 from clgraft.methods.naive import Naive
 from clgraft.methods.packnet import PackNet
 from clgraft.methods.replay import Replay
+from clgraft.methods.tall_masks import TallMasks
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
@@ -40,6 +41,7 @@ METHODS: dict[str, type[Method]] = {
         GraftCompose,
         MergeTaskVectors,
         MagMax,
+        TallMasks,
     ]
 }
 
@@ -51,6 +53,7 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "ties": ("merge", {"merge": "ties"}),
     "dare": ("merge", {"merge": "dare"}),
     "stitch": ("graft-compose", {"compose": "stitch", "localizer": "stitch"}),
+    "consensus": ("tall-masks", {"mode": "consensus"}),
 }
 
 

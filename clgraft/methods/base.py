@@ -162,14 +162,17 @@ class Method:
 
     def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
         """Mean dev accuracy of tasks 0..upto: the only data a method's own choices (λ grids) may look at."""
+        scores = [self.task_dev_accuracy(model, t) for t in range(upto + 1)]
+        return sum(scores) / len(scores)
+
+    def task_dev_accuracy(self, model: HeadedModel, t: int) -> float:
+        """Dev accuracy of task t alone (a choice made per task, as TALL-masks' λ_t)."""
         from clgraft.phases import phase
         from clgraft.train import split_accuracy
 
-        opts, device = self.ctx.opts, self.ctx.device
-        tasks = self.ctx.tasks[: upto + 1]
+        task, opts = self.ctx.tasks[t], self.ctx.opts
         with phase("select"):
-            scores = [split_accuracy(model, t.head, t.dev, t.label_offset, opts.eval_batch_size, device) for t in tasks]
-        return sum(scores) / len(scores)
+            return split_accuracy(model, task.head, task.dev, task.label_offset, opts.eval_batch_size, self.ctx.device)
 
     def before_eval(self, model: HeadedModel, task_index: int) -> None:
         """Put the model in the state used to evaluate one task (PackNet selects that task's mask)."""
