@@ -114,11 +114,16 @@ def test_the_packaged_manifest_is_the_pack(shared_data):
 
 
 def test_fetch_all_from_a_mirror_of_the_pack_verifies_clean(shared_data, tmp_path, invoke):
+    from clgraft.datapack import files_for
+    from clgraft.registry import Registry
+
     root = tmp_path / "data"
+    n = len({p for paths in files_for(Registry.discover(), []).values() for p in paths})  # every shipped task's
+    assert n >= 205  # lmbff-k16, lfll-fewshot, textcls-1k (yelp, amazon, imdb), sentence-full
     with serve(shared_data) as url:
         out = invoke("data", "fetch", "--all", "--mirror", url, "--data-dir", root)
-    assert "203 fetched" in out
-    assert "203 files ok, 0 changed, 0 missing" in invoke("data", "verify", "--data-dir", root)
+    assert f"{n} fetched" in out
+    assert f"{n} files ok, 0 changed, 0 missing" in invoke("data", "verify", "--data-dir", root)
     (root / "lmbff-k16/trec/16-13/dev.csv").write_text("3,changed\n")
     with pytest.raises(ClgraftError, match="checksum differs"):
         invoke("data", "verify", "--data-dir", root)
