@@ -1,5 +1,6 @@
 """Task arithmetic, TIES and DARE on hand-made task vectors, and the merge method's dev-only selection."""
 
+import pytest
 import torch
 
 from clgraft.merging import combine_vectors, dare_drop, trim_top_k
@@ -140,3 +141,34 @@ def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_pat
     masks = [tall_mask(taus[j], total, lam) for j, lam in enumerate(last["mask_lambdas"])]
     expected = theta0 + last["alpha"] * (consensus_mask(masks, 2) * total)
     torch.testing.assert_close(_blocks_of(tmp_path / "cons" / "weights" / "task-03.safetensors", view), expected)
+
+
+def test_emr_elects_masks_and_rescales_by_hand():
+    """Two tensors of two entries: sign of the sum (0 → −1), max agreeing magnitude, per-task masks, and rescalers
+    as sums of per-tensor means of |τ_t| over those of |M_t ⊙ τ_uni| (the official emr_merge)."""
+    from torch import nn
+
+    from clgraft.methods.emr import emr_merge
+    from clgraft.models import BlockView
+
+    body = nn.Module()
+    body.layer = nn.ModuleList([nn.Linear(2, 1, bias=False), nn.Linear(2, 1, bias=False)])
+    view = BlockView(body)  # layer.0.weight, layer.1.weight: 2 entries each
+    t1, t2 = torch.tensor([1.0, -2.0, 0.5, 0.0]), torch.tensor([3.0, 1.0, -1.0, 0.0])
+    unified, masks, rescalers = emr_merge([t1, t2], view)
+    # sums [4, −1, −0.5, 0] → signs [+, −, −, −]; agreeing magnitudes: [max(1,3), 2, 1, 0]
+    assert unified.tolist() == [3.0, -2.0, -1.0, -0.0]
+    assert masks[0].tolist() == [True, True, False, False] and masks[1].tolist() == [True, False, True, False]
+    # task 1: (mean|1,−2| + mean|0.5,0|) / (mean|3,−2| + mean|0,0|) = (1.5 + 0.25) / 2.5
+    # task 2: (mean|3,1| + mean|−1,0|) / (mean|3,0| + mean|−1,0|) = (2 + 0.5) / (1.5 + 0.5)
+    assert rescalers == pytest.approx([1.75 / 2.5, 2.5 / 2.0])
+
+
+def test_emr_runs_task_aware_and_refuses_a_shared_head(tiny_model_dir, tmp_path):
+    from clgraft.errors import ClgraftError
+
+    fast = {"steps": 3, "batch_size": 4, "max_length": 32, "lr": 1e-3}
+    rec = _run(tiny_model_dir, tmp_path / "emr", method="emr", **fast)
+    assert len(rec["method"]["report"]["rescalers"]) == 3 and all(r > 0 for r in rec["method"]["report"]["rescalers"])
+    with pytest.raises(ClgraftError, match="needs the task id"):
+        _run(tiny_model_dir, tmp_path / "shared", method="emr", head="shared", **fast)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from clgraft.errors import ClgraftError
 from clgraft.methods.agem import AGem
 from clgraft.methods.base import Method
+from clgraft.methods.emr import Emr
 from clgraft.methods.ewc import Ewc
 from clgraft.methods.graft_compose import GraftCompose
 from clgraft.methods.graft_freeze import GraftFreeze
@@ -42,6 +43,7 @@ METHODS: dict[str, type[Method]] = {
         MergeTaskVectors,
         MagMax,
         TallMasks,
+        Emr,
     ]
 }
 
