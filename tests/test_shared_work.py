@@ -67,13 +67,14 @@ def test_row0_is_the_same_for_every_method(tiny_model_dir, tmp_path):
 
 
 def test_other_settings_other_keys(tiny_model_dir, tmp_path):
-    """A changed seed, learning rate or test cap is another piece of work, never a reused one."""
+    """A changed seed, learning rate, optimiser kernel or test cap is another piece of work, never a reused one."""
     base = _run(tiny_model_dir, tmp_path / "a", "independent", share=True)
     lr = _run(tiny_model_dir, tmp_path / "b", "independent", share=True, lr=2e-3)
     seed = _run(tiny_model_dir, tmp_path / "c", "independent", share=True, seed=7)
     cap = _run(tiny_model_dir, tmp_path / "d", "independent", share=True, max_test=10)
+    _run(tiny_model_dir, tmp_path / "e", "independent", share=True, optimizer="adamw-fused")  # its own fine-tunes
     folder = tmp_path / SHARED_DIR
-    assert len(list((folder / "finetunes").glob("*.safetensors"))) == 3 * 3  # the cap changes no fine-tune
+    assert len(list((folder / "finetunes").glob("*.safetensors"))) == 4 * 3  # the cap changes no fine-tune
     assert len(list((folder / "row0").glob("*.json"))) == 3  # the learning rate changes no row 0
     assert base["R"][1:] != lr["R"][1:] or base["train_loss"] != lr["train_loss"]
     assert seed["R"][0] != base["R"][0] or seed["train_loss"] != base["train_loss"]

@@ -4,7 +4,7 @@ the model ready to evaluate a task. Methods do arithmetic on models; they never 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -148,16 +148,7 @@ class Method:
         from_theta0 = step.index == 0 or self.from_theta0
         if self.ctx.shared is None or not from_theta0 or self.grad_hook is not None or step.on_step is not None:
             return fit()
-        settings = {
-            "steps": opts.steps,
-            "batch_size": opts.batch_size,
-            "lr": opts.lr,
-            "head_lr": opts.head_lr,
-            "weight_decay": opts.weight_decay,
-            "probe_steps": opts.probe_steps,
-            "seed": step.seed,
-            "label_offset": task.label_offset,
-        }
+        settings = {**asdict(opts), "seed": step.seed, "label_offset": task.label_offset}  # every training option
         return self.ctx.shared.finetune(model, task.head, task.train, settings, fit)
 
     def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
