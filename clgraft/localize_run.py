@@ -26,7 +26,7 @@ from clgraft.registry import Registry
 from clgraft.report import _run_line, _wrap
 from clgraft.results import read_json, write_json
 from clgraft.runner import Runner
-from clgraft.train import accuracy, predict
+from clgraft.train import accuracy, predict, split_accuracy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,10 +62,7 @@ def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: P
 
 
 def _ood_accuracy(model: HeadedModel, task: PreparedTask, sets: dict[str, Encoded], device) -> dict[str, float]:
-    return {
-        name: accuracy(predict(model, task.head, data, 64, device), data.labels + task.label_offset)
-        for name, data in sets.items()
-    }
+    return {name: split_accuracy(model, task.head, data, task.label_offset, 64, device) for name, data in sets.items()}
 
 
 def localize_run(

@@ -95,13 +95,7 @@ def probe_head(
     """Linear probing, the LP of LP-FT (Kumar et al. 2022, ICLR): the body's pooled features of every training
     example are computed once (eval mode, no dropout), then `opts.probe_steps` full-batch AdamW steps at the head's
     learning rate fit the head on them; the body does not change. Returns the loss per step."""
-    model.eval()
-    features = torch.empty((len(data), model.heads[head].in_features), device=device)
-    with torch.inference_mode():
-        for index in eval_batches(data, opts.eval_batch_size):
-            input_ids, mask, _ = data.collate(index)
-            features[index] = model.pooled(input_ids.to(device), mask.to(device))
-    features = features.clone()  # a normal tensor, usable in autograd
+    features = pooled_features(model, data, opts.eval_batch_size, device).to(device).clone()  # usable in autograd
     labels = (data.labels + label_offset).to(device)
     layer = model.heads[head]
     optimizer = torch.optim.AdamW(layer.parameters(), lr=opts.head_lr, weight_decay=opts.weight_decay, foreach=True)
@@ -113,6 +107,17 @@ def probe_head(
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     return losses
+
+
+@torch.inference_mode()
+def pooled_features(model: HeadedModel, data: Encoded, batch_size: int, device: torch.device) -> torch.Tensor:
+    """What every head sees: the body's mean-pooled output for each example of a split, in the split's order (CPU)."""
+    model.eval()
+    out = torch.empty((len(data), model.body.config.hidden_size))
+    for index in eval_batches(data, batch_size):
+        input_ids, mask, _ = data.collate(index)
+        out[index] = model.pooled(input_ids.to(device), mask.to(device)).float().cpu()
+    return out
 
 
 @torch.inference_mode()

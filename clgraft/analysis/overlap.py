@@ -14,7 +14,6 @@ from safetensors import safe_open
 from scipy import stats
 
 from clgraft.analysis.run_files import OpenRun
-from clgraft.batches import Encoded, eval_batches
 from clgraft.errors import ClgraftError
 from clgraft.graft import Graft, load
 from clgraft.metrics.overlap import (
@@ -24,9 +23,9 @@ from clgraft.metrics.overlap import (
     random_overlap,
     segment_intersection_counts,
 )
-from clgraft.models import HeadedModel
 from clgraft.plots import pyplot, save
 from clgraft.report import NOT_EVALUATED, _run_line, _wrap
+from clgraft.train import pooled_features
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,16 +76,6 @@ def _layer_counts(masks: np.ndarray, layers: dict[str, tuple[int, int]]) -> tupl
     return counts.sum(0), per_layer
 
 
-@torch.inference_mode()
-def _features(model: HeadedModel, data: Encoded, batch_size: int, device: torch.device) -> torch.Tensor:
-    model.eval()
-    out = torch.empty((len(data), model.body.config.hidden_size))
-    for index in eval_batches(data, batch_size):
-        input_ids, mask, _ = data.collate(index)
-        out[index] = model.pooled(input_ids.to(device), mask.to(device)).float().cpu()
-    return out
-
-
 def _probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor) -> float:
     """Accuracy of a linear head trained (L-BFGS, L2 1e-3) on frozen features: "task j's head trained briefly"."""
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
@@ -121,12 +110,12 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
     def probe_all() -> list[float]:
         accs = []
         for task in tasks:
-            tr = _features(model, task.train, bs, device)
-            te = _features(model, task.test, bs, device)
+            tr = pooled_features(model, task.train, bs, device)
+            te = pooled_features(model, task.test, bs, device)
             accs.append(_probe(tr, task.train.labels, te, task.test.labels))
         return accs
 
-    base_train = [_features(model, task.train, bs, device) for task in tasks]
+    base_train = [pooled_features(model, task.train, bs, device) for task in tasks]
     means = torch.stack([f.mean(0) for f in base_train])
     emb_cos = torch.nn.functional.cosine_similarity(means[:, None], means[None, :], dim=-1).numpy()
     types = [task.task.type for task in tasks]
