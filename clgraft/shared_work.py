@@ -28,7 +28,7 @@ from filelock import FileLock
 from safetensors.torch import load_file
 
 from clgraft.batches import Encoded
-from clgraft.models import HeadedModel
+from clgraft.models import HeadedModel, weights_sha256
 from clgraft.results import read_json, save_tensors, versions, write_json
 
 SHARED_DIR = ".clgraft-shared"
@@ -88,9 +88,7 @@ class SharedWork:
         """Row 0 of R: the stored one for this model state (body and every head) and these test sets (head, label
         offset, examples; None where the row has no entry), else `compute()`, stored."""
         h = self._hasher("row0", {"eval_batch_size": batch_size, "columns": [t is not None for t in tests]})
-        for name, tensor in sorted(model.state_dict().items()):
-            h.update(name.encode())
-            _update_tensor(h, tensor)
+        h.update(weights_sha256(model).encode())
         for test in tests:
             if test is not None:
                 h.update(f"{test[0]}+{test[1]}".encode())
@@ -117,9 +115,7 @@ class SharedWork:
         trained = {f"body.{n}": p for n, p in model.body.named_parameters() if p.requires_grad}
         trained.update({f"heads.{head}.{n}": p for n, p in model.heads[head].named_parameters()})
         h = self._hasher("finetune", {**settings, "head": head, "trained": sorted(trained)})
-        for name, tensor in [*sorted(model.body.state_dict().items()), *sorted(model.heads[head].state_dict().items())]:
-            h.update(name.encode())
-            _update_tensor(h, tensor)
+        h.update(f"{weights_sha256(model.body)} {weights_sha256(model.heads[head])}".encode())
         encoded_digest(h, data)
         for state in self._rng_states().values():
             _update_tensor(h, state)
