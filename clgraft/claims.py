@@ -129,11 +129,15 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
+def _analysis_key(evidence: Evidence, name: str) -> str:
+    """The key under which an analysis merges its summary into run.json (overlap: one per sparsity)."""
+    return f"overlap-s{float(evidence.localize['sparsity']):g}" if name == "overlap" else name
+
+
 def _analysis(records: dict, evidence: Evidence, name: str) -> dict | None:
     """The summary an analysis merged into run.json (docs/run-record.md), or None when it has not run."""
     (record, _), *_ = records.values()
-    key = f"overlap-s{float(evidence.localize['sparsity']):g}" if name == "overlap" else name
-    return record.get("analysis", {}).get(key)
+    return record.get("analysis", {}).get(_analysis_key(evidence, name))
 
 
 def _tasks_of(summary: dict) -> list[dict]:
@@ -390,8 +394,7 @@ def run_claim(
 def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
     from clgraft.analysis.run_files import open_run
 
-    key = f"overlap-s{float(evidence.localize['sparsity']):g}" if evidence.analyze == "overlap" else evidence.analyze
-    if key in read_json(run_dir / "run.json").get("analysis", {}):
+    if _analysis_key(evidence, evidence.analyze) in read_json(run_dir / "run.json").get("analysis", {}):
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
