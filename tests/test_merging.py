@@ -164,11 +164,30 @@ def test_emr_elects_masks_and_rescales_by_hand():
     assert rescalers == pytest.approx([1.75 / 2.5, 2.5 / 2.0])
 
 
-def test_emr_runs_task_aware_and_refuses_a_shared_head(tiny_model_dir, tmp_path):
+def test_emr_evaluates_each_task_through_its_mask_and_rescaler(tiny_model_dir, tmp_path):
+    """R's last row restated: task j through θ₀ + λ_j · M_j ⊙ τ_uni, from the independent fine-tunes (shared bit for
+    bit); a shared head is refused."""
+    from safetensors.torch import load_file
+
     from clgraft.errors import ClgraftError
+    from clgraft.methods.emr import emr_merge
+    from clgraft.models import BlockView, HeadedModel, load_backbone, set_blocks
+    from clgraft.train import split_accuracy
 
     fast = {"steps": 3, "batch_size": 4, "max_length": 32, "lr": 1e-3}
     rec = _run(tiny_model_dir, tmp_path / "emr", method="emr", **fast)
-    assert len(rec["method"]["report"]["rescalers"]) == 3 and all(r > 0 for r in rec["method"]["report"]["rescalers"])
+    _run(tiny_model_dir, tmp_path / "ind", method="independent", **fast)
+    runner = Runner(RunConfig(stream="tiny", model=str(tiny_model_dir), **fast), Registry.discover(), None, tmp_path)
+    body = load_backbone(str(tiny_model_dir)).model
+    view = BlockView(body)
+    theta0 = view.flatten(dict(body.named_parameters()))
+    taus = [_blocks_of(tmp_path / "ind" / "weights" / f"task-{t:02d}.safetensors", view) - theta0 for t in (1, 2, 3)]
+    unified, masks, rescalers = emr_merge(taus, view)
+    assert rec["method"]["report"]["rescalers"] == rescalers
+    model = HeadedModel(body, runner.head_sizes, 42)
+    model.load_state_dict(load_file(tmp_path / "emr" / "weights" / "task-03.safetensors"))  # the heads
+    for j, task in enumerate(runner._context().tasks):
+        set_blocks(model, view, theta0 + rescalers[j] * (masks[j] * unified))
+        assert split_accuracy(model, task.head, task.test, task.label_offset, 64, torch.device("cpu")) == rec["R"][3][j]
     with pytest.raises(ClgraftError, match="needs the task id"):
         _run(tiny_model_dir, tmp_path / "shared", method="emr", head="shared", **fast)
