@@ -129,14 +129,13 @@ def compose(
 
     from clgraft.compose import compose_into
     from clgraft.graft import load
-    from clgraft.models import HeadedModel
     from clgraft.runner import Runner
     from clgraft.train import split_accuracy
 
     run_dir = Path(run_dir)
     runner, _ = Runner.from_run_dir(run_dir, _registry(tasks_dirs), _data_dir(data_dir))
     loaded = [load(g if Path(g).is_absolute() else run_dir / g) for g in grafts]
-    model = HeadedModel(runner.backbone.model, runner.head_sizes, runner.config.seed).to(runner.device)
+    model = runner.new_model(runner.backbone.model)
     compose_into(model, loaded, mode)
     tasks = {t.task.task: t for t in runner._context().tasks}
     accuracy = {}

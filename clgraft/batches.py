@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from clgraft.data import Split
+from clgraft.prompts import Prompt, prompt_ids
 
 
 @dataclass
@@ -34,8 +35,12 @@ class Encoded:
         return input_ids, mask, self.labels[index]
 
 
-def encode(tokenizer, split: Split, max_length: int) -> Encoded:
-    """Tokenise single sentences or sentence pairs, truncated to max_length."""
+def encode(tokenizer, split: Split, max_length: int, prompt: Prompt | None = None) -> Encoded:
+    """Tokenise single sentences or sentence pairs, truncated to max_length; or, given a prompt, each example put
+    into its template (clgraft/prompts.py)."""
+    if prompt is not None:
+        ids = [prompt_ids(tokenizer, prompt, texts, max_length) for texts in split.texts]
+        return Encoded(ids, torch.tensor(split.labels, dtype=torch.long), tokenizer.pad_token_id or 0)
     firsts = [t[0] for t in split.texts]
     seconds = [t[1] for t in split.texts] if split.texts and len(split.texts[0]) > 1 else None
     out = tokenizer(firsts, seconds, truncation=True, max_length=max_length)

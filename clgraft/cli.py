@@ -247,7 +247,14 @@ Lr = Annotated[float, _opt("AdamW learning rate of the body")]
 HeadLr = Annotated[float, _opt("AdamW learning rate of the task head")]
 MaxLength = Annotated[int, _opt("tokens per example (truncation)")]
 MaxTest = Annotated[int | None, _opt("cap on test examples per task (a fixed random subset)")]
-Head = Annotated[str, _opt("'task': a head per task (task id known); 'shared': one label space")]
+Head = Annotated[
+    str,
+    _opt(
+        "'task': a fresh linear head per task (task id known); 'shared': one label space; 'prompt': LM-BFF "
+        "prompt-based fine-tuning, the masked-LM head scores each task's label words (needs a masked-LM model and "
+        "tasks with a `prompt:`)"
+    ),
+]
 Device = Annotated[str, _opt("cpu or cuda")]
 Evaluate = Annotated[
     str,

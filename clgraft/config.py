@@ -29,7 +29,7 @@ class RunConfig(BaseModel):
     head_lr: float = Field(default=1e-3, gt=0)
     max_length: int = Field(default=128, gt=1)
     max_test: int | None = Field(default=None, gt=0, description="cap on test examples per task (seeded subset)")
-    head: Literal["task", "shared"] = "task"
+    head: Literal["task", "shared", "prompt"] = "task"
     device: Literal["cpu", "cuda"] = "cpu"
     trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")
     freeze_embeddings: bool | None = Field(

@@ -57,7 +57,8 @@ def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: P
                 "`label_space` (label ids are matched by position)"
             )
         test = _test_subset(load_task(shifted, data_dir, runner.config.seed).splits["test"], runner.config.max_test)
-        out[shifted.task] = encode(runner.backbone.tokenizer, test, runner.config.max_length)
+        prompt = task.task.prompt if runner.config.head == "prompt" else None  # the template the model learnt
+        out[shifted.task] = encode(runner.backbone.tokenizer, test, runner.config.max_length, prompt)
     return out
 
 
@@ -82,7 +83,7 @@ def localize_run(
     ctx = runner._context()
     body = runner.backbone.model
     view = BlockView(body)
-    model = HeadedModel(body, runner.head_sizes, runner.config.seed).to(runner.device)
+    model = runner.new_model(body)
     theta0 = BodySnapshot(model, view)
     rows = []
     for t in runner.task_indices(task_names):

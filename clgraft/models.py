@@ -55,9 +55,10 @@ def weights_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_backbone(spec: str) -> Backbone:
-    """Load tokenizer and body with transformers (hub ids need network; local folders never do)."""
-    from transformers import AutoModel, AutoTokenizer
+def load_backbone(spec: str, masked_lm: bool = False) -> Backbone:
+    """Load tokenizer and body with transformers (hub ids need network; local folders never do); with masked_lm,
+    the body with its pre-trained masked-LM head, which prompt-based fine-tuning predicts label words with."""
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -65,12 +66,21 @@ def load_backbone(spec: str) -> Backbone:
     where = resolve_model(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModel.from_pretrained(where, add_pooling_layer=False)
+        if masked_lm:
+            model, info = AutoModelForMaskedLM.from_pretrained(where, output_loading_info=True)
+        else:
+            model = AutoModel.from_pretrained(where, add_pooling_layer=False)
     except (OSError, ValueError) as e:
         raise ClgraftError(
             f"cannot load model '{spec}': {str(e).splitlines()[0]} (give a local HF folder, a hub id with network, "
             f"or the default {DEFAULT_MODEL})"
         ) from e
+    if masked_lm and info["missing_keys"]:
+        raise ClgraftError(
+            f"model '{spec}' has no pre-trained masked-LM head ({sorted(info['missing_keys'])[0]} and "
+            f"{len(info['missing_keys']) - 1} more are missing), so --head prompt cannot use it; the default "
+            f"{DEFAULT_MODEL} is a sentence encoder without one: give a masked-LM model (e.g. roberta-base)"
+        )
     return Backbone(model, tokenizer, spec, weights_sha256(model))
 
 
@@ -90,14 +100,53 @@ class HeadedModel(nn.Module):
                 head.bias.zero_()
             self.heads[key] = head
 
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The transformer's last hidden state (of the base model where the body carries a masked-LM head)."""
+        encoder = getattr(self.body, "base_model", self.body)
+        return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The body's last hidden state, mean-pooled over the real tokens: what every head sees."""
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.hidden(input_ids, attention_mask)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
         return self.heads[head](self.pooled(input_ids, attention_mask))
+
+
+class LabelWords(nn.Module):
+    """A prompt head: the masked-LM scores of a task's label words, one per label (no parameters of its own)."""
+
+    def __init__(self, word_ids: list[int]):
+        super().__init__()
+        self.register_buffer("word_ids", torch.tensor(word_ids, dtype=torch.long))
+        self.out_features = len(word_ids)
+
+    def forward(self, vocab_scores: torch.Tensor) -> torch.Tensor:
+        return vocab_scores[:, self.word_ids]
+
+
+class PromptModel(HeadedModel):
+    """Prompt-based fine-tuning (LM-BFF): a masked-LM body scores each task's label words at the mask token of its
+    template, so the pre-trained MLM head is the classifier and no fresh head is trained (Gao et al. 2021, as the
+    grafting paper fine-tunes RoBERTa; `BertForPromptFinetuning` in its code)."""
+
+    def __init__(self, body: nn.Module, label_words: dict[str, list[int]], mask_token_id: int):
+        nn.Module.__init__(self)
+        self.body = body
+        self.mask_token_id = mask_token_id
+        self.heads = nn.ModuleDict({key: LabelWords(ids) for key, ids in label_words.items()})
+        heads = [name for name, m in body.named_children() if m is not body.base_model]
+        if len(heads) != 1:
+            raise ClgraftError(f"{type(body).__name__}: --head prompt needs a masked-LM head that is one module")
+        self.mlm_head = heads[0]  # a name, not a second registration of the body's own module
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
+        hidden = self.hidden(input_ids, attention_mask)
+        position = (input_ids == self.mask_token_id).int().argmax(1)  # the first (only) mask of each example
+        at_mask = hidden[torch.arange(len(hidden), device=hidden.device), position]
+        return self.heads[head](getattr(self.body, self.mlm_head)(at_mask))
 
 
 def block_parameter_names(model: nn.Module, pattern: str = BLOCK_PATTERN) -> list[str]:
@@ -121,9 +170,12 @@ def freeze_outside_blocks(body: nn.Module, pattern: str = BLOCK_PATTERN) -> list
     return frozen
 
 
-def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden: int = 32) -> nn.Module:
-    """A small random-initialised BERT for tests and benchmarks (built in code, never downloaded)."""
-    from transformers import BertConfig, BertModel
+def tiny_bert(
+    tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden: int = 32, masked_lm: bool = False
+) -> nn.Module:
+    """A small random-initialised BERT for tests and benchmarks (built in code, never downloaded); with masked_lm,
+    a `BertForMaskedLM` for the prompt head."""
+    from transformers import BertConfig, BertForMaskedLM, BertModel
 
     torch.manual_seed(seed)
     config = BertConfig(
@@ -134,16 +186,16 @@ def tiny_bert(tokenizer_vocab_size: int, seed: int = 0, layers: int = 2, hidden:
         intermediate_size=hidden * 2,
         max_position_embeddings=128,
     )
-    return BertModel(config, add_pooling_layer=False)
+    return BertForMaskedLM(config) if masked_lm else BertModel(config, add_pooling_layer=False)
 
 
-def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+def save_tiny_model(folder: Path, seed: int = 0, masked_lm: bool = False) -> Path:
     """`tiny_bert` with the default model's tokenizer, saved as a local HF folder that `--model` takes: what tests,
     benchmarks and device checks train where the weights do not matter."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    tiny_bert(tokenizer.vocab_size, seed=seed).save_pretrained(folder)
+    tiny_bert(tokenizer.vocab_size, seed=seed, masked_lm=masked_lm).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

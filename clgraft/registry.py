@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clgraft.errors import ClgraftError, validation_message
+from clgraft.prompts import Prompt
 
 TASKS_PATH_ENV = "CLGRAFT_TASKS_PATH"
 FORMATS = ("glue-tsv", "cola-tsv", "lmbff-csv", "sentence-all", "textcls-json", "lfll-txt")
@@ -101,6 +102,9 @@ class Task(_Strict):
         description="tasks in the same label space under a distribution shift (e.g. sst2 → mr, cr): `clgraft "
         "localize` also evaluates the fine-tuned and grafted models on their test sets",
     )
+    prompt: Prompt | None = Field(
+        default=None, description="LM-BFF template and label words for prompt-based fine-tuning (`--head prompt`)"
+    )
     origin: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
@@ -114,6 +118,11 @@ class Task(_Strict):
             raise ValueError("data_seeds: file paths use {seed}, so list the seeds that exist")
         if self.default_data_seed is not None and self.data_seeds and self.default_data_seed not in self.data_seeds:
             raise ValueError("default_data_seed: must be one of data_seeds")
+        if self.prompt is not None:
+            if len(self.prompt.label_words) != len(self.labels):
+                raise ValueError("prompt.label_words: must have one word per label")
+            if max(self.prompt.sentences()) >= len(self.source.text_fields):
+                raise ValueError(f"prompt.template: reads a sentence beyond text_fields {self.source.text_fields}")
         return self
 
     @property

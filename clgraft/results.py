@@ -86,8 +86,15 @@ def read_json(path: Path) -> dict:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
-    """Atomically write a safetensors file (contiguous CPU copies) whose bytes depend only on its content."""
-    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    """Atomically write a safetensors file (contiguous CPU copies) whose bytes depend only on its content. Tied
+    weights (a masked-LM decoder that is the word embedding) are written once per name, as safetensors refuses
+    tensors that share memory; loading them back ties nothing but gives each name the same values."""
+    seen: set[int] = set()
+    data = {}
+    for k, v in tensors.items():
+        v = v.detach().to("cpu").contiguous()
+        data[k] = v.clone() if v.untyped_storage().data_ptr() in seen else v
+        seen.add(v.untyped_storage().data_ptr())
     _atomic(path, lambda f: f.write(_canonical_header(save(data, metadata=meta))))
 
 

@@ -26,8 +26,16 @@ from clgraft.methods import get_method, parse_options
 from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
 from clgraft.metrics import cl_metrics
 from clgraft.metrics.cl import CHAUDHRY_UNDEFINED, FWT_UNDEFINED, evaluated_columns
-from clgraft.models import Backbone, HeadedModel, block_parameter_names, freeze_outside_blocks, load_backbone
+from clgraft.models import (
+    Backbone,
+    HeadedModel,
+    PromptModel,
+    block_parameter_names,
+    freeze_outside_blocks,
+    load_backbone,
+)
 from clgraft.phases import phase, spent_since, totals
+from clgraft.prompts import label_word_ids
 from clgraft.registry import Registry, Task
 from clgraft.results import (
     config_hash,
@@ -55,9 +63,9 @@ def _test_subset(split: Split, cap: int | None) -> Split:
 
 
 def head_layout(tasks: list[Task], mode: str) -> tuple[dict[str, int], dict[str, tuple[str, int]]]:
-    """Head sizes, and for each task its (head, label offset): one head per task, or one shared label space
-    in which tasks with the same `label_space` share outputs."""
-    if mode == "task":
+    """Head sizes, and for each task its (head, label offset): one head per task (a linear one, or its label words
+    with the prompt head), or one shared label space in which tasks with the same `label_space` share outputs."""
+    if mode in ("task", "prompt"):
         return {t.task: len(t.labels) for t in tasks}, {t.task: (t.task, 0) for t in tasks}
     offsets: dict[str, int] = {}
     total = 0
@@ -193,17 +201,22 @@ class Runner:
                 f"--probe-steps (LP-FT) works with the methods that train with clgraft's own loop; {config.method} "
                 "trains through avalanche-lib (use naive, independent, graft-freeze, graft-compose or merge)"
             )
+        if config.probe_steps and config.head == "prompt":
+            raise ClgraftError("--probe-steps (LP-FT) fits a linear head; the prompt head has none to fit")
         self.device = resolve_device(config.device)
         stream = registry.stream(config.stream)
         self.stream = stream
         self.order, refs = stream.order(config.order)
         tasks = [registry.task(r) for r in refs]
+        unprompted = [t.task for t in tasks if t.prompt is None]
+        if config.head == "prompt" and unprompted:
+            raise ClgraftError(f"--head prompt: task {unprompted[0]} declares no `prompt:` (template, label words)")
         self.tasks = tasks
         started = time.perf_counter()
         self.data = [load_task(t, data_dir, config.seed) for t in tasks]
         for d in self.data:
             d.splits["test"] = _test_subset(d.splits["test"], config.max_test)
-        self.backbone: Backbone = load_backbone(config.model)
+        self.backbone: Backbone = load_backbone(config.model, masked_lm=config.head == "prompt")
         self.load_s = time.perf_counter() - started  # data read, model loaded and hashed: before the run's wall time
         self.head_sizes, self.placement = head_layout(tasks, config.head)
         self.hash = config_hash(self._hash_payload())
@@ -213,6 +226,16 @@ class Runner:
         self.opts = TrainOptions(
             config.steps, config.batch_size, config.lr, config.head_lr, fused=fused, probe_steps=config.probe_steps
         )
+
+    def new_model(self, body: torch.nn.Module) -> HeadedModel:
+        """The run's model on a body: fresh linear heads seeded by the run seed, or the prompt head's label words."""
+        if self.config.head != "prompt":
+            return HeadedModel(body, self.head_sizes, self.config.seed).to(self.device)
+        return PromptModel(body, self.label_words(), self.backbone.tokenizer.mask_token_id).to(self.device)
+
+    def label_words(self) -> dict[str, list[int]]:
+        """Each task's label-word token ids (prompt head)."""
+        return {t.task: label_word_ids(self.backbone.tokenizer, t.prompt) for t in self.tasks}
 
     @property
     def freeze_embeddings(self) -> bool:
@@ -275,9 +298,16 @@ class Runner:
             "method_options": self.method_options.model_dump(),
             "stream": f"{self.stream.stream}@{self.stream.version}",
             "order": self.order,
-            "tasks": [{"ref": d.task.ref, "data_seed": d.data_seed, "checksums": d.checksums} for d in self.data],
+            "tasks": [
+                {"ref": d.task.ref, "data_seed": d.data_seed, "checksums": d.checksums, **self._prompt(d.task)}
+                for d in self.data
+            ],
             "model_sha256": self.backbone.sha256,
         }
+
+    def _prompt(self, task: Task) -> dict:
+        """A task's template and label words where the run uses them (they change every number)."""
+        return {"prompt": task.prompt.model_dump()} if self.config.head == "prompt" else {}
 
     def _tasks_record(self) -> list[dict]:
         return [
@@ -290,6 +320,7 @@ class Runner:
                 "test_size": len(d.splits["test"]),
                 "labels": d.task.labels,
                 "checksums": d.checksums,
+                **self._prompt(d.task),
             }
             for d in self.data
         ]
@@ -299,7 +330,8 @@ class Runner:
         tasks = []
         for d in self.data:
             head, offset = self.placement[d.task.task]
-            train, test, dev = (encode(tok, d.splits[s], n) for s in ("train", "test", "dev"))
+            prompt = d.task.prompt if self.config.head == "prompt" else None
+            train, test, dev = (encode(tok, d.splits[s], n, prompt) for s in ("train", "test", "dev"))
             tasks.append(PreparedTask(d, head, offset, train, test, dev))
         shared = SharedWork(self.dir.parent / SHARED_DIR, self.device) if self.share else None
         return RunContext(tasks, self.config.head, self.device, self.opts, self.progress, shared)
@@ -366,7 +398,7 @@ class Runner:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.task_files = _keep_task_files(self.stream, self.tasks, self.dir / RUN_TASKS)
         torch.manual_seed(self.config.seed)
-        model = HeadedModel(self.backbone.model, self.head_sizes, self.config.seed).to(self.device)
+        model = self.new_model(self.backbone.model)
         if self.freeze_embeddings:
             freeze_outside_blocks(model.body)
         ctx = self._context()
@@ -484,6 +516,12 @@ class Runner:
         """Row `row` of R, evaluating the tasks that the run's --evaluate plan asks for."""
         return _evaluate_row(model, method, ctx, evaluated_columns(self.config.evaluate, row, len(ctx.tasks)))
 
+    def _label_words_record(self) -> dict:
+        if self.config.head != "prompt":
+            return {}
+        tok = self.backbone.tokenizer
+        return {"label_words": {k: tok.convert_ids_to_tokens(ids) for k, ids in self.label_words().items()}}
+
     def _record(self, R: list, losses: list[list[float]], wall: float, method_report: dict) -> dict:
         blocks = set(block_parameter_names(self.backbone.model))
         record = {
@@ -512,7 +550,7 @@ class Runner:
                 "sha256": self.backbone.sha256,
                 "block_parameters": sum(p.numel() for n, p in self.backbone.model.named_parameters() if n in blocks),
             },
-            "heads": {"mode": self.config.head, "sizes": self.head_sizes},
+            "heads": {"mode": self.config.head, "sizes": self.head_sizes, **self._label_words_record()},
             "freeze_embeddings": self.freeze_embeddings,
             "task_files": [f"{RUN_TASKS}/{name}" for name in self.task_files],
             "weights": sorted(str(p.relative_to(self.dir)) for p in (self.dir / "weights").glob("*.safetensors")),

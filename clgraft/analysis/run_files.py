@@ -113,7 +113,7 @@ class OpenRun:
         import copy
 
         body = copy.deepcopy(self.runner.backbone.model)
-        return HeadedModel(body, self.runner.head_sizes, self.runner.config.seed).to(self.runner.device)
+        return self.runner.new_model(body)
 
     def test_accuracy(self, model: HeadedModel, t: int) -> float:
         task = self.tasks[t]

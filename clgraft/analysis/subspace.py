@@ -149,6 +149,11 @@ def analyze_subspace(
     (same basis and learning rate) are kept, and whatever was already computed is not computed again — an interrupted
     analysis resumes, and tasks, t or d can be added one command at a time without losing earlier ones."""
     refuse_joint(run, "the subspace analysis")
+    if dims and run.runner.config.head == "prompt":
+        raise ClgraftError(
+            f"{run.dir}: fine-tuning in the subspace (--dims) is not implemented for the prompt head; the spectra "
+            "are (leave out --dims)"
+        )
     earlier = _earlier(run)
     for t in tasks:
         name = run.names[t]
