@@ -222,13 +222,17 @@ def data_fetch(
 
 @methods_app.command("list")
 def methods_list() -> None:
-    """Print every method with a one-line description and its paper, then the aliases."""
+    """Print every method with a one-line description, its paper, options, heads and what it keeps (data of finished
+    tasks, state per task), then the aliases."""
     from clgraft.methods import ALIASES, METHODS
 
     for name, m in METHODS.items():
         opts = ", ".join(f"{k}={v}" for k, v in m.option_defaults().items()) or "none"
         mode = "task-incremental only" if m.needs_task_id else "task-incremental and shared head"
-        typer.echo(f"{name:<9} {m.description}\n{'':<9} paper: {m.paper}\n{'':<9} options: {opts}; {mode}")
+        keeps = f"data kept: {m.data_kept}; per task: {m.per_task_state}"
+        typer.echo(
+            f"{name:<9} {m.description}\n{'':<9} paper: {m.paper}\n{'':<9} options: {opts}; {mode}\n{'':<9} {keeps}"
+        )
     typer.echo("\naliases (a method with preset options):")
     for name, (method, preset) in ALIASES.items():
         typer.echo(f"{name:<16} = {method} " + " ".join(f"--opt {k}={v}" for k, v in preset.items()))

@@ -121,6 +121,9 @@ def test_methods_list_and_opt_flag(tiny_model_dir, tmp_path):
     assert listed.exit_code == 0
     for name, m in METHODS.items():
         assert name in listed.output and m.paper in listed.output
+        assert f"data kept: {m.data_kept}; per task: {m.per_task_state}" in listed.output
+    keeping = {name for name, m in METHODS.items() if m.data_kept != "none"}
+    assert keeping == {"replay", "agem", "joint"}  # the methods that train on stored examples of finished tasks
     out = tmp_path / "r"
     ran = runner.invoke(
         app,

@@ -23,8 +23,11 @@ from clgraft.methods.lwf import Lwf
 from clgraft.methods.magmax import MagMax
 from clgraft.methods.merge import MergeTaskVectors
 from clgraft.methods.naive import Naive
+from clgraft.methods.olora import OLora
+from clgraft.methods.osf import Osf
 from clgraft.methods.packnet import PackNet
 from clgraft.methods.replay import Replay
+from clgraft.methods.seqlora import SeqLora
 from clgraft.methods.tall_masks import TallMasks
 
 METHODS: dict[str, type[Method]] = {
@@ -44,6 +47,9 @@ METHODS: dict[str, type[Method]] = {
         MagMax,
         TallMasks,
         Emr,
+        SeqLora,
+        OLora,
+        Osf,
     ]
 }
 

@@ -61,6 +61,8 @@ def _counting_plugin(patterns_per_exp: int, sample_size: int):
 
 class AGem(AvalancheMethod):
     name = "agem"
+    data_kept = "`patterns_per_exp` random examples per task"
+    per_task_state = "its memory examples"
     description = "projects each gradient so the loss on a memory of past tasks does not rise, avalanche-lib AGEM"
     paper = "Chaudhry et al. 2019, Efficient Lifelong Learning with A-GEM (ICLR)"
     cite = ("chaudhry2019agem", "lomonaco2021avalanche")

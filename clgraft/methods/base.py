@@ -87,6 +87,11 @@ class Method:
     """True when each task is fine-tuned from θ₀, not from the weights after the previous task (the analysis measures
     a task's movement from where its fine-tuning started)."""
 
+    data_kept: ClassVar[str] = "none"
+    """Training examples of finished tasks the method keeps (`methods list`, the leaderboard's assumption columns)."""
+    per_task_state: ClassVar[str] = "none"
+    """What the method keeps or adds for each task beyond the task's head (its bytes are in run.json's report)."""
+
     freezes_embeddings: ClassVar[bool] = False
     """Default of the run's freeze_embeddings: True for the grafting methods, whose models must be θ₀ + Σ γ⊙τ on every
     body parameter (the official grafting code fixes the embeddings too)."""

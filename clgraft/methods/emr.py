@@ -39,6 +39,8 @@ def emr_merge(taus: list[torch.Tensor], view: BlockView) -> tuple[torch.Tensor, 
 
 class Emr(FromTheta0):
     name = "emr"
+    data_kept = "none"
+    per_task_state = "a task vector until the merge, then a mask and a rescaler"
     relative_cost = 2.0
     description = "EMR-merging: elected unified task vector with a mask and a rescaler per task (task id at test time)"
     paper = "Huang et al. 2024, EMR-Merging: Tuning-Free High-Performance Model Merging (NeurIPS)"

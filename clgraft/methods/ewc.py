@@ -43,6 +43,8 @@ class EwcOptions(BaseModel):
 
 class Ewc(AvalancheMethod):
     name = "ewc"
+    data_kept = "none"
+    per_task_state = "a diagonal Fisher and the weights after the task"
     relative_cost = 4.5
     description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), λ chosen on dev"
     paper = "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"

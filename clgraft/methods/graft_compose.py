@@ -26,6 +26,8 @@ class ComposeOptions(GraftOptions):
 
 class GraftCompose(FromTheta0):
     name = "graft-compose"
+    data_kept = "none"
+    per_task_state = "a graft: a sparse mask and its τ values"
     relative_cost = 2.4
     description = (
         "fine-tune each task from θ₀, keep its sparse graft, evaluate grafts composed (task-aware/union/stitch)"

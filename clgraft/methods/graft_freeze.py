@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 class GraftFreeze(Method):
     name = "graft-freeze"
+    data_kept = "none"
+    per_task_state = "a sparse mask of frozen entries"
     relative_cost = 2.4
     description = "localize a sparse region per task, freeze earlier regions while training later tasks"
     paper = (

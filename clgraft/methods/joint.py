@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 class Joint(AvalancheMethod):
     name = "joint"
+    data_kept = "all of every task (trains on all at once)"
+    per_task_state = "none"
     relative_cost = 0.85
     description = "multitask upper bound: one training phase on all tasks at once, avalanche-lib JointTraining"
     paper = "Caruana 1997, Multitask Learning (Machine Learning); the standard CL upper bound"

@@ -15,6 +15,8 @@ class LwfOptions(BaseModel):
 
 class Lwf(AvalancheMethod):
     name = "lwf"
+    data_kept = "none"
+    per_task_state = "none (one copy of the previous model)"
     relative_cost = 2.5
     description = "distils the previous model's outputs on earlier heads/classes while training, avalanche-lib LwF"
     paper = "Li & Hoiem 2017, Learning without Forgetting (TPAMI)"

@@ -25,6 +25,8 @@ class MagMaxOptions(BaseModel):
 
 class MagMax(Method):
     name = "magmax"
+    data_kept = "none"
+    per_task_state = "none (one merged vector and the last checkpoint)"
     relative_cost = 1.5
     description = "sequential fine-tuning; evaluate θ₀ + λ·(per-entry max-magnitude task vector), λ chosen on dev"
     paper = "Marczak et al. 2024, MagMax: Leveraging Model Merging for Seamless Continual Learning (ECCV)"

@@ -31,6 +31,8 @@ class MergeOptions(BaseModel):
 
 class MergeTaskVectors(FromTheta0):
     name = "merge"
+    data_kept = "none"
+    per_task_state = "a task vector"
     relative_cost = 4.0
     description = "task arithmetic / TIES / DARE over independently fine-tuned task vectors, λ chosen on dev"
     paper = "Ilharco et al. 2023 (task arithmetic); Yadav et al. 2023 (TIES); Yu et al. 2024 (DARE)"

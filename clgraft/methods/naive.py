@@ -27,6 +27,8 @@ class _AvalancheNaive(AvalancheMethod):
 
 class Naive(Method):
     name = "naive"
+    data_kept = "none"
+    per_task_state = "none"
     description = "sequential fine-tuning on each task in turn, no protection against forgetting (lower bound)"
     paper = "McCloskey & Cohen 1989, catastrophic interference; via avalanche-lib Naive with engine=avalanche"
     cite = ("mccloskey1989catastrophic", "lomonaco2021avalanche")

@@ -30,6 +30,8 @@ class PackNetOptions(BaseModel):
 
 class PackNet(AvalancheMethod):
     name = "packnet"
+    data_kept = "none"
+    per_task_state = "a binary mask"
     description = "prune-and-freeze a share of the free weights per task, task masks at test, avalanche-lib PackNet"
     paper = "Mallya & Lazebnik 2018, PackNet: Adding Multiple Tasks to a Single Network by Iterative Pruning (CVPR)"
     cite = ("mallya2018packnet", "lomonaco2021avalanche")

@@ -99,6 +99,8 @@ def _scheduled_replay_plugin(storage, mem_batch_size: int):
 
 class Replay(AvalancheMethod):
     name = "replay"
+    data_kept = "`per_class` examples per class"
+    per_task_state = "its memory examples"
     relative_cost = 1.7
     description = "replays a small class-balanced memory of earlier tasks in every batch (ER), avalanche-lib buffers"
     paper = "Chaudhry et al. 2019, On Tiny Episodic Memories in Continual Learning (arXiv:1902.10486)"

@@ -49,6 +49,8 @@ def consensus_mask(masks: list[torch.Tensor], k: int) -> torch.Tensor:
 
 class TallMasks(FromTheta0):
     name = "tall-masks"
+    data_kept = "none"
+    per_task_state = "a task vector until the merge, then a binary mask"
     relative_cost = 4.0
     description = "per-task TALL masks over the task-arithmetic vector (task id at test time), or their consensus"
     paper = "Wang et al. 2024, Localizing Task Information for Improved Model Merging and Compression (ICML)"

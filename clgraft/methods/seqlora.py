@@ -1,0 +1,60 @@
+"""SeqLoRA: one fixed-size LoRA (peft) trained on task after task, nothing against forgetting — the LoRA lower bound
+of O-LoRA's comparison (Wang et al. 2023; LoRA: Hu et al. 2022, ICLR).
+
+Between tasks the adapter is folded into the body's weights, so that the runner saves and evaluates a plain model;
+the next task takes it out again (W − s·BA) and trains on the same A and B. That is the same function as keeping one
+unmerged adapter, up to float rounding.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from clgraft.methods.base import TaskStep
+from clgraft.methods.peft_parts import AdapterMethod, LoraOptions, adapter_weights, lora_config
+
+if TYPE_CHECKING:
+    from peft.tuners.tuners_utils import BaseTuner
+
+    from clgraft.models import HeadedModel
+
+
+class SeqLora(AdapterMethod):
+    name = "seqlora"
+    data_kept = "none"
+    per_task_state = "none (one adapter for the whole stream)"
+    description = "one LoRA adapter (peft) fine-tuned on each task in turn, no protection against forgetting"
+    paper = "Hu et al. 2022, LoRA (ICLR); the SeqLoRA baseline of Wang et al. 2023, O-LoRA (Findings of EMNLP)"
+    cite = ("hu2022lora", "wang2023olora", "mangrulkar2022peft")
+    Options = LoraOptions
+
+    def setup(self, model: HeadedModel) -> None:
+        self.carried: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def config(self, step: TaskStep):
+        return lora_config(self.options)
+
+    def adapter_lr(self) -> float:
+        return self.options.lr
+
+    def prepare(self, model: HeadedModel, tuner: BaseTuner, step: TaskStep) -> None:
+        """Take the adapter trained so far back out of the weights and continue training it."""
+        if not self.carried:
+            return
+        a, b = adapter_weights(model.body, "lora_A"), adapter_weights(model.body, "lora_B")
+        with torch.no_grad():
+            for name, (a_old, b_old) in self.carried.items():
+                a[name].copy_(a_old)
+                b[name].copy_(b_old)
+                layer = model.body.get_submodule(name)
+                layer.base_layer.weight -= layer.get_delta_weight("default")
+
+    def finish(self, model: HeadedModel, step: TaskStep) -> None:
+        a, b = adapter_weights(model.body, "lora_A"), adapter_weights(model.body, "lora_B")
+        self.carried = {name: (a[name].detach().clone(), b[name].detach().clone()) for name in a}
+
+    def report(self) -> dict:
+        numel = sum(a.numel() + b.numel() for a, b in self.carried.values())
+        return {"adapter_parameters": numel, "extra_bytes_per_task": 0}
