@@ -131,7 +131,11 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _analysis_key(evidence: Evidence, name: str) -> str:
     """The key under which an analysis merges its summary into run.json (overlap: one per sparsity)."""
-    return f"overlap-s{float(evidence.localize['sparsity']):g}" if name == "overlap" else name
+    from clgraft.analysis.overlap import overlap_name
+
+    if name != "overlap":
+        return name
+    return overlap_name(float(evidence.localize["sparsity"]), None)
 
 
 def _analysis(records: dict, evidence: Evidence, name: str) -> dict | None:

@@ -756,22 +756,62 @@ def analyze_overlap(
     run_dir: RunDir,
     sparsity: Annotated[float, _opt("sparsity of the grafts to compare (clgraft localize --sparsity)")] = 1e-3,
     method: Annotated[
-        str | None, _opt("graft method when a task has several (official, stitch, graft-freeze, …)")
+        str | None, _opt("graft method when a task has several (official, stitch, graft-freeze, tall-masks, …)")
     ] = None,
+    own_size: Annotated[
+        bool,
+        _opt(
+            "compare each task's graft of --method at its own size, not at --sparsity (TALL masks choose it per task)"
+        ),
+    ] = False,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
 ) -> None:
     """Overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| and Jaccard of the tasks' regions, overall and per layer, against the
     random-mask null; Spearman ρ (Mantel permutation p) against transfer, τ cosine, θ₀ embedding cosine and task
-    type. Needs one graft per task at --sparsity (run `clgraft localize RUN_DIR --sparsity S` first)."""
+    type. Needs one graft per task at --sparsity (run `clgraft localize RUN_DIR --sparsity S` first), or with
+    --own-size one graft per task of --method (a tall-masks run writes its final TALL masks as grafts)."""
     from clgraft.analysis.overlap import analyze_overlap as run_analysis
-    from clgraft.analysis.overlap import table
+    from clgraft.analysis.overlap import overlap_name, table
 
-    if not 0 < sparsity < 1:
+    if own_size and method is None:
+        raise ClgraftError("--own-size compares one method's grafts: give --method (e.g. tall-masks)")
+    if not own_size and not 0 < sparsity < 1:
         raise ClgraftError(f"--sparsity {sparsity}: must be in (0, 1), e.g. 1e-3")
-    payload = run_analysis(_open(run_dir, tasks_dir, data_dir), sparsity, method)
+    chosen = None if own_size else sparsity
+    payload = run_analysis(_open(run_dir, tasks_dir, data_dir), chosen, method)
     typer.echo(table(payload))
-    typer.echo(f"written: {run_dir / 'analysis'}/overlap-s{sparsity:g}.json, .png, -layers.png; run.json analysis")
+    name = overlap_name(chosen, method)
+    typer.echo(f"written: {run_dir / 'analysis'}/{name}.json, .png, -layers.png; run.json analysis")
+
+
+@analyze_app.command("agreement")
+def analyze_agreement(
+    run_dir: RunDir,
+    other_dir: Annotated[Path, typer.Argument(help="a run of the same stream and base model (same seed, usually)")],
+    method: Annotated[str, _opt("graft method of RUN_DIR's grafts (tall-masks: each at its own size)")],
+    other_method: Annotated[str | None, _opt("graft method of OTHER_DIR's grafts")] = None,
+    other_sparsity: Annotated[float, _opt("sparsity of OTHER_DIR's grafts")] = 1e-3,
+    tasks_dir: TasksDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Task by task, how far RUN_DIR's regions of --method (TALL masks, at their own size) agree with OTHER_DIR's
+    grafts at --other-sparsity (e.g. `clgraft localize` of an independent run with the same seed, whose fine-tunes
+    are the same): sizes, intersection, the share of the other region inside this one against a random region's
+    share (this one's size over N), and Jaccard. Writes analysis/agreement-METHOD.json in RUN_DIR."""
+    import pandas as pd
+
+    from clgraft.analysis.overlap import find_grafts, region_agreement
+    from clgraft.results import write_json
+
+    run, other = _open(run_dir, tasks_dir, data_dir), _open(other_dir, tasks_dir, data_dir)
+    ours = find_grafts(run, None, method)
+    theirs = find_grafts(other, other_sparsity, other_method)
+    rows = region_agreement(run, ours, other, theirs)
+    typer.echo(pd.DataFrame(rows).set_index("task").to_string(float_format=lambda v: f"{v:.4g}"))
+    out = run_dir / "analysis" / f"agreement-{method}.json"
+    write_json(out, {"method": method, "other": str(other_dir), "other_sparsity": other_sparsity, "tasks": rows})
+    typer.echo(f"written: {out}")
 
 
 @analyze_app.command("subspace")

@@ -41,7 +41,7 @@ def _text_colours(ax) -> dict[str, str]:
 
 def test_overlap_matrices_name_the_run_and_write_values_readable_on_their_cells():
     panels = {"overlap": (SIMILARITY, "share of j's region"), "Jaccard": (SIMILARITY / 2, JACCARD)}
-    fig = plot_matrices(NAMES, panels, RUN, 0.01)
+    fig = plot_matrices(NAMES, panels, RUN, "sparsity s = 0.01")
     title = _title(fig)
     assert RUN in title and "Overlap" in title and "s = 0.01" in title
     overlap_ax, _, _, colorbar_ax = fig.axes  # each panel with its colorbar
@@ -55,7 +55,7 @@ def test_overlap_matrices_name_the_run_and_write_values_readable_on_their_cells(
 
 def test_overlap_layers_share_one_labelled_colorbar():
     per_layer = {f"layer {k}": {"jaccard": (SIMILARITY * (k + 1)).tolist()} for k in range(5)}
-    fig = plot_layers(NAMES, per_layer, RUN, 0.05)
+    fig = plot_layers(NAMES, per_layer, RUN, "sparsity s = 0.05")
     assert RUN in _title(fig) and "per transformer block" in _title(fig)
     panels = [ax for ax in fig.axes if ax.get_title()]
     (colorbar,) = [ax for ax in fig.axes if ax.get_ylabel()]

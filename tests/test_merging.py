@@ -1,5 +1,7 @@
 """Task arithmetic, TIES and DARE on hand-made task vectors, and the merge method's dev-only selection."""
 
+import json
+
 import pytest
 import torch
 
@@ -111,11 +113,12 @@ def _blocks_of(path, view):
     return view.flatten({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
 
 
-def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_path):
+def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_path, invoke):
     """R's last row restated: task j through θ₀ + m_j ⊙ Σ τ with the λ_j recorded, τ from independent fine-tunes
     (the same fine-tunes, shared bit for bit); consensus leaves θ₀ + α·(consensus ⊙ Σ τ) in its weights."""
     from safetensors.torch import load_file
 
+    from clgraft.graft import load
     from clgraft.methods.tall_masks import consensus_mask, tall_mask
     from clgraft.models import BlockView, HeadedModel, load_backbone, set_blocks
     from clgraft.train import split_accuracy
@@ -137,6 +140,25 @@ def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_pat
         set_blocks(model, view, theta0 + tall_mask(taus[j], total, lams[j]) * total)
         acc = split_accuracy(model, task.head, task.test, task.label_offset, 64, torch.device("cpu"))
         assert acc == tall["R"][3][j]
+        mask, delta = load(tmp_path / "tall" / "grafts" / f"{task.task.task}-tall-masks.safetensors").dense()
+        assert torch.equal(mask, tall_mask(taus[j], total, lams[j]))  # the final TALL mask as a graft, m_j ⊙ Σ τ
+        torch.testing.assert_close(delta, (mask * total).float())
+    overlap = invoke("analyze", "overlap", tmp_path / "tall", "--method", "tall-masks", "--own-size")
+    assert (
+        "tall-masks's own region sizes" in overlap
+        and (tmp_path / "tall" / "analysis" / "overlap-tall-masks.json").is_file()
+    )
+    invoke("localize", tmp_path / "ind", "--sparsity", "0.05", "--steps", "1")  # grafting's regions, same τ_t
+    invoke(
+        "analyze", "agreement", tmp_path / "tall", tmp_path / "ind", "--method", "tall-masks", "--other-sparsity", 0.05
+    )
+    rows = json.loads((tmp_path / "tall" / "analysis" / "agreement-tall-masks.json").read_text())["tasks"]
+    for j, row in enumerate(rows):
+        mask = tall_mask(taus[j], total, lams[j])
+        (graft,) = (tmp_path / "ind" / "grafts").glob(f"{row['task']}-*.safetensors")
+        region = load(graft).dense()[0]
+        assert row["intersection"] == int((mask & region).sum()) and row["k_other"] == int(region.sum())
+        assert row["chance_share"] == pytest.approx(float(mask.float().mean()))
     last = cons["method"]["report"]["chosen_on_dev"][-1]
     masks = [tall_mask(taus[j], total, lam) for j, lam in enumerate(last["mask_lambdas"])]
     expected = theta0 + last["alpha"] * (consensus_mask(masks, 2) * total)

@@ -35,13 +35,22 @@ CELL_IN = 0.5  # inches per overlap cell: room for a 4-digit value; three panels
 JACCARD = "Jaccard |γ_i ∧ γ_j| / |γ_i ∨ γ_j|"
 
 
-def find_grafts(run: OpenRun, sparsity: float, method: str | None) -> list[Graft]:
-    """One graft per task of the run at this sparsity (from `clgraft localize` or a grafting method's run)."""
+def scope(sparsity: float | None, method: str | None) -> str:
+    """What the compared regions are, for titles and names: one sparsity, or each task's own size (TALL masks)."""
+    return f"sparsity s = {sparsity:g}" if sparsity is not None else f"{method}'s own region sizes"
+
+
+def find_grafts(run: OpenRun, sparsity: float | None, method: str | None) -> list[Graft]:
+    """One graft per task of the run at this sparsity (from `clgraft localize` or a grafting method's run); with no
+    sparsity, the method's graft of each task whatever its size (a TALL mask's size is chosen per task)."""
+    if sparsity is None and method is None:
+        raise ClgraftError("give --sparsity, or --method for grafts whose size differs per task (tall-masks)")
     found: dict[str, dict[str, Path]] = {}
     for path in sorted((run.dir / "grafts").glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        if not meta.get("sparsity") or not np.isclose(float(meta["sparsity"]), sparsity, rtol=1e-6):
+        sized = sparsity is None or np.isclose(float(meta.get("sparsity") or "nan"), sparsity, rtol=1e-6)
+        if not meta.get("sparsity") or not sized:
             continue
         if method is None or meta.get("method") == method:
             found.setdefault(meta.get("task", ""), {})[meta.get("method", "?")] = path
@@ -49,10 +58,8 @@ def find_grafts(run: OpenRun, sparsity: float, method: str | None) -> list[Graft
     for name in run.names:
         options = found.get(name, {})
         if not options:
-            raise ClgraftError(
-                f"{run.dir}: no graft of task {name} at sparsity {sparsity:g}; run "
-                f"`clgraft localize {run.dir} --sparsity {sparsity:g}` first"
-            )
+            where = f"at sparsity {sparsity:g}" if sparsity is not None else f"of method {method}"
+            raise ClgraftError(f"{run.dir}: no graft of task {name} {where}; run `clgraft localize` (or the method)")
         if len(options) > 1:
             raise ClgraftError(f"task {name} has grafts of several methods ({', '.join(options)}); pass --method")
         grafts.append(load(next(iter(options.values()))))
@@ -158,7 +165,7 @@ def correlate(similarity: np.ndarray, reference: np.ndarray, seed: int = 0) -> d
     return {"rho": float(result.statistic), "p": float(result.pvalue), "pairs": len(x)}
 
 
-def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
+def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None) -> dict:
     """Overlap, Jaccard and null matrices (overall and per layer), references and correlations; writes
     analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png."""
     grafts = find_grafts(run, sparsity, method)
@@ -173,10 +180,11 @@ def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
     refs = references(run)
     correlations = {name: correlate(jac, ref) for name, ref in refs.items()}
     off = ~np.eye(len(masks), dtype=bool)
-    name = f"overlap-s{sparsity:g}"
+    name = overlap_name(sparsity, method)
     payload = {
         "tasks": run.names,
         "sparsity": sparsity,
+        "regions": scope(sparsity, method),
         "k": [g.k for g in grafts],
         "overlap": overlap.tolist(),
         "jaccard": jac.tolist(),
@@ -200,16 +208,46 @@ def analyze_overlap(run: OpenRun, sparsity: float, method: str | None) -> dict:
         "overlap ÷ random-mask null": (ratio, "× the overlap of random masks (1 = chance)"),
     }
     plots, run_line = run.dir / "analysis", _run_line(run.record)
-    save(plot_matrices(run.names, panels, run_line, sparsity), plots / f"{name}.png")
-    save(plot_layers(run.names, per_layer, run_line, sparsity), plots / f"{name}-layers.png")
+    regions = scope(sparsity, method)
+    save(plot_matrices(run.names, panels, run_line, regions), plots / f"{name}.png")
+    save(plot_layers(run.names, per_layer, run_line, regions), plots / f"{name}-layers.png")
     run.write(name, payload, summary)
     return payload
 
 
-def _titles(fig, what: str, run: str, sparsity: float) -> None:
+def region_agreement(run: OpenRun, ours: list[Graft], other: OpenRun, theirs: list[Graft]) -> list[dict]:
+    """Task by task, how far two methods' regions of the same task agree (e.g. TALL masks against grafting's), on
+    two runs of one stream and base model: the regions' sizes, their intersection, the share of each region inside
+    the other, and the share a random region of the same size would have (its size over N)."""
+    if run.names != other.names or run.record["model"]["sha256"] != other.record["model"]["sha256"]:
+        raise ClgraftError(f"{run.dir} and {other.dir}: not the same tasks on the same base model; nothing to compare")
+    rows = []
+    for name, a, b in zip(run.names, ours, theirs, strict=True):
+        inter = len(np.intersect1d(a.positions.numpy(), b.positions.numpy(), assume_unique=True))
+        rows.append(
+            {
+                "task": name,
+                "k": a.k,
+                "k_other": b.k,
+                "intersection": inter,
+                "share_of_other_inside": inter / b.k if b.k else float("nan"),
+                "chance_share": a.k / a.numel,
+                "share_inside_other": inter / a.k if a.k else float("nan"),
+                "jaccard": inter / (a.k + b.k - inter) if a.k + b.k > inter else float("nan"),
+            }
+        )
+    return rows
+
+
+def overlap_name(sparsity: float | None, method: str | None) -> str:
+    """The analysis's name (file stem, run.json key): by sparsity, or by method for regions of their own size."""
+    return f"overlap-s{sparsity:g}" if sparsity is not None else f"overlap-{method}"
+
+
+def _titles(fig, what: str, run: str, regions: str) -> None:
     """A two-line title, what is plotted at which sparsity and then the run, wrapped to the figure's width; and a
     footnote saying why the diagonal is grey."""
-    title = f"{what} at sparsity s = {sparsity:g}\n{run}"
+    title = f"{what} at {regions}\n{run}"
     fig.suptitle(_wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
     fig.supxlabel("grey diagonal: a task with itself, left out", fontsize=8, color="0.35")
 
@@ -244,7 +282,7 @@ def _task_axes(ax, names: list[str], row_labels: bool) -> None:
         ax.set_ylabel("task i")
 
 
-def plot_matrices(names: list[str], panels: dict[str, tuple[np.ndarray, str]], run: str, sparsity: float) -> Figure:
+def plot_matrices(names: list[str], panels: dict[str, tuple[np.ndarray, str]], run: str, regions: str) -> Figure:
     """Annotated heatmaps side by side, panels {title: (T×T matrix, colorbar label)}, under a title naming the run
     and the sparsity. The diagonal (a task with itself) is left out so the pairs set the scale, and each value is
     written dark on bright cells and light on dark ones."""
@@ -263,11 +301,11 @@ def plot_matrices(names: list[str], panels: dict[str, tuple[np.ndarray, str]], r
         _task_axes(ax, names, row_labels=column == 0)
         ax.set_title(title, fontsize=9)
         _colorbar(fig, image, ax, label)
-    _titles(fig, "Overlap of the tasks' localized regions γ", run, sparsity)
+    _titles(fig, "Overlap of the tasks' localized regions γ", run, regions)
     return fig
 
 
-def plot_layers(names: list[str], per_layer: dict[str, dict], run: str, sparsity: float) -> Figure:
+def plot_layers(names: list[str], per_layer: dict[str, dict], run: str, regions: str) -> Figure:
     """Jaccard per transformer block, one small heatmap each on one colour scale, read on a shared colorbar, under a
     title naming the run and the sparsity."""
     plt = pyplot()
@@ -288,7 +326,7 @@ def plot_layers(names: list[str], per_layer: dict[str, dict], run: str, sparsity
     for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
     _colorbar(fig, image, list(axes.flat), "Jaccard, one scale for every block")
-    _titles(fig, f"{JACCARD} of the tasks' localized regions per transformer block", run, sparsity)
+    _titles(fig, f"{JACCARD} of the tasks' localized regions per transformer block", run, regions)
     return fig
 
 
@@ -300,7 +338,7 @@ def table(payload: dict) -> str:
     frame = pd.DataFrame(payload["overlap"], index=names, columns=names).map(lambda v: f"{v:.3f}")
     corr = pd.DataFrame(payload["correlations_with_jaccard"]).T[["rho", "p", "pairs"]]
     return (
-        f"overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| at s = {payload['sparsity']:g} (random-mask null: O = s_i)\n"
+        f"overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| at {payload['regions']} (random-mask null: O = s_i)\n"
         f"{frame.to_string()}\n\nSpearman ρ of Jaccard against each similarity reference (Mantel permutation p)\n"
         f"{corr.to_string()}"
     )

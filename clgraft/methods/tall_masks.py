@@ -20,6 +20,7 @@ from clgraft.methods.base import FromTheta0, TaskStep
 if TYPE_CHECKING:
     import torch
 
+    from clgraft.graft import Graft
     from clgraft.models import HeadedModel
 
 
@@ -68,9 +69,12 @@ class TallMasks(FromTheta0):
         self.masks: list[torch.Tensor] = []
         self.total: torch.Tensor | None = None
         self.choices: list[dict] = []
+        self.heads: list[dict[str, torch.Tensor]] = []
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         losses = super().train(model, step)
+        head = model.heads[self.ctx.tasks[step.index].head]
+        self.heads.append({k: v.detach().clone() for k, v in head.state_dict().items()})
         self.taus.append(self.view.flatten(dict(model.body.named_parameters())) - self.theta0.blocks)
         self.theta0.restore(model)
         self.total = sum(self.taus[1:], self.taus[0].clone())
@@ -113,6 +117,22 @@ class TallMasks(FromTheta0):
             self.theta0.restore(model, self.theta0.blocks + self.masks[task_index] * self.total)
         else:
             self.theta0.restore(model)
+
+    def grafts(self) -> dict[str, Graft]:
+        """Once the stream is done, each task's final TALL mask m_t as a graft m_t ⊙ τ_MTL with its head (what
+        task-aware evaluation applies), so that `clgraft analyze overlap --method tall-masks` compares TALL regions
+        as it compares grafting's; none before (the masks change with every task)."""
+        from clgraft.graft import Graft
+
+        if len(self.masks) < len(self.ctx.tasks):
+            return {}
+        out = {}
+        for t, (mask, head) in enumerate(zip(self.masks, self.heads, strict=True)):
+            task = self.ctx.tasks[t].task
+            meta = {"task": task.task, "task_version": str(task.version), "method": self.name}
+            meta["sparsity"] = repr(float(mask.float().mean()))
+            out[f"{task.task}-{self.name}"] = Graft.from_mask(self.view, mask, self.total, head, meta)
+        return out
 
     def report(self) -> dict:
         return {
