@@ -36,7 +36,7 @@ def test_run_prints_R_and_metrics_and_reuses_a_finished_run(tiny_model_dir, tmp_
         (["run", "--order", "sideways"], "stream 'tiny' has no order 'sideways'; choose one of: default, reversed"),
         (["run", "--method", "magic"], "unknown method 'magic'; known methods: naive"),
         (["run", "--steps", "0"], "--steps: Input should be greater than 0"),
-        (["run", "--head", "both"], "--head: Input should be 'task' or 'shared'"),
+        (["run", "--head", "both"], "--head: Input should be 'task', 'shared' or 'prompt'"),
         (["run", "--stream", "lmbff-mixed"], "`clgraft data fetch sst2` (or a stream name), or pass --data-dir DIR"),
         (["run", "--data-dir", "/no/such/dir"], "data directory '/no/such/dir' does not exist"),
         (["run", "--model", "/no/such/model"], "cannot load model '/no/such/model'"),

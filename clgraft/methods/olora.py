@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
 
 from clgraft.methods.base import TaskStep
 from clgraft.methods.peft_parts import AdapterMethod, LoraOptions, adapter_weights, lora_config
 
 if TYPE_CHECKING:
+    import torch
     from peft.tuners.tuners_utils import BaseTuner
 
     from clgraft.models import HeadedModel
@@ -36,6 +36,8 @@ class OLoraOptions(LoraOptions):
 
 def orthogonality(previous: dict[str, torch.Tensor], current: dict[str, torch.Tensor]) -> torch.Tensor:
     """Σ over adapted modules of Σ |A_prev A_tᵀ| (O-LoRA's L_orth); zero before the second task."""
+    import torch
+
     terms = [(previous[name] @ a.T).abs().sum() for name, a in current.items() if name in previous]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
@@ -67,6 +69,8 @@ class OLora(AdapterMethod):
 
     def regulariser(self) -> torch.Tensor:
         """λ₁ L_orth + λ₂ Σ ‖new LoRA matrix‖₂ for the adapter being trained."""
+        import torch
+
         o = self.options
         total = o.lambda_1 * orthogonality(self.previous, self.current)
         if o.lambda_2:
@@ -80,6 +84,8 @@ class OLora(AdapterMethod):
             reg.backward()
 
     def finish(self, model: HeadedModel, step: TaskStep) -> None:
+        import torch
+
         with torch.no_grad():
             self.per_task.append(
                 {"task": step.index + 1, "orthogonality": float(orthogonality(self.previous, self.current))}

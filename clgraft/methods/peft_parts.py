@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from clgraft.methods.base import Method, TaskStep
 
 if TYPE_CHECKING:
+    import torch
     from peft.tuners.tuners_utils import BaseTuner
 
     from clgraft.models import HeadedModel
@@ -43,6 +43,7 @@ def lora_config(options: LoraOptions):
 
 def adapt(body: torch.nn.Module, config, seed: int) -> BaseTuner:
     """Put a peft adapter (LoRA, OSF...) into the body in place; only the adapter's parameters stay trainable."""
+    import torch
     from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
     tuner = PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type]

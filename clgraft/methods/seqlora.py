@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from clgraft.methods.base import TaskStep
 from clgraft.methods.peft_parts import AdapterMethod, LoraOptions, adapter_weights, lora_config
 
 if TYPE_CHECKING:
+    import torch
     from peft.tuners.tuners_utils import BaseTuner
 
     from clgraft.models import HeadedModel
@@ -41,6 +40,8 @@ class SeqLora(AdapterMethod):
 
     def prepare(self, model: HeadedModel, tuner: BaseTuner, step: TaskStep) -> None:
         """Take the adapter trained so far back out of the weights and continue training it."""
+        import torch
+
         if not self.carried:
             return
         a, b = adapter_weights(model.body, "lora_A"), adapter_weights(model.body, "lora_B")
