@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clgraft.errors import ClgraftError, validation_message
+from clgraft.metrics.seeds import confidence_interval
 from clgraft.registry import builtin_tasks_dir
 from clgraft.results import read_json
 
@@ -305,21 +306,6 @@ class Measured:
     verdict: str
     why: str
     setting: str
-
-
-def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the two ends of its Student-t confidence interval over seeds."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    sem = stats.sem(values)
-    if sem == 0:
-        return mean, mean, mean
-    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high)
 
 
 def verdict(claim: Claim, low: float, high: float, n: int) -> tuple[str, str]:

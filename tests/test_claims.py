@@ -8,9 +8,10 @@ from scipy import stats
 
 import clgraft.train
 from clgraft.cite import bib_entries
-from clgraft.claims import Claim, claim_runs_dir, confidence_interval, load_claims, measure, report, run_claim
+from clgraft.claims import Claim, claim_runs_dir, load_claims, measure, report, run_claim
 from clgraft.errors import ClgraftError
 from clgraft.methods import parse_method_spec
+from clgraft.metrics.seeds import confidence_interval
 from clgraft.registry import Registry
 
 
