@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from clgraft import predictions
 from clgraft.batches import encode
 from clgraft.config import HASHED_WHEN_SET, RunConfig
 from clgraft.data import Split, load_task
@@ -49,7 +50,7 @@ from clgraft.results import (
 )
 from clgraft.shared_work import SHARED_DIR, SharedWork
 from clgraft.tensorboard_log import TensorBoardLog
-from clgraft.train import TrainOptions, split_accuracy
+from clgraft.train import TrainOptions, accuracy, predict
 
 TEST_SUBSET_SEED = 0
 
@@ -85,15 +86,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext, columns: list[int]) -> list[float | None]:
-    """Row of R: accuracy on the test sets of the given tasks with the model as it is now (None for the others)."""
+Evaluation = tuple[list[float | None], dict[int, torch.Tensor]]
+"""A row of R and the predictions behind it (task index → argmax over the task's head, in test-set order)."""
+
+
+def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext, columns: list[int]) -> Evaluation:
+    """Row of R: accuracy on the test sets of the given tasks with the model as it is now (None for the others),
+    scored as `split_accuracy` scores, with the predictions."""
     row: list[float | None] = [None] * len(ctx.tasks)
+    predicted = {}
     with phase("evaluate"):
         for j in columns:
             p = ctx.tasks[j]
             method.before_eval(model, j)
-            row[j] = split_accuracy(model, p.head, p.test, p.label_offset, ctx.opts.eval_batch_size, ctx.device)
-    return row
+            logits = predict(model, p.head, p.test, ctx.opts.eval_batch_size, ctx.device)
+            row[j] = accuracy(logits, p.test.labels + p.label_offset)
+            predicted[j] = logits.argmax(-1)
+    return row, predicted
 
 
 def _trajectory_saver(model: HeadedModel, folder: Path, steps: int, n: int) -> Callable[[int], None] | None:
@@ -504,17 +513,26 @@ class Runner:
     def _row0(self, model: HeadedModel, method: Method, ctx: RunContext) -> list[float | None]:
         """Row 0 of R (θ₀ with the seed's fresh heads), shared with every run of the same model, heads and test
         sets."""
-        if ctx.shared is None:
-            return self._evaluate_row(model, method, ctx, 0)
         columns = evaluated_columns(self.config.evaluate, 0, len(ctx.tasks))
+        if ctx.shared is None:
+            return self._keep(0, _evaluate_row(model, method, ctx, columns), ctx)
         tests = [(p.head, p.label_offset, p.test) if j in columns else None for j, p in enumerate(ctx.tasks)]
-        return ctx.shared.row0(
-            model, tests, ctx.opts.eval_batch_size, lambda: self._evaluate_row(model, method, ctx, 0)
+        shared = ctx.shared.row0(
+            model, tests, ctx.opts.eval_batch_size, lambda: _evaluate_row(model, method, ctx, columns)
         )
+        return self._keep(0, shared, ctx)
 
     def _evaluate_row(self, model: HeadedModel, method: Method, ctx: RunContext, row: int) -> list[float | None]:
-        """Row `row` of R, evaluating the tasks that the run's --evaluate plan asks for."""
-        return _evaluate_row(model, method, ctx, evaluated_columns(self.config.evaluate, row, len(ctx.tasks)))
+        """Row `row` of R, evaluating the tasks that the run's --evaluate plan asks for; its predictions are kept."""
+        columns = evaluated_columns(self.config.evaluate, row, len(ctx.tasks))
+        return self._keep(row, _evaluate_row(model, method, ctx, columns), ctx)
+
+    def _keep(self, row: int, evaluation: Evaluation, ctx: RunContext) -> list[float | None]:
+        """Add a row's predictions to the run's predictions.npz (clgraft/predictions.py); returns the row of R."""
+        values, predicted = evaluation
+        tests = {j: (p.test.labels, p.label_offset) for j, p in enumerate(ctx.tasks)}
+        predictions.add_row(self.dir / predictions.FILE, row, predicted, tests)
+        return values
 
     def _label_words_record(self) -> dict:
         if self.config.head != "prompt":

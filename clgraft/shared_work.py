@@ -83,10 +83,11 @@ class SharedWork:
         model: HeadedModel,
         tests: list[tuple[str, int, Encoded] | None],
         batch_size: int,
-        compute: Callable[[], list[float | None]],
-    ) -> list[float | None]:
-        """Row 0 of R: the stored one for this model state (body and every head) and these test sets (head, label
-        offset, examples; None where the row has no entry), else `compute()`, stored."""
+        compute: Callable[[], tuple[list[float | None], dict[int, torch.Tensor]]],
+    ) -> tuple[list[float | None], dict[int, torch.Tensor]]:
+        """Row 0 of R and its predictions (task index → argmax ids): the stored ones for this model state (body and
+        every head) and these test sets (head, label offset, examples; None where the row has no entry), else
+        `compute()`, stored. A stored row without predictions (written before they were kept) is computed again."""
         h = self._hasher("row0", {"eval_batch_size": batch_size, "columns": [t is not None for t in tests]})
         h.update(weights_sha256(model).encode())
         for test in tests:
@@ -95,11 +96,13 @@ class SharedWork:
                 encoded_digest(h, test[2])
         path = self.folder / "row0" / f"{h.hexdigest()}.json"
         with _only_writer(path):
-            if path.is_file():
-                return read_json(path)["row"]
-            row = compute()
-            write_json(path, {"row": row})
-            return row
+            stored = read_json(path) if path.is_file() else {}
+            if "predictions" in stored:
+                kept = {int(j): torch.tensor(ids) for j, ids in stored["predictions"].items()}
+                return stored["row"], kept
+            row, predicted = compute()
+            write_json(path, {"row": row, "predictions": {j: ids.tolist() for j, ids in predicted.items()}})
+            return row, predicted
 
     def finetune(
         self,

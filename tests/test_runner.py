@@ -235,3 +235,15 @@ def test_lp_ft_is_a_configuration_of_its_own_and_needs_clgraft_s_loop(tiny_model
     assert lp["config_hash"] != plain["config_hash"] and lp["train_loss"] != plain["train_loss"]
     with pytest.raises(ClgraftError, match="--probe-steps .* ewc trains through avalanche-lib"):
         _run(tiny_model_dir, tmp_path / "ewc", method="ewc", probe_steps=5)
+
+
+def test_every_entry_of_R_is_recomputed_from_the_kept_predictions(tiny_model_dir, tmp_path):
+    from clgraft.predictions import FILE, load, recompute_R
+
+    for method, plan in [("naive", "all"), ("ewc", "seen"), ("joint", "all")]:
+        rec = _run(tiny_model_dir, tmp_path / method, method=method, evaluate=plan)  # row 0 shared after the first
+        assert recompute_R(tmp_path / method / FILE, rec["R"]) == rec["R"]
+    arrays = load(tmp_path / "naive" / FILE)
+    assert arrays["row.00.task.00"].shape == (48,) and arrays["labels.02"].shape == (48,)
+    seen = load(tmp_path / "ewc" / FILE)
+    assert "row.01.task.00" in seen and "row.01.task.02" not in seen  # seen: no entry for a task not learned yet
