@@ -52,6 +52,11 @@ class Evidence(_Strict):
     subspace_dims: list[int] = Field(
         default=[], description="subspace analysis: dimensions d of intrinsic fine-tuning (--finetune-in-subspace)"
     )
+    critical_layers: int | None = Field(
+        default=None,
+        gt=0,
+        description="closeness analysis: fine-tune only the k blocks that moved most (--critical-layers)",
+    )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/claims.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
@@ -70,6 +75,8 @@ class Evidence(_Strict):
             raise ValueError("the overlap analysis compares grafts: give `localize` (their sparsity)")
         if self.analyze == "subspace" and self.run.get("trajectory", 0) < 2:
             raise ValueError("the subspace analysis reads checkpoints: set `run: {trajectory: N}` with N ≥ 2")
+        if self.statistic == "critical_layers_of_full" and not self.critical_layers:
+            raise ValueError("statistic 'critical_layers_of_full' needs `critical_layers: k`")
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
@@ -181,6 +188,13 @@ def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
     return _mean([_mean(list(task["rel_l2_by_layer"].values())) for task in _tasks_of(summary)])
 
 
+def _critical_layers_of_full(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "closeness")
+    if summary is None:
+        return None
+    return _mean([task.get("critical_layers", {}).get("of_full") for task in _tasks_of(summary)])
+
+
 def _forgetting_difference(records: dict, evidence: Evidence) -> float | None:
     first, second = (records[m][0]["metrics"]["forgetting"] for m in evidence.methods)
     return None if first is None or second is None else first - second
@@ -235,6 +249,12 @@ STATISTICS: dict[str, Statistic] = {
     ),
     "closeness_rel_l2": Statistic(
         "closeness", "‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks and tasks", _closeness_rel_l2
+    ),
+    "critical_layers_of_full": Statistic(
+        "closeness",
+        "test accuracy of fine-tuning only the k blocks that moved most (relative L2) over full fine-tuning's, mean "
+        "over tasks",
+        _critical_layers_of_full,
     ),
 }
 
@@ -384,7 +404,8 @@ def run_claim(
 def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
     from clgraft.analysis.run_files import open_run
 
-    if _analysis_key(evidence, evidence.analyze) in read_json(run_dir / "run.json").get("analysis", {}):
+    done = read_json(run_dir / "run.json").get("analysis", {}).get(_analysis_key(evidence, evidence.analyze))
+    if done is not None and (not evidence.critical_layers or _has_critical_layers(done, evidence.critical_layers)):
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
@@ -398,7 +419,12 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
     else:
         from clgraft.analysis.closeness import analyze_closeness
 
-        analyze_closeness(run, run.select(None), None)
+        analyze_closeness(run, run.select(None), evidence.critical_layers)
+
+
+def _has_critical_layers(summary: dict, k: int) -> bool:
+    """Whether a closeness summary holds the critical-layers comparison at k for every task."""
+    return all(task.get("critical_layers", {}).get("k") == k for task in _tasks_of(summary))
 
 
 def report(results: Path, claims: list[Claim]) -> str:

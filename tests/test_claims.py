@@ -8,7 +8,7 @@ from scipy import stats
 
 import clgraft.train
 from clgraft.cite import bib_entries
-from clgraft.claims import Claim, claim_runs_dir, load_claims, measure, report, run_claim
+from clgraft.claims import STATISTICS, Claim, claim_runs_dir, load_claims, measure, report, run_claim, seed_records
 from clgraft.errors import ClgraftError
 from clgraft.methods import parse_method_spec
 from clgraft.metrics.seeds import confidence_interval
@@ -131,3 +131,36 @@ def test_cli_lists_and_reports(invoke, tmp_path):
     assert "| 0 | not run |" in out and (tmp_path / "CLAIMS.md").is_file()
     with pytest.raises(ClgraftError, match="unknown claim 'nope'"):
         invoke("claims", "report", "nope", "--results", tmp_path)
+
+
+def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_full(tiny_model_dir, tmp_path):
+    run = {"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"}
+    plain = _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), run=run, analyze="closeness")
+    run_claim(tmp_path, plain, None, lambda s: None, progress=False)
+    critical = _claim(
+        "critical_layers_of_full",
+        ["independent"],
+        (">=", 0.95),
+        run=run,
+        analyze="closeness",
+        critical_layers=1,
+        records=str(claim_runs_dir(tmp_path, plain).relative_to(tmp_path)),
+    )
+    assert all(
+        v is None
+        for v in [
+            STATISTICS["critical_layers_of_full"].read(r, critical.evidence)
+            for r in seed_records(tmp_path, critical).values()
+        ]
+    )
+    run_claim(tmp_path, critical, None, lambda s: None, progress=False)  # closeness again, now with k = 1
+    measured = measure(tmp_path, critical)
+    for seed, records in seed_records(tmp_path, critical).items():
+        ((record, _),) = records.values()
+        tasks = [t for k, t in record["analysis"]["closeness"].items() if k != "details"]
+        shares = [t["critical_layers"]["of_full"] for t in tasks]
+        assert measured.values[seed] == pytest.approx(sum(shares) / len(shares))
+        assert all(t["critical_layers"]["k"] == 1 for t in tasks)
+    assert measure(tmp_path, plain).values  # the plain closeness claim still reads the same runs
+    with pytest.raises(ValueError, match="needs `critical_layers: k`"):
+        _claim("critical_layers_of_full", ["independent"], (">=", 0.95), analyze="closeness")
