@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.registry import Registry
-from clgraft.sweep import expand, load_sweep, longest_first
+from clgraft.results import write_json
+from clgraft.sweep import expand, load_sweep, longest_first, run_sweep
 
 TINY = Path(__file__).resolve().parent.parent / "tasks" / "sweeps" / "tiny.yaml"
 
@@ -64,6 +66,17 @@ def test_cells_start_costliest_first():
     assert sorted(map(str, cells)) == sorted(map(str, longest_first(cells)))  # a reordering, nothing lost
     stream_seed = [(c.stream, c.seed) for c in longest_first(cells) if c.method == costliest]
     assert stream_seed == [(c.stream, c.seed) for c in cells if c.method == costliest]  # ties keep the grid order
+
+
+def test_a_cell_is_done_only_when_a_record_has_its_exact_configuration(tmp_path, tiny_model_dir):
+    """A finished `ewc_lambda=10` run does not finish the default `ewc` cell (whose options it merely contains)."""
+    settings = {"stream": "tiny", "order": "default", "method": "ewc", "model": str(tiny_model_dir), "seed": 1}
+    settings.update(steps=1, batch_size=4, max_length=32, max_test=10)
+    tuned = RunConfig(**settings, method_options={"ewc_lambda": 10})
+    write_json(tmp_path / "runs" / "tuned" / "run.json", {"config": tuned.model_dump()})
+    said = []
+    run_sweep([RunConfig(**settings), tuned], tmp_path, None, None, progress=False, echo=said.append)
+    assert said[0].startswith("2 cells, 1 finished already; 1 to run")
 
 
 @pytest.mark.parametrize(
