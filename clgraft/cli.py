@@ -667,8 +667,10 @@ def leaderboard(
     ascending: Annotated[bool, _opt("sort ascending (default: descending)")] = False,
     out: Annotated[Path | None, _opt("also write the table to this file")] = None,
 ) -> None:
-    """One row per (stream, order, method, options) over every finished run in RESULTS: mean ± std and n over seeds,
-    memory kept per task, wall time and the BibTeX keys to cite (clgraft cite ROW)."""
+    """One row per configuration (everything that changes a number but the seed) over every finished run in RESULTS:
+    mean ± std and n over its distinct seeds, memory kept per task, wall time and the BibTeX keys to cite (clgraft
+    cite ROW). Rows that share stream, order, method and options say in `setting` what tells them apart (e.g.
+    steps=50, head=shared); a second record of a seed is counted once, with a warning on stderr."""
     from clgraft.leaderboard import header, load_records, render, summarize
     from clgraft.results import write_text
 

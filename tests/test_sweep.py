@@ -159,6 +159,43 @@ def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
         invoke("cite", "9", "--results", results)
 
 
+def _record(seed: int, acc: float, **run) -> dict:
+    """A finished naive run on the tiny stream as run.json holds it (only what the leaderboard reads)."""
+    config = RunConfig(**{"stream": "tiny", "order": "default", "method": "naive", "seed": seed, "steps": 12, **run})
+    return {
+        "stream": {"name": "tiny", "version": 1, "order": "default"},
+        "method": {"name": "naive", "options": {"engine": "clgraft"}},
+        "tasks": [{"name": "tiny-sst2", "version": 1, "citation": "socher2013sst"}],
+        "config": config.model_dump(),
+        "config_hash": f"{seed:02d}{len(run):02d}" + "0" * 12,
+        "model": {"id": config.model, "sha256": "ab" * 32},
+        "seed": seed,
+        "wall_s": 1.0,
+        "metrics": {m: acc for m in ("acc", "bwt", "forgetting", "fwt", "la")},
+    }
+
+
+def test_leaderboard_rows_pool_only_seeds_of_one_configuration():
+    """A 50-step shared-head run is a row of its own, not a third seed of the 12-step rows; two records of one seed
+    count once (with a warning)."""
+    from clgraft.leaderboard import summarize
+
+    records = [_record(1, 0.5), _record(2, 0.7), _record(1, 0.2, steps=50, head="shared")]
+    table = summarize(records)
+    assert table["n"].tolist() == [2, 1] and table["acc"].tolist() == ["60.00 ± 14.14", "20.00"]
+    assert table["setting"].tolist() == ["head=task, steps=12", "head=shared, steps=50"]
+
+
+def test_leaderboard_counts_distinct_seeds_and_warns_about_a_second_record(capsys):
+    from clgraft.leaderboard import summarize
+
+    again = _record(1, 0.9, trajectory=4)  # seed 1 once more, with checkpoints saved: the same numbers' configuration
+    table = summarize([_record(1, 0.5), _record(2, 0.7), again])
+    assert table["n"].tolist() == [2] and table["acc"].tolist() == ["60.00 ± 14.14"]
+    warning = capsys.readouterr().err
+    assert "seed 1" in warning and again["config_hash"] in warning and "counted once" in warning
+
+
 def test_every_citation_key_has_an_entry():
     from clgraft.cite import bib_entries
     from clgraft.methods import METHODS
