@@ -4,6 +4,7 @@ task, wall time and the BibTeX keys a row should cite, as Markdown, CSV or HTML.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from functools import lru_cache
@@ -20,6 +21,7 @@ ROW_KEYS = ("stream", "order", "method", "options")
 # config keys that are not part of a row's setting: the seed is what a row pools over, `trajectory` only saves
 # checkpoints (it cannot change a number), and the stream, order, method and model enter as the run resolved them
 _NOT_SETTING = {"seed", "trajectory", "stream", "order", "method", "model"}
+ROW_ID_DIGITS = 8
 
 
 def load_records(results: Path) -> list[dict]:
@@ -73,6 +75,20 @@ def setting(record: dict) -> dict:
         "freeze_embeddings": identity.pop("freeze_embeddings", False),
         **identity,
     }
+
+
+def row_id(key: str) -> str:
+    """A row's id: the first 8 hex digits of its configuration's hash (`config_hash(setting(record))`). It names the
+    configuration, not a position, so the same records give the same id whatever the sort and whichever other rows
+    are there; `clgraft cite ID` takes the id the table prints (32 bits: a clash among a leaderboard's rows is
+    negligible, and rows are grouped by the whole hash, so it could never merge two)."""
+    return key[:ROW_ID_DIGITS]
+
+
+def is_row_id(text: str) -> bool:
+    """Whether a `clgraft cite` argument is meant as a row id rather than a method: ids are hex digits, which no
+    method name or alias is."""
+    return re.fullmatch(r"[0-9a-f]+", text) is not None
 
 
 def _to_stderr(message: str) -> None:
@@ -144,11 +160,11 @@ def summarize(
     ascending: bool = False,
     warn: Callable[[str], None] = _to_stderr,
 ) -> pd.DataFrame:
-    """One row per configuration (`setting`): the `keys` columns, `setting` (what tells the row apart from rows with
-    the same `keys`), n distinct seeds, mean ± std (accuracy points) of each metric, mean memory kept per task (from
-    the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted by the mean of
-    `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance. A seed with
-    several records counts once (`warn` says which)."""
+    """One row per configuration (`setting`): its id (row_id), the `keys` columns, `setting` (what tells the row
+    apart from rows with the same `keys`), n distinct seeds, mean ± std (accuracy points) of each metric, mean memory
+    kept per task (from the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted
+    by the mean of `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance.
+    A seed with several records counts once (`warn` says which)."""
     settings = [setting(r) for r in records]
     row_keys = [config_hash(s) for s in settings]
     kept = _one_per_seed(records, row_keys, warn)
@@ -157,7 +173,8 @@ def summarize(
     grouped = frame.groupby("key", sort=False)
     numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task"]].mean()
     table = grouped.agg(**{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, _cell) for m in METRICS})
-    table.insert(len(keys), "setting", _differences(table[list(keys)], dict(zip(row_keys, settings, strict=True))))
+    table.insert(0, "id", table.index.map(row_id))
+    table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], dict(zip(row_keys, settings, strict=True))))
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
         fixed = grouped[f"{m}_fixed"].all() & numeric[m].notna()
         table.loc[fixed, m] = numeric.loc[fixed, m].map(lambda v: f"{100 * v + 0.0:.0f} (by construction)")

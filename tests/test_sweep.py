@@ -155,16 +155,18 @@ def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
     assert "@software{clgraft" in bib and "@inproceedings{panigrahi2023grafting" in bib
     assert "socher2013sst" in bib and "zhang2015charcnn" in bib  # the tiny tasks' data sets
     assert invoke("cite", "ties").startswith("@inproceedings{yadav2023ties")
-    with pytest.raises(ClgraftError, match="rows 1..2"):
+    with pytest.raises(ClgraftError, match="no leaderboard row has the id '9'"):
         invoke("cite", "9", "--results", results)
 
 
-def _record(seed: int, acc: float, **run) -> dict:
-    """A finished naive run on the tiny stream as run.json holds it (only what the leaderboard reads)."""
-    config = RunConfig(**{"stream": "tiny", "order": "default", "method": "naive", "seed": seed, "steps": 12, **run})
+def _record(seed: int, acc: float, method: str = "naive", **run) -> dict:
+    """A finished run on the tiny stream as run.json holds it (only what the leaderboard reads)."""
+    from clgraft.methods import get_method, parse_options
+
+    config = RunConfig(**{"stream": "tiny", "order": "default", "method": method, "seed": seed, "steps": 12, **run})
     return {
         "stream": {"name": "tiny", "version": 1, "order": "default"},
-        "method": {"name": "naive", "options": {"engine": "clgraft"}},
+        "method": {"name": method, "options": parse_options(get_method(method), {}).model_dump()},
         "tasks": [{"name": "tiny-sst2", "version": 1, "citation": "socher2013sst"}],
         "config": config.model_dump(),
         "config_hash": f"{seed:02d}{len(run):02d}" + "0" * 12,
@@ -194,6 +196,20 @@ def test_leaderboard_counts_distinct_seeds_and_warns_about_a_second_record(capsy
     assert table["n"].tolist() == [2] and table["acc"].tolist() == ["60.00 ± 14.14"]
     warning = capsys.readouterr().err
     assert "seed 1" in warning and again["config_hash"] in warning and "counted once" in warning
+
+
+def test_cite_takes_the_row_id_the_leaderboard_prints_whatever_the_sort(tmp_path, invoke):
+    """The leaderboard sorted by ACC starts with replay; the id it prints for that row cites replay's paper, not
+    the paper of the first row of the unsorted table (EWC)."""
+    write_json(tmp_path / "runs" / "a" / "run.json", _record(1, 0.5, method="ewc"))
+    write_json(tmp_path / "runs" / "b" / "run.json", _record(1, 0.7, method="replay"))
+    invoke("leaderboard", "--results", tmp_path, "--format", "csv", "--sort", "acc", "--out", tmp_path / "lb.csv")
+    best = pd.read_csv(tmp_path / "lb.csv", dtype=str).iloc[0]
+    assert best["method"] == "replay" and best["id"] in invoke("leaderboard", "--results", tmp_path)
+    bib = invoke("cite", best["id"], "--results", tmp_path)
+    assert "@article{chaudhry2019tiny" in bib and "kirkpatrick2017ewc" not in bib
+    with pytest.raises(ClgraftError, match="no leaderboard row has the id '1'"):
+        invoke("cite", "1", "--results", tmp_path)
 
 
 def test_every_citation_key_has_an_entry():
