@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clgraft.config import RunConfig, identity, record_identity
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.metrics.seeds import confidence_interval
 from clgraft.registry import builtin_tasks_dir
@@ -290,16 +291,18 @@ def claim_runs_dir(results: Path, claim: Claim) -> Path:
     return results / "claims" / claim.claim / "runs"
 
 
-def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
-    """Whether a record is the run of this method spec (NAME[:KEY=VALUE...]) and seed in the claim's setting."""
+def _config(evidence: Evidence, method: str, seed: int) -> RunConfig:
+    """The RunConfig of this method spec (NAME[:KEY=VALUE...]) and seed in the claim's setting."""
     from clgraft.methods import parse_method_spec
 
     name, options = parse_method_spec(method)
-    config, recorded = record.get("config", {}), record["method"]
-    if (record["stream"]["name"], recorded["name"], record["seed"]) != (evidence.stream, name, seed):
-        return False
-    same_options = all(recorded["options"].get(k) == v for k, v in options.items())
-    return same_options and all(config.get(k) == v for k, v in evidence.run.items())
+    return RunConfig(stream=evidence.stream, method=name, method_options=options, seed=seed, **evidence.run)
+
+
+def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
+    """Whether a record is the run of this method spec and seed in the claim's setting: the same configuration
+    exactly (config.identity), not one whose options or settings merely contain the claim's."""
+    return record_identity(record) == identity(_config(evidence, method, seed))
 
 
 def seed_records(results: Path, claim: Claim) -> dict[int, dict[str, tuple[dict, Path]]]:
@@ -378,8 +381,6 @@ def run_claim(
     """Make or reuse the claim's runs, then its localization and analysis, seed by seed (each step is skipped where
     its output is already there, so an interrupted call resumes)."""
     from clgraft.api import localize
-    from clgraft.config import RunConfig
-    from clgraft.methods import parse_method_spec
     from clgraft.registry import Registry
     from clgraft.runner import Runner
 
@@ -388,8 +389,7 @@ def run_claim(
     evidence, registry = claim.evidence, Registry.discover()
     for seed in evidence.seeds:
         for spec in evidence.methods:
-            name, options = parse_method_spec(spec)
-            config = RunConfig(stream=evidence.stream, method=name, method_options=options, seed=seed, **evidence.run)
+            config = _config(evidence, spec, seed)
             echo(f"{claim.claim}: {spec} seed {seed}")
             runner = Runner(
                 config, registry, data_dir, root=claim_runs_dir(results, claim), progress=progress, echo=echo

@@ -678,8 +678,11 @@ def leaderboard(
     ascending: Annotated[bool, _opt("sort ascending (default: descending)")] = False,
     out: Annotated[Path | None, _opt("also write the table to this file")] = None,
 ) -> None:
-    """One row per (stream, order, method, options) over every finished run in RESULTS: mean ± std and n over seeds,
-    memory kept per task, wall time and the BibTeX keys to cite (clgraft cite ROW)."""
+    """One row per configuration (everything that changes a number but the seed) over every finished run in RESULTS:
+    mean ± std and n over its distinct seeds, memory kept per task, wall time and the BibTeX keys to cite; the id
+    column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever the sort). Rows that
+    share stream, order, method and options say in `setting` what tells them apart (e.g. head=shared, steps=50); a
+    second record of a seed is counted once, with a warning on stderr."""
     from clgraft.leaderboard import header, load_records, render, summarize
     from clgraft.results import write_text
 
@@ -713,29 +716,31 @@ def report(
 
 @app.command()
 def cite(
-    row: Annotated[
-        str | None, typer.Argument(help="leaderboard row number (1-based, default order) or a method name")
-    ] = None,
+    row: Annotated[str | None, typer.Argument(help="a leaderboard row's id (its `id` column) or a method name")] = None,
     all_rows: Annotated[bool, _opt("every row of the leaderboard", "--all")] = False,
     results: Results = Path("results"),
 ) -> None:
-    """Print BibTeX for a leaderboard row (its method's papers, each data set's paper, and clgraft from
-    CITATION.cff), for every row with --all, or for a method by name."""
+    """Print BibTeX for a leaderboard row, named by the id the leaderboard prints in its `id` column (its method's
+    papers, each data set's paper, and clgraft from CITATION.cff), for every row with --all, or for a method by
+    name."""
     from clgraft.cite import bibtex
-    from clgraft.leaderboard import load_records, summarize
+    from clgraft.leaderboard import is_row_id, load_records, summarize
 
     if (row is None) == (not all_rows):
-        raise ClgraftError("give a ROW (number or method name) or --all")
-    if row is not None and not row.isdigit():
+        raise ClgraftError("give a ROW (a row id from `clgraft leaderboard` or a method name) or --all")
+    if row is not None and not is_row_id(row):
         from clgraft.methods import get_method, resolve
 
         method, options = resolve(row, {})
         typer.echo(bibtex([*get_method(method).citations(options), "clgraft"]))
         return
     table = summarize(load_records(results))
-    if row is not None and not 1 <= int(row) <= len(table):
-        raise ClgraftError(f"row {row}: the leaderboard has rows 1..{len(table)} (clgraft leaderboard)")
-    rows = table if all_rows else table.iloc[[int(row) - 1]]
+    rows = table if all_rows else table[table["id"] == row]
+    if rows.empty:
+        raise ClgraftError(
+            f"no leaderboard row has the id '{row}'; the ids are in the id column of `clgraft leaderboard --results "
+            f"{results}`"
+        )
     keys = [k for cell in rows["cite"] for k in cell.split(", ") if k]
     typer.echo(bibtex(keys))
 

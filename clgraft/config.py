@@ -53,3 +53,35 @@ class RunConfig(BaseModel):
         description="adamw: torch's AdamW (multi-tensor); adamw-fused: its fused kernel, ~6x faster steps of the "
         "optimiser on CPU but not bit-identical to adamw (float rounding), so another configuration",
     )
+
+
+def identity(config: RunConfig) -> dict:
+    """A run's configuration in the one form that tells two runs apart: the method's options with every default
+    filled in, `freeze_embeddings` as resolved (given, or the method's default: the two are one configuration; present
+    only when on), and the options added after the first run records left out while at their defaults
+    (HASHED_WHEN_SET), so that those records keep their identity. The runner hashes it with the data and the model
+    into the config hash; sweeps and claims compare it to find the run a configuration already has — exactly, never
+    by a subset of the options."""
+    from clgraft.methods import get_method, parse_options
+
+    method = get_method(config.method)
+    frozen = method.freezes_embeddings if config.freeze_embeddings is None else config.freeze_embeddings
+    unset = {k for k, default in HASHED_WHEN_SET.items() if getattr(config, k) == default}
+    return {
+        "config": config.model_dump(exclude={"method_options", "freeze_embeddings", *unset}),
+        **({"freeze_embeddings": True} if frozen else {}),
+        "method_options": parse_options(method, config.method_options).model_dump(),
+    }
+
+
+def record_identity(record: dict) -> dict:
+    """`identity` of the configuration a run record holds (records written before an option existed read as its
+    default); an edited config is a one-line error."""
+    from pydantic import ValidationError
+
+    from clgraft.errors import ClgraftError, validation_message
+
+    try:
+        return identity(RunConfig(**record["config"]))
+    except ValidationError as e:
+        raise ClgraftError(validation_message("run record", e, within="config") + " (the record was edited)") from e

@@ -1,20 +1,27 @@
-"""The leaderboard (docs/run-record.md): finished run records aggregated with pandas into one row per (stream, order,
-method, options) — mean ± std and n over seeds, memory kept per task, wall time and the BibTeX keys a row should cite —
-as Markdown, CSV or HTML."""
+"""The leaderboard (docs/run-record.md): finished run records aggregated with pandas into one row per configuration —
+everything that changes a number except the seed — with mean ± std and n over its distinct seeds, memory kept per
+task, wall time and the BibTeX keys a row should cite, as Markdown, CSV or HTML."""
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-from clgraft.config import HASHED_WHEN_SET
+from clgraft.config import HASHED_WHEN_SET, record_identity
 from clgraft.errors import ClgraftError
-from clgraft.results import read_json
+from clgraft.results import config_hash, read_json
 
 METRICS = ("acc", "bwt", "forgetting", "fwt", "la")
 ROW_KEYS = ("stream", "order", "method", "options")
+# config keys that are not part of a row's setting: the seed is what a row pools over, `trajectory` only saves
+# checkpoints (it cannot change a number), and the stream, order, method and model enter as the run resolved them
+_NOT_SETTING = {"seed", "trajectory", "stream", "order", "method", "model"}
+ROW_ID_DIGITS = 8
 
 
 def load_records(results: Path) -> list[dict]:
@@ -50,6 +57,76 @@ def _task_citation(name: str, version: int) -> str | None:
         return None
 
 
+def setting(record: dict) -> dict:
+    """What a leaderboard row pools seeds over: everything a run's numbers depend on except its seed — the run's
+    configuration as sweeps and the runner identify it (config.record_identity), less `trajectory` (saving
+    checkpoints changes no number), with the stream, its tasks and the order as run (name@version), and the model by
+    its weights' sha256 rather than the name or path it was loaded from."""
+    identity = record_identity(record)
+    config = {k: v for k, v in identity.pop("config").items() if k not in _NOT_SETTING}
+    return {
+        "stream": f"{record['stream']['name']}@{record['stream']['version']}",
+        "order": record["stream"]["order"],
+        "tasks": [f"{t['name']}@{t['version']}" for t in record["tasks"]],
+        "method": record["method"]["name"],
+        "model": record["model"]["sha256"],
+        **{k: v for k, v in HASHED_WHEN_SET.items() if k != "freeze_embeddings"},  # left out of identity at default
+        **config,
+        "freeze_embeddings": identity.pop("freeze_embeddings", False),
+        **identity,
+    }
+
+
+def row_id(key: str) -> str:
+    """A row's id: the first 8 hex digits of its configuration's hash (`config_hash(setting(record))`). It names the
+    configuration, not a position, so the same records give the same id whatever the sort and whichever other rows
+    are there; `clgraft cite ID` takes the id the table prints (32 bits: a clash among a leaderboard's rows is
+    negligible, and rows are grouped by the whole hash, so it could never merge two)."""
+    return key[:ROW_ID_DIGITS]
+
+
+def is_row_id(text: str) -> bool:
+    """Whether a `clgraft cite` argument is meant as a row id rather than a method: ids are hex digits, which no
+    method name or alias is."""
+    return re.fullmatch(r"[0-9a-f]+", text) is not None
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _one_per_seed(records: list[dict], keys: list[str], warn: Callable[[str], None]) -> list[int]:
+    """Indices of the records to count: one per (configuration key, seed), the first in the order given (for
+    load_records, by folder name). A second record of a seed — the same cell run again into another folder, or with
+    only its checkpoints changed — would make n count one seed twice; it is left out with a warning."""
+    first: dict[tuple[str, int], int] = {}
+    for i, (record, key) in enumerate(zip(records, keys, strict=True)):
+        kept = first.setdefault((key, record["seed"]), i)
+        if kept != i:
+            warn(
+                f"leaderboard: {record['stream']['name']}/{record['stream']['order']} {record['method']['name']} seed "
+                f"{record['seed']}: run {record.get('config_hash')} repeats run {records[kept].get('config_hash')} of "
+                "the same configuration; counted once (the first kept)"
+            )
+    return sorted(first.values())
+
+
+def _differences(shown: pd.DataFrame, settings: dict[str, dict]) -> pd.Series:
+    """Per row (indexed by configuration key), the setting values that tell it apart from the rows that look the same
+    in the shown columns (e.g. `head=shared, steps=50`); "-" for a row with no such twin."""
+    out = pd.Series("-", index=shown.index)
+    for _, group in shown.groupby(list(shown.columns), sort=False, dropna=False):
+        twins = [settings[key] for key in group.index]
+        differ = sorted(k for k in set().union(*twins) if len({repr(s.get(k)) for s in twins}) > 1)
+        for key, twin in zip(group.index, twins, strict=True):
+            out[key] = ", ".join(f"{k}={_shown(k, twin.get(k))}" for k in differ) or "-"
+    return out
+
+
+def _shown(key: str, value: object) -> str:
+    return f"sha256:{value[:12]}" if key == "model" else str(value)
+
+
 def _cell(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -59,31 +136,45 @@ def _cell(values: pd.Series) -> str:
     return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}"
 
 
+def _row(record: dict, key: str) -> dict:
+    """One record's line of the table before aggregation (key: its configuration's hash)."""
+    return {
+        "key": key,
+        "stream": record["stream"]["name"],
+        "order": record["stream"].get("order", ""),
+        "method": record["method"]["name"],
+        "options": ", ".join(f"{k}={v}" for k, v in record["method"]["options"].items()) or "-",
+        "seed": record["seed"],
+        "wall_s": record["wall_s"],
+        "extra_kb_per_task": record["method"].get("report", {}).get("extra_bytes_per_task", 0) / 1024,
+        "cite": ", ".join(citations(record)),
+        **{m: record["metrics"][m] for m in METRICS},
+        **{f"{m}_fixed": m in record.get("metrics_by_construction", {}) for m in METRICS},
+    }
+
+
 def summarize(
-    records: list[dict], keys: tuple[str, ...] = ROW_KEYS, sort_by: str | None = None, ascending: bool = False
+    records: list[dict],
+    keys: tuple[str, ...] = ROW_KEYS,
+    sort_by: str | None = None,
+    ascending: bool = False,
+    warn: Callable[[str], None] = _to_stderr,
 ) -> pd.DataFrame:
-    """One row per combination of `keys`: n seeds, mean ± std (accuracy points) of each metric, mean memory kept per
-    task (from the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted by the
-    mean of `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance."""
-    rows = [
-        {
-            "stream": r["stream"]["name"],
-            "order": r["stream"].get("order", ""),
-            "method": r["method"]["name"],
-            "options": ", ".join(f"{k}={v}" for k, v in r["method"]["options"].items()) or "-",
-            "seed": r["seed"],
-            "wall_s": r["wall_s"],
-            "extra_kb_per_task": r["method"].get("report", {}).get("extra_bytes_per_task", 0) / 1024,
-            "cite": ", ".join(citations(r)) if "tasks" in r else "",
-            **{m: r["metrics"][m] for m in METRICS},
-            **{f"{m}_fixed": m in r.get("metrics_by_construction", {}) for m in METRICS},
-        }
-        for r in records
-    ]
+    """One row per configuration (`setting`): its id (row_id), the `keys` columns, `setting` (what tells the row
+    apart from rows with the same `keys`), n distinct seeds, mean ± std (accuracy points) of each metric, mean memory
+    kept per task (from the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted
+    by the mean of `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance.
+    A seed with several records counts once (`warn` says which)."""
+    settings = [setting(r) for r in records]
+    row_keys = [config_hash(s) for s in settings]
+    kept = _one_per_seed(records, row_keys, warn)
+    rows = [_row(records[i], row_keys[i]) for i in kept]
     frame = pd.DataFrame(rows).astype({m: float for m in METRICS})
-    grouped = frame.groupby(list(keys), sort=False)
+    grouped = frame.groupby("key", sort=False)
     numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task"]].mean()
-    table = grouped.agg(n=("seed", "count"), **{m: (m, _cell) for m in METRICS})
+    table = grouped.agg(**{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, _cell) for m in METRICS})
+    table.insert(0, "id", table.index.map(row_id))
+    table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], dict(zip(row_keys, settings, strict=True))))
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
         fixed = grouped[f"{m}_fixed"].all() & numeric[m].notna()
         table.loc[fixed, m] = numeric.loc[fixed, m].map(lambda v: f"{100 * v + 0.0:.0f} (by construction)")
@@ -94,7 +185,7 @@ def summarize(
         if sort_by not in numeric.columns:
             raise ClgraftError(f"--sort {sort_by!r}: choose one of {', '.join(numeric.columns)}")
         table = table.loc[numeric[sort_by].sort_values(ascending=ascending, na_position="last").index]
-    return table.reset_index()
+    return table.reset_index(drop=True)
 
 
 def header(records: list[dict]) -> str:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from clgraft import predictions
 from clgraft.batches import encode
-from clgraft.config import HASHED_WHEN_SET, RunConfig
+from clgraft.config import RunConfig, identity
 from clgraft.data import Split, load_task
 from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.methods import get_method, parse_options
@@ -297,14 +297,8 @@ class Runner:
         return [order.index(n) for n in names]
 
     def _hash_payload(self) -> dict:
-        # options added after the first run records enter the hash only when set, so those records stay reusable
-        unset = {k for k, default in HASHED_WHEN_SET.items() if getattr(self.config, k) == default}
-        # the resolved choice, not the flag: an explicit default and the method's default are one configuration
-        frozen = {"freeze_embeddings": True} if self.freeze_embeddings else {}
         return {
-            "config": self.config.model_dump(exclude={"method_options", "freeze_embeddings", *unset}),
-            **frozen,
-            "method_options": self.method_options.model_dump(),
+            **identity(self.config),
             "stream": f"{self.stream.stream}@{self.stream.version}",
             "order": self.order,
             "tasks": [

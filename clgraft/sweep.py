@@ -18,11 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from clgraft.config import DEFAULT_MODEL, HASHED_WHEN_SET, RunConfig
+from clgraft.config import DEFAULT_MODEL, RunConfig, identity, record_identity
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.methods import get_method, parse_method_spec, parse_options
 from clgraft.registry import Registry, task_dirs
-from clgraft.results import read_json, write_json
+from clgraft.results import config_hash, read_json, write_json
 
 
 class _Strict(BaseModel):
@@ -118,25 +118,23 @@ def expand(sweep: Sweep, registry: Registry, where: Path) -> list[RunConfig]:
     return cells
 
 
-def finished_configs(runs_dir: Path) -> Iterator[dict]:
-    """The configs of the finished runs under runs_dir (as recorded in run.json)."""
+def finished_runs(runs_dir: Path) -> set[str]:
+    """The configurations (hashes of config.identity) of the finished runs under runs_dir, as run.json records
+    them; a record that cannot be read is not a finished run."""
+    done = set()
     for path in sorted(runs_dir.glob("*/run.json")):
         try:
-            yield read_json(path)["config"]
+            done.add(config_hash(record_identity(read_json(path))))
         except (ClgraftError, KeyError):
             continue
+    return done
 
 
-def _is_done(config: RunConfig, done: list[dict]) -> bool:
-    """Whether a finished run has these options (the runner still checks data and model hashes when it runs)."""
-    mine = config.model_dump()
-    done = [{**HASHED_WHEN_SET, **d} for d in done]  # records older than those options
-    return any(
-        {k: v for k, v in d.items() if k != "method_options"}
-        == {k: v for k, v in mine.items() if k != "method_options"}
-        and all(d["method_options"].get(k) == v for k, v in mine["method_options"].items())
-        for d in done
-    )
+def _is_done(config: RunConfig, done: set[str]) -> bool:
+    """Whether a finished run has exactly this configuration (config.identity: a record whose options merely contain
+    the cell's is another configuration). Data files and model weights are not read here; a cell that runs is
+    checked against them by the runner."""
+    return config_hash(identity(config)) in done
 
 
 def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, root: str, threads: int) -> dict:
@@ -185,7 +183,7 @@ def run_sweep(
     """Run every cell not finished yet; returns timing (sweep wall time vs the cells' own time)."""
     runs = results / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    done = list(finished_configs(runs))
+    done = finished_runs(runs)
     todo = longest_first([c for c in cells if not _is_done(c, done)])
     workers = max(1, min(workers, len(todo) or 1))
     threads = max(1, cores() // workers)  # torch threads × workers ≤ cores: no oversubscription

@@ -9,6 +9,7 @@ from scipy import stats
 import clgraft.train
 from clgraft.cite import bib_entries
 from clgraft.claims import STATISTICS, Claim, claim_runs_dir, load_claims, measure, report, run_claim, seed_records
+from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.methods import parse_method_spec
 from clgraft.metrics.seeds import confidence_interval
@@ -42,17 +43,20 @@ def _claim(statistic: str, methods: list[str], expect: tuple[str, float], **evid
     )
 
 
-def _write_run(folder, method: str, seed: int, forgetting: float, steps: int = 5) -> None:
+def _write_run(
+    folder, method: str, seed: int, forgetting: float, steps: int = 5, options: dict | None = None, tag: str = "", **run
+) -> None:
+    config = RunConfig(stream="tiny", method=method, method_options=options or {}, seed=seed, steps=steps, **run)
     record = {
         "stream": {"name": "tiny"},
-        "method": {"name": method, "options": {}},
+        "method": {"name": method, "options": options or {}},
         "seed": seed,
-        "config": {"model": "m", "head": "task", "steps": steps},
+        "config": config.model_dump(),
         "tasks": [{"test_size": 10}],
         "metrics": {"forgetting": forgetting},
     }
-    (folder / f"{method}-{seed}").mkdir(parents=True)
-    (folder / f"{method}-{seed}" / "run.json").write_text(json.dumps(record))
+    (folder / f"{method}-{seed}{tag}").mkdir(parents=True)
+    (folder / f"{method}-{seed}{tag}" / "run.json").write_text(json.dumps(record))
 
 
 def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
@@ -80,6 +84,19 @@ def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
     assert measure(tmp_path, claim).verdict == "inconclusive"  # two seeds are not enough
     text = report(tmp_path, [claim])
     assert "| 2 | inconclusive |" in text and "2: 0.13" in text
+
+
+def test_a_record_with_other_options_or_settings_is_not_the_claims_run(tmp_path):
+    """Only a record of the claim's exact configuration counts: not one whose options or settings merely contain
+    the claim's."""
+    claim = _claim("forgetting_difference", ["ewc", "naive"], (">=", 0.0), run={"steps": 5})
+    runs = claim_runs_dir(tmp_path, claim)
+    for seed in (1, 2, 3):
+        _write_run(runs, "naive", seed, 0.2)
+    _write_run(runs, "ewc", 1, 0.1, options={"ewc_lambda": 10})
+    _write_run(runs, "ewc", 2, 0.1, head="shared")
+    _write_run(runs, "ewc", 3, 0.1)
+    assert measure(tmp_path, claim).values == pytest.approx({3: -0.1})  # ewc − naive
 
 
 def test_claims_that_need_a_missing_feature_say_so(tmp_path):

@@ -44,6 +44,9 @@ def test_summarize_marks_undefined_metrics():
     rec = {
         "stream": {"name": "tiny", "version": 1, "order": "default"},
         "method": {"name": "joint", "options": {}},
+        "tasks": [{"name": "tiny-sst2", "version": 1, "citation": "socher2013sst"}],
+        "config": {"stream": "tiny", "method": "joint", "seed": 1},
+        "model": {"id": "m", "sha256": "ab" * 32},
         "seed": 1,
         "wall_s": 3.0,
         "metrics": {"acc": 0.5, "bwt": None, "forgetting": None, "fwt": None, "la": None},

@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.registry import Registry
-from clgraft.sweep import expand, load_sweep, longest_first
+from clgraft.results import write_json
+from clgraft.sweep import expand, load_sweep, longest_first, run_sweep
 
 TINY = Path(__file__).resolve().parent.parent / "tasks" / "sweeps" / "tiny.yaml"
 
@@ -64,6 +66,17 @@ def test_cells_start_costliest_first():
     assert sorted(map(str, cells)) == sorted(map(str, longest_first(cells)))  # a reordering, nothing lost
     stream_seed = [(c.stream, c.seed) for c in longest_first(cells) if c.method == costliest]
     assert stream_seed == [(c.stream, c.seed) for c in cells if c.method == costliest]  # ties keep the grid order
+
+
+def test_a_cell_is_done_only_when_a_record_has_its_exact_configuration(tmp_path, tiny_model_dir):
+    """A finished `ewc_lambda=10` run does not finish the default `ewc` cell (whose options it merely contains)."""
+    settings = {"stream": "tiny", "order": "default", "method": "ewc", "model": str(tiny_model_dir), "seed": 1}
+    settings.update(steps=1, batch_size=4, max_length=32, max_test=10)
+    tuned = RunConfig(**settings, method_options={"ewc_lambda": 10})
+    write_json(tmp_path / "runs" / "tuned" / "run.json", {"config": tuned.model_dump()})
+    said = []
+    run_sweep([RunConfig(**settings), tuned], tmp_path, None, None, progress=False, echo=said.append)
+    assert said[0].startswith("2 cells, 1 finished already; 1 to run")
 
 
 @pytest.mark.parametrize(
@@ -142,8 +155,61 @@ def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
     assert "@software{clgraft" in bib and "@inproceedings{panigrahi2023grafting" in bib
     assert "socher2013sst" in bib and "zhang2015charcnn" in bib  # the tiny tasks' data sets
     assert invoke("cite", "ties").startswith("@inproceedings{yadav2023ties")
-    with pytest.raises(ClgraftError, match="rows 1..2"):
+    with pytest.raises(ClgraftError, match="no leaderboard row has the id '9'"):
         invoke("cite", "9", "--results", results)
+
+
+def _record(seed: int, acc: float, method: str = "naive", **run) -> dict:
+    """A finished run on the tiny stream as run.json holds it (only what the leaderboard reads)."""
+    from clgraft.methods import get_method, parse_options
+
+    config = RunConfig(**{"stream": "tiny", "order": "default", "method": method, "seed": seed, "steps": 12, **run})
+    return {
+        "stream": {"name": "tiny", "version": 1, "order": "default"},
+        "method": {"name": method, "options": parse_options(get_method(method), {}).model_dump()},
+        "tasks": [{"name": "tiny-sst2", "version": 1, "citation": "socher2013sst"}],
+        "config": config.model_dump(),
+        "config_hash": f"{seed:02d}{len(run):02d}" + "0" * 12,
+        "model": {"id": config.model, "sha256": "ab" * 32},
+        "seed": seed,
+        "wall_s": 1.0,
+        "metrics": {m: acc for m in ("acc", "bwt", "forgetting", "fwt", "la")},
+    }
+
+
+def test_leaderboard_rows_pool_only_seeds_of_one_configuration():
+    """A 50-step shared-head run is a row of its own, not a third seed of the 12-step rows; two records of one seed
+    count once (with a warning)."""
+    from clgraft.leaderboard import summarize
+
+    records = [_record(1, 0.5), _record(2, 0.7), _record(1, 0.2, steps=50, head="shared")]
+    table = summarize(records)
+    assert table["n"].tolist() == [2, 1] and table["acc"].tolist() == ["60.00 ± 14.14", "20.00"]
+    assert table["setting"].tolist() == ["head=task, steps=12", "head=shared, steps=50"]
+
+
+def test_leaderboard_counts_distinct_seeds_and_warns_about_a_second_record(capsys):
+    from clgraft.leaderboard import summarize
+
+    again = _record(1, 0.9, trajectory=4)  # seed 1 once more, with checkpoints saved: the same numbers' configuration
+    table = summarize([_record(1, 0.5), _record(2, 0.7), again])
+    assert table["n"].tolist() == [2] and table["acc"].tolist() == ["60.00 ± 14.14"]
+    warning = capsys.readouterr().err
+    assert "seed 1" in warning and again["config_hash"] in warning and "counted once" in warning
+
+
+def test_cite_takes_the_row_id_the_leaderboard_prints_whatever_the_sort(tmp_path, invoke):
+    """The leaderboard sorted by ACC starts with replay; the id it prints for that row cites replay's paper, not
+    the paper of the first row of the unsorted table (EWC)."""
+    write_json(tmp_path / "runs" / "a" / "run.json", _record(1, 0.5, method="ewc"))
+    write_json(tmp_path / "runs" / "b" / "run.json", _record(1, 0.7, method="replay"))
+    invoke("leaderboard", "--results", tmp_path, "--format", "csv", "--sort", "acc", "--out", tmp_path / "lb.csv")
+    best = pd.read_csv(tmp_path / "lb.csv", dtype=str).iloc[0]
+    assert best["method"] == "replay" and best["id"] in invoke("leaderboard", "--results", tmp_path)
+    bib = invoke("cite", best["id"], "--results", tmp_path)
+    assert "@article{chaudhry2019tiny" in bib and "kirkpatrick2017ewc" not in bib
+    with pytest.raises(ClgraftError, match="no leaderboard row has the id '1'"):
+        invoke("cite", "1", "--results", tmp_path)
 
 
 def test_every_citation_key_has_an_entry():
