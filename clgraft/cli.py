@@ -671,7 +671,7 @@ def claims_report(
 @app.command()
 def leaderboard(
     results: Results = Path("results"),
-    fmt: Annotated[str, _opt("md, csv or html", "--format")] = "md",
+    fmt: Annotated[str, _opt("md, csv, html or json", "--format")] = "md",
     sort: Annotated[
         str | None, _opt("sort rows by the mean of a metric (acc, bwt, forgetting, fwt, la, wall_s, extra_kb_per_task)")
     ] = None,
@@ -679,15 +679,20 @@ def leaderboard(
     out: Annotated[Path | None, _opt("also write the table to this file")] = None,
 ) -> None:
     """One row per configuration (everything that changes a number but the seed) over every finished run in RESULTS:
-    mean ± std and n over its distinct seeds, memory kept per task, wall time and the BibTeX keys to cite; the id
-    column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever the sort). Rows that
-    share stream, order, method and options say in `setting` what tells them apart (e.g. head=shared, steps=50); a
-    second record of a seed is counted once, with a warning on stderr."""
-    from clgraft.leaderboard import header, load_records, render, summarize
+    mean ± sample std [95% t interval] and n over its distinct seeds, the paired difference from naive in the same
+    setting (acc, forgetting: mean [95% interval], paired t-test p), the method's assumptions (task id at test time,
+    data kept, state per task, steps and examples per task), memory kept per task, wall time and the BibTeX keys to
+    cite; the id column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever the sort).
+    Rows that share stream, order, method and options say in `setting` what tells them apart (e.g. head=shared,
+    steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from each run's
+    predictions.npz and checked against its record first."""
+    from clgraft.leaderboard import header, load_records, render, summarize, verify_predictions
     from clgraft.results import write_text
 
+    verified, total = verify_predictions(results)
     records = load_records(results)
-    text = render(summarize(records, sort_by=sort, ascending=ascending), fmt, header(records))
+    title = f"{header(records)} R of {verified} of {total} runs recomputed from their kept predictions."
+    text = render(summarize(records, sort_by=sort, ascending=ascending), fmt, title)
     if out is not None:
         write_text(out, text)
     typer.echo(text)

@@ -1,9 +1,12 @@
 """The leaderboard (docs/run-record.md): finished run records aggregated with pandas into one row per configuration —
-everything that changes a number except the seed — with mean ± std and n over its distinct seeds, memory kept per
-task, wall time and the BibTeX keys a row should cite, as Markdown, CSV or HTML."""
+everything that changes a number except the seed — with mean ± sample std and a 95% Student-t interval over its
+distinct seeds, each method's paired difference from naive in the same setting (same seeds), what a method assumes
+and keeps, memory kept per task, wall time and the BibTeX keys a row should cite, as Markdown, CSV, HTML or JSON."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -12,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from clgraft.config import HASHED_WHEN_SET, record_identity
+from clgraft.config import HASHED_WHEN_SET, RunConfig, record_identity
 from clgraft.errors import ClgraftError
+from clgraft.metrics.seeds import confidence_interval, paired_difference
 from clgraft.results import config_hash, read_json
 
 METRICS = ("acc", "bwt", "forgetting", "fwt", "la")
@@ -22,15 +26,41 @@ ROW_KEYS = ("stream", "order", "method", "options")
 # checkpoints (it cannot change a number), and the stream, order, method and model enter as the run resolved them
 _NOT_SETTING = {"seed", "trajectory", "stream", "order", "method", "model"}
 ROW_ID_DIGITS = 8
+LEADERBOARD_VERSION = 2
+"""Bumped when a column's meaning changes (2: per-configuration rows, intervals, paired differences, assumptions)."""
+BASELINE = "naive"
+PAIRED = ("acc", "forgetting")
+
+
+def run_dirs(results: Path) -> list[Path]:
+    """Every finished run folder under RESULTS/runs/ (or RESULTS itself when it holds run folders), by name."""
+    runs = results / "runs" if (results / "runs").is_dir() else results
+    dirs = [p.parent for p in sorted(runs.glob("*/run.json"))]
+    if not dirs:
+        raise ClgraftError(f"no finished runs under {runs}; run `clgraft sweep FILE --results {results}` first")
+    return dirs
 
 
 def load_records(results: Path) -> list[dict]:
     """Every finished run record under RESULTS/runs/ (or RESULTS itself when it holds run folders)."""
-    runs = results / "runs" if (results / "runs").is_dir() else results
-    records = [read_json(p) for p in sorted(runs.glob("*/run.json"))]
-    if not records:
-        raise ClgraftError(f"no finished runs under {runs}; run `clgraft sweep FILE --results {results}` first")
-    return records
+    return [read_json(d / "run.json") for d in run_dirs(results)]
+
+
+def verify_predictions(results: Path) -> tuple[int, int]:
+    """Recompute R from the predictions each run kept (predictions.npz) and check it against run.json, so that a
+    row's numbers are the examples' and not an edited record's; returns (runs verified, runs). A run whose R differs
+    is a one-line error; records written before predictions were kept are counted as not verified."""
+    from clgraft.predictions import FILE, recompute_R
+
+    dirs, verified = run_dirs(results), 0
+    for d in dirs:
+        if not (d / FILE).is_file():
+            continue
+        recorded = read_json(d / "run.json")["R"]
+        if recompute_R(d / FILE, recorded) != recorded:
+            raise ClgraftError(f"{d}: R in run.json differs from the R of its predictions.npz; the record was edited")
+        verified += 1
+    return verified, len(dirs)
 
 
 def citations(record: dict) -> list[str]:
@@ -128,12 +158,50 @@ def _shown(key: str, value: object) -> str:
 
 
 def _cell(values: pd.Series) -> str:
+    """mean ± sample std [95% Student-t interval], in accuracy points; one seed: its value; none: n/a."""
     values = values.dropna()
     if values.empty:
         return "n/a"
     if len(values) == 1:
         return f"{100 * values.iloc[0]:.2f}"
-    return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}"
+    mean, low, high = confidence_interval([100 * v for v in values])
+    return f"{mean:.2f} ± {100 * values.std(ddof=1):.2f} [{low:.2f}, {high:.2f}]"
+
+
+def baseline_setting(setting_of_row: dict) -> dict:
+    """The setting of the same runs with naive sequential fine-tuning instead of the row's method: what a method is
+    compared with, seed by seed."""
+    from clgraft.methods import get_method, parse_options
+
+    naive = parse_options(get_method(BASELINE), {}).model_dump()
+    return {**setting_of_row, "method": BASELINE, "method_options": naive, "freeze_embeddings": False}
+
+
+def _paired_cell(ours: dict[int, float], base: dict[int, float]) -> str:
+    """Mean difference from naive over shared seeds, in points, with its 95% interval and the paired t-test's p."""
+    out = paired_difference({s: 100 * v for s, v in ours.items()}, {s: 100 * v for s, v in base.items()})
+    if out["n_pairs"] < 2:
+        return "-" if out["n_pairs"] == 0 else f"{out['diff']:+.2f} (1 seed)"
+    p = "" if math.isnan(out["p"]) else f" p={out['p']:.3f}"
+    return f"{out['diff']:+.2f} [{out['ci_low']:+.2f}, {out['ci_high']:+.2f}]{p} (n={out['n_pairs']})"
+
+
+def _assumptions(record: dict) -> dict:
+    """What a row's method assumes and uses: task identity at test time, examples of finished tasks kept, state kept
+    per task, and the optimisation budget per task (steps; examples seen, memory batches included)."""
+    from clgraft.methods import get_method, parse_options
+
+    method = get_method(record["method"]["name"])
+    options = parse_options(method, record["method"]["options"])
+    config = RunConfig(**record["config"])  # a record older than an option ran with its default
+    seen = record["method"].get("report", {}).get("examples_seen_per_task")
+    return {
+        "task_id_at_test": "yes" if method.requires_task_id(options) or config.head != "shared" else "no",
+        "data_kept": method.data_kept,
+        "kept_per_task": method.per_task_state,
+        "steps_per_task": config.steps,
+        "examples_per_task": round(sum(seen) / len(seen)) if seen else config.steps * config.batch_size,
+    }
 
 
 def _row(record: dict, key: str) -> dict:
@@ -148,6 +216,7 @@ def _row(record: dict, key: str) -> dict:
         "wall_s": record["wall_s"],
         "extra_kb_per_task": record["method"].get("report", {}).get("extra_bytes_per_task", 0) / 1024,
         "cite": ", ".join(citations(record)),
+        **_assumptions(record),
         **{m: record["metrics"][m] for m in METRICS},
         **{f"{m}_fixed": m in record.get("metrics_by_construction", {}) for m in METRICS},
     }
@@ -161,10 +230,12 @@ def summarize(
     warn: Callable[[str], None] = _to_stderr,
 ) -> pd.DataFrame:
     """One row per configuration (`setting`): its id (row_id), the `keys` columns, `setting` (what tells the row
-    apart from rows with the same `keys`), n distinct seeds, mean ± std (accuracy points) of each metric, mean memory
-    kept per task (from the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted
-    by the mean of `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance.
-    A seed with several records counts once (`warn` says which)."""
+    apart from rows with the same `keys`), n distinct seeds, mean ± sample std [95% t interval] (accuracy points) of
+    each metric, the paired difference from naive's row in the same setting for acc and forgetting, the method's
+    assumptions (task id at test time, data kept, state per task, steps and examples per task), mean memory kept per
+    task (from the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted by the
+    mean of `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance. A seed
+    with several records counts once (`warn` says which)."""
     settings = [setting(r) for r in records]
     row_keys = [config_hash(s) for s in settings]
     kept = _one_per_seed(records, row_keys, warn)
@@ -178,6 +249,14 @@ def summarize(
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
         fixed = grouped[f"{m}_fixed"].all() & numeric[m].notna()
         table.loc[fixed, m] = numeric.loc[fixed, m].map(lambda v: f"{100 * v + 0.0:.0f} (by construction)")
+    by_seed = {key: group.set_index("seed") for key, group in frame.groupby("key", sort=False)}
+    base_of = {key: config_hash(baseline_setting(s)) for key, s in zip(row_keys, settings, strict=True)}
+    for m in PAIRED:
+        table[f"{m}_vs_{BASELINE}"] = [
+            _versus(by_seed, key, base_of[key], m, bool(grouped[f"{m}_fixed"].all()[key])) for key in table.index
+        ]
+    for column in ("task_id_at_test", "data_kept", "kept_per_task", "steps_per_task", "examples_per_task"):
+        table[column] = grouped[column].first()
     table["extra_kb_per_task"] = numeric["extra_kb_per_task"].map(lambda v: f"{v:.0f}")
     table["wall_s"] = numeric["wall_s"].map(lambda v: f"{v:.0f}")
     table["cite"] = grouped["cite"].first()
@@ -186,6 +265,17 @@ def summarize(
             raise ClgraftError(f"--sort {sort_by!r}: choose one of {', '.join(numeric.columns)}")
         table = table.loc[numeric[sort_by].sort_values(ascending=ascending, na_position="last").index]
     return table.reset_index(drop=True)
+
+
+def _versus(by_seed: dict[str, pd.DataFrame], key: str, base: str, metric: str, fixed: bool) -> str:
+    """A row's paired cell against naive: '-' for naive itself, a row without a naive twin or an undefined metric."""
+    if key == base or base not in by_seed:
+        return "-"
+    ours, theirs = by_seed[key][metric].dropna(), by_seed[base][metric].dropna()
+    if ours.empty:
+        return "-"
+    cell = _paired_cell(ours.to_dict(), theirs.to_dict())
+    return f"{cell} (by construction)" if fixed and cell != "-" else cell
 
 
 def header(records: list[dict]) -> str:
@@ -202,21 +292,48 @@ def header(records: list[dict]) -> str:
         }
     )
     return (
+        f"{identification(records)}\n\n"
         f"{len(records)} runs; model {values('model')}; {values('steps')} steps per task, "
         f"batch {values('batch_size')}, lr {values('lr')} (head {values('head_lr')}), {values('max_length')} tokens, "
         f"test capped at {values('max_test')} per task, R entries evaluated: {values('evaluate')}; "
-        f"seeds {values('seed')}; heads {values('head')}. Metrics in "
-        "accuracy points from R (docs/metrics.md), mean ± std over seeds (n); extra_kb_per_task = memory kept per task "
-        f"beyond the model; wall_s = mean seconds per run on: {'; '.join(machines)}."
+        f"seeds {values('seed')}; heads {values('head')}. Metrics in accuracy points from R (docs/metrics.md): mean ± "
+        "sample std (ddof 1) [95% Student-t interval] over seeds (n); *_vs_naive = the mean paired difference from "
+        "naive in the same setting over the seeds both have [95% t interval] and the two-sided paired t-test's p; "
+        "extra_kb_per_task = memory kept per task beyond the model; wall_s = mean seconds per run on: "
+        f"{'; '.join(machines)}."
+    )
+
+
+def identification(records: list[dict]) -> str:
+    """The versions a leaderboard is made of: its own, clgraft's (version and commit) that ran the records, each
+    task's version and data hash, and each base model's weights hash."""
+    import hashlib
+
+    def distinct(values) -> str:
+        return ", ".join(sorted({str(v) for v in values}))
+
+    tasks = {}
+    for r in records:
+        for t in r["tasks"]:
+            digest = hashlib.sha256(json.dumps(t.get("checksums", {}), sort_keys=True).encode()).hexdigest()[:12]
+            tasks[f"{t['name']}@{t['version']}"] = digest
+    versions = [r.get("versions", {}) for r in records]
+    return (
+        f"leaderboard v{LEADERBOARD_VERSION}; clgraft {distinct(v.get('clgraft') for v in versions)} "
+        f"at commit {distinct(str(v.get('git_commit'))[:12] for v in versions)}; base model sha256 "
+        f"{distinct(r['model']['sha256'][:12] for r in records)}; tasks (data sha256) "
+        + ", ".join(f"{k} ({v})" for k, v in sorted(tasks.items()))
     )
 
 
 def render(table: pd.DataFrame, fmt: str, title: str = "") -> str:
-    """The table as md (with a header paragraph), csv or html."""
+    """The table as md (with a header paragraph), csv, html or json (the header and one object per row)."""
+    if fmt == "json":
+        return json.dumps({"header": title, "rows": table.to_dict(orient="records")}, indent=2, ensure_ascii=False)
     if fmt == "csv":
         return table.to_csv(index=False)
     if fmt == "html":
         return f"<p>{title}</p>\n" + table.to_html(index=False)
     if fmt == "md":
         return f"{title}\n\n{table.to_markdown(index=False)}\n"
-    raise ClgraftError(f"--format {fmt!r}: choose md, csv or html")
+    raise ClgraftError(f"--format {fmt!r}: choose md, csv, html or json")

@@ -144,11 +144,15 @@ def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
     assert means == sorted(means, reverse=True)
     markdown = invoke("leaderboard", "--results", results)
     assert "| stream" in markdown and "seeds 1, 2" in markdown and "R entries evaluated: all" in markdown
+    runs = sorted((results / "runs").glob("*/run.json"))
+    assert f"R of {len(runs)} of {len(runs)} runs recomputed" in markdown and "leaderboard v2" in markdown
+    rows = json.loads(invoke("leaderboard", "--results", results, "--format", "json"))["rows"]
+    assert {r["method"] for r in rows} == set(table["method"]) and all("acc_vs_naive" in r for r in rows)
     with pytest.raises(ClgraftError, match="--sort"):
         invoke("leaderboard", "--results", results, "--sort", "colour")
     written = invoke("report", "--results", results)
     assert "plots/tiny-default.png" in written
-    run_dir = next((results / "runs").iterdir())
+    run_dir = runs[0].parent
     written = invoke("report", run_dir)
     assert (run_dir / "report" / "R.png").stat().st_size > 0 and "accuracy-over-time.png" in written
     bib = invoke("cite", "--all", "--results", results)
@@ -157,6 +161,11 @@ def test_leaderboard_report_and_cite(tmp_path, tiny_model_dir, invoke):
     assert invoke("cite", "ties").startswith("@inproceedings{yadav2023ties")
     with pytest.raises(ClgraftError, match="no leaderboard row has the id '9'"):
         invoke("cite", "9", "--results", results)
+    edited = json.loads(runs[0].read_text())
+    edited["R"][-1][0] += 0.01  # an accuracy changed by hand
+    runs[0].write_text(json.dumps(edited))
+    with pytest.raises(ClgraftError, match="differs from the R of its predictions.npz"):
+        invoke("leaderboard", "--results", results)
 
 
 def _record(seed: int, acc: float, method: str = "naive", **run) -> dict:
@@ -184,7 +193,7 @@ def test_leaderboard_rows_pool_only_seeds_of_one_configuration():
 
     records = [_record(1, 0.5), _record(2, 0.7), _record(1, 0.2, steps=50, head="shared")]
     table = summarize(records)
-    assert table["n"].tolist() == [2, 1] and table["acc"].tolist() == ["60.00 ± 14.14", "20.00"]
+    assert table["n"].tolist() == [2, 1] and table["acc"].tolist() == ["60.00 ± 14.14 [-67.06, 187.06]", "20.00"]
     assert table["setting"].tolist() == ["head=task, steps=12", "head=shared, steps=50"]
 
 
@@ -193,9 +202,31 @@ def test_leaderboard_counts_distinct_seeds_and_warns_about_a_second_record(capsy
 
     again = _record(1, 0.9, trajectory=4)  # seed 1 once more, with checkpoints saved: the same numbers' configuration
     table = summarize([_record(1, 0.5), _record(2, 0.7), again])
-    assert table["n"].tolist() == [2] and table["acc"].tolist() == ["60.00 ± 14.14"]
+    assert table["n"].tolist() == [2] and table["acc"].tolist() == ["60.00 ± 14.14 [-67.06, 187.06]"]
     warning = capsys.readouterr().err
     assert "seed 1" in warning and again["config_hash"] in warning and "counted once" in warning
+
+
+def test_methods_are_paired_with_naive_in_their_own_setting_seed_by_seed():
+    """ewc's acc_vs_naive is the paired difference over the seeds both have (restated with scipy's paired t-test);
+    a 50-step row has no 12-step naive to pair with; replay says it keeps examples, naive that it does not."""
+    from scipy import stats
+
+    from clgraft.leaderboard import summarize
+
+    naive = {1: 0.50, 2: 0.60, 3: 0.55}
+    ewc = {1: 0.56, 2: 0.62, 3: 0.60, 4: 0.9}  # seed 4 has no naive twin
+    records = [_record(s, a) for s, a in naive.items()] + [_record(s, a, method="ewc") for s, a in ewc.items()]
+    records += [_record(1, 0.7, method="replay", steps=50)]
+    table = summarize(records).set_index("method")
+    diffs = [100 * (ewc[s] - naive[s]) for s in (1, 2, 3)]
+    mean = sum(diffs) / 3
+    low, high = stats.t.interval(0.95, 2, loc=mean, scale=stats.sem(diffs))
+    p = stats.ttest_rel([ewc[s] for s in (1, 2, 3)], [naive[s] for s in (1, 2, 3)]).pvalue
+    assert table.loc["ewc", "acc_vs_naive"] == f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] p={p:.3f} (n=3)"
+    assert table.loc["naive", "acc_vs_naive"] == "-" and table.loc["replay", "acc_vs_naive"] == "-"
+    assert table.loc["replay", "data_kept"] != "none" and table.loc["naive", "data_kept"] == "none"
+    assert table.loc["replay", "steps_per_task"] == 50 and table.loc["ewc", "task_id_at_test"] == "yes"
 
 
 def test_cite_takes_the_row_id_the_leaderboard_prints_whatever_the_sort(tmp_path, invoke):
