@@ -710,8 +710,8 @@ def cite(
     results: Results = Path("results"),
 ) -> None:
     """Print BibTeX for a leaderboard row, named by the id the leaderboard prints in its `id` column (its method's
-    papers, each data set's paper, and clgraft from CITATION.cff), for every row with --all, or for a method by
-    name."""
+    papers, its stream's benchmark paper, each data set's paper, and clgraft from CITATION.cff), for every row with
+    --all, or for a method by name."""
     from clgraft.cite import bibtex
     from clgraft.leaderboard import is_row_id, load_records, summarize
 

@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clgraft.cite import BIB, citation_keys
 from clgraft.errors import ClgraftError, validation_message
 
 TASKS_PATH_ENV = "CLGRAFT_TASKS_PATH"
@@ -25,6 +26,14 @@ SPLITS = ("train", "dev", "test")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _cited(key: str) -> str:
+    """A `citation` is a key of clgraft/references.bib, `clgraft`, or empty (none): a typo or a placeholder such as
+    `none` would otherwise pass here and only fail in `clgraft cite`, or be printed as a key in the leaderboard."""
+    if key and key not in citation_keys():
+        raise ValueError(f"'{key}' is not a key of clgraft/{BIB.name}; use one of its keys, or leave `citation` out")
+    return key
 
 
 class KShot(_Strict):
@@ -82,7 +91,7 @@ class Task(_Strict):
     version: int = Field(ge=1)
     description: str = ""
     type: str = Field(description="task family used as a similarity reference: sentiment, nli, topic, ...")
-    citation: str = ""
+    citation: str = Field(default="", description="the data set's paper: a key of clgraft/references.bib")
     labels: list[str] = Field(min_length=2, description="label strings as they appear in the data")
     label_names: list[str] | None = None
     label_space: str | None = Field(default=None, description="tasks sharing a label space share shared-head outputs")
@@ -102,6 +111,8 @@ class Task(_Strict):
         "localize` also evaluates the fine-tuned and grafted models on their test sets",
     )
     origin: str = Field(default="", exclude=True)
+
+    _citation = field_validator("citation")(_cited)
 
     @model_validator(mode="after")
     def _consistent(self) -> Task:
@@ -143,10 +154,12 @@ class Stream(_Strict):
     stream: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     version: int = Field(ge=1)
     description: str = ""
-    citation: str = ""
+    citation: str = Field(default="", description="the benchmark's paper: a key of clgraft/references.bib")
     orders: dict[str, list[str]] = Field(min_length=1)
     default_order: str | None = None
     origin: str = Field(default="", exclude=True)
+
+    _citation = field_validator("citation")(_cited)
 
     @model_validator(mode="after")
     def _orders(self) -> Stream:

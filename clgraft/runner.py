@@ -482,7 +482,12 @@ class Runner:
         blocks = set(block_parameter_names(self.backbone.model))
         record = {
             "format": 1,
-            "stream": {"name": self.stream.stream, "version": self.stream.version, "order": self.order},
+            "stream": {
+                "name": self.stream.stream,
+                "version": self.stream.version,
+                "order": self.order,
+                "citation": self.stream.citation,
+            },
             "method": {
                 "name": self.method_class.name,
                 "paper": self.method_class.paper,

@@ -86,6 +86,12 @@ def test_versions_pin_and_latest(tmp_path):
             "{test: t}}\n",
             "lacks dev, train",
         ),
+        (
+            "task: t\nversion: 1\ntype: x\ncitation: none\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, "
+            "files: {train: a, dev: d, test: t}}\n",
+            "key 'citation': .*'none' is not a key of clgraft/references.bib",
+        ),
+        ("stream: x\nversion: 1\ncitation: none\norders: {a: [tiny-sst2]}\n", "key 'citation': .*'none' is not a key"),
         ("stream: x\nversion: 1\norders:\n  a: [tiny-sst2\n", "line .* not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
         ("stream: x\nversion: 1\norders: {a: [!!python/object:os.system ls]}\n", "not valid YAML"),

@@ -30,6 +30,7 @@ def test_run_record_has_everything_later_steps_need(tiny_model_dir, tmp_path):
     assert rec["metrics"] == cl_metrics(rec["R"], fresh_task_heads=True) and rec["metrics"]["fwt"] is None
     assert "untrained random head" in rec["metrics_undefined"]["fwt"]
     assert [t["name"] for t in rec["tasks"]] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]
+    assert rec["stream"]["citation"] == "clgraft" and rec["tasks"][0]["citation"] == "socher2013sst"
     assert [t["test_size"] for t in rec["tasks"]] == [48, 48, 48] and rec["tasks"][0]["version"] == 1
     for key in ("config", "config_hash", "seed", "model", "versions", "hardware", "wall_s"):
         assert rec[key] is not None, key
