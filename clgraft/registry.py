@@ -102,7 +102,13 @@ class Task(_Strict):
     )
     source: Source
     data_seeds: list[int] = []
-    default_data_seed: int | None = None
+    default_data_seed: int | None = Field(
+        default=None, description="the split read where no run seed is given (checking the data)"
+    )
+    run_seeds: dict[int, int] = Field(
+        default={},
+        description="run seeds that are not data seeds → the shipped data seed each reads (a data seed reads its own)",
+    )
     seed_dirs: dict[int, str] = Field(default={}, description="what {seed} becomes in paths, where not the number")
     sizes: dict[str, int] = {}
     ood: list[str] = Field(
@@ -125,6 +131,10 @@ class Task(_Strict):
             raise ValueError("data_seeds: file paths use {seed}, so list the seeds that exist")
         if self.default_data_seed is not None and self.data_seeds and self.default_data_seed not in self.data_seeds:
             raise ValueError("default_data_seed: must be one of data_seeds")
+        if unknown := sorted(set(self.run_seeds.values()) - set(self.data_seeds)):
+            raise ValueError(f"run_seeds: {unknown[0]} is not one of data_seeds")
+        if own := sorted(set(self.run_seeds) & set(self.data_seeds)):
+            raise ValueError(f"run_seeds: {own[0]} is a data seed, which always reads its own split")
         return self
 
     @property
@@ -140,12 +150,23 @@ class Task(_Strict):
         return self.seed_dirs.get(seed, str(seed)) if seed is not None else ""
 
     def data_seed_for(self, seed: int | None) -> int | None:
-        """The data split used for a run seed: the same seed where the task ships it, else its default."""
+        """The data split a run seed reads: the seed itself where the task ships that split, else the split
+        `run_seeds` maps it to (the few-shot text-classification tasks map the standard seeds 13 and 21 onto their
+        splits 142 and 242, 42 reading its own); with no run seed (checking the data) `default_data_seed`, else the
+        first. None for a task with one split. Any other run seed is a one-line error: a fallback to one split
+        would give all such seeds the same data, and seeds would then vary only the initialisation."""
         if not self.data_seeds:
             return None
+        if seed is None:
+            return self.default_data_seed if self.default_data_seed is not None else self.data_seeds[0]
         if seed in self.data_seeds:
             return seed
-        return self.default_data_seed if self.default_data_seed is not None else self.data_seeds[0]
+        if seed in self.run_seeds:
+            return self.run_seeds[seed]
+        usable = ", ".join(map(str, sorted({*self.data_seeds, *self.run_seeds})))
+        raise ClgraftError(
+            f"--seed {seed}: task {self.task} ships no data split for it; use one of {usable} (docs/data.md)"
+        )
 
 
 class Stream(_Strict):
