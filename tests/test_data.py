@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from clgraft.data import kshot_split, load_task
+from clgraft.data import Split, capped_test, kshot_split, load_task
 from clgraft.errors import ClgraftError
 from clgraft.registry import Registry, Task
 
@@ -84,6 +84,21 @@ def test_kshot_sampler_reproduces_lmbff_shapes_from_the_full_data(shared_data):
     assert (
         load_task(full, shared_data, 13).splits["train"].texts != load_task(full, shared_data, 42).splits["train"].texts
     )
+
+
+def test_capped_test_set_is_stratified_by_label():
+    """60 examples of 14 classes, one of which has only 2: each class gets 60 // 14 = 4 where it has them, the small
+    class all it has, and the 6 left over go one each to classes drawn with the fixed seed — the same subset every
+    time, in the split's order."""
+    sizes = [100] * 13 + [2]
+    labels = [c for c, n in enumerate(sizes) for _ in range(n)]
+    split = Split([(f"text {i}",) for i in range(len(labels))], labels)
+    capped = capped_test(split, 60)
+    counts = Counter(capped.labels)
+    assert len(capped) == 60 and counts[13] == 2
+    assert sorted(counts[c] for c in range(13)) == [4] * 7 + [5] * 6
+    assert capped == capped_test(split, 60) and capped.texts == sorted(capped.texts, key=lambda t: int(t[0][5:]))
+    assert capped_test(split, None) is split and capped_test(split, len(split)) is split
 
 
 def test_kshot_split_is_the_lmbff_protocol():

@@ -150,6 +150,19 @@ def test_default_evaluation_plan_leaves_the_config_hash_as_before(tiny_model_dir
     assert "evaluate" not in runner._hash_payload()["config"]
 
 
+def test_the_test_subset_method_is_part_of_a_capped_runs_identity(tiny_model_dir, tmp_path):
+    """A capped run's identity names how its test examples were chosen, so that records made on the earlier
+    (unstratified) subset are another configuration; an uncapped run's identity, and so its hash, is as before."""
+    from clgraft.config import identity, record_identity
+
+    capped, whole = RunConfig(stream="tiny", max_test=10), RunConfig(stream="tiny")
+    assert record_identity({"config": capped.model_dump()}) != identity(capped)  # a record from before
+    assert record_identity({"config": whole.model_dump()}) == identity(whole)
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), max_test=10, **FAST)
+    runner = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=lambda s: None)
+    assert runner._hash_payload()["test_subset"] == "stratified"
+
+
 def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invoke):
     """A run of a stream from --tasks-dir keeps copies of its task files (and bundled data): localize and analyze
     work on it without --tasks-dir, even after the user's folder is gone."""

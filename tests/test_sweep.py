@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from clgraft.config import RunConfig
+from clgraft.config import TEST_SUBSET, RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.registry import Registry
@@ -73,7 +73,7 @@ def test_a_cell_is_done_only_when_a_record_has_its_exact_configuration(tmp_path,
     settings = {"stream": "tiny", "order": "default", "method": "ewc", "model": str(tiny_model_dir), "seed": 1}
     settings.update(steps=1, batch_size=4, max_length=32, max_test=10)
     tuned = RunConfig(**settings, method_options={"ewc_lambda": 10})
-    write_json(tmp_path / "runs" / "tuned" / "run.json", {"config": tuned.model_dump()})
+    write_json(tmp_path / "runs" / "tuned" / "run.json", {"config": tuned.model_dump(), "test_subset": TEST_SUBSET})
     said = []
     run_sweep([RunConfig(**settings), tuned], tmp_path, None, None, progress=False, echo=said.append)
     assert said[0].startswith("2 cells, 1 finished already; 1 to run")
