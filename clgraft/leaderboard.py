@@ -21,7 +21,6 @@ ROW_KEYS = ("stream", "order", "method", "options")
 # config keys that are not part of a row's setting: the seed is what a row pools over, `trajectory` only saves
 # checkpoints (it cannot change a number), and the stream, order, method and model enter as the run resolved them
 _NOT_SETTING = {"seed", "trajectory", "stream", "order", "method", "model"}
-ROW_ID_DIGITS = 8
 
 
 def load_records(results: Path) -> list[dict]:
@@ -86,7 +85,7 @@ def row_id(key: str) -> str:
     configuration, not a position, so the same records give the same id whatever the sort and whichever other rows
     are there; `clgraft cite ID` takes the id the table prints (32 bits: a clash among a leaderboard's rows is
     negligible, and rows are grouped by the whole hash, so it could never merge two)."""
-    return key[:ROW_ID_DIGITS]
+    return key[:8]
 
 
 def is_row_id(text: str) -> bool:
