@@ -80,16 +80,15 @@ def data_dir() -> Path | None:
 
 def stream_splits(tokenizer, folder: Path, seed: int = 42) -> list[tuple[Encoded, Encoded]]:
     """(train, test) of every task of the mixed stream, encoded as a run encodes them (test capped as in compare)."""
-    from clgraft.data import load_task
+    from clgraft.data import capped_test, load_task
     from clgraft.registry import Registry
-    from clgraft.runner import _test_subset
 
     registry = Registry.discover()
     _, refs = registry.stream(STREAM).order(None)
     out = []
     for ref in refs:
         data = load_task(registry.task(ref), folder, seed)
-        test = _test_subset(data.splits["test"], MAX_TEST)
+        test = capped_test(data.splits["test"], MAX_TEST)
         out.append((encode(tokenizer, data.splits["train"], MAX_LENGTH), encode(tokenizer, test, MAX_LENGTH)))
     return out
 

@@ -4,6 +4,7 @@ CITATION.cff."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -23,6 +24,12 @@ def bib_entries() -> dict[str, str]:
     """Every entry of references.bib by key."""
     text = BIB.read_text(encoding="utf-8")
     return {m.group(1): m.group(0).strip() for m in re.finditer(r"@\w+\{([^,]+),.*?\n\}", text, re.S)}
+
+
+@lru_cache(maxsize=1)
+def citation_keys() -> frozenset[str]:
+    """Every key `clgraft cite` can print: those of references.bib, and `clgraft` (from CITATION.cff)."""
+    return frozenset([*bib_entries(), "clgraft"])
 
 
 def clgraft_entry() -> str:

@@ -250,7 +250,7 @@ BatchSize = Annotated[int, _opt("training batch size")]
 Lr = Annotated[float, _opt("AdamW learning rate of the body")]
 HeadLr = Annotated[float, _opt("AdamW learning rate of the task head")]
 MaxLength = Annotated[int, _opt("tokens per example (truncation)")]
-MaxTest = Annotated[int | None, _opt("cap on test examples per task (a fixed random subset)")]
+MaxTest = Annotated[int | None, _opt("cap on test examples per task (a fixed subset, stratified by label)")]
 Head = Annotated[
     str,
     _opt(
@@ -726,8 +726,8 @@ def cite(
     results: Results = Path("results"),
 ) -> None:
     """Print BibTeX for a leaderboard row, named by the id the leaderboard prints in its `id` column (its method's
-    papers, each data set's paper, and clgraft from CITATION.cff), for every row with --all, or for a method by
-    name."""
+    papers, its stream's benchmark paper, each data set's paper, and clgraft from CITATION.cff), for every row with
+    --all, or for a method by name."""
     from clgraft.cite import bibtex
     from clgraft.leaderboard import is_row_id, load_records, summarize
 

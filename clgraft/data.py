@@ -20,6 +20,7 @@ from clgraft.errors import ClgraftError
 from clgraft.registry import SPLITS, Source, Task
 
 DATA_DIR_ENV = "CLGRAFT_DATA_DIR"
+TEST_SUBSET_SEED = 0
 
 
 @dataclass
@@ -78,6 +79,41 @@ def kshot_split(labels: list[int], k: int, seed: int) -> tuple[list[int], list[i
     train = [i for idx in by_label.values() for i in idx[:k]]
     dev = [i for idx in by_label.values() for i in idx[k : 2 * k]]
     return train, dev
+
+
+def capped_test(split: Split, cap: int | None) -> Split:
+    """The test set a run evaluates under `--max-test cap` (config.TEST_SUBSET): a stratified subset drawn with a
+    fixed seed (the same for every run seed and method), so that a capped run still sees every label in proportion
+    to the cap rather than to chance; the whole split when it has no more than `cap` examples."""
+    if cap is None or cap >= len(split):
+        return split
+    keep = stratified_indices(split.labels, cap, TEST_SUBSET_SEED)
+    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep])
+
+
+def stratified_indices(labels: list[int], cap: int, seed: int) -> list[int]:
+    """`cap` indices (cap < len(labels)), in the labels' order, whose per-class counts are as equal as the cap allows:
+    every class gets an equal share, a class with fewer examples gives all it has and the rest is shared again among
+    the others, and what cannot be shared equally goes one each to classes drawn with the seed; within a class the
+    examples are a seeded random sample. The same labels, cap and seed give the same indices."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    quota = dict.fromkeys(by_class, 0)
+    left, open_classes = cap, sorted(by_class)
+    while left:
+        share = left // len(open_classes)
+        if share == 0:  # fewer left than classes with room: one more each for `left` of them, drawn
+            for c in rng.choice(open_classes, size=left, replace=False):
+                quota[int(c)] += 1
+            break
+        for c in open_classes:
+            take = min(share, len(by_class[c]) - quota[c])
+            quota[c] += take
+            left -= take
+        open_classes = [c for c in open_classes if quota[c] < len(by_class[c])]
+    return sorted(i for c in sorted(by_class) for i in rng.permutation(by_class[c])[: quota[c]].tolist())
 
 
 def _read_text(path: Path, encoding: str = "utf-8") -> str:

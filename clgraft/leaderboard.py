@@ -64,12 +64,14 @@ def verify_predictions(results: Path) -> tuple[int, int]:
 
 
 def citations(record: dict) -> list[str]:
-    """BibTeX keys for a run: the method's papers, each task's data set, and clgraft."""
+    """BibTeX keys for a run: the method's papers, the stream's benchmark paper, each task's data set, and clgraft."""
     from clgraft.methods import get_method
 
     method = get_method(record["method"]["name"]).citations(record["method"]["options"])
-    data = [t.get("citation") or _task_citation(t["name"], t["version"]) for t in record["tasks"]]
-    return list(dict.fromkeys([*method, *(d for d in data if d), "clgraft"]))
+    stream = record["stream"]
+    papers = [stream.get("citation") or _registered_citation("stream", stream["name"], stream["version"])]
+    papers += [t.get("citation") or _registered_citation("task", t["name"], t["version"]) for t in record["tasks"]]
+    return list(dict.fromkeys([*method, *(p for p in papers if p), "clgraft"]))
 
 
 @lru_cache(maxsize=1)
@@ -79,10 +81,12 @@ def _builtin_registry():
     return Registry.discover()
 
 
-def _task_citation(name: str, version: int) -> str | None:
-    """A task's citation key from the registry, for records written before run.json carried it."""
+def _registered_citation(kind: str, name: str, version: int) -> str | None:
+    """A task's or stream's citation key from the registry, for records written before run.json carried it."""
+    registry = _builtin_registry()
+    find = registry.task if kind == "task" else registry.stream
     try:
-        return _builtin_registry().task(f"{name}@{version}").citation
+        return find(f"{name}@{version}").citation
     except ClgraftError:
         return None
 
@@ -112,7 +116,7 @@ def row_id(key: str) -> str:
     configuration, not a position, so the same records give the same id whatever the sort and whichever other rows
     are there; `clgraft cite ID` takes the id the table prints (32 bits: a clash among a leaderboard's rows is
     negligible, and rows are grouped by the whole hash, so it could never merge two)."""
-    return key[:ROW_ID_DIGITS]
+    return key[:8]
 
 
 def is_row_id(text: str) -> bool:

@@ -44,8 +44,7 @@ def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: P
     """The test sets of a task's out-of-distribution tasks (its YAML's `ood`), capped and encoded as the run's own
     test sets; each must share the task's label space, so that the task's head reads it label for label."""
     from clgraft.batches import encode
-    from clgraft.data import load_task
-    from clgraft.runner import _test_subset
+    from clgraft.data import capped_test, load_task
 
     out = {}
     for ref in task.task.ood:
@@ -56,7 +55,7 @@ def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: P
                 f"{len(shifted.labels)} labels, not '{task.task.space}' with {len(task.task.labels)}; set the same "
                 "`label_space` (label ids are matched by position)"
             )
-        test = _test_subset(load_task(shifted, data_dir, runner.config.seed).splits["test"], runner.config.max_test)
+        test = capped_test(load_task(shifted, data_dir, runner.config.seed).splits["test"], runner.config.max_test)
         prompt = task.task.prompt if runner.config.head == "prompt" else None  # the template the model learnt
         out[shifted.task] = encode(runner.backbone.tokenizer, test, runner.config.max_length, prompt)
     return out

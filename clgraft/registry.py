@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clgraft.cite import BIB, citation_keys
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.prompts import Prompt
 
@@ -26,6 +27,14 @@ SPLITS = ("train", "dev", "test")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _cited(key: str) -> str:
+    """A `citation` is a key of clgraft/references.bib, `clgraft`, or empty (none): a typo or a placeholder such as
+    `none` would otherwise pass here and only fail in `clgraft cite`, or be printed as a key in the leaderboard."""
+    if key and key not in citation_keys():
+        raise ValueError(f"'{key}' is not a key of clgraft/{BIB.name}; use one of its keys, or leave `citation` out")
+    return key
 
 
 class KShot(_Strict):
@@ -83,7 +92,7 @@ class Task(_Strict):
     version: int = Field(ge=1)
     description: str = ""
     type: str = Field(description="task family used as a similarity reference: sentiment, nli, topic, ...")
-    citation: str = ""
+    citation: str = Field(default="", description="the data set's paper: a key of clgraft/references.bib")
     labels: list[str] = Field(min_length=2, description="label strings as they appear in the data")
     label_names: list[str] | None = None
     label_space: str | None = Field(default=None, description="tasks sharing a label space share shared-head outputs")
@@ -94,7 +103,13 @@ class Task(_Strict):
     )
     source: Source
     data_seeds: list[int] = []
-    default_data_seed: int | None = None
+    default_data_seed: int | None = Field(
+        default=None, description="the split read where no run seed is given (checking the data)"
+    )
+    run_seeds: dict[int, int] = Field(
+        default={},
+        description="run seeds that are not data seeds → the shipped data seed each reads (a data seed reads its own)",
+    )
     seed_dirs: dict[int, str] = Field(default={}, description="what {seed} becomes in paths, where not the number")
     sizes: dict[str, int] = {}
     ood: list[str] = Field(
@@ -107,6 +122,8 @@ class Task(_Strict):
     )
     origin: str = Field(default="", exclude=True)
 
+    _citation = field_validator("citation")(_cited)
+
     @model_validator(mode="after")
     def _consistent(self) -> Task:
         if len(set(self.labels)) != len(self.labels):
@@ -118,6 +135,10 @@ class Task(_Strict):
             raise ValueError("data_seeds: file paths use {seed}, so list the seeds that exist")
         if self.default_data_seed is not None and self.data_seeds and self.default_data_seed not in self.data_seeds:
             raise ValueError("default_data_seed: must be one of data_seeds")
+        if unknown := sorted(set(self.run_seeds.values()) - set(self.data_seeds)):
+            raise ValueError(f"run_seeds: {unknown[0]} is not one of data_seeds")
+        if own := sorted(set(self.run_seeds) & set(self.data_seeds)):
+            raise ValueError(f"run_seeds: {own[0]} is a data seed, which always reads its own split")
         if self.prompt is not None:
             if len(self.prompt.label_words) != len(self.labels):
                 raise ValueError("prompt.label_words: must have one word per label")
@@ -138,12 +159,23 @@ class Task(_Strict):
         return self.seed_dirs.get(seed, str(seed)) if seed is not None else ""
 
     def data_seed_for(self, seed: int | None) -> int | None:
-        """The data split used for a run seed: the same seed where the task ships it, else its default."""
+        """The data split a run seed reads: the seed itself where the task ships that split, else the split
+        `run_seeds` maps it to (the few-shot text-classification tasks map the standard seeds 13 and 21 onto their
+        splits 142 and 242, 42 reading its own); with no run seed (checking the data) `default_data_seed`, else the
+        first. None for a task with one split. Any other run seed is a one-line error: a fallback to one split
+        would give all such seeds the same data, and seeds would then vary only the initialisation."""
         if not self.data_seeds:
             return None
+        if seed is None:
+            return self.default_data_seed if self.default_data_seed is not None else self.data_seeds[0]
         if seed in self.data_seeds:
             return seed
-        return self.default_data_seed if self.default_data_seed is not None else self.data_seeds[0]
+        if seed in self.run_seeds:
+            return self.run_seeds[seed]
+        usable = ", ".join(map(str, sorted({*self.data_seeds, *self.run_seeds})))
+        raise ClgraftError(
+            f"--seed {seed}: task {self.task} ships no data split for it; use one of {usable} (docs/data.md)"
+        )
 
 
 class Stream(_Strict):
@@ -152,10 +184,12 @@ class Stream(_Strict):
     stream: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     version: int = Field(ge=1)
     description: str = ""
-    citation: str = ""
+    citation: str = Field(default="", description="the benchmark's paper: a key of clgraft/references.bib")
     orders: dict[str, list[str]] = Field(min_length=1)
     default_order: str | None = None
     origin: str = Field(default="", exclude=True)
+
+    _citation = field_validator("citation")(_cited)
 
     @model_validator(mode="after")
     def _orders(self) -> Stream:

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from clgraft import predictions
 from clgraft.batches import encode
-from clgraft.config import RunConfig, identity
-from clgraft.data import Split, load_task
+from clgraft.config import TEST_SUBSET, RunConfig, identity
+from clgraft.data import capped_test, load_task
 from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.methods import get_method, parse_options
 from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
@@ -51,16 +51,6 @@ from clgraft.results import (
 from clgraft.shared_work import SHARED_DIR, SharedWork
 from clgraft.tensorboard_log import TensorBoardLog
 from clgraft.train import TrainOptions, accuracy, predict
-
-TEST_SUBSET_SEED = 0
-
-
-def _test_subset(split: Split, cap: int | None) -> Split:
-    """A fixed random subset (same for every run seed), so capped runs still see every label."""
-    if cap is None or cap >= len(split):
-        return split
-    keep = sorted(torch.randperm(len(split), generator=torch.Generator().manual_seed(TEST_SUBSET_SEED))[:cap].tolist())
-    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep])
 
 
 def head_layout(tasks: list[Task], mode: str) -> tuple[dict[str, int], dict[str, tuple[str, int]]]:
@@ -224,7 +214,7 @@ class Runner:
         started = time.perf_counter()
         self.data = [load_task(t, data_dir, config.seed) for t in tasks]
         for d in self.data:
-            d.splits["test"] = _test_subset(d.splits["test"], config.max_test)
+            d.splits["test"] = capped_test(d.splits["test"], config.max_test)
         self.backbone: Backbone = load_backbone(config.model, masked_lm=config.head == "prompt")
         self.load_s = time.perf_counter() - started  # data read, model loaded and hashed: before the run's wall time
         self.head_sizes, self.placement = head_layout(tasks, config.head)
@@ -538,7 +528,12 @@ class Runner:
         blocks = set(block_parameter_names(self.backbone.model))
         record = {
             "format": 1,
-            "stream": {"name": self.stream.stream, "version": self.stream.version, "order": self.order},
+            "stream": {
+                "name": self.stream.stream,
+                "version": self.stream.version,
+                "order": self.order,
+                "citation": self.stream.citation,
+            },
             "method": {
                 "name": self.method_class.name,
                 "paper": self.method_class.paper,
@@ -556,6 +551,7 @@ class Runner:
             "metrics_by_construction": self.method_class.by_construction(self.method_options.model_dump()),
             "config": self.config.model_dump(),
             "config_hash": self.hash,
+            "test_subset": TEST_SUBSET if self.config.max_test is not None else None,
             "seed": self.config.seed,
             "model": {
                 "id": self.backbone.model_id,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from clgraft.data import kshot_split, load_task
+from clgraft.data import Split, capped_test, kshot_split, load_task
 from clgraft.errors import ClgraftError
 from clgraft.registry import Registry, Task
 
@@ -33,11 +33,27 @@ def test_pair_tasks_read_both_columns(shared_data):
     assert len(mrpc.texts[0]) == 2 and len(mrpc) == 408
 
 
-def test_data_seed_picks_the_split_and_falls_back_to_default(shared_data):
+def test_data_seed_picks_the_split_and_a_seed_without_one_is_refused(shared_data):
     sst2 = Registry.discover().task("sst2")
     a, b = (load_task(sst2, shared_data, s).splits["train"].texts for s in (13, 21))
     assert a != b
-    assert load_task(sst2, shared_data, 7).data_seed == 42
+    with pytest.raises(ClgraftError, match="--seed 7: task sst2 ships no data split for it"):
+        load_task(sst2, shared_data, 7)
+
+
+def test_the_standard_seeds_read_the_three_shipped_fewshot_splits(shared_data, tiny_model_dir, tmp_path):
+    """MbPA++ with seeds 13, 21, 42: three different data sets, and run.json says which split each task read."""
+    from clgraft.config import RunConfig
+    from clgraft.runner import Runner
+
+    agnews = Registry.discover().task("agnews-fs")
+    loaded = {s: load_task(agnews, shared_data, s) for s in (13, 21, 42)}
+    assert {s: d.data_seed for s, d in loaded.items()} == {13: 142, 21: 242, 42: 42}
+    assert len({tuple(d.splits["train"].texts) for d in loaded.values()}) == 3
+    assert "lfll-fewshot/ag_news/1_142/train.txt" in loaded[13].checksums
+    config = RunConfig(stream="mbpa-fewshot", model=str(tiny_model_dir), seed=21, max_test=10)
+    runner = Runner(config, Registry.discover(), shared_data, tmp_path, progress=False, echo=lambda s: None)
+    assert [t["data_seed"] for t in runner._tasks_record()] == [242] * 5
 
 
 def test_kshot_sampler_reproduces_lmbff_shapes_from_the_full_data(shared_data):
@@ -68,6 +84,21 @@ def test_kshot_sampler_reproduces_lmbff_shapes_from_the_full_data(shared_data):
     assert (
         load_task(full, shared_data, 13).splits["train"].texts != load_task(full, shared_data, 42).splits["train"].texts
     )
+
+
+def test_capped_test_set_is_stratified_by_label():
+    """60 examples of 14 classes, one of which has only 2: each class gets 60 // 14 = 4 where it has them, the small
+    class all it has, and the 6 left over go one each to classes drawn with the fixed seed — the same subset every
+    time, in the split's order."""
+    sizes = [100] * 13 + [2]
+    labels = [c for c, n in enumerate(sizes) for _ in range(n)]
+    split = Split([(f"text {i}",) for i in range(len(labels))], labels)
+    capped = capped_test(split, 60)
+    counts = Counter(capped.labels)
+    assert len(capped) == 60 and counts[13] == 2
+    assert sorted(counts[c] for c in range(13)) == [4] * 7 + [5] * 6
+    assert capped == capped_test(split, 60) and capped.texts == sorted(capped.texts, key=lambda t: int(t[0][5:]))
+    assert capped_test(split, None) is split and capped_test(split, len(split)) is split
 
 
 def test_kshot_split_is_the_lmbff_protocol():

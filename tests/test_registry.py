@@ -33,6 +33,21 @@ def test_builtin_streams_cover_design_section_1():
     assert 2 <= len(tiny) <= 3 and all(reg.task(t).source.kind == "bundled" for t in tiny)
 
 
+def test_run_seeds_map_onto_the_shipped_data_seeds_and_others_are_refused():
+    """The few-shot text-classification tasks ship the splits 0_42, 1_142 and 2_242: run seeds 42, 142 and 242 use
+    their own, the standard seeds 13 and 21 the other two, so a sweep over 13, 21, 42 sees three data sets; a seed
+    without a split is refused, never given seed 42's data."""
+    reg = Registry.discover()
+    for name in ("agnews-fs", "amazon-fs", "dbpedia-fs", "yahoo-fs", "yelp-fs"):
+        task = reg.task(name)
+        assert [task.data_seed_for(s) for s in (13, 21, 42, 142, 242)] == [142, 242, 42, 142, 242], name
+        with pytest.raises(ClgraftError, match=f"--seed 7: task {name} ships no data split for it; .* 13, 21, 42,"):
+            task.data_seed_for(7)
+    assert reg.task("sst2").data_seed_for(21) == 21
+    with pytest.raises(ClgraftError, match="--seed 7: task sst2"):
+        reg.task("sst2").data_seed_for(7)
+
+
 def _write(folder: Path, name: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -86,6 +101,12 @@ def test_versions_pin_and_latest(tmp_path):
             "{test: t}}\n",
             "lacks dev, train",
         ),
+        (
+            "task: t\nversion: 1\ntype: x\ncitation: none\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, "
+            "files: {train: a, dev: d, test: t}}\n",
+            "key 'citation': .*'none' is not a key of clgraft/references.bib",
+        ),
+        ("stream: x\nversion: 1\ncitation: none\norders: {a: [tiny-sst2]}\n", "key 'citation': .*'none' is not a key"),
         ("stream: x\nversion: 1\norders:\n  a: [tiny-sst2\n", "line .* not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
         ("stream: x\nversion: 1\norders: {a: [!!python/object:os.system ls]}\n", "not valid YAML"),

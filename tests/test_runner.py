@@ -30,6 +30,7 @@ def test_run_record_has_everything_later_steps_need(tiny_model_dir, tmp_path):
     assert rec["metrics"] == cl_metrics(rec["R"], fresh_task_heads=True) and rec["metrics"]["fwt"] is None
     assert "untrained random head" in rec["metrics_undefined"]["fwt"]
     assert [t["name"] for t in rec["tasks"]] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]
+    assert rec["stream"]["citation"] == "clgraft" and rec["tasks"][0]["citation"] == "socher2013sst"
     assert [t["test_size"] for t in rec["tasks"]] == [48, 48, 48] and rec["tasks"][0]["version"] == 1
     for key in ("config", "config_hash", "seed", "model", "versions", "hardware", "wall_s"):
         assert rec[key] is not None, key
@@ -147,6 +148,19 @@ def test_default_evaluation_plan_leaves_the_config_hash_as_before(tiny_model_dir
     config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)
     runner = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=lambda s: None)
     assert "evaluate" not in runner._hash_payload()["config"]
+
+
+def test_the_test_subset_method_is_part_of_a_capped_runs_identity(tiny_model_dir, tmp_path):
+    """A capped run's identity names how its test examples were chosen, so that records made on the earlier
+    (unstratified) subset are another configuration; an uncapped run's identity, and so its hash, is as before."""
+    from clgraft.config import identity, record_identity
+
+    capped, whole = RunConfig(stream="tiny", max_test=10), RunConfig(stream="tiny")
+    assert record_identity({"config": capped.model_dump()}) != identity(capped)  # a record from before
+    assert record_identity({"config": whole.model_dump()}) == identity(whole)
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), max_test=10, **FAST)
+    runner = Runner(config, Registry.discover(), None, tmp_path / "r", progress=False, echo=lambda s: None)
+    assert runner._hash_payload()["test_subset"] == "stratified"
 
 
 def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invoke):

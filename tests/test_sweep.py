@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from clgraft.config import RunConfig
+from clgraft.config import TEST_SUBSET, RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.registry import Registry
@@ -73,7 +73,7 @@ def test_a_cell_is_done_only_when_a_record_has_its_exact_configuration(tmp_path,
     settings = {"stream": "tiny", "order": "default", "method": "ewc", "model": str(tiny_model_dir), "seed": 1}
     settings.update(steps=1, batch_size=4, max_length=32, max_test=10)
     tuned = RunConfig(**settings, method_options={"ewc_lambda": 10})
-    write_json(tmp_path / "runs" / "tuned" / "run.json", {"config": tuned.model_dump()})
+    write_json(tmp_path / "runs" / "tuned" / "run.json", {"config": tuned.model_dump(), "test_subset": TEST_SUBSET})
     said = []
     run_sweep([RunConfig(**settings), tuned], tmp_path, None, None, progress=False, echo=said.append)
     assert said[0].startswith("2 cells, 1 finished already; 1 to run")
@@ -243,13 +243,30 @@ def test_cite_takes_the_row_id_the_leaderboard_prints_whatever_the_sort(tmp_path
         invoke("cite", "1", "--results", tmp_path)
 
 
+def test_a_rows_citations_include_the_streams_benchmark_paper():
+    """MbPA++'s stream cites d'Autume et al. besides the method's and the data sets' papers; a record written before
+    run.json carried the stream's key finds it in the registry."""
+    from clgraft.leaderboard import citations
+
+    record = {
+        "stream": {"name": "mbpa-fewshot", "version": 1, "order": "i"},
+        "method": {"name": "naive", "options": {"engine": "clgraft"}},
+        "tasks": [{"name": "agnews-fs", "version": 1, "citation": "zhang2015charcnn"}],
+    }
+    keys = citations(record)
+    assert keys[-3:] == ["dautume2019mbpa", "zhang2015charcnn", "clgraft"]
+    record["stream"]["citation"] = "gao2021lmbff"
+    assert "gao2021lmbff" in citations(record) and "dautume2019mbpa" not in citations(record)
+
+
 def test_every_citation_key_has_an_entry():
     from clgraft.cite import bib_entries
     from clgraft.methods import METHODS
 
     keys = {k for m in METHODS.values() for k in m.citations({"merge": "ties", "compose": "stitch"})}
     keys |= {m.citations({"merge": "dare"})[0] for m in [METHODS["merge"]]}
-    keys |= {t.citation for t in Registry.discover().tasks.values() if t.citation != "clgraft"}
+    registry = Registry.discover()
+    keys |= {t.citation for t in [*registry.tasks.values(), *registry.streams.values()] if t.citation != "clgraft"}
     assert keys <= set(bib_entries())
 
 
