@@ -35,8 +35,9 @@ def compare_runs(
     table = summarize(records, keys=("method", "options"))
     header = (
         f"stream {configs[0].stream}, {len(configs)} runs; metrics in accuracy points from R (docs/metrics.md), "
-        "mean ± std over seeds; extra_kb_per_task = memory kept per task beyond the model (grafts, buffers, "
-        "Fisher, teacher); wall_s = mean seconds per run"
+        "mean ± sample std [95% t interval] over seeds; *_vs_naive = paired difference from naive over shared seeds "
+        "[95% interval] with the paired t-test's p; extra_kb_per_task = memory kept per task beyond the model "
+        "(grafts, buffers, Fisher, teacher); wall_s = mean seconds per run"
     )
     markdown = f"{header}\n\n{table.to_markdown(index=False)}\n"
     write_text(root / "compare.md", markdown)
