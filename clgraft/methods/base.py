@@ -131,30 +131,32 @@ class Method:
         """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step. A fine-tune
         from θ₀ (the first task, or every task of a method starting each from θ₀) with nothing run inside the loop
         is shared with other runs (clgraft/shared_work.py)."""
-        from clgraft.train import train_task
-
         task, opts = self.ctx.tasks[step.index], self.ctx.opts
-
-        def fit() -> list[float]:
-            return train_task(
-                model,
-                task.head,
-                task.train,
-                opts,
-                seed=step.seed,
-                device=self.ctx.device,
-                label_offset=task.label_offset,
-                desc=f"task {step.index + 1} {task.task.task}",
-                on_step=step.on_step,
-                progress=self.ctx.progress,
-                grad_hook=self.grad_hook,
-            )
-
         from_theta0 = step.index == 0 or self.from_theta0
         if self.ctx.shared is None or not from_theta0 or self.grad_hook is not None or step.on_step is not None:
-            return fit()
+            return self.fit(model, step, opts)
         settings = {**asdict(opts), "seed": step.seed, "label_offset": task.label_offset}  # every training option
-        return self.ctx.shared.finetune(model, task.head, task.train, settings, fit)
+        return self.ctx.shared.finetune(model, task.head, task.train, settings, lambda: self.fit(model, step, opts))
+
+    def fit(self, model: HeadedModel, step: TaskStep, opts: TrainOptions, label: str = "") -> list[float]:
+        """clgraft's loop on task `step.index` with these options (and the method's grad_hook); `label` names the
+        method in the progress bar."""
+        from clgraft.train import train_task
+
+        task = self.ctx.tasks[step.index]
+        return train_task(
+            model,
+            task.head,
+            task.train,
+            opts,
+            seed=step.seed,
+            device=self.ctx.device,
+            label_offset=task.label_offset,
+            desc=f"task {step.index + 1} {task.task.task}{f' ({label})' if label else ''}",
+            on_step=step.on_step,
+            progress=self.ctx.progress,
+            grad_hook=self.grad_hook,
+        )
 
     def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
         """Mean dev accuracy of tasks 0..upto: the only data a method's own choices (λ grids) may look at."""

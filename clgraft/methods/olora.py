@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from clgraft.methods.base import TaskStep
-from clgraft.methods.peft_parts import AdapterMethod, LoraOptions, adapter_weights, lora_config
+from clgraft.methods.peft_parts import LoraMethod, LoraOptions, adapter_weights
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +42,7 @@ def orthogonality(previous: dict[str, torch.Tensor], current: dict[str, torch.Te
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
-class OLora(AdapterMethod):
+class OLora(LoraMethod):
     name = "o-lora"
     data_kept = "none"
     per_task_state = "its LoRA's A matrices (r × d_in per adapted module)"
@@ -56,12 +56,6 @@ class OLora(AdapterMethod):
         self.current: dict[str, torch.Tensor] = {}
         self.new: list[torch.Tensor] = []
         self.per_task: list[dict] = []
-
-    def config(self, step: TaskStep):
-        return lora_config(self.options)
-
-    def adapter_lr(self) -> float:
-        return self.options.lr
 
     def prepare(self, model: HeadedModel, tuner: BaseTuner, step: TaskStep) -> None:
         self.current = adapter_weights(model.body, "lora_A")

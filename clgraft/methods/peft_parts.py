@@ -83,24 +83,22 @@ class AdapterMethod(Method):
         """Called after the task's training, before the adapter is merged."""
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        from clgraft.train import train_task
-
-        task = self.ctx.tasks[step.index]
+        """Never shared with other runs as a fine-tune from θ₀: the adapter's settings are not in that key."""
         tuner = adapt(model.body, self.config(step), step.seed)
         self.prepare(model, tuner, step)
-        losses = train_task(
-            model,
-            task.head,
-            task.train,
-            replace(self.ctx.opts, lr=self.adapter_lr()),
-            seed=step.seed,
-            device=self.ctx.device,
-            label_offset=task.label_offset,
-            desc=f"task {step.index + 1} {task.task.task} ({self.name})",
-            on_step=step.on_step,
-            progress=self.ctx.progress,
-            grad_hook=self.grad_hook,
-        )
+        losses = self.fit(model, step, replace(self.ctx.opts, lr=self.adapter_lr()), self.name)
         self.finish(model, step)
         merge_back(tuner)
         return losses
+
+
+class LoraMethod(AdapterMethod):
+    """An adapter method whose adapter is a LoRA (LoraOptions), trained at its own learning rate."""
+
+    Options = LoraOptions
+
+    def config(self, step: TaskStep):
+        return lora_config(self.options)
+
+    def adapter_lr(self) -> float:
+        return self.options.lr

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clgraft.methods.base import TaskStep
-from clgraft.methods.peft_parts import AdapterMethod, LoraOptions, adapter_weights, lora_config
+from clgraft.methods.peft_parts import LoraMethod, adapter_weights
 
 if TYPE_CHECKING:
     import torch
@@ -20,23 +20,16 @@ if TYPE_CHECKING:
     from clgraft.models import HeadedModel
 
 
-class SeqLora(AdapterMethod):
+class SeqLora(LoraMethod):
     name = "seqlora"
     data_kept = "none"
     per_task_state = "none (one adapter for the whole stream)"
     description = "one LoRA adapter (peft) fine-tuned on each task in turn, no protection against forgetting"
     paper = "Hu et al. 2022, LoRA (ICLR); the SeqLoRA baseline of Wang et al. 2023, O-LoRA (Findings of EMNLP)"
     cite = ("hu2022lora", "wang2023olora", "mangrulkar2022peft")
-    Options = LoraOptions
 
     def setup(self, model: HeadedModel) -> None:
         self.carried: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def config(self, step: TaskStep):
-        return lora_config(self.options)
-
-    def adapter_lr(self) -> float:
-        return self.options.lr
 
     def prepare(self, model: HeadedModel, tuner: BaseTuner, step: TaskStep) -> None:
         """Take the adapter trained so far back out of the weights and continue training it."""
