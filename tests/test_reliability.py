@@ -279,13 +279,15 @@ def test_disk_full_while_writing_keeps_what_was_finished_and_resumes(tiny_model_
     args = ["run", "--stream", "tiny", "--model", str(tiny_model_dir), "--out", str(out), *FAST]
     real_fsync, calls = results.os.fsync, []
 
-    def full_after_six(fd: int) -> None:
+    def full_after_nine(fd: int) -> None:
         calls.append(fd)
-        if len(calls) > 6:  # progress.json + per task weights and progress: tasks 1 and 2 are on disk by then
+        # row 0 (shared row, predictions, progress), then per task a shared fine-tune or not, its weights, its
+        # predictions and progress.json: task 1 is on disk by the ninth, and the disk fills during task 2 or 3
+        if len(calls) > 9:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(results.os, "fsync", full_after_six)
+    monkeypatch.setattr(results.os, "fsync", full_after_nine)
     code, err = cli(monkeypatch, capsys, *args)
     assert code == 2 and "No space left on device" in err and "free disk space" in err and err.count("\n") == 1
     assert not list(out.rglob("*.tmp")) and not (out / "run.json").exists()
