@@ -256,9 +256,8 @@ def summarize(
     by_seed = {key: group.set_index("seed") for key, group in frame.groupby("key", sort=False)}
     base_of = {key: config_hash(baseline_setting(s)) for key, s in zip(row_keys, settings, strict=True)}
     for m in PAIRED:
-        table[f"{m}_vs_{BASELINE}"] = [
-            _versus(by_seed, key, base_of[key], m, bool(grouped[f"{m}_fixed"].all()[key])) for key in table.index
-        ]
+        fixed = grouped[f"{m}_fixed"].all()
+        table[f"{m}_vs_{BASELINE}"] = [_versus(by_seed, key, base_of[key], m, bool(fixed[key])) for key in table.index]
     for column in ("task_id_at_test", "data_kept", "kept_per_task", "steps_per_task", "examples_per_task"):
         table[column] = grouped[column].first()
     table["extra_kb_per_task"] = numeric["extra_kb_per_task"].map(lambda v: f"{v:.0f}")
