@@ -113,6 +113,15 @@ def _blocks_of(path, view):
     return view.flatten({k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")})
 
 
+def _independent_taus(model_dir, run_dir, view):
+    """θ₀'s blocks and the task vectors τ_t of a finished independent run on the tiny stream (flat, in view's order)."""
+    from clgraft.models import load_backbone
+
+    theta0 = view.flatten(dict(load_backbone(str(model_dir)).model.named_parameters()))
+    taus = [_blocks_of(run_dir / "weights" / f"task-{t:02d}.safetensors", view) - theta0 for t in (1, 2, 3)]
+    return theta0, taus
+
+
 def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_path, invoke):
     """R's last row restated: task j through θ₀ + m_j ⊙ Σ τ with the λ_j recorded, τ from independent fine-tunes
     (the same fine-tunes, shared bit for bit); consensus leaves θ₀ + α·(consensus ⊙ Σ τ) in its weights."""
@@ -130,8 +139,7 @@ def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_pat
     runner = Runner(RunConfig(stream="tiny", model=str(tiny_model_dir), **fast), Registry.discover(), None, tmp_path)
     body = load_backbone(str(tiny_model_dir)).model
     view = BlockView(body)
-    theta0 = view.flatten(dict(body.named_parameters()))
-    taus = [_blocks_of(tmp_path / "ind" / "weights" / f"task-{t:02d}.safetensors", view) - theta0 for t in (1, 2, 3)]
+    theta0, taus = _independent_taus(tiny_model_dir, tmp_path / "ind", view)
     total = taus[0] + taus[1] + taus[2]
     lams = tall["method"]["report"]["chosen_on_dev"][-1]["mask_lambdas"]
     model = HeadedModel(body, runner.head_sizes, 42)
@@ -202,8 +210,7 @@ def test_emr_evaluates_each_task_through_its_mask_and_rescaler(tiny_model_dir, t
     runner = Runner(RunConfig(stream="tiny", model=str(tiny_model_dir), **fast), Registry.discover(), None, tmp_path)
     body = load_backbone(str(tiny_model_dir)).model
     view = BlockView(body)
-    theta0 = view.flatten(dict(body.named_parameters()))
-    taus = [_blocks_of(tmp_path / "ind" / "weights" / f"task-{t:02d}.safetensors", view) - theta0 for t in (1, 2, 3)]
+    theta0, taus = _independent_taus(tiny_model_dir, tmp_path / "ind", view)
     unified, masks, rescalers = emr_merge(taus, view)
     assert rec["method"]["report"]["rescalers"] == rescalers
     model = HeadedModel(body, runner.head_sizes, 42)
