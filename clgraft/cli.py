@@ -574,13 +574,15 @@ def sweep(
     data_dir: DataDir = None,
     progress: Progress = True,
 ) -> None:
-    """Run every cell of a sweep (streams × orders × methods × option values × seeds) that is not finished yet.
+    """Run every cell of a sweep (streams × orders × methods × option values × run settings × seeds) that is not
+    finished yet.
 
     Each cell is a run directory under RESULTS/runs/ named by its config hash; killing the sweep at any point and
-    rerunning the same command finishes it with the same results. Then: clgraft leaderboard --results RESULTS.
+    rerunning the same command finishes it with the same results. RESULTS/sweeps/NAME.json lists the sweep's cells, so
+    that the leaderboard says "k of n cells" while it runs. Then: clgraft leaderboard --results RESULTS.
     """
     from clgraft.data import data_dir_from
-    from clgraft.sweep import expand, load_sweep, run_sweep
+    from clgraft.sweep import expand, load_sweep, run_sweep, write_manifest
 
     if backend not in ("local", "ray"):
         raise ClgraftError(f"--backend {backend!r}: choose local or ray")
@@ -588,6 +590,7 @@ def sweep(
         raise ClgraftError("--workers must be ≥ 1")
     plan, path = load_sweep(spec, tasks_dir)
     cells = expand(plan, _registry(tasks_dir), path)
+    write_manifest(results, plan, cells)
     run_sweep(
         cells,
         results,
@@ -685,13 +688,16 @@ def leaderboard(
     cite; the id column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever the sort).
     Rows that share stream, order, method and options say in `setting` what tells them apart (e.g. head=shared,
     steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from each run's
-    predictions.npz and checked against its record first."""
+    predictions.npz and checked against its record first. The header says how many cells of each sweep run into
+    RESULTS are finished ("k of n cells") until the sweep is complete."""
     from clgraft.leaderboard import header, load_records, render, summarize, verify_predictions
     from clgraft.results import write_text
+    from clgraft.sweep import sweep_progress
 
     verified, total = verify_predictions(results)
     records = load_records(results)
-    title = f"{header(records)} R of {verified} of {total} runs recomputed from their kept predictions."
+    progress = "".join(f"\n\n**{line}.**" for line in sweep_progress(results))
+    title = f"{header(records)} R of {verified} of {total} runs recomputed from their kept predictions.{progress}"
     text = render(summarize(records, sort_by=sort, ascending=ascending), fmt, title)
     if out is not None:
         write_text(out, text)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm.auto import tqdm
 
 from clgraft.config import DEFAULT_MODEL, RunConfig, identity, record_identity
@@ -32,6 +32,10 @@ class _Strict(BaseModel):
 class SweepStream(_Strict):
     stream: str
     orders: list[str] | None = Field(default=None, description="orders to run; default: the stream's first")
+    methods: list[str] | None = Field(
+        default=None, min_length=1, description="this stream's methods; default: the sweep's"
+    )
+    seeds: list[int] | None = Field(default=None, min_length=1, description="this stream's seeds; default: the sweep's")
 
 
 class RunSettings(_Strict):
@@ -62,6 +66,25 @@ class Sweep(_Strict):
     )
     seeds: list[int] = Field(min_length=1)
     run: RunSettings = RunSettings()
+    vary: dict[str, list[Any]] = Field(
+        default={}, description="run settings (keys of `run`) → values, every combination run (e.g. a pilot's steps)"
+    )
+
+    @model_validator(mode="after")
+    def _vary_run_settings(self) -> Sweep:
+        unknown = sorted(set(self.vary) - set(RunSettings.model_fields))
+        if unknown:
+            raise ValueError(f"vary: {', '.join(unknown)} not a run setting ({', '.join(RunSettings.model_fields)})")
+        for values in itertools.product(*self.vary.values()):
+            RunSettings.model_validate({**self.run.model_dump(), **dict(zip(self.vary, values, strict=True))})
+        return self
+
+    def settings(self) -> list[RunSettings]:
+        """The run settings of the cells: `run`, once per combination of the `vary` values."""
+        return [
+            RunSettings.model_validate({**self.run.model_dump(), **dict(zip(self.vary, values, strict=True))})
+            for values in itertools.product(*self.vary.values())
+        ]
 
 
 def load_sweep(spec: str, tasks_dir: list[Path] | None = None) -> tuple[Sweep, Path]:
@@ -84,38 +107,50 @@ def load_sweep(spec: str, tasks_dir: list[Path] | None = None) -> tuple[Sweep, P
 
 
 def expand(sweep: Sweep, registry: Registry, where: Path) -> list[RunConfig]:
-    """Every cell of the grid as a RunConfig (streams, orders, methods and tasks checked before anything runs)."""
+    """Every cell of the grid as a RunConfig (streams, orders, methods and tasks checked before anything runs): per
+    stream and order, its methods (the stream's own list, else the sweep's) × option values × run settings × its
+    seeds."""
     cells = []
     for entry in sweep.streams:
         stream = registry.stream(entry.stream)
         orders = entry.orders or [stream.order(None)[0]]
         for order in orders:
             stream.order(order)
-            for item in sweep.methods:
-                try:
-                    method, options = parse_method_spec(item)
-                except ClgraftError as e:
-                    raise ClgraftError(f"{where}: methods: {e}") from None
-                grid = sweep.grid.get(item, {})
-                for values in itertools.product(*grid.values()):
-                    opts = {**options, **dict(zip(grid, values, strict=True))}
-                    try:
-                        parse_options(get_method(method), opts)
-                    except ClgraftError as e:
-                        raise ClgraftError(f"{where}: grid.{item}: {e}") from None
-                    for seed in sweep.seeds:
-                        cells.append(
-                            RunConfig(
-                                stream=entry.stream,
-                                order=order,
-                                method=method,
-                                method_options=opts,
-                                model=sweep.model,
-                                seed=seed,
-                                **sweep.run.model_dump(),
+            for item in entry.methods or sweep.methods:
+                method, option_sets = _method_options(sweep, item, where)
+                for opts in option_sets:
+                    for settings in sweep.settings():
+                        for seed in entry.seeds or sweep.seeds:
+                            cells.append(
+                                RunConfig(
+                                    stream=entry.stream,
+                                    order=order,
+                                    method=method,
+                                    method_options=opts,
+                                    model=sweep.model,
+                                    seed=seed,
+                                    **settings.model_dump(),
+                                )
                             )
-                        )
     return cells
+
+
+def _method_options(sweep: Sweep, item: str, where: Path) -> tuple[str, list[dict]]:
+    """One `methods` item's method and option sets: its own options, crossed with its `grid` values; each checked."""
+    try:
+        method, options = parse_method_spec(item)
+    except ClgraftError as e:
+        raise ClgraftError(f"{where}: methods: {e}") from None
+    grid = sweep.grid.get(item, {})
+    out = []
+    for values in itertools.product(*grid.values()):
+        opts = {**options, **dict(zip(grid, values, strict=True))}
+        try:
+            parse_options(get_method(method), opts)
+        except ClgraftError as e:
+            raise ClgraftError(f"{where}: grid.{item}: {e}") from None
+        out.append(opts)
+    return method, out
 
 
 def finished_runs(runs_dir: Path) -> set[str]:
@@ -128,6 +163,57 @@ def finished_runs(runs_dir: Path) -> set[str]:
         except (ClgraftError, KeyError):
             continue
     return done
+
+
+MANIFESTS = "sweeps"
+"""RESULTS/sweeps/NAME.json: the cells of each sweep run into a results folder."""
+
+
+def write_manifest(results: Path, sweep: Sweep, cells: list[RunConfig]) -> Path:
+    """Write RESULTS/sweeps/NAME.json: the sweep's name and version and every cell (its configuration hash, stream,
+    order, method and seed), so that a leaderboard built while the sweep is still running says how many of its
+    cells are finished."""
+    path = results / MANIFESTS / f"{sweep.sweep}.json"
+    write_json(
+        path,
+        {
+            "sweep": sweep.sweep,
+            "version": sweep.version,
+            "cells": [
+                {
+                    "hash": config_hash(identity(c)),
+                    "stream": c.stream,
+                    "order": c.order,
+                    "method": c.method,
+                    "seed": c.seed,
+                }
+                for c in cells
+            ],
+        },
+    )
+    return path
+
+
+def sweep_progress(results: Path) -> list[str]:
+    """One line per sweep manifest in RESULTS: 'sweep NAME vV: k of n cells finished (stream/order: k of n; …); in
+    progress', or 'complete (n cells)' once every cell has its record."""
+    done = finished_runs(results / "runs")
+    lines = []
+    for path in sorted((results / MANIFESTS).glob("*.json")):
+        manifest = read_json(path)
+        per_stream: dict[str, list[int]] = {}
+        for cell in manifest["cells"]:
+            count = per_stream.setdefault(f"{cell['stream']}/{cell['order']}", [0, 0])
+            count[0] += cell["hash"] in done
+            count[1] += 1
+        finished, total = sum(c[0] for c in per_stream.values()), sum(c[1] for c in per_stream.values())
+        name = f"sweep {manifest['sweep']} v{manifest['version']}"
+        if finished == total:
+            lines.append(f"{name}: complete ({total} cells)")
+        else:
+            parts = "; ".join(f"{stream}: {k} of {n}" for stream, (k, n) in per_stream.items())
+            lines.append(f"{name}: {finished} of {total} cells finished ({parts}); in progress")
+    return lines
 
 
 def _is_done(config: RunConfig, done: set[str]) -> bool:

@@ -18,7 +18,7 @@ from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.registry import Registry
 from clgraft.results import write_json
-from clgraft.sweep import expand, load_sweep, longest_first, run_sweep
+from clgraft.sweep import expand, load_sweep, longest_first, run_sweep, sweep_progress, write_manifest
 
 TINY = Path(__file__).resolve().parent.parent / "tasks" / "sweeps" / "tiny.yaml"
 
@@ -55,6 +55,31 @@ def test_expand_crosses_streams_methods_grid_and_seeds(tmp_path):
     assert len(expand(standard, Registry.discover(), path)) == 2 * 8 * 3
 
 
+def test_streams_choose_their_methods_and_seeds_and_vary_crosses_run_settings(tmp_path, tiny_model_dir):
+    """A stream entry's own methods and seeds replace the sweep's for that stream only; `vary` runs every method and
+    seed once per value of a run setting (a pilot's steps)."""
+    own = {"stream": "tiny", "methods": ["naive"], "seeds": [7]}
+    path = _sweep_file(tmp_path, tiny_model_dir, streams=[own, {"stream": "tiny"}], vary={"steps": [4, 8]})
+    sweep, where = load_sweep(str(path))
+    cells = expand(sweep, Registry.discover(), where)
+    assert [(c.method, c.seed, c.steps) for c in cells[:2]] == [("naive", 7, 4), ("naive", 7, 8)]
+    rest = {(c.method, c.seed, c.steps) for c in cells[2:]}
+    assert rest == {(m, s, n) for m in ("naive", "graft-compose") for s in (1, 2) for n in (4, 8)} and len(cells) == 10
+    assert {c.max_test for c in cells} == {50}  # the settings not varied stay as `run` has them
+
+
+def test_the_leaderboard_says_how_many_cells_of_a_sweep_are_finished(tmp_path, tiny_model_dir, invoke):
+    path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"], seeds=[1, 2])
+    sweep, where = load_sweep(str(path))
+    cells, results = expand(sweep, Registry.discover(), where), tmp_path / "res"
+    write_manifest(results, sweep, cells)
+    run_sweep(cells[:1], results, None, None, progress=False, echo=lambda s: None)
+    assert sweep_progress(results) == ["sweep tiny v1: 1 of 2 cells finished (tiny/default: 1 of 2); in progress"]
+    assert "**sweep tiny v1: 1 of 2 cells finished" in invoke("leaderboard", "--results", results)
+    invoke("sweep", path, "--results", results, "--no-progress")
+    assert "**sweep tiny v1: complete (2 cells).**" in invoke("leaderboard", "--results", results)
+
+
 def test_cells_start_costliest_first():
     standard, path = load_sweep("standard")
     cells = expand(standard, Registry.discover(), path)
@@ -85,6 +110,9 @@ def test_a_cell_is_done_only_when_a_record_has_its_exact_configuration(tmp_path,
         ({"methods": ["nope"]}, "unknown method 'nope'"),
         ({"grid": {"naive": {"engine": ["bad"]}}}, "grid.naive"),
         ({"seeds": []}, "key 'seeds'"),
+        ({"vary": {"colour": [1]}}, "vary: colour not a run setting"),
+        ({"vary": {"steps": [8, 0]}}, "steps"),
+        ({"streams": [{"stream": "tiny", "seeds": []}]}, "seeds"),
         ({"colour": "red"}, "key 'colour'"),
         ({"streams": [{"stream": "tiny", "orders": ["sideways"]}]}, "no order 'sideways'"),
     ],
