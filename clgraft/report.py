@@ -115,19 +115,25 @@ def _value(value) -> str:
 
 
 def bar_labels(methods: list[dict]) -> list[str]:
-    """A short label per method entry ({'name', 'options'}): its name, plus only the options whose values differ
-    among entries of the same method, wrapped to LABEL_WIDTH. Whole option strings would take most of the plot."""
+    """A short label per bar entry ({'name', 'options'} and, for a leaderboard row, its 'setting'): the method's name,
+    plus only the options and settings whose values differ among entries of the same method (`steps=50` for a run
+    with other steps), wrapped to LABEL_WIDTH. Whole option strings would take most of the plot."""
     labels = []
     for method in methods:
-        same = [m["options"] for m in methods if m["name"] == method["name"]]
-        keys = [k for k in method["options"] if len({repr(o.get(k)) for o in same}) > 1]
-        shown = ", ".join(f"{k}={_value(method['options'][k])}" for k in keys)
-        labels.append(
-            textwrap.fill(
-                f"{method['name']} ({shown})" if shown else method["name"], LABEL_WIDTH, break_on_hyphens=False
-            )
-        )
+        same = [m for m in methods if m["name"] == method["name"]]
+        shown = [
+            f"{k}={_value(values[k])}"
+            for part in ("options", "setting")
+            for values in [method.get(part, {})]
+            for k in values
+            if k not in _IN_OPTIONS and len({repr(m.get(part, {}).get(k)) for m in same}) > 1
+        ]
+        name = f"{method['name']} ({', '.join(shown)})" if shown else method["name"]
+        labels.append(textwrap.fill(name, LABEL_WIDTH, break_on_hyphens=False))
     return labels
+
+
+_IN_OPTIONS = {"method_options"}  # a setting key the options already show
 
 
 def _seed_counts(counts: pd.Series) -> str:
@@ -159,16 +165,21 @@ def _bar_panel(ax, means: pd.Series, stds: pd.Series, axis_label: str) -> None:
 
 
 def method_bars(stream: str, records: list[dict]):
-    """ACC and forgetting bars per method entry (name and options) for one stream, mean ± std over seeds, labelled
-    with bar_labels."""
+    """ACC and forgetting bars per leaderboard row of one stream — method, options and every other setting but the
+    seed (leaderboard.setting), so that runs with other steps, heads or test caps are bars of their own and never
+    averaged into one — mean ± std over seeds, labelled with bar_labels."""
+    from clgraft.leaderboard import setting
+    from clgraft.results import config_hash
+
+    settings = [setting(r) for r in records]
     frame = pd.DataFrame(
         {
-            "key": r["method"]["name"] + repr(sorted(r["method"]["options"].items())),
-            "method": r["method"],
+            "key": config_hash(row),
+            "method": {**r["method"], "setting": row},
             "acc": r["metrics"]["acc"],
             "forgetting": r["metrics"]["forgetting"],  # None where undefined (joint) or not evaluated
         }
-        for r in records
+        for r, row in zip(records, settings, strict=True)
     )
     groups = frame.groupby("key", sort=False)
     stats = groups[["acc", "forgetting"]].agg(["mean", "std"]).astype(float) * 100

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from clgraft.config import RunConfig
 from clgraft.report import accuracy_over_time, bar_labels, method_bars, r_heatmap, report_results, report_run
 
 LONG_OPTIONS = {
@@ -18,12 +19,18 @@ LONG_OPTIONS = {
 }
 
 
-def _record(method: str = "graft-compose", options: dict | None = None, seed: int = 1, acc: float = 0.8) -> dict:
+def _record(
+    method: str = "graft-compose", options: dict | None = None, seed: int = 1, acc: float = 0.8, steps: int = 12
+) -> dict:
     """A finished two-task run as run.json holds it; one R entry was not evaluated (None)."""
+    options = LONG_OPTIONS if options is None else options
+    config = RunConfig(stream="a-rather-long-stream-name", method=method, seed=seed, steps=steps)
     return {
         "stream": {"name": "a-rather-long-stream-name", "version": 1, "order": "reversed"},
-        "method": {"name": method, "options": LONG_OPTIONS if options is None else options},
-        "tasks": [{"name": "first-task"}, {"name": "second-task"}],
+        "method": {"name": method, "options": options},
+        "tasks": [{"name": "first-task", "version": 1}, {"name": "second-task", "version": 1}],
+        "config": {**config.model_dump(), "method_options": options},
+        "model": {"sha256": "ab" * 32},
         "seed": seed,
         "R": [[0.5, 0.5], [0.9, None], [0.8, 0.95]],
         "metrics": {"acc": acc, "forgetting": None if method == "joint" else 0.1},
@@ -70,10 +77,12 @@ def test_bar_labels_keep_only_the_options_that_differ_within_a_method():
         {"name": "joint", "options": {}},
     ]
     assert bar_labels(methods) == ["ewc (ewc_lambda=10000)", "ewc (ewc_lambda=1e+06)", "graft-compose", "joint"]
+    long = [{"name": "m", "options": {"k": "a-value-far-too-long-for-any-label"}}, {"name": "m", "options": {"k": 1}}]
+    assert bar_labels(long)[0] == "m (k=a-value-far-too…)"  # 16 characters at most
 
 
 def test_method_bars_have_short_labels_and_nothing_cut_off():
-    other = {**LONG_OPTIONS, "sparsity": 0.05, "compose": "a-value-far-too-long-for-any-bar-label"}
+    other = {**LONG_OPTIONS, "sparsity": 0.05, "compose": "union"}
     records = [
         _record(options=LONG_OPTIONS, seed=1),
         _record(options=LONG_OPTIONS, seed=2, acc=0.7),
@@ -88,6 +97,15 @@ def test_method_bars_have_short_labels_and_nothing_cut_off():
     assert "1–2 seeds" in fig._suptitle.get_text()
     assert "n/a" in [t.get_text() for t in fig.axes[1].texts]  # joint has no forgetting
     assert _inside(fig, fig._suptitle, *fig.axes[0].get_yticklabels())
+
+
+def test_runs_with_other_settings_are_bars_of_their_own():
+    """A 50-step naive run is not a third seed of the 12-step naive bar: its own bar, labelled with what differs."""
+    records = [_record("naive", {}, seed=1), _record("naive", {}, seed=2, acc=0.6), _record("naive", {}, steps=50)]
+    fig = method_bars("a-rather-long-stream-name, order reversed", records)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["naive (steps=12)", "naive (steps=50)"]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["70.0", "80.0"]
 
 
 def test_report_writes_every_png(tmp_path):
