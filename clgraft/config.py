@@ -84,12 +84,22 @@ def identity(config: RunConfig, test_subset: str | None = TEST_SUBSET) -> dict:
 
 def record_identity(record: dict) -> dict:
     """`identity` of the configuration a run record holds, with the test subset it records (records written before an
-    option existed read as its default); an edited config is a one-line error."""
+    option existed read as its default) and the method options as the run resolved them (`method.options`): a record
+    that left an option to its default ran with the default of its day, which may not be today's (EWC's λ = 1e6
+    before it became a grid chosen on dev), so `config.method_options` alone would pass it off as today's default
+    configuration. An edited config is a one-line error."""
     from pydantic import ValidationError
 
     from clgraft.errors import ClgraftError, validation_message
 
+    config = record["config"]
+    resolved = record.get("method", {}).get("options")
     try:
-        return identity(RunConfig(**record["config"]), record.get("test_subset"))
+        return identity(
+            RunConfig(
+                **{**config, "method_options": config.get("method_options", {}) if resolved is None else resolved}
+            ),
+            record.get("test_subset"),
+        )
     except ValidationError as e:
         raise ClgraftError(validation_message("run record", e, within="config") + " (the record was edited)") from e

@@ -163,6 +163,20 @@ def test_the_test_subset_method_is_part_of_a_capped_runs_identity(tiny_model_dir
     assert runner._hash_payload()["test_subset"] == "stratified"
 
 
+def test_a_record_is_identified_by_the_options_it_ran_with_not_todays_defaults():
+    """An EWC record of the days when λ = 1e6 was the default (config.method_options empty, the run's resolved
+    options in method.options) is not today's default EWC (a λ grid chosen on dev): sweeps would skip the cell, and
+    the leaderboard would pool the two, if it were."""
+    from clgraft.config import identity, record_identity
+
+    today = RunConfig(stream="tiny", method="ewc")
+    old = {"config": today.model_dump(), "method": {"name": "ewc", "options": {"ewc_lambda": 1e6}}}
+    assert record_identity(old) != identity(today)
+    assert record_identity(old) == identity(today.model_copy(update={"method_options": {"ewc_lambda": [1e6]}}))
+    new = {"config": today.model_dump(), "method": {"name": "ewc", "options": {"ewc_lambda": [1e4, 1e6, 1e8]}}}
+    assert record_identity(new) == identity(today)
+
+
 def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invoke):
     """A run of a stream from --tasks-dir keeps copies of its task files (and bundled data): localize and analyze
     work on it without --tasks-dir, even after the user's folder is gone."""
