@@ -573,6 +573,18 @@ def sweep(
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
     progress: Progress = True,
+    plan_only: Annotated[
+        bool,
+        _opt(
+            "run nothing: print per stream, method and steps the cells finished and left, seconds per cell "
+            "(measured on finished runs of the same configuration, else naive's × the method's relative cost) and "
+            "the total",
+            "--plan",
+        ),
+    ] = False,
+    costs: Annotated[
+        list[Path] | None, _opt("with --plan: more results folders whose finished runs give seconds per cell")
+    ] = None,
 ) -> None:
     """Run every cell of a sweep (streams × orders × methods × option values × run settings × seeds) that is not
     finished yet.
@@ -590,6 +602,13 @@ def sweep(
         raise ClgraftError("--workers must be ≥ 1")
     plan, path = load_sweep(spec, tasks_dir)
     cells = expand(plan, _registry(tasks_dir), path)
+    if plan_only:
+        from clgraft.sweep_cost import plan as cost_plan
+        from clgraft.sweep_cost import render, summary
+
+        table = cost_plan(cells, results, costs or [])
+        typer.echo(f"{render(table)}\n\n{summary(table, workers)}")
+        return
     write_manifest(results, plan, cells)
     run_sweep(
         cells,

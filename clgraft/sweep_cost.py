@@ -1,0 +1,108 @@
+"""What a sweep still costs, from measured cells (`clgraft sweep SPEC --plan`): per stream, order, method and run
+settings, how many cells are finished and how many are left, and the seconds a cell takes — the mean wall time of
+finished records of the same configuration (any seed), else naive's at the same settings times the method's relative
+cost, else unknown. A plan to fit a budget is made from these numbers, not from guesses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from clgraft.config import RunConfig, identity, record_identity
+from clgraft.errors import ClgraftError
+from clgraft.methods import get_method
+from clgraft.results import config_hash, read_json
+from clgraft.sweep import finished_runs
+
+
+def cost_key(ident: dict) -> str:
+    """The hash of a configuration's identity without what cannot change its cost: the seed, and which test examples
+    a capped run drew (`test_subset`: as many either way)."""
+    config = {k: v for k, v in ident["config"].items() if k != "seed"}
+    return config_hash({**{k: v for k, v in ident.items() if k != "test_subset"}, "config": config})
+
+
+def measured_seconds(folders: list[Path]) -> dict[str, list[float]]:
+    """Wall seconds of every finished run under the folders (each a results folder or a folder of run folders), by
+    cost_key; a record that cannot be read is skipped."""
+    out: dict[str, list[float]] = {}
+    for folder in folders:
+        runs = folder / "runs" if (folder / "runs").is_dir() else folder
+        for path in sorted(runs.glob("*/run.json")):
+            try:
+                record = read_json(path)
+                out.setdefault(cost_key(record_identity(record)), []).append(float(record["wall_s"]))
+            except (ClgraftError, KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _naive_twin(config: RunConfig) -> RunConfig:
+    """The same cell with naive sequential fine-tuning (the reference every relative cost is measured against)."""
+    return config.model_copy(update={"method": "naive", "method_options": {}, "freeze_embeddings": None})
+
+
+def cell_seconds(config: RunConfig, measured: dict[str, list[float]]) -> tuple[float | None, str]:
+    """A cell's expected wall seconds and where the figure comes from."""
+    own = measured.get(cost_key(identity(config)))
+    if own:
+        return sum(own) / len(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
+    naive = measured.get(cost_key(identity(_naive_twin(config))))
+    if naive:
+        factor = get_method(config.method).relative_cost
+        return factor * sum(naive) / len(naive), f"naive's × {factor:g} (relative cost)"
+    return None, "unknown: no run of it or of naive at these settings"
+
+
+def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:
+    """One row per stream, order, method (with options) and steps: cells, finished, left, seconds per cell and their
+    source, and the seconds the cells left should take (in cell time: one worker's wall time)."""
+    done = finished_runs(results / "runs")
+    measured = measured_seconds([results, *costs])
+    rows = []
+    for config in cells:
+        seconds, source = cell_seconds(config, measured)
+        options = ", ".join(f"{k}={v}" for k, v in config.method_options.items())
+        rows.append(
+            {
+                "stream": f"{config.stream}/{config.order}",
+                "method": f"{config.method} ({options})" if options else config.method,
+                "steps": config.steps,
+                "finished": config_hash(identity(config)) in done,
+                "s_per_cell": seconds,
+                "source": source,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["stream", "method", "steps"], sort=False)
+    table = grouped.agg(
+        cells=("finished", "size"),
+        finished=("finished", "sum"),
+        s_per_cell=("s_per_cell", "first"),
+        source=("source", "first"),
+    ).reset_index()
+    table["left"] = table["cells"] - table["finished"]
+    table["s_left"] = table["left"] * table["s_per_cell"]
+    return table[["stream", "method", "steps", "cells", "finished", "left", "s_per_cell", "source", "s_left"]]
+
+
+def summary(table: pd.DataFrame, workers: int) -> str:
+    """The plan's total in one line: cells left, their cell-hours, the wall time on `workers` workers, and how many
+    cells have no estimate."""
+    left, total = int(table["left"].sum()), int(table["cells"].sum())
+    unknown = int(table.loc[table["s_per_cell"].isna(), "left"].sum())
+    hours = float(table["s_left"].sum(skipna=True)) / 3600
+    head = f"{left} of {total} cells left"
+    if unknown == left and left:
+        return f"{head}; {unknown} cells without an estimate (no finished run of them, or of naive at their settings)"
+    cost = f"≈ {hours:.1f} cell-hours (≈ {hours / workers:.1f} h wall on {workers} worker(s))"
+    return f"{head}: {cost}" + (f"; {unknown} more cell{'s' * (unknown != 1)} without an estimate" if unknown else "")
+
+
+def render(table: pd.DataFrame) -> str:
+    """The plan as a Markdown table, seconds rounded."""
+    shown = table.copy()
+    for column in ("s_per_cell", "s_left"):
+        shown[column] = shown[column].map(lambda v: "?" if pd.isna(v) else f"{v:.0f}")
+    return shown.to_markdown(index=False)
