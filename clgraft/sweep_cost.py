@@ -17,9 +17,10 @@ from clgraft.sweep import finished_runs
 
 
 def cost_key(ident: dict) -> str:
-    """The hash of a configuration's identity without what cannot change its cost: the seed, and which test examples
-    a capped run drew (`test_subset`: as many either way)."""
-    config = {k: v for k, v in ident["config"].items() if k != "seed"}
+    """The hash of a configuration's identity without what does not change its cost: the seed, the task order (the
+    same tasks; and `clgraft compare` records leave it unset where sweeps name it) and which test examples a capped
+    run drew (`test_subset`: as many either way)."""
+    config = {k: v for k, v in ident["config"].items() if k not in ("seed", "order")}
     return config_hash({**{k: v for k, v in ident.items() if k != "test_subset"}, "config": config})
 
 
