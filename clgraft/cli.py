@@ -577,8 +577,8 @@ def sweep(
         bool,
         _opt(
             "run nothing: print per stream, method and steps the cells finished and left, seconds per cell "
-            "(measured on finished runs of the same configuration, else naive's × the method's relative cost) and "
-            "the total",
+            "(the CPU seconds of finished runs of the same configuration, else naive's × the method's relative "
+            "cost) and the total in core-hours",
             "--plan",
         ),
     ] = False,
@@ -603,11 +603,12 @@ def sweep(
     plan, path = load_sweep(spec, tasks_dir)
     cells = expand(plan, _registry(tasks_dir), path)
     if plan_only:
+        from clgraft.sweep import cores
         from clgraft.sweep_cost import plan as cost_plan
         from clgraft.sweep_cost import render, summary
 
         table = cost_plan(cells, results, costs or [])
-        typer.echo(f"{render(table)}\n\n{summary(table, workers)}")
+        typer.echo(f"{render(table)}\n\n{summary(table, cores())}")
         return
     write_manifest(results, plan, cells)
     run_sweep(

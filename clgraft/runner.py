@@ -405,6 +405,8 @@ class Runner:
             model.load_state_dict(load_file(saved, device=str(self.device)))
             self.echo(f"{self.dir}: resuming after task {len(R) - 1} of {len(ctx.tasks)}")
         start, phases_before = time.perf_counter(), totals()
+        cpu = (partial.get("cpu_s") or 0.0) if partial else 0.0
+        cpu_start = time.process_time()
         earlier_phases = partial.get("time_s") if partial else None
         self.log = TensorBoardLog(self.tensorboard, [d.task.task for d in self.data]) if self.tensorboard else None
         if self.log is not None:
@@ -419,6 +421,7 @@ class Runner:
                     "R": R,
                     "losses": losses,
                     "wall_s": wall + time.perf_counter() - start,
+                    "cpu_s": cpu + time.process_time() - cpu_start,
                     "time_s": spent_since(phases_before, wall + time.perf_counter() - start, earlier_phases),
                 },
             )
@@ -436,6 +439,7 @@ class Runner:
             elapsed = wall + time.perf_counter() - start
             record = self._record(R, losses, elapsed, method.report())
             record["time_s"] = spent_since(phases_before, elapsed, earlier_phases)
+            record["cpu_s"] = round(cpu + time.process_time() - cpu_start, 3)
             write_json(self.dir / "run.json", record)
             if self.log is not None:
                 self.log.metrics(record["metrics"])

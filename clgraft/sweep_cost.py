@@ -1,7 +1,9 @@
 """What a sweep still costs, from measured cells (`clgraft sweep SPEC --plan`): per stream, order, method and run
-settings, how many cells are finished and how many are left, and the seconds a cell takes — the mean wall time of
+settings, how many cells are finished and how many are left, and the seconds a cell takes — the mean cost of
 finished records of the same configuration (any seed), else naive's at the same settings times the method's relative
-cost, else unknown. A plan to fit a budget is made from these numbers, not from guesses."""
+cost, else unknown. A record's cost is its CPU seconds (`cpu_s`: core-seconds, which other jobs on the machine
+barely change) where it has them, else its wall seconds (inflated by whatever ran beside it). A plan to fit a budget
+is made from these numbers, not from guesses."""
 
 from __future__ import annotations
 
@@ -25,15 +27,16 @@ def cost_key(ident: dict) -> str:
 
 
 def measured_seconds(folders: list[Path]) -> dict[str, list[float]]:
-    """Wall seconds of every finished run under the folders (each a results folder or a folder of run folders), by
-    cost_key; a record that cannot be read is skipped."""
+    """The cost of every finished run under the folders (each a results folder or a folder of run folders): CPU
+    seconds, or wall seconds for records made before runs kept them; by cost_key, unreadable records skipped."""
     out: dict[str, list[float]] = {}
     for folder in folders:
         runs = folder / "runs" if (folder / "runs").is_dir() else folder
         for path in sorted(runs.glob("*/run.json")):
             try:
                 record = read_json(path)
-                out.setdefault(cost_key(record_identity(record)), []).append(float(record["wall_s"]))
+                seconds = record.get("cpu_s", record["wall_s"])
+                out.setdefault(cost_key(record_identity(record)), []).append(float(seconds))
             except (ClgraftError, KeyError, TypeError, ValueError):
                 continue
     return out
@@ -57,8 +60,8 @@ def cell_seconds(config: RunConfig, measured: dict[str, list[float]]) -> tuple[f
 
 
 def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:
-    """One row per stream, order, method (with options) and steps: cells, finished, left, seconds per cell and their
-    source, and the seconds the cells left should take (in cell time: one worker's wall time)."""
+    """One row per stream, order, method (with options) and steps: cells, finished, left, seconds per cell (core-
+    seconds where measured so) and their source, and the seconds the cells left should take."""
     done = finished_runs(results / "runs")
     measured = measured_seconds([results, *costs])
     rows = []
@@ -88,16 +91,16 @@ def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFra
     return table[["stream", "method", "steps", "cells", "finished", "left", "s_per_cell", "source", "s_left"]]
 
 
-def summary(table: pd.DataFrame, workers: int) -> str:
-    """The plan's total in one line: cells left, their cell-hours, the wall time on `workers` workers, and how many
-    cells have no estimate."""
+def summary(table: pd.DataFrame, cores: int) -> str:
+    """The plan's total in one line: cells left, their core-hours, the wall time on `cores` cores kept busy, and how
+    many cells have no estimate."""
     left, total = int(table["left"].sum()), int(table["cells"].sum())
     unknown = int(table.loc[table["s_per_cell"].isna(), "left"].sum())
     hours = float(table["s_left"].sum(skipna=True)) / 3600
     head = f"{left} of {total} cells left"
     if unknown == left and left:
         return f"{head}; {unknown} cells without an estimate (no finished run of them, or of naive at their settings)"
-    cost = f"≈ {hours:.1f} cell-hours (≈ {hours / workers:.1f} h wall on {workers} worker(s))"
+    cost = f"≈ {hours:.1f} core-hours (≈ {hours / cores:.1f} h wall on {cores} core{'s' * (cores != 1)} kept busy)"
     return f"{head}: {cost}" + (f"; {unknown} more cell{'s' * (unknown != 1)} without an estimate" if unknown else "")
 
 

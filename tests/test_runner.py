@@ -1,6 +1,7 @@
 """The sequential runner on the tiny stream with a tiny random BERT: record, determinism, resume, reuse, NaN."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ def test_run_record_has_everything_later_steps_need(tiny_model_dir, tmp_path):
     assert [t["test_size"] for t in rec["tasks"]] == [48, 48, 48] and rec["tasks"][0]["version"] == 1
     for key in ("config", "config_hash", "seed", "model", "versions", "hardware", "wall_s"):
         assert rec[key] is not None, key
+    assert 0 < rec["cpu_s"] <= rec["wall_s"] * (os.cpu_count() or 1) + 1  # core-seconds of the same span
     assert rec["model"]["sha256"] and rec["versions"]["torch"] and rec["config"]["steps"] == 4
     weights = sorted((tmp_path / "r" / "weights").glob("*.safetensors"))
     assert [w.name for w in weights] == ["task-01.safetensors", "task-02.safetensors", "task-03.safetensors"]

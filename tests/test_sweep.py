@@ -313,12 +313,12 @@ def test_two_sweeps_on_one_results_folder_at_once(tmp_path, tiny_model_dir, invo
 
 
 def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
-    """`sweep --plan` runs nothing; a cell costs the mean wall time of finished runs of its configuration (any seed),
+    """`sweep --plan` runs nothing; a cell costs the mean CPU time of finished runs of its configuration (any seed),
     else naive's at the same settings × the method's relative cost, else it is unknown."""
     from clgraft.sweep_cost import plan
 
-    for seed, wall in ((1, 10.0), (2, 20.0)):
-        record = {**_record(seed, 0.5), "wall_s": wall}
+    for seed, cpu in ((1, 10.0), (2, 20.0)):
+        record = {**_record(seed, 0.5), "wall_s": 99.0, "cpu_s": cpu}  # CPU seconds, where a record has them
         write_json(tmp_path / "res" / "runs" / f"naive-{seed}" / "run.json", record)
     settings = {"stream": "tiny", "order": "default", "steps": 12}
     cells = [RunConfig(**settings, method="naive", seed=s) for s in (1, 2, 3)]
@@ -328,11 +328,11 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     assert table["s_per_cell"].tolist()[:2] == [15.0, 15.0 * METHODS["lwf"].relative_cost]
     assert table["source"].tolist()[0] == "measured (2 runs)" and table["s_per_cell"].isna().tolist()[2]
     assert table["s_left"].tolist()[:2] == [15.0, 15.0 * METHODS["lwf"].relative_cost]
-    output = invoke("sweep", "tiny", "--plan", "--results", tmp_path / "res", "--workers", "2")
+    output = invoke("sweep", "tiny", "--plan", "--results", tmp_path / "res")
     assert "4 of 4 cells left; 4 cells without an estimate" in output  # the tiny sweep's settings differ
     assert not (tmp_path / "res" / "sweeps").exists()  # a plan writes nothing
     from clgraft.sweep_cost import summary
 
-    assert summary(table, workers=2) == (
-        "3 of 5 cells left: ≈ 0.0 cell-hours (≈ 0.0 h wall on 2 worker(s)); 1 more cell without an estimate"
+    assert summary(table, cores=2) == (
+        "3 of 5 cells left: ≈ 0.0 core-hours (≈ 0.0 h wall on 2 cores kept busy); 1 more cell without an estimate"
     )
