@@ -35,15 +35,7 @@ def one_copy(theta0: torch.Tensor):
     return lambda: buffer.copy_(theta0)
 
 
-DENSE_MISS = pytest.mark.xfail(
-    reason="target not met at s = 1e-2 (3.6-4.4x a copy into an existing vector on 2 cores): ~1.2% of entries pass "
-    "the sampled threshold, so half of the 64-entry blocks hold a candidate and are walked entry by entry after the "
-    "vectorised count; see benchmarks/README.md",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize("sparsity", [1e-4, 1e-3, pytest.param(1e-2, marks=DENSE_MISS)])
+@pytest.mark.parametrize("sparsity", [1e-4, 1e-3, 1e-2])
 def test_top_k_vs_one_copy(benchmark, paired, blocks, sparsity):
     _, view, theta0, tau = blocks
     scores = tau.abs()

@@ -19,6 +19,7 @@ then the top-⌊sN⌋ of σ(S) is the mask.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,54 +68,107 @@ def top_k_magnitude(values: torch.Tensor, k: int) -> torch.Tensor:
     return top_k_mask(values, k, magnitude=True)
 
 
+SAMPLE = 2**16
+"""Entries sampled to bracket the k-th largest value (fixed positions per vector length)."""
+
+
 def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.Tensor:
     """Boolean mask of the k largest entries of a flat vector (of |entries| with `magnitude`): one global selection
-    over all block parameters.
+    over all block parameters. Entries equal to the k-th largest value are taken lowest position first, so the mask
+    is the same on every machine and path.
 
-    For small k, a threshold from a fixed random sample of 65,536 entries, set six standard errors below the
-    sample's (1 − k/N) quantile, keeps a little over k candidates in one pass, and the exact top-k is taken among them
-    (every top-k entry passes the threshold whenever ≥ k entries do, so the result is exact; otherwise it falls back
-    to the full selection). A full `torch.topk` over N entries costs 4–9 copies of the vector on a CPU.
+    On the CPU, for small k: a fixed sample of SAMPLE entries gives two values six standard errors either side of the
+    sample's (1 − k/N) quantile; one compiled pass (`clgraft/_top_k_scan.py`) sets every entry at or above the upper
+    one and marks those between the two, and the k-th largest value is found among the marked ones alone. Whenever
+    the bracket misses (fewer than k entries above the lower value, or more than k above the upper one) it falls back
+    to the exact selection over all N entries, so the result is exact either way. A full `torch.topk` over N entries
+    costs 4–9 copies of the vector on a CPU.
     """
     n = scores.numel()
-    mask = torch.zeros(n, dtype=torch.bool, device=scores.device)
     if k <= 0:
-        return mask
-    m = 2**16
-    if n >= 4 * m and k < n // 8:
-        sample = scores[torch.randint(0, n, (m,), generator=torch.Generator().manual_seed(0)).to(scores.device)]
-        sample = sample.abs() if magnitude else sample
-        p, se = k / n, math.sqrt(k / n * (1 - k / n) / m)
-        threshold = float(torch.kthvalue(sample.float(), max(1, math.floor((1 - p - 6 * se) * m))).values)
-        positions, values = _candidates(scores, threshold, magnitude)
-        if positions.numel() >= k:
-            mask[positions[torch.topk(values.abs() if magnitude else values, k, sorted=False).indices]] = True
+        return torch.zeros(n, dtype=torch.bool, device=scores.device)
+    if k >= n:
+        return torch.ones(n, dtype=torch.bool, device=scores.device)
+    if scores.device.type == "cpu" and n >= 4 * SAMPLE and k < n // 8:
+        mask = _bracketed_top_k(scores, k, magnitude)
+        if mask is not None:
             return mask
-    mask[torch.topk(scores.abs() if magnitude else scores, k, sorted=False).indices] = True
+    return _exact_top_k(scores.abs() if magnitude else scores, k)
+
+
+def _exact_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k largest entries over the whole vector, ties at the k-th value lowest position first."""
+    flat = values.flatten()
+    flat = flat.float() if flat.dtype in (torch.bfloat16, torch.float16) else flat
+    kth = flat.kthvalue(flat.numel() - k + 1).values
+    mask = flat > kth
+    tied = torch.nonzero(flat == kth).flatten()
+    mask[tied[: k - int(mask.sum())]] = True
     return mask
 
 
-def _candidates(scores: torch.Tensor, threshold: float, magnitude: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions (ascending) and values of the entries ≥ threshold (or ≤ −threshold with `magnitude`): on the CPU
-    a compiled count and write in parallel chunks (`_candidates`), elsewhere a comparison and its compaction."""
-    if scores.device.type != "cpu":
-        passing = (scores >= threshold) | (scores <= -threshold) if magnitude else scores >= threshold
-        positions = torch.nonzero(passing).flatten()
-        return positions, scores[positions]
+@functools.cache
+def _sample_positions(n: int) -> np.ndarray:
+    """SAMPLE fixed random positions of an n-entry vector, ascending (a sorted gather reads memory in order)."""
+    return np.sort(torch.randint(0, n, (SAMPLE,), generator=torch.Generator().manual_seed(0)).numpy())
+
+
+def _bracketed_top_k(scores: torch.Tensor, k: int, magnitude: bool) -> torch.Tensor | None:
+    """top_k_mask by the sampled bracket on the CPU; None where the bracket misses the k-th value."""
     import numba  # numba and the kernels load on first use (~100 MiB of JIT runtime), not on `import clgraft`
 
-    from clgraft._candidates import MIN_CHUNK, chunk_hits, write_hits
+    from clgraft._top_k_scan import band_entries, chunk_size, level_scale, split
 
-    flat = scores.detach().contiguous()
+    flat = scores.detach().contiguous().flatten()
     flat = (flat if flat.dtype in (torch.float32, torch.float64) else flat.float()).numpy()  # bf16 has no numpy type
+    n = flat.shape[0]
+    lo, hi = _bracket(flat, k, magnitude)
     threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # the runner's thread budget
     numba.set_num_threads(threads)
-    flip, cut = flat.dtype.type(-1 if magnitude else 1), flat.dtype.type(threshold)
-    hits = chunk_hits(flat, flip, cut, max(1, min(4 * threads, len(flat) // MIN_CHUNK)))
-    total = int(hits.sum())
-    positions, values = np.empty(total, dtype=np.int64), np.empty(total, dtype=flat.dtype)
-    write_hits(flat, flip, cut, hits, positions, values)
-    return torch.from_numpy(positions), torch.from_numpy(values)
+    marks = np.empty(-(-n // 8) * 8, dtype=np.uint8)
+    marks[n:] = 0
+    kind, size = flat.dtype.type, chunk_size(n, 4 * threads)
+    flip, scale = kind(-1 if magnitude else 1), kind(level_scale(lo, hi))
+    sure, band = split(flat, flip, kind(lo), kind(hi), scale, marks, size)
+    need, in_band = k - int(sure.sum()), int(band.sum())
+    if not 0 <= need <= in_band:
+        return None
+    positions, levels = np.empty(in_band, dtype=np.int64), np.empty(in_band, dtype=np.uint8)
+    band_entries(marks, size, band, positions, levels)
+    marks[positions] = _chosen(flat, magnitude, positions, levels, need)  # band marks become 1 or 0: a bool mask
+    return torch.from_numpy(marks[:n].view(np.bool_))
+
+
+def _bracket(flat: np.ndarray, k: int, magnitude: bool) -> tuple[float, float]:
+    """Two values six standard errors either side of a fixed sample's (1 − k/N) quantile (the upper one infinite
+    when it would lie past the sample's largest value)."""
+    sample = flat[_sample_positions(flat.shape[0])]
+    sample = np.abs(sample) if magnitude else sample
+    p = k / flat.shape[0]
+    slack = 6 * math.sqrt(p * (1 - p) / SAMPLE)
+    low, high = max(math.floor((1 - p - slack) * SAMPLE), 0), math.ceil((1 - p + slack) * SAMPLE)
+    cuts = np.partition(sample, low)  # then the upper cut among the entries above the lower one
+    hi = np.partition(cuts[low:], high - low)[high - low] if high < SAMPLE else np.inf
+    return float(cuts[low]), float(hi)
+
+
+def _chosen(flat: np.ndarray, magnitude: bool, positions: np.ndarray, levels: np.ndarray, need: int) -> np.ndarray:
+    """1 for the `need` largest band entries, else 0: every entry above the level the need-th falls in, and of that
+    level (its scores read back: a few hundred entries) the largest, equal values lowest position first."""
+    counts = np.bincount(levels, minlength=256)
+    above_or_at = np.cumsum(counts[::-1])[::-1]  # entries at this level or higher
+    level = int(np.flatnonzero(above_or_at >= need)[-1]) if need else 256
+    chosen = (levels > level).astype(np.uint8)
+    left = need - int(chosen.sum())
+    if left:
+        at = np.flatnonzero(levels == level)
+        values = flat[positions[at]]
+        values = np.abs(values) if magnitude else values
+        kth = np.partition(values, len(values) - left)[len(values) - left]
+        above = values > kth
+        chosen[at[above]] = 1
+        chosen[at[np.flatnonzero(values == kth)[: left - int(above.sum())]]] = 1  # ascending: lowest position first
+    return chosen
 
 
 def official_step(

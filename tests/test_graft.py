@@ -292,21 +292,47 @@ def test_localize_refuses_missing_weights_and_another_base_model(tiny_run, tmp_p
 
 @pytest.mark.parametrize("magnitude", [False, True])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_candidate_scan_matches_torch(magnitude, threads):
-    from clgraft.localize import _candidates
+def test_bracket_scan_matches_torch(magnitude, threads):
+    """The compiled pass marks exactly the entries ≥ hi (1) and those in [lo, hi) (2–255, a level that never falls
+    as the value grows), and lists the latter in position order with their levels."""
+    import numpy as np
 
-    # not a multiple of the 64-entry block, and long enough for several chunks
+    from clgraft._top_k_scan import band_entries, chunk_size, level_scale, split
+
+    # not a multiple of the 8-entry word, and long enough for several chunks
     scores = torch.randn(300_007, generator=torch.Generator().manual_seed(1))
-    threshold = 2.5
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        positions, values = _candidates(scores, threshold, magnitude)
-    finally:
-        torch.set_num_threads(before)
-    passing = scores.abs() >= threshold if magnitude else scores >= threshold
-    assert torch.equal(positions, torch.nonzero(passing).flatten())
-    assert torch.equal(values, scores[passing])
+    x = scores.abs() if magnitude else scores
+    flat, flip = scores.numpy(), np.float32(-1 if magnitude else 1)
+    marks, size = np.zeros(-(-len(flat) // 8) * 8, dtype=np.uint8), chunk_size(len(flat), 4 * threads)
+    sure, band = split(flat, flip, np.float32(2.0), np.float32(2.5), np.float32(level_scale(2.0, 2.5)), marks, size)
+    positions, levels = np.empty(int(band.sum()), np.int64), np.empty(int(band.sum()), np.uint8)
+    band_entries(marks, size, band, positions, levels)
+    in_band = (x >= 2.0) & (x < 2.5)
+    marked = torch.from_numpy(marks[: len(flat)])
+    assert torch.equal(marked == 1, x >= 2.5) and torch.equal(marked >= 2, in_band)
+    assert int(sure.sum()) == int((x >= 2.5).sum()) and int(band.sum()) == int(in_band.sum())
+    assert torch.equal(torch.from_numpy(positions), torch.nonzero(in_band).flatten())
+    by_value = torch.from_numpy(levels)[torch.argsort(x[in_band])]
+    assert torch.all(by_value[1:] >= by_value[:-1]) and by_value[0] == 2 and by_value[-1] == 255
+
+
+@pytest.mark.parametrize("n", [1000, 1_000_000])
+def test_top_k_ties_go_to_the_lowest_positions(n):
+    """Equal values at the k-th place: the lowest positions win, on the sampled path (n ≥ 4·2^16) and the exact one
+    alike — and where every value is equal the bracket cannot split them, so the exact selection decides."""
+    values = torch.randn(n, generator=torch.Generator().manual_seed(0))
+    top = torch.topk(values, 10).indices
+    tie = float(values[top[4]])
+    values[top[5:]] = tie  # the 5th to 10th largest tie
+    values[:2] = tie  # and two more at the lowest positions
+    assert not {0, 1} & set(top.tolist())
+    mask = top_k_mask(values, 7)
+    kept = torch.nonzero(mask).flatten().tolist()
+    assert len(kept) == 7 and set(top[:4].tolist()) <= set(kept) and {0, 1} <= set(kept)
+    tied = sorted([0, 1, *top[4:].tolist()])
+    assert sorted(set(kept) - set(top[:4].tolist())) == tied[:3]
+    same = top_k_mask(torch.ones(n), 300)
+    assert torch.nonzero(same).flatten().tolist() == list(range(300))
 
 
 def test_top_k_of_bfloat16_scores():
