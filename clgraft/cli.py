@@ -576,9 +576,9 @@ def sweep(
     plan_only: Annotated[
         bool,
         _opt(
-            "run nothing: print per stream, method and steps the cells finished and left, seconds per cell "
-            "(the CPU seconds of finished runs of the same configuration, else naive's × the method's relative "
-            "cost) and the total in core-hours",
+            "run nothing: print per stream, method and varied run setting the cells finished and left, seconds "
+            "per cell (the CPU seconds of finished runs of the same configuration, else naive's × the method's "
+            "relative cost) and the total in core-hours",
             "--plan",
         ),
     ] = False,

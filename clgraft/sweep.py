@@ -50,6 +50,8 @@ class RunSettings(_Strict):
     head: str = "task"
     device: str = "cpu"
     evaluate: str = "all"
+    freeze_embeddings: bool | None = None
+    probe_steps: int = Field(default=0, ge=0)
 
 
 class Sweep(_Strict):

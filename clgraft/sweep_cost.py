@@ -60,35 +60,43 @@ def cell_seconds(config: RunConfig, measured: dict[str, list[float]]) -> tuple[f
 
 
 def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:
-    """One row per stream, order, method (with options) and steps: cells, finished, left, seconds per cell (core-
-    seconds where measured so) and their source, and the seconds the cells left should take."""
+    """One row per stream, method (with options) and the run settings that vary among the cells (e.g. `steps=50`):
+    cells, finished, left, seconds per cell (core-seconds where measured so) and their source, and the seconds the
+    cells left should take."""
     done = finished_runs(results / "runs")
     measured = measured_seconds([results, *costs])
+    fixed = {"seed", "stream", "order", "method", "method_options"}
+    dumps = [c.model_dump(exclude=fixed) for c in cells]
+    varying = sorted(k for k in dumps[0] if len({repr(d[k]) for d in dumps}) > 1) if dumps else []
     rows = []
-    for config in cells:
+    for config, dump in zip(cells, dumps, strict=True):
         seconds, source = cell_seconds(config, measured)
         options = ", ".join(f"{k}={v}" for k, v in config.method_options.items())
         rows.append(
             {
                 "stream": f"{config.stream}/{config.order}",
                 "method": f"{config.method} ({options})" if options else config.method,
-                "steps": config.steps,
+                "settings": ", ".join(f"{k}={dump[k]}" for k in varying) or "-",
+                "key": cost_key(identity(config)),
                 "finished": config_hash(identity(config)) in done,
                 "s_per_cell": seconds,
                 "source": source,
             }
         )
     frame = pd.DataFrame(rows)
-    grouped = frame.groupby(["stream", "method", "steps"], sort=False)
-    table = grouped.agg(
+    table = frame.groupby("key", sort=False).agg(
+        stream=("stream", "first"),
+        method=("method", "first"),
+        settings=("settings", "first"),
         cells=("finished", "size"),
         finished=("finished", "sum"),
         s_per_cell=("s_per_cell", "first"),
         source=("source", "first"),
-    ).reset_index()
+    )
     table["left"] = table["cells"] - table["finished"]
     table["s_left"] = table["left"] * table["s_per_cell"]
-    return table[["stream", "method", "steps", "cells", "finished", "left", "s_per_cell", "source", "s_left"]]
+    columns = ["stream", "method", "settings", "cells", "finished", "left", "s_per_cell", "source", "s_left"]
+    return table.reset_index(drop=True)[columns]
 
 
 def summary(table: pd.DataFrame, cores: int) -> str:

@@ -66,6 +66,10 @@ def test_streams_choose_their_methods_and_seeds_and_vary_crosses_run_settings(tm
     rest = {(c.method, c.seed, c.steps) for c in cells[2:]}
     assert rest == {(m, s, n) for m in ("naive", "graft-compose") for s in (1, 2) for n in (4, 8)} and len(cells) == 10
     assert {c.max_test for c in cells} == {50}  # the settings not varied stay as `run` has them
+    pilot, where = load_sweep("claims-pilot")  # LP-FT and frozen embeddings are run settings a sweep can fix or vary
+    cells = expand(pilot, Registry.discover(), where)
+    assert {(c.steps, c.probe_steps) for c in cells} == {(50, 0), (50, 100), (200, 0), (200, 100)}
+    assert all(c.freeze_embeddings for c in cells)
 
 
 def test_the_leaderboard_says_how_many_cells_of_a_sweep_are_finished(tmp_path, tiny_model_dir, invoke):
@@ -325,6 +329,7 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     cells += [RunConfig(**settings, method="lwf", seed=1), RunConfig(**{**settings, "steps": 50}, seed=1)]
     table = plan(cells, tmp_path / "res", [])
     assert table["cells"].tolist() == [3, 1, 1] and table["finished"].tolist() == [2, 0, 0]
+    assert table["settings"].tolist() == ["steps=12", "steps=12", "steps=50"]  # only what varies among the cells
     assert table["s_per_cell"].tolist()[:2] == [15.0, 15.0 * METHODS["lwf"].relative_cost]
     assert table["source"].tolist()[0] == "measured (2 runs)" and table["s_per_cell"].isna().tolist()[2]
     assert table["s_left"].tolist()[:2] == [15.0, 15.0 * METHODS["lwf"].relative_cost]
