@@ -585,6 +585,12 @@ def sweep(
     costs: Annotated[
         list[Path] | None, _opt("with --plan: more results folders whose finished runs give seconds per cell")
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        _opt(
+            "run (or --plan) only the cells of this stream (repeatable); the manifest still lists them all", "--stream"
+        ),
+    ] = None,
 ) -> None:
     """Run every cell of a sweep (streams × orders × methods × option values × run settings × seeds) that is not
     finished yet.
@@ -602,17 +608,22 @@ def sweep(
         raise ClgraftError("--workers must be ≥ 1")
     plan, path = load_sweep(spec, tasks_dir)
     cells = expand(plan, _registry(tasks_dir), path)
+    chosen = [c for c in cells if not only or c.stream in only]
+    if only and not chosen:
+        raise ClgraftError(
+            f"--stream {', '.join(only)}: the sweep has no such stream ({', '.join(sorted({c.stream for c in cells}))})"
+        )
     if plan_only:
         from clgraft.sweep import cores
         from clgraft.sweep_cost import plan as cost_plan
         from clgraft.sweep_cost import render, summary
 
-        table = cost_plan(cells, results, costs or [])
+        table = cost_plan(chosen, results, costs or [])
         typer.echo(f"{render(table)}\n\n{summary(table, cores())}")
         return
     write_manifest(results, plan, cells)
     run_sweep(
-        cells,
+        chosen,
         results,
         tasks_dir,
         data_dir_from(data_dir),

@@ -77,10 +77,10 @@ def test_the_leaderboard_says_how_many_cells_of_a_sweep_are_finished(tmp_path, t
     sweep, where = load_sweep(str(path))
     cells, results = expand(sweep, Registry.discover(), where), tmp_path / "res"
     write_manifest(results, sweep, cells)
-    run_sweep(cells[:1], results, None, None, progress=False, echo=lambda s: None)
+    run_sweep(cells[:1], results, None, None, progress=False, echo=lambda s: None)  # as `--stream` runs a part
     assert sweep_progress(results) == ["sweep tiny v1: 1 of 2 cells finished (tiny/default: 1 of 2); in progress"]
     assert "**sweep tiny v1: 1 of 2 cells finished" in invoke("leaderboard", "--results", results)
-    invoke("sweep", path, "--results", results, "--no-progress")
+    invoke("sweep", path, "--results", results, "--no-progress", "--stream", "tiny")
     assert "**sweep tiny v1: complete (2 cells).**" in invoke("leaderboard", "--results", results)
 
 
@@ -333,9 +333,11 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     assert table["s_per_cell"].tolist()[:2] == [15.0, 15.0 * METHODS["lwf"].relative_cost]
     assert table["source"].tolist()[0] == "measured (2 runs)" and table["s_per_cell"].isna().tolist()[2]
     assert table["s_left"].tolist()[:2] == [15.0, 15.0 * METHODS["lwf"].relative_cost]
-    output = invoke("sweep", "tiny", "--plan", "--results", tmp_path / "res")
+    output = invoke("sweep", "tiny", "--plan", "--results", tmp_path / "res", "--stream", "tiny")
     assert "4 of 4 cells left; 4 cells without an estimate" in output  # the tiny sweep's settings differ
     assert not (tmp_path / "res" / "sweeps").exists()  # a plan writes nothing
+    with pytest.raises(ClgraftError, match="--stream lmbff-mixed: the sweep has no such stream"):
+        invoke("sweep", "tiny", "--plan", "--stream", "lmbff-mixed")
     from clgraft.sweep_cost import summary
 
     assert summary(table, cores=2) == (
