@@ -111,8 +111,18 @@ class HeadedModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What every head reads: the mean-pooled last hidden state."""
+        return self.pooled(input_ids, attention_mask)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
-        return self.heads[head](self.pooled(input_ids, attention_mask))
+        return self.heads[head](self.features(input_ids, attention_mask))
+
+    def forward_heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, heads: list[str]) -> dict:
+        """Several heads' logits from one pass of the body (one dropout draw in training mode), as a multi-head
+        network computes them: {head: logits}."""
+        features = self.features(input_ids, attention_mask)
+        return {head: self.heads[head](features) for head in heads}
 
 
 class LabelWords(nn.Module):
@@ -142,11 +152,12 @@ class PromptModel(HeadedModel):
             raise ClgraftError(f"{type(body).__name__}: --head prompt needs a masked-LM head that is one module")
         self.mlm_head = heads[0]  # a name, not a second registration of the body's own module
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What every label-word head reads: the masked-LM scores over the vocabulary at the template's mask."""
         hidden = self.hidden(input_ids, attention_mask)
         position = (input_ids == self.mask_token_id).int().argmax(1)  # the first (only) mask of each example
         at_mask = hidden[torch.arange(len(hidden), device=hidden.device), position]
-        return self.heads[head](getattr(self.body, self.mlm_head)(at_mask))
+        return getattr(self.body, self.mlm_head)(at_mask)
 
 
 def block_parameter_names(model: nn.Module, pattern: str = BLOCK_PATTERN) -> list[str]:

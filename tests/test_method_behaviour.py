@@ -134,6 +134,24 @@ def test_lwf_distillation_keeps_earlier_heads_outputs(tiny_model_dir, tmp_path):
     assert drift(tmp_path / "on") < 0.5 * drift(tmp_path / "off")
 
 
+def test_lwf_reads_every_head_from_one_pass_of_the_body(tiny_model_dir, monkeypatch):
+    """LwF's teacher and student outputs for all trained heads (Avalanche's `forward_all_tasks`) come from one pass
+    of the body — Avalanche's own loop ran the whole network once per head, 2t + 1 passes a step on task t — and
+    equal the logits of separate passes (eval mode: no dropout)."""
+    from clgraft.methods.avalanche_parts import _multitask_adapter_class
+
+    per_step, features = [], HeadedModel.features
+    model = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"a": 2, "b": 3, "c": 4}, 0).eval()
+    adapter = _multitask_adapter_class()(model, ["a", "b", "c"])
+    adapter.known_train_tasks_labels = {0, 1, 2}
+    x = torch.stack([torch.randint(5, 90, (2, 7)), torch.ones(2, 7, dtype=torch.long)], dim=1)
+    monkeypatch.setattr(HeadedModel, "features", lambda self, *a: per_step.append(1) or features(self, *a))
+    every = adapter.forward_all_tasks(x)
+    assert len(per_step) == 1 and sorted(every) == [0, 1, 2]
+    for t in range(3):
+        assert torch.allclose(every[t], adapter.forward_single_task(x, t), atol=1e-6)
+
+
 def test_packnet_masks_are_disjoint_and_old_weights_untouched(tiny_model_dir, tmp_path, monkeypatch):
     from clgraft.methods.packnet import PackNet
 

@@ -67,6 +67,14 @@ def _multitask_adapter_class():
         def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
             return self.model(*unpack(x), self.head_keys[task_label])
 
+        def forward_all_tasks(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+            """Every trained task's logits from one pass of the body (Avalanche's own runs the whole network once
+            per task — with a fresh dropout draw each time — for LwF's teacher and student alike; Li & Hoiem's
+            multi-head network computes all heads from one pass)."""
+            tasks = sorted(self.known_train_tasks_labels)
+            out = self.model.forward_heads(*unpack(x), [self.head_keys[t] for t in tasks])
+            return {t: out[self.head_keys[t]] for t in tasks}
+
         def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
             if task_labels is None:
                 return self.forward_all_tasks(x)
