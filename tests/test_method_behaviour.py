@@ -136,7 +136,7 @@ def test_lwf_distillation_keeps_earlier_heads_outputs(tiny_model_dir, tmp_path):
 
 def test_lwf_reads_every_head_from_one_pass_of_the_body(tiny_model_dir, monkeypatch):
     """LwF's teacher and student outputs for all trained heads (Avalanche's `forward_all_tasks`) come from one pass
-    of the body — Avalanche's own loop ran the whole network once per head, 2t + 1 passes a step on task t — and
+    of the body — Avalanche's own loop ran the whole network once per head, 2t passes a step on task t — and
     equal the logits of separate passes (eval mode: no dropout)."""
     from clgraft.methods.avalanche_parts import _multitask_adapter_class
 
