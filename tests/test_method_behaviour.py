@@ -102,16 +102,41 @@ def test_ewc_penalty_pulls_towards_the_old_weights(tiny_model_dir, tmp_path):
 def test_ewc_grid_computes_the_fisher_once_per_task_for_the_kept_lambda(tiny_model_dir, tmp_path, monkeypatch):
     """Fisher and anchor depend only on the kept trial's weights, so they are computed once, after the choice (the
     records equal the per-trial computation's, checked against the earlier code when this changed)."""
-    from avalanche.training.plugins import EWCPlugin
+    import clgraft.methods.ewc as ewc
 
     calls = []
-    original = EWCPlugin.compute_importances
-    monkeypatch.setattr(
-        EWCPlugin, "compute_importances", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
-    )
+    original = ewc.fisher_information
+    monkeypatch.setattr(ewc, "fisher_information", lambda *a, **k: calls.append(1) or original(*a, **k))
     rec = _run(tiny_model_dir, tmp_path / "r", method="ewc", method_options={"ewc_lambda": [1e12, 1.0, 1e3]})
     assert len(calls) == 3  # one per task, not one per (task, λ)
     assert [c["ewc_lambda"] for c in rec["method"]["report"]["chosen_on_dev"]][0] == 1e12
+
+
+def test_ewc_importance_is_the_fisher_information_not_the_vanishing_empirical_one():
+    """F = mean over x of Σ_y p(y|x) (∂ log p(y|x)/∂θ)², restated in closed form for a linear softmax model
+    (∂ log p_c/∂W_jk = (δ_jc − p_j)·x_k); on confidently right examples — a few-shot task trained to near-zero loss —
+    avalanche-lib's squared training-loss gradient is orders of magnitude smaller, which made EWC inert."""
+    from avalanche.training.plugins import EWCPlugin
+
+    from clgraft.methods.ewc import fisher_information
+
+    model = torch.nn.Linear(3, 4)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[4.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
+        model.bias.zero_()
+    xs = [torch.tensor([3.0, 0.5, -0.2]), torch.tensor([2.0, -1.0, 0.3])]
+    data = [(x, 0, 0) for x in xs]  # label 0 = the model's confident prediction
+    fisher = fisher_information(model, data, "cpu")
+    expected = torch.zeros(4, 3)
+    for x in xs:
+        p = torch.softmax(model(x), -1).detach()
+        for c in range(4):
+            expected += p[c] * torch.outer(torch.nn.functional.one_hot(torch.tensor(c), 4) - p, x) ** 2
+    assert torch.allclose(fisher["weight"].data, expected / 2, rtol=1e-4, atol=1e-10)
+    empirical = EWCPlugin(1.0).compute_importances(
+        model, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data, "cpu", 2
+    )
+    assert float(fisher["weight"].data.sum()) > 100 * float(empirical["weight"].data.sum())
 
 
 def test_lwf_distillation_keeps_earlier_heads_outputs(tiny_model_dir, tmp_path):
