@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clgraft.config import RunConfig, identity, record_identity
+from clgraft.config import TEST_SUBSET, RunConfig, identity, record_identity
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.metrics.seeds import confidence_interval
 from clgraft.registry import builtin_tasks_dir
@@ -61,6 +61,11 @@ class Evidence(_Strict):
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/claims.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
+    )
+    test_subset: Literal["stratified"] | None = Field(
+        default=TEST_SUBSET,
+        description="how the records' capped test sets were drawn: stratified (clgraft's own), or null for records "
+        "made with the earlier random subset (such a claim is read from its records; `claims run` cannot make them)",
     )
 
     @model_validator(mode="after")
@@ -302,7 +307,7 @@ def _config(evidence: Evidence, method: str, seed: int) -> RunConfig:
 def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
     """Whether a record is the run of this method spec and seed in the claim's setting: the same configuration
     exactly (config.identity), not one whose options or settings merely contain the claim's."""
-    return record_identity(record) == identity(_config(evidence, method, seed))
+    return record_identity(record) == identity(_config(evidence, method, seed), evidence.test_subset)
 
 
 def seed_records(results: Path, claim: Claim) -> dict[int, dict[str, tuple[dict, Path]]]:
@@ -387,6 +392,9 @@ def run_claim(
     if claim.evidence is None:
         raise ClgraftError(f"claim {claim.claim} cannot be run yet: it needs {claim.needs}")
     evidence, registry = claim.evidence, Registry.discover()
+    if evidence.test_subset != TEST_SUBSET:
+        echo(f"{claim.claim}: read from its records (made with the earlier random test subset); nothing to run")
+        return
     for seed in evidence.seeds:
         for spec in evidence.methods:
             config = _config(evidence, spec, seed)

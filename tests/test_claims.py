@@ -99,6 +99,29 @@ def test_a_record_with_other_options_or_settings_is_not_the_claims_run(tmp_path)
     assert measure(tmp_path, claim).values == pytest.approx({3: -0.1})  # ewc − naive
 
 
+def test_a_claim_can_read_records_of_the_earlier_random_test_subset(tmp_path):
+    """`test_subset: null` reads capped records made before subsets were stratified (they carry no test_subset) and
+    not stratified ones; `claims run` cannot make such records, and says so instead of running."""
+    claim = _claim(
+        "forgetting_difference",
+        ["naive", "graft-freeze"],
+        (">=", 0.0),
+        run={"steps": 5, "max_test": 50},
+        test_subset=None,
+    )
+    runs = claim_runs_dir(tmp_path, claim)
+    for seed in (1, 2, 3):
+        _write_run(runs, "naive", seed, 0.2, max_test=50)
+        _write_run(runs, "graft-freeze", seed, 0.05, max_test=50)
+    stratified = runs / "graft-freeze-3" / "run.json"
+    record = json.loads(stratified.read_text())
+    stratified.write_text(json.dumps({**record, "test_subset": "stratified"}))
+    assert measure(tmp_path, claim).values == pytest.approx({1: 0.15, 2: 0.15})
+    said = []
+    run_claim(tmp_path, claim, None, said.append)
+    assert said == ["test-claim: read from its records (made with the earlier random test subset); nothing to run"]
+
+
 def test_claims_that_need_a_missing_feature_say_so(tmp_path):
     needs = Claim.model_validate(
         {
