@@ -48,7 +48,7 @@ def _naive_twin(config: RunConfig) -> RunConfig:
 
 
 def cell_seconds(config: RunConfig, measured: dict[str, list[float]]) -> tuple[float | None, str]:
-    """A cell's expected wall seconds and where the figure comes from."""
+    """A cell's expected cost in seconds (core-seconds where the records kept them) and where the figure comes from."""
     own = measured.get(cost_key(identity(config)))
     if own:
         return sum(own) / len(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
