@@ -77,8 +77,7 @@ class Sweep(_Strict):
         unknown = sorted(set(self.vary) - set(RunSettings.model_fields))
         if unknown:
             raise ValueError(f"vary: {', '.join(unknown)} not a run setting ({', '.join(RunSettings.model_fields)})")
-        for values in itertools.product(*self.vary.values()):
-            RunSettings.model_validate({**self.run.model_dump(), **dict(zip(self.vary, values, strict=True))})
+        self.settings()  # every combination must be valid run settings
         return self
 
     def settings(self) -> list[RunSettings]:
