@@ -307,6 +307,11 @@ def header(records: list[dict]) -> str:
     )
 
 
+def _short_commit(commit: str | None) -> str:
+    """A record's clgraft commit in 12 hex digits; records made outside a git checkout have none."""
+    return commit[:12] if commit else "unknown (not a git checkout)"
+
+
 def identification(records: list[dict]) -> str:
     """The versions a leaderboard is made of: its own, clgraft's (version and commit) that ran the records, each
     task's version and data hash, and each base model's weights hash."""
@@ -323,7 +328,7 @@ def identification(records: list[dict]) -> str:
     versions = [r.get("versions", {}) for r in records]
     return (
         f"leaderboard v{LEADERBOARD_VERSION}; clgraft {distinct(v.get('clgraft') for v in versions)} "
-        f"at commit {distinct(str(v.get('git_commit'))[:12] for v in versions)}; base model sha256 "
+        f"at commit {distinct(_short_commit(v.get('git_commit')) for v in versions)}; base model sha256 "
         f"{distinct(r['model']['sha256'][:12] for r in records)}; tasks (data sha256) "
         + ", ".join(f"{k} ({v})" for k, v in sorted(tasks.items()))
     )

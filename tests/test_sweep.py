@@ -348,3 +348,15 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     assert summary(table, cores=2) == (
         "3 of 5 cells left: ≈ 0.0 core-hours (≈ 0.0 h wall on 2 cores kept busy); 1 more cell without an estimate"
     )
+
+
+def test_leaderboard_header_names_each_commit_and_says_when_a_record_has_none():
+    """Records from a git checkout give their commit; one run from a plain copy of the source says it has none,
+    not 'None'."""
+    from clgraft.leaderboard import identification
+
+    checked_out, copied = _record(1, 0.5), _record(2, 0.7)
+    checked_out["versions"] = {"clgraft": "0.1.0", "git_commit": "0123456789abcdef" * 2}
+    copied["versions"] = {"clgraft": "0.1.0", "git_commit": None}
+    header = identification([checked_out, copied])
+    assert "at commit 0123456789ab, unknown (not a git checkout);" in header and "None" not in header
