@@ -29,6 +29,18 @@ def test_shipped_claims_are_valid_cite_known_papers_and_name_real_streams():
             assert len(c.evidence.seeds) >= 3
 
 
+def test_shipped_claims_in_one_setting_share_one_runs_folder(tmp_path):
+    """Claims whose runs would be the same configurations read and make them in one folder, so that `claims run`
+    trains each setting once (four claims read the grafting setting, three the full fine-tuning one)."""
+    folders: dict[str, set] = {}
+    for c in load_claims():
+        if c.evidence is not None and c.evidence.test_subset is not None:
+            e = c.evidence
+            setting = json.dumps([e.stream, e.methods, e.seeds, e.run], sort_keys=True)
+            folders.setdefault(setting, set()).add(claim_runs_dir(tmp_path, c))
+    assert folders and all(len(f) == 1 for f in folders.values()), folders
+
+
 def _claim(statistic: str, methods: list[str], expect: tuple[str, float], **evidence) -> Claim:
     return Claim.model_validate(
         {
