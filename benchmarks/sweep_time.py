@@ -15,6 +15,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from clgraft.leaderboard import load_records
+
 
 def _key(record: dict) -> tuple:
     c = record["config"]
@@ -24,7 +26,7 @@ def _key(record: dict) -> tuple:
 
 def cells(results: Path) -> dict[tuple, dict]:
     """The finished records under RESULTS/runs by cell key."""
-    return {_key(r): r for r in (json.loads(p.read_text()) for p in sorted((results / "runs").glob("*/run.json")))}
+    return {_key(r): r for r in load_records(results)}
 
 
 def _loss_difference(before: dict, after: dict) -> float:
