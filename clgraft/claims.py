@@ -435,6 +435,15 @@ def _has_critical_layers(summary: dict, k: int) -> bool:
     return all(task.get("critical_layers", {}).get("k") == k for task in _tasks_of(summary))
 
 
+def _measured_text(m: Measured) -> str:
+    """The mean and its interval as the report prints them; one seed has no interval and says so."""
+    if m.mean is None:
+        return "–"
+    if len(m.values) < 2:
+        return f"{m.mean:.3g} (n = 1, no interval)"
+    return f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
+
+
 def report(results: Path, claims: list[Claim]) -> str:
     """RESULTS/CLAIMS.md: a summary table, then per claim its statement, setting, values per seed and verdict."""
     measured = [(c, measure(results, c)) for c in claims]
@@ -449,10 +458,9 @@ def report(results: Path, claims: list[Claim]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for c, m in measured:
-        value = "–" if m.mean is None else f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
         lines.append(
-            f"| [{c.claim}](#{c.claim}) | {c.paper}, {c.where} | {c.expect.text} | {value} | {len(m.values)} | "
-            f"{m.verdict} |"
+            f"| [{c.claim}](#{c.claim}) | {c.paper}, {c.where} | {c.expect.text} | {_measured_text(m)} | "
+            f"{len(m.values)} | {m.verdict} |"
         )
     for c, m in measured:
         lines += ["", f"## {c.claim}", "", f"**{c.paper}, {c.where}:** {c.statement}", ""]

@@ -97,6 +97,10 @@ def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
     text = report(tmp_path, [claim])
     assert "| 2 | inconclusive |" in text and "2: 0.13" in text
 
+    (runs / "graft-freeze-2" / "run.json").unlink()
+    text = report(tmp_path, [claim])
+    assert "0.19 (n = 1, no interval) | 1 | inconclusive |" in text and "nan" not in text
+
 
 def test_a_record_with_other_options_or_settings_is_not_the_claims_run(tmp_path):
     """Only a record of the claim's exact configuration counts: not one whose options or settings merely contain
