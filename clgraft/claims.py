@@ -99,6 +99,11 @@ class Claim(_Strict):
     expect: Expect
     evidence: Evidence | None = None
     needs: str | None = Field(default=None, description="what clgraft lacks to test it; the report says so")
+    requires: str | None = Field(
+        default=None,
+        description="what a machine needs to make the runs beyond the default's (network for a hub model, a GPU): "
+        "`claims run` without names skips the claim, and without records the report names what and the command",
+    )
     setting_note: str = Field(default="", description="why this setting, where it departs from the paper's")
     origin: str = Field(default="", exclude=True)
 
@@ -359,6 +364,10 @@ def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> 
         config, tests = record["config"], [t["test_size"] for t in record["tasks"]]
         parts.append(f"model {config['model']}, head {config['head']}, {config['steps']} steps")
         parts.append(f"test {min(tests)}–{max(tests)} per task")
+    else:  # what `claims run` would make
+        config = _config(evidence, evidence.methods[0], evidence.seeds[0])
+        parts.append(f"model {config.model}, head {config.head}, {config.steps} steps")
+        parts.append(f"test ≤ {config.max_test} per task" if config.max_test else "whole test sets")
     parts.append(f"seeds {', '.join(str(s) for s in sorted(records) or evidence.seeds)}")
     return "; ".join(parts)
 
@@ -371,6 +380,9 @@ def measure(results: Path, claim: Claim) -> Measured:
     statistic = STATISTICS[claim.evidence.statistic]
     values = {s: v for s, r in sorted(records.items()) if (v := statistic.read(r, claim.evidence)) is not None}
     setting = _setting(claim, records)
+    if not values and claim.requires is not None:
+        why = f"no records; on a machine with {claim.requires}: `clgraft claims run {claim.claim}`"
+        return Measured({}, None, None, None, f"needs {claim.requires.split(':')[0]}", why, setting)
     if not values:
         return Measured({}, None, None, None, "not run", f"no records; `clgraft claims run {claim.claim}`", setting)
     mean, low, high = confidence_interval(list(values.values()))

@@ -663,7 +663,11 @@ def claims_list() -> None:
             else "not testable yet"
         )
         needs = f"; needs {c.needs}" if c.needs else ""
-        typer.echo(f"{c.claim}  [{c.paper}, {c.where}]\n    expected: {c.expect.text}\n    tested on: {tested}{needs}")
+        requires = f"\n    requires: {c.requires}" if c.requires else ""
+        typer.echo(
+            f"{c.claim}  [{c.paper}, {c.where}]\n    expected: {c.expect.text}\n"
+            f"    tested on: {tested}{needs}{requires}"
+        )
 
 
 @claims_app.command("run")
@@ -674,13 +678,17 @@ def claims_run(
     progress: Progress = True,
 ) -> None:
     """Make (or reuse, or resume) the runs, localizations and analyses that test the claims; claims that cannot be
-    tested yet are listed and skipped."""
+    tested yet are listed and skipped, and so are claims that require more than the default machine (a hub model,
+    a GPU) unless named."""
     from clgraft.claims import run_claim
     from clgraft.data import data_dir_from
 
     for claim in _claims(names):
         if claim.evidence is None:
             typer.echo(f"{claim.claim}: skipped, needs {claim.needs}")
+            continue
+        if claim.requires is not None and not names:
+            typer.echo(f"{claim.claim}: skipped, requires {claim.requires} (name it to run it)")
             continue
         run_claim(results, claim, data_dir_from(data_dir), typer.echo, progress)
 

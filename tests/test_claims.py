@@ -220,3 +220,20 @@ def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_fu
     assert measure(tmp_path, plain).values  # the plain closeness claim still reads the same runs
     with pytest.raises(ValueError, match="needs `critical_layers: k`"):
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), analyze="closeness")
+
+
+def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_is_run_only_by_name(
+    invoke, tmp_path, monkeypatch
+):
+    claim = next(c for c in load_claims() if c.claim == "grafting-recovery-prompt")
+    m = measure(tmp_path, claim)
+    assert m.verdict == "needs GPU/network" and "`clgraft claims run grafting-recovery-prompt`" in m.why
+    assert "model roberta-base, head prompt, 200 steps" in m.setting and "test ≤ 500 per task" in m.setting
+
+    ran = []
+    monkeypatch.setattr("clgraft.claims.run_claim", lambda results, claim, *a, **k: ran.append(claim.claim))
+    out = invoke("claims", "run", "--results", tmp_path)
+    assert "grafting-recovery-prompt: skipped, requires GPU/network" in out
+    assert "grafting-recovery-prompt" not in ran and "grafting-recovery" in ran
+    invoke("claims", "run", "grafting-recovery-prompt", "--results", tmp_path)
+    assert ran[-1] == "grafting-recovery-prompt"
