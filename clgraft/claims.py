@@ -101,8 +101,9 @@ class Claim(_Strict):
     needs: str | None = Field(default=None, description="what clgraft lacks to test it; the report says so")
     requires: str | None = Field(
         default=None,
-        description="what a machine needs to make the runs beyond the default's (network for a hub model, a GPU): "
-        "`claims run` without names skips the claim, and without records the report names what and the command",
+        description="what a machine needs to make the runs beyond the default's, as 'LABEL: details' (e.g. "
+        "'GPU/network: roberta-base from the hub'): `claims run` without names skips the claim, and without records "
+        "the report's verdict is 'needs LABEL' and its reason gives the details and the command",
     )
     setting_note: str = Field(default="", description="why this setting, where it departs from the paper's")
     origin: str = Field(default="", exclude=True)
@@ -362,12 +363,11 @@ def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> 
     if records:
         record = next(iter(next(iter(records.values())).values()))[0]
         config, tests = record["config"], [t["test_size"] for t in record["tasks"]]
-        parts.append(f"model {config['model']}, head {config['head']}, {config['steps']} steps")
-        parts.append(f"test {min(tests)}–{max(tests)} per task")
+        test = f"test {min(tests)}–{max(tests)} per task"
     else:  # what `claims run` would make
-        config = _config(evidence, evidence.methods[0], evidence.seeds[0])
-        parts.append(f"model {config.model}, head {config.head}, {config.steps} steps")
-        parts.append(f"test ≤ {config.max_test} per task" if config.max_test else "whole test sets")
+        config = _config(evidence, evidence.methods[0], evidence.seeds[0]).model_dump()
+        test = f"test ≤ {config['max_test']} per task" if config["max_test"] else "whole test sets"
+    parts += [f"model {config['model']}, head {config['head']}, {config['steps']} steps", test]
     parts.append(f"seeds {', '.join(str(s) for s in sorted(records) or evidence.seeds)}")
     return "; ".join(parts)
 
