@@ -193,6 +193,19 @@ def _subspace_recovery(records: dict, evidence: Evidence) -> float | None:
     return _mean(shares)
 
 
+def _subspace_outlier_drop(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "subspace")
+    if summary is None:
+        return None
+    drops = []
+    for task in _tasks_of(summary):
+        by_d = task.get("finetune_in_subspace", {}).get("by_d", {})
+        outliers = by_d[max(by_d, key=int)].get("outliers") if by_d else None
+        if outliers is not None:
+            drops.append(outliers["acc_zero_random"] - outliers["acc_zero_outliers"])
+    return _mean(drops)
+
+
 def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
     summary = _analysis(records, evidence, "closeness")
     if summary is None:
@@ -258,6 +271,12 @@ STATISTICS: dict[str, Statistic] = {
         "accuracy of fine-tuning only in the d-dimensional subspace (largest d; basis from the first half of the "
         "trajectory) as a share of full fine-tuning, mean over tasks",
         _subspace_recovery,
+    ),
+    "subspace_outlier_drop": Statistic(
+        "subspace",
+        "accuracy lost by zeroing the outlier coordinates (≥ 3σ of their tensor) of the subspace-trained update beyond "
+        "what zeroing as many random ones loses, acc(−random) − acc(−outliers) at the largest d, mean over tasks",
+        _subspace_outlier_drop,
     ),
     "closeness_rel_l2": Statistic(
         "closeness", "‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks and tasks", _closeness_rel_l2

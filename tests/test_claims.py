@@ -102,6 +102,39 @@ def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
     assert "0.19 (n = 1, no interval) | 1 | inconclusive |" in text and "nan" not in text
 
 
+def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordinates(tmp_path):
+    """subspace_outlier_drop = mean over tasks of acc(−random) − acc(−outliers) at the largest d of the subspace
+    analysis; tasks without the ablation do not count."""
+    claim = _claim(
+        "subspace_outlier_drop", ["independent"], (">=", 0.0), run={"steps": 5, "trajectory": 4}, analyze="subspace"
+    )
+    runs = claim_runs_dir(tmp_path, claim)
+    ablations = {1: [(0.50, 0.80), (0.70, 0.75)], 2: [(0.60, 0.80), (0.65, 0.70)], 3: [(0.40, 0.70), (0.80, 0.79)]}
+    for seed, pairs in ablations.items():
+        _write_run(runs, "independent", seed, 0.0, steps=5, trajectory=4)
+        path = runs / f"independent-{seed}" / "run.json"
+        record = json.loads(path.read_text())
+        tasks = {
+            f"task{i}": {
+                "finetune_in_subspace": {
+                    "by_d": {
+                        "2": {"acc": 0.1, "outliers": {"acc_zero_outliers": 0.0, "acc_zero_random": 1.0}},
+                        "10": {"acc": 0.5, "outliers": {"acc_zero_outliers": out, "acc_zero_random": rnd}},
+                    }
+                }
+            }
+            for i, (out, rnd) in enumerate(pairs)
+        }
+        tasks["no-ablation"] = {"finetune_in_subspace": {"by_d": {"10": {"acc": 0.5}}}}
+        record["analysis"] = {"subspace": {**tasks, "details": {"t": 4}}}
+        path.write_text(json.dumps(record))
+    m = measure(tmp_path, claim)
+    expected = {s: sum(r - o for o, r in pairs) / len(pairs) for s, pairs in ablations.items()}
+    assert m.values == pytest.approx(expected)
+    assert (m.mean, m.low, m.high) == pytest.approx(confidence_interval(list(expected.values())))
+    assert m.verdict == "reproduced"  # 0.175, 0.125, 0.145: the interval is above 0
+
+
 def test_a_record_with_other_options_or_settings_is_not_the_claims_run(tmp_path):
     """Only a record of the claim's exact configuration counts: not one whose options or settings merely contain
     the claim's."""
