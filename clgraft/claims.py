@@ -181,29 +181,27 @@ def _subspace_d90(records: dict, evidence: Evidence) -> float | None:
     return _mean([max(d90.items(), key=lambda kv: int(kv[0]))[1] for d90 in centred])
 
 
-def _subspace_recovery(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "subspace")
-    if summary is None:
-        return None
-    shares = []
+def _largest_d_rows(summary: dict) -> list[dict]:
+    """Each task's intrinsic fine-tuning row at its largest d (tasks without one are left out)."""
+    rows = []
     for task in _tasks_of(summary):
         by_d = task.get("finetune_in_subspace", {}).get("by_d", {})
         if by_d:
-            shares.append(by_d[max(by_d, key=int)]["of_full"])
-    return _mean(shares)
+            rows.append(by_d[max(by_d, key=int)])
+    return rows
+
+
+def _subspace_recovery(records: dict, evidence: Evidence) -> float | None:
+    summary = _analysis(records, evidence, "subspace")
+    return None if summary is None else _mean([row["of_full"] for row in _largest_d_rows(summary)])
 
 
 def _subspace_outlier_drop(records: dict, evidence: Evidence) -> float | None:
     summary = _analysis(records, evidence, "subspace")
     if summary is None:
         return None
-    drops = []
-    for task in _tasks_of(summary):
-        by_d = task.get("finetune_in_subspace", {}).get("by_d", {})
-        outliers = by_d[max(by_d, key=int)].get("outliers") if by_d else None
-        if outliers is not None:
-            drops.append(outliers["acc_zero_random"] - outliers["acc_zero_outliers"])
-    return _mean(drops)
+    ablations = [row["outliers"] for row in _largest_d_rows(summary) if "outliers" in row]
+    return _mean([o["acc_zero_random"] - o["acc_zero_outliers"] for o in ablations])
 
 
 def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
