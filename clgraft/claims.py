@@ -380,7 +380,7 @@ def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> 
     if records:
         record = next(iter(next(iter(records.values())).values()))[0]
         config, tests = record["config"], [t["test_size"] for t in record["tasks"]]
-        test = f"test {min(tests)}–{max(tests)} per task"
+        test = f"test {min(tests)}{f'–{max(tests)}' if max(tests) > min(tests) else ''} per task"
     else:  # what `claims run` would make
         config = _config(evidence, evidence.methods[0], evidence.seeds[0]).model_dump()
         test = f"test ≤ {config['max_test']} per task" if config["max_test"] else "whole test sets"

@@ -95,7 +95,7 @@ def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
     (runs / "graft-freeze-3" / "run.json").unlink()
     assert measure(tmp_path, claim).verdict == "inconclusive"  # two seeds are not enough
     text = report(tmp_path, [claim])
-    assert "| 2 | inconclusive |" in text and "2: 0.13" in text
+    assert "| 2 | inconclusive |" in text and "2: 0.13" in text and "test 10 per task" in text
 
     (runs / "graft-freeze-2" / "run.json").unlink()
     text = report(tmp_path, [claim])
