@@ -36,7 +36,10 @@ class _Strict(BaseModel):
 class Expect(_Strict):
     """The paper's number or direction: the measured value should be `op` `value`."""
 
-    op: Literal[">=", "<="]
+    op: Literal[">", ">=", "<", "<="] = Field(
+        description="> or < where the paper claims a strict effect (better, degrades, ρ > 0): an interval that only "
+        "touches the value, as a measured zero does, does not reproduce it"
+    )
     value: float
     text: str = Field(description="the expectation as the paper states it, e.g. '> 95% of fine-tuned accuracy'")
 
@@ -364,8 +367,12 @@ def verdict(claim: Claim, low: float, high: float, n: int) -> tuple[str, str]:
     op, value = claim.expect.op, claim.expect.value
     if n < MIN_SEEDS:
         return "inconclusive", f"{n} of the {MIN_SEEDS} seeds needed have records"
-    agrees = low >= value if op == ">=" else high <= value
-    disagrees = high < value if op == ">=" else low > value
+    agrees, disagrees = {
+        ">": (low > value, high <= value),
+        ">=": (low >= value, high < value),
+        "<": (high < value, low >= value),
+        "<=": (high <= value, low > value),
+    }[op]
     interval = f"95% CI [{low:.3g}, {high:.3g}]"
     if agrees:
         return "reproduced", f"the whole {interval} is {op} {value:g}"

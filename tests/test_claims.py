@@ -106,7 +106,7 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
     """subspace_outlier_drop = mean over tasks of acc(−random) − acc(−outliers) at the largest d of the subspace
     analysis; tasks without the ablation do not count."""
     claim = _claim(
-        "subspace_outlier_drop", ["independent"], (">=", 0.0), run={"steps": 5, "trajectory": 4}, analyze="subspace"
+        "subspace_outlier_drop", ["independent"], (">", 0.0), run={"steps": 5, "trajectory": 4}, analyze="subspace"
     )
     runs = claim_runs_dir(tmp_path, claim)
     ablations = {1: [(0.50, 0.80), (0.70, 0.75)], 2: [(0.60, 0.80), (0.65, 0.70)], 3: [(0.40, 0.70), (0.80, 0.79)]}
@@ -133,6 +133,21 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
     assert m.values == pytest.approx(expected)
     assert (m.mean, m.low, m.high) == pytest.approx(confidence_interval(list(expected.values())))
     assert m.verdict == "reproduced"  # 0.175, 0.125, 0.145: the interval is above 0
+
+    # zeroing the outliers costs exactly what zeroing as many random coordinates costs
+    no_effect = {1: [(0.5, 0.5)] * 2, 2: [(0.6, 0.6)] * 2, 3: [(0.4, 0.4)] * 2}
+    for seed, pairs in no_effect.items():
+        path = runs / f"independent-{seed}" / "run.json"
+        record = json.loads(path.read_text())
+        for task, (out, rnd) in zip(list(record["analysis"]["subspace"].values())[:2], pairs, strict=True):
+            task["finetune_in_subspace"]["by_d"]["10"]["outliers"] = {"acc_zero_outliers": out, "acc_zero_random": rnd}
+        path.write_text(json.dumps(record))
+    m = measure(tmp_path, claim)
+    assert m.values == {1: 0.0, 2: 0.0, 3: 0.0} and m.verdict == "not reproduced"  # a strict effect: 0 is not > 0
+    touching = _claim(
+        "subspace_outlier_drop", ["independent"], (">=", 0.0), run={"steps": 5, "trajectory": 4}, analyze="subspace"
+    )
+    assert measure(tmp_path, touching).verdict == "reproduced"  # while 0 is ≥ 0
 
 
 def test_a_record_with_other_options_or_settings_is_not_the_claims_run(tmp_path):
