@@ -1,9 +1,10 @@
 """What a sweep still costs, from measured cells (`clgraft sweep SPEC --plan`): per stream, order, method and run
 settings, how many cells are finished and how many are left, and the seconds a cell takes — the mean cost of
-finished records of the same configuration (any seed), else naive's at the same settings times the method's relative
-cost, else unknown. A record's cost is its CPU seconds (`cpu_s`: core-seconds, which other jobs on the machine
-barely change) where it has them, else its wall seconds (inflated by whatever ran beside it). A plan to fit a budget
-is made from these numbers, not from guesses."""
+finished records of the same configuration (any seed), else naive's at the same settings times the method's cost
+over naive's measured on other streams at otherwise the same settings, else times the method's rough relative cost
+(`Method.relative_cost`), else unknown. A record's cost is its CPU seconds (`cpu_s`: core-seconds, which other jobs
+on the machine barely change) where it has them, else its wall seconds (inflated by whatever ran beside it). A plan
+to fit a budget is made from these numbers, not from guesses."""
 
 from __future__ import annotations
 
@@ -26,17 +27,34 @@ def cost_key(ident: dict) -> str:
     return config_hash({**{k: v for k, v in ident.items() if k != "test_subset"}, "config": config})
 
 
-def measured_seconds(folders: list[Path]) -> dict[str, list[float]]:
+def _across_streams_key(ident: dict) -> str:
+    """cost_key without the stream: the configuration a method's cost ratio to naive is carried across streams by."""
+    return cost_key({**ident, "config": {k: v for k, v in ident["config"].items() if k != "stream"}})
+
+
+class Measured(dict[str, list[float]]):
+    """Measured costs by cost_key, and the same by stream under _across_streams_key (for the measured ratios)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_stream: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, ident: dict, seconds: float) -> None:
+        self.setdefault(cost_key(ident), []).append(seconds)
+        streams = self.by_stream.setdefault(_across_streams_key(ident), {})
+        streams.setdefault(ident["config"]["stream"], []).append(seconds)
+
+
+def measured_seconds(folders: list[Path]) -> Measured:
     """The cost of every finished run under the folders (each a results folder or a folder of run folders): CPU
     seconds, or wall seconds for records made before runs kept them; by cost_key, unreadable records skipped."""
-    out: dict[str, list[float]] = {}
+    out = Measured()
     for folder in folders:
         runs = folder / "runs" if (folder / "runs").is_dir() else folder
         for path in sorted(runs.glob("*/run.json")):
             try:
                 record = read_json(path)
-                seconds = record.get("cpu_s", record["wall_s"])
-                out.setdefault(cost_key(record_identity(record)), []).append(float(seconds))
+                out.add(record_identity(record), float(record.get("cpu_s", record["wall_s"])))
             except (ClgraftError, KeyError, TypeError, ValueError):
                 continue
     return out
@@ -47,16 +65,34 @@ def _naive_twin(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"method": "naive", "method_options": {}, "freeze_embeddings": None})
 
 
-def cell_seconds(config: RunConfig, measured: dict[str, list[float]]) -> tuple[float | None, str]:
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def measured_ratio(config: RunConfig, measured: Measured) -> tuple[float, list[str]] | None:
+    """The method's cost over naive's, measured on the other streams where both ran at otherwise the same settings
+    (the mean of the streams' ratios of mean costs), and those streams; None where no stream has both."""
+    own = measured.by_stream.get(_across_streams_key(identity(config)), {})
+    naive = measured.by_stream.get(_across_streams_key(identity(_naive_twin(config))), {})
+    streams = sorted(s for s in own.keys() & naive.keys() if s != config.stream)
+    if not streams:
+        return None
+    return _mean([_mean(own[s]) / _mean(naive[s]) for s in streams]), streams
+
+
+def cell_seconds(config: RunConfig, measured: Measured) -> tuple[float | None, str]:
     """A cell's expected cost in seconds (core-seconds where the records kept them) and where the figure comes from."""
     own = measured.get(cost_key(identity(config)))
     if own:
-        return sum(own) / len(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
+        return _mean(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
     naive = measured.get(cost_key(identity(_naive_twin(config))))
-    if naive:
-        factor = get_method(config.method).relative_cost
-        return factor * sum(naive) / len(naive), f"naive's × {factor:g} (relative cost)"
-    return None, "unknown: no run of it or of naive at these settings"
+    if not naive:
+        return None, "unknown: no run of it or of naive at these settings"
+    ratio = measured_ratio(config, measured)
+    if ratio is not None:
+        return ratio[0] * _mean(naive), f"naive's × {ratio[0]:.2g} (measured on {', '.join(ratio[1])})"
+    factor = get_method(config.method).relative_cost
+    return factor * _mean(naive), f"naive's × {factor:g} (relative cost)"
 
 
 def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:

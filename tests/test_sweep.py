@@ -350,6 +350,30 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     )
 
 
+def test_plan_carries_a_methods_measured_cost_ratio_to_naive_across_streams(tmp_path):
+    """A cell with no run of its own but a naive twin is priced at naive's cost × the method's cost over naive's as
+    measured on other streams at the same settings (not the rough relative cost); at other settings the rough one."""
+    from clgraft.sweep_cost import plan
+
+    def write(name: str, method: str, stream: str, cpu: float, **run) -> None:
+        record = _record(1, 0.5, method, **run)
+        record["config"]["stream"] = stream
+        write_json(tmp_path / "res" / "runs" / name / "run.json", {**record, "cpu_s": cpu})
+
+    write("naive-a", "naive", "stream-a", 10.0)
+    write("lwf-a", "lwf", "stream-a", 30.0)
+    write("naive-b", "naive", "stream-b", 7.0)
+    write("naive-b50", "naive", "stream-b", 40.0, steps=50)
+    cells = [
+        RunConfig(stream="stream-b", order="default", method="lwf", seed=1, steps=12),
+        RunConfig(stream="stream-b", order="default", method="lwf", seed=1, steps=50),
+    ]
+    table = plan(cells, tmp_path / "res", [])
+    assert table["s_per_cell"].tolist() == [pytest.approx(21.0), 40.0 * METHODS["lwf"].relative_cost]
+    rough = f"naive's × {METHODS['lwf'].relative_cost:g} (relative cost)"
+    assert table["source"].tolist() == ["naive's × 3 (measured on stream-a)", rough]
+
+
 def test_leaderboard_header_names_each_commit_and_says_when_a_record_has_none():
     """Records from a git checkout give their commit; one run from a plain copy of the source says it has none,
     not 'None'."""
