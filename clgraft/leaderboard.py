@@ -281,12 +281,20 @@ def _versus(by_seed: dict[str, pd.DataFrame], key: str, base: str, metric: str, 
     return f"{cell} (by construction)" if fixed and cell != "-" else cell
 
 
+def _number_first(text: str) -> tuple[int, float, str]:
+    """Sort key: numbers by value (seeds 13, 21, 100, not 100, 13, 21), then other text alphabetically."""
+    try:
+        return 0, float(text), text
+    except ValueError:
+        return 1, 0.0, text
+
+
 def header(records: list[dict]) -> str:
     """What the numbers are: model, steps, test cap, evaluated R entries, seeds and machine(s) of the runs."""
     configs = [r["config"] for r in records]
 
-    def values(key: str) -> str:  # a record older than a setting ran with its default
-        return ", ".join(str(v) for v in sorted({str(c.get(key, HASHED_WHEN_SET.get(key))) for c in configs}))
+    def values(key: str) -> str:  # a record older than a setting ran with its default; numbers in numeric order
+        return ", ".join(sorted({str(c.get(key, HASHED_WHEN_SET.get(key))) for c in configs}, key=_number_first))
 
     machines = sorted(
         {

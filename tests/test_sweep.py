@@ -384,3 +384,10 @@ def test_leaderboard_header_names_each_commit_and_says_when_a_record_has_none():
     copied["versions"] = {"clgraft": "0.1.0", "git_commit": None}
     header = identification([checked_out, copied])
     assert "at commit 0123456789ab, unknown (not a git checkout);" in header and "None" not in header
+
+
+def test_leaderboard_header_lists_seeds_in_numeric_order():
+    from clgraft.leaderboard import header
+
+    text = header([_record(seed, 0.5) for seed in (100, 13, 87, 21)])
+    assert "seeds 13, 21, 87, 100;" in text
