@@ -322,17 +322,18 @@ def _short_commit(commit: str | None) -> str:
 
 def identification(records: list[dict]) -> str:
     """The versions a leaderboard is made of: its own, clgraft's (version and commit) that ran the records, each
-    task's version and data hash, and each base model's weights hash."""
+    task's version and data hash, and each base model's weights hash. A task's data hash covers every data file any
+    record read for it (each data seed reads its own files), with its sha256, whatever the records' order."""
     import hashlib
 
     def distinct(values) -> str:
         return ", ".join(sorted({str(v) for v in values}))
 
-    tasks = {}
+    files: dict[str, set[tuple[str, str]]] = {}
     for r in records:
         for t in r["tasks"]:
-            digest = hashlib.sha256(json.dumps(t.get("checksums", {}), sort_keys=True).encode()).hexdigest()[:12]
-            tasks[f"{t['name']}@{t['version']}"] = digest
+            files.setdefault(f"{t['name']}@{t['version']}", set()).update(t.get("checksums", {}).items())
+    tasks = {name: hashlib.sha256(json.dumps(sorted(f)).encode()).hexdigest()[:12] for name, f in files.items()}
     versions = [r.get("versions", {}) for r in records]
     return (
         f"leaderboard v{LEADERBOARD_VERSION}; clgraft {distinct(v.get('clgraft') for v in versions)} "

@@ -391,3 +391,14 @@ def test_leaderboard_header_lists_seeds_in_numeric_order():
 
     text = header([_record(seed, 0.5) for seed in (100, 13, 87, 21)])
     assert "seeds 13, 21, 87, 100;" in text
+
+
+def test_leaderboard_header_hashes_every_data_file_of_a_task_whatever_the_records_order():
+    """Two data seeds read two sets of files: the task's data hash covers both, in either order of the records."""
+    from clgraft.leaderboard import identification
+
+    one, other = _record(1, 0.5), _record(2, 0.7)
+    one["tasks"][0]["checksums"] = {"sst2/16-13/test.tsv": "aa" * 32}
+    other["tasks"][0]["checksums"] = {"sst2/16-21/test.tsv": "bb" * 32}
+    assert identification([one, other]) == identification([other, one])
+    assert identification([one, other]) != identification([one, one])
