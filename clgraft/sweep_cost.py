@@ -9,6 +9,7 @@ to fit a budget is made from these numbers, not from guesses."""
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import mean
 
 import pandas as pd
 
@@ -32,31 +33,24 @@ def _across_streams_key(ident: dict) -> str:
     return cost_key({**ident, "config": {k: v for k, v in ident["config"].items() if k != "stream"}})
 
 
-class Measured(dict[str, list[float]]):
-    """Measured costs by cost_key, and the same by stream under _across_streams_key (for the measured ratios)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.by_stream: dict[str, dict[str, list[float]]] = {}
-
-    def add(self, ident: dict, seconds: float) -> None:
-        self.setdefault(cost_key(ident), []).append(seconds)
-        streams = self.by_stream.setdefault(_across_streams_key(ident), {})
-        streams.setdefault(ident["config"]["stream"], []).append(seconds)
+Costs = dict[str, dict[str, list[float]]]
+"""Measured seconds by _across_streams_key, then by stream (the pair is the cost_key)."""
 
 
-def measured_seconds(folders: list[Path]) -> Measured:
+def measured_seconds(folders: list[Path]) -> Costs:
     """The cost of every finished run under the folders (each a results folder or a folder of run folders): CPU
-    seconds, or wall seconds for records made before runs kept them; by cost_key, unreadable records skipped."""
-    out = Measured()
+    seconds, or wall seconds for records made before runs kept them; unreadable records skipped."""
+    out: Costs = {}
     for folder in folders:
         runs = folder / "runs" if (folder / "runs").is_dir() else folder
         for path in sorted(runs.glob("*/run.json")):
             try:
                 record = read_json(path)
-                out.add(record_identity(record), float(record.get("cpu_s", record["wall_s"])))
+                ident, seconds = record_identity(record), float(record.get("cpu_s", record["wall_s"]))
             except (ClgraftError, KeyError, TypeError, ValueError):
                 continue
+            streams = out.setdefault(_across_streams_key(ident), {})
+            streams.setdefault(ident["config"]["stream"], []).append(seconds)
     return out
 
 
@@ -65,34 +59,34 @@ def _naive_twin(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"method": "naive", "method_options": {}, "freeze_embeddings": None})
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+def _by_stream(config: RunConfig, measured: Costs) -> dict[str, list[float]]:
+    """The measured seconds of this configuration, on any stream, by stream."""
+    return measured.get(_across_streams_key(identity(config)), {})
 
 
-def measured_ratio(config: RunConfig, measured: Measured) -> tuple[float, list[str]] | None:
+def measured_ratio(config: RunConfig, measured: Costs) -> tuple[float, list[str]] | None:
     """The method's cost over naive's, measured on the other streams where both ran at otherwise the same settings
     (the mean of the streams' ratios of mean costs), and those streams; None where no stream has both."""
-    own = measured.by_stream.get(_across_streams_key(identity(config)), {})
-    naive = measured.by_stream.get(_across_streams_key(identity(_naive_twin(config))), {})
+    own, naive = _by_stream(config, measured), _by_stream(_naive_twin(config), measured)
     streams = sorted(s for s in own.keys() & naive.keys() if s != config.stream)
     if not streams:
         return None
-    return _mean([_mean(own[s]) / _mean(naive[s]) for s in streams]), streams
+    return mean(mean(own[s]) / mean(naive[s]) for s in streams), streams
 
 
-def cell_seconds(config: RunConfig, measured: Measured) -> tuple[float | None, str]:
+def cell_seconds(config: RunConfig, measured: Costs) -> tuple[float | None, str]:
     """A cell's expected cost in seconds (core-seconds where the records kept them) and where the figure comes from."""
-    own = measured.get(cost_key(identity(config)))
+    own = _by_stream(config, measured).get(config.stream)
     if own:
-        return _mean(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
-    naive = measured.get(cost_key(identity(_naive_twin(config))))
+        return mean(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
+    naive = _by_stream(_naive_twin(config), measured).get(config.stream)
     if not naive:
         return None, "unknown: no run of it or of naive at these settings"
     ratio = measured_ratio(config, measured)
     if ratio is not None:
-        return ratio[0] * _mean(naive), f"naive's × {ratio[0]:.2g} (measured on {', '.join(ratio[1])})"
+        return ratio[0] * mean(naive), f"naive's × {ratio[0]:.2g} (measured on {', '.join(ratio[1])})"
     factor = get_method(config.method).relative_cost
-    return factor * _mean(naive), f"naive's × {factor:g} (relative cost)"
+    return factor * mean(naive), f"naive's × {factor:g} (relative cost)"
 
 
 def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:
