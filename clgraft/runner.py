@@ -542,6 +542,7 @@ class Runner:
                 "name": self.method_class.name,
                 "paper": self.method_class.paper,
                 "options": self.method_options.model_dump(),
+                "revision": self.method_class.revision(self.method_options),
                 "report": method_report,
             },
             "tasks": self._tasks_record(),

@@ -109,6 +109,13 @@ class Method:
         return cls.cite
 
     @classmethod
+    def revision(cls, options: BaseModel) -> int:
+        """The version of this configuration's code: bumped when a fix changes what the method computes (records of
+        an older revision are another configuration, so a sweep reruns them and no row mixes the two). 1 for every
+        configuration no fix has changed; it enters the config hash only above 1, so those keep their identity."""
+        return 1
+
+    @classmethod
     def by_construction(cls, options: dict[str, Any]) -> dict[str, str]:
         """Metrics whose value this configuration fixes by construction, not by measurement, with the reason (they
         are recorded and shown as such, never as a measured 0.00 ± 0.00)."""
