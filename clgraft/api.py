@@ -41,13 +41,13 @@ class Composed:
 
 
 def _registry(tasks_dirs: Sequence[str | Path] | None):
-    from clgraft.registry import Registry
+    from clgraft.data.registry import Registry
 
     return Registry.discover([Path(d) for d in tasks_dirs or []])
 
 
 def _data_dir(data_dir: str | Path | None) -> Path | None:
-    from clgraft.data import data_dir_from
+    from clgraft.data.loading import data_dir_from
 
     return data_dir_from(Path(data_dir) if data_dir is not None else None)
 
@@ -75,7 +75,7 @@ def run(
     """Run (or reuse, or resume) one stream with one method, as `clgraft run` does; `settings` are RunConfig fields
     (seed, steps, model, max_test, head, evaluate, ...). Method aliases (ties, stitch, ...) are resolved."""
     from clgraft.methods import get_method, parse_options, resolve
-    from clgraft.runner import Runner
+    from clgraft.runs.runner import Runner
 
     name, resolved = resolve(method, dict(options or {}))
     parse_options(get_method(name), resolved)
@@ -105,13 +105,10 @@ def localize(
 ) -> pd.DataFrame:
     """Learn a graft per task of a finished run, as `clgraft localize` does; one row per task (accuracy of θ_t, of
     the grafted model and of θ₀, recovered, ECE, graft path relative to the run directory)."""
-    from clgraft.localize import LocalizeOptions
-    from clgraft.localize_run import localize_run
+    from clgraft.runs.localize_run import localize_finished_run
 
-    opts = LocalizeOptions(sparsity=sparsity, method=method, steps=steps, seed=seed)
-    rows = localize_run(
-        Path(run_dir), _registry(tasks_dirs), _data_dir(data_dir), [sparsity], opts, list(tasks or []), lambda s: None
-    )
+    registry, data = _registry(tasks_dirs), _data_dir(data_dir)
+    rows = localize_finished_run(Path(run_dir), registry, data, sparsity, method, steps, tasks or (), seed)
     return pd.DataFrame(rows).drop(columns=["search"])
 
 
@@ -127,10 +124,10 @@ def compose(
     (union) or with overlaps averaged (stitch), and each grafted task's test accuracy through its graft's head."""
     import torch
 
-    from clgraft.compose import compose_into
-    from clgraft.graft import load
-    from clgraft.runner import Runner
-    from clgraft.train import split_accuracy
+    from clgraft.grafting.compose import compose_into
+    from clgraft.grafting.graft import load
+    from clgraft.runs.runner import Runner
+    from clgraft.training.loop import split_accuracy
 
     run_dir = Path(run_dir)
     runner, _ = Runner.from_run_dir(run_dir, _registry(tasks_dirs), _data_dir(data_dir))
