@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from clgraft.batches import Encoded
-from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
+from clgraft.data.batches import Encoded
+from clgraft.model.headed import DEFAULT_MODEL, HeadedModel, load_backbone
 
 BATCH, LENGTH, STEPS = 8, 64, 10
 

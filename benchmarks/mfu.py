@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from clgraft.batches import Encoded, encode, eval_batches, train_batches
-from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
-from clgraft.train import TrainOptions, predict, train_task
+from clgraft.data.batches import Encoded, encode, eval_batches, train_batches
+from clgraft.model.headed import DEFAULT_MODEL, HeadedModel, load_backbone
+from clgraft.training.loop import TrainOptions, predict, train_task
 
 STREAM, MAX_LENGTH, MAX_TEST = "lmbff-mixed", 128, 500
 
@@ -80,8 +80,8 @@ def data_dir() -> Path | None:
 
 def stream_splits(tokenizer, folder: Path, seed: int = 42) -> list[tuple[Encoded, Encoded]]:
     """(train, test) of every task of the mixed stream, encoded as a run encodes them (test capped as in compare)."""
-    from clgraft.data import capped_test, load_task
-    from clgraft.registry import Registry
+    from clgraft.data.loading import capped_test, load_task
+    from clgraft.data.registry import Registry
 
     registry = Registry.discover()
     _, refs = registry.stream(STREAM).order(None)

@@ -13,7 +13,7 @@ import textwrap
 
 TEMPLATE = """
 import os, threading, time, torch
-from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
+from clgraft.model.headed import DEFAULT_MODEL, HeadedModel, load_backbone
 torch.manual_seed(0)
 body = load_backbone(DEFAULT_MODEL).model
 model = HeadedModel(body, {{"t": 2}}, 0)

@@ -68,7 +68,7 @@ def save_model(folder: Path, layers: int, hidden: int, heads: int) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from clgraft.models import default_model_path
+    from clgraft.model.headed import default_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_path())
     torch.manual_seed(0)
@@ -150,7 +150,7 @@ def by_sparsity(work: Path) -> list[dict]:
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
-    from clgraft.plots import pyplot, save
+    from clgraft.io.figures import pyplot, save
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))

@@ -15,7 +15,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from clgraft.leaderboard import load_records
+from clgraft.results.leaderboard import load_records
 
 
 def _key(record: dict) -> tuple:

@@ -12,7 +12,7 @@ import torch
 
 from clgraft.metrics import subspace_spectrum
 from clgraft.metrics.overlap import mask_matrix, segment_intersection_counts
-from clgraft.models import DEFAULT_MODEL, BlockView, load_backbone
+from clgraft.model.headed import DEFAULT_MODEL, BlockView, load_backbone
 
 T_CHECKPOINTS = 32
 T_MASKS = 8

@@ -10,11 +10,11 @@ import time
 import torch
 
 from benchmarks.conftest import BATCH, STEPS
-from clgraft.data import Split, TaskData
+from clgraft.data.loading import Split, TaskData
+from clgraft.data.registry import Registry
 from clgraft.methods.base import PreparedTask, RunContext, TaskStep
 from clgraft.methods.naive import Naive, NaiveOptions
-from clgraft.registry import Registry
-from clgraft.train import TrainOptions, train_task
+from clgraft.training.loop import TrainOptions, train_task
 
 ROUNDS = 6
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from clgraft.batches import Encoded
-from clgraft.compose import compose_into
-from clgraft.graft import Graft
-from clgraft.models import DEFAULT_MODEL, BlockView, HeadedModel, load_backbone
-from clgraft.train import predict
+from clgraft.data.batches import Encoded
+from clgraft.grafting.compose import compose_into
+from clgraft.grafting.graft import Graft
+from clgraft.model.headed import DEFAULT_MODEL, BlockView, HeadedModel, load_backbone
+from clgraft.training.loop import predict
 
 from .peak_memory import extra_peak
 
@@ -77,9 +77,9 @@ def test_composition_memory(mode):
     param_bytes, extra = extra_peak(
         setup=f"""
         import math
-        from clgraft.compose import compose_into
-        from clgraft.graft import Graft
-        from clgraft.models import BlockView
+        from clgraft.grafting.compose import compose_into
+        from clgraft.grafting.graft import Graft
+        from clgraft.model.headed import BlockView
         view = BlockView(body)
         k = math.floor({SPARSITY} * view.numel)
         layout = [(n, view.shapes[n]) for n in view.names]

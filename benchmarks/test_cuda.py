@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from benchmarks.conftest import BATCH, STEPS
 from clgraft.cli import app
+from clgraft.data.registry import Registry
 from clgraft.methods import METHODS
-from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone, save_tiny_model
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
-from clgraft.train import TrainOptions, train_task
+from clgraft.model.headed import DEFAULT_MODEL, HeadedModel, load_backbone, save_tiny_model
+from clgraft.runs.runner import RunConfig, Runner
+from clgraft.training.loop import TrainOptions, train_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

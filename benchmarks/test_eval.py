@@ -1,14 +1,14 @@
-"""Evaluation throughput (issue 9): `clgraft.train.predict` ≥ 0.9× the throughput of a bare `inference_mode` forward
-loop over the same (already collated) batches of the default MiniLM — collation, length bucketing and gathering the
-logits cost at most ~10%. Timed operation and reference alternate round by round; fastest rounds are compared."""
+"""Evaluation throughput (issue 9): `clgraft.training.loop.predict` ≥ 0.9× the throughput of a bare `inference_mode`
+forward loop over the same (already collated) batches of the default MiniLM — collation, length bucketing and gathering
+the logits cost at most ~10%. Timed operation and reference alternate round by round; fastest rounds are compared."""
 
 import time
 
 import torch
 
-from clgraft.batches import Encoded, eval_batches
-from clgraft.models import DEFAULT_MODEL, HeadedModel, load_backbone
-from clgraft.train import predict
+from clgraft.data.batches import Encoded, eval_batches
+from clgraft.model.headed import DEFAULT_MODEL, HeadedModel, load_backbone
+from clgraft.training.loop import predict
 
 EXAMPLES, BATCH = 128, 64
 

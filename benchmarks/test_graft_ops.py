@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from clgraft.graft import Graft, load
-from clgraft.localize import top_k_mask
-from clgraft.models import DEFAULT_MODEL, BlockView, default_model_path, load_backbone
+from clgraft.grafting.graft import Graft, load
+from clgraft.grafting.localize import top_k_mask
+from clgraft.model.headed import DEFAULT_MODEL, BlockView, default_model_path, load_backbone
 
 from .peak_memory import extra_peak
 
@@ -75,7 +75,7 @@ def test_graft_file_size(blocks, tmp_path, sparsity):
         assert checkpoint / size >= 1000
 
 
-JIT_WARM_UP = "from clgraft.localize import top_k_mask; top_k_mask(torch.rand(2**20), 100)"
+JIT_WARM_UP = "from clgraft.grafting.localize import top_k_mask; top_k_mask(torch.rand(2**20), 100)"
 
 
 def test_mask_learning_memory():
@@ -85,9 +85,9 @@ def test_mask_learning_memory():
     _, runtime = extra_peak(setup="", op=JIT_WARM_UP)
     param_bytes, extra = extra_peak(
         setup=f"""
-        from clgraft.batches import Encoded
-        from clgraft.localize import LocalizeOptions, MaskLearner, ScoredTask
-        from clgraft.models import BlockView
+        from clgraft.data.batches import Encoded
+        from clgraft.grafting.localize import LocalizeOptions, MaskLearner, ScoredTask
+        from clgraft.model.headed import BlockView
         data = Encoded(ids, torch.randint(0, 2, (32,)), 0)
         {JIT_WARM_UP}
         """,

@@ -9,8 +9,8 @@ import torch
 
 from benchmarks.conftest import BATCH, STEPS
 from clgraft.analysis.subspace import SubspaceBody
-from clgraft.models import DEFAULT_MODEL, BlockView, HeadedModel, load_backbone
-from clgraft.train import TrainOptions, train_task
+from clgraft.model.headed import DEFAULT_MODEL, BlockView, HeadedModel, load_backbone
+from clgraft.training.loop import TrainOptions, train_task
 
 D = 16
 

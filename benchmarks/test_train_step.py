@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from benchmarks.conftest import BATCH, STEPS
-from clgraft.train import TrainOptions, train_task
+from clgraft.training.loop import TrainOptions, train_task
 
 ROUNDS = 6
 

@@ -6,6 +6,10 @@ files as the command line, so results from either are interchangeable (and a fin
     result = api.run("tiny", method="naive", steps=20)
     result.R                      # pandas DataFrame: rows before / after each task, columns = tasks
     result.metrics["acc"]         # ACC, BWT, forgetting, ... (docs/metrics.md)
+
+Every accuracy the API returns is in accuracy points (0–100), as the command line prints them: R, the metrics, a
+graft's accuracies and a composed model's. Ratios (`recovered`) and calibration errors (ECE) stay fractions, and
+`RunResult.record` is run.json as written (fractions, docs/run-record.md).
     grafts = api.localize(result.run_dir, sparsity=0.01)
     composed = api.compose(result.run_dir, grafts["graft"], mode="union")
 """
@@ -21,10 +25,16 @@ import pandas as pd
 
 from clgraft.config import RunConfig
 
+POINTS = 100.0
+"""Accuracy points per unit of the fraction run.json records."""
+ACCURACY_COLUMNS = ("acc_finetuned", "acc_grafted", "acc_base")
+"""The columns of `localize`'s table that are accuracies (in points); `recovered` and the ECEs are not."""
+
 
 @dataclass
 class RunResult:
-    """A finished run: its directory, R as a table, its metrics and the whole run.json record."""
+    """A finished run: its directory, R as a table and its metrics (accuracy points), and the whole run.json record
+    (as written: fractions)."""
 
     run_dir: Path
     R: pd.DataFrame
@@ -34,20 +44,20 @@ class RunResult:
 
 @dataclass
 class Composed:
-    """A model made of θ₀ and grafts, and the test accuracy of each grafted task through its own head."""
+    """A model made of θ₀ and grafts, and the test accuracy (points) of each grafted task through its own head."""
 
     model: Any
     accuracy: dict[str, float]
 
 
 def _registry(tasks_dirs: Sequence[str | Path] | None):
-    from clgraft.registry import Registry
+    from clgraft.data.registry import Registry
 
     return Registry.discover([Path(d) for d in tasks_dirs or []])
 
 
 def _data_dir(data_dir: str | Path | None) -> Path | None:
-    from clgraft.data import data_dir_from
+    from clgraft.data.loading import data_dir_from
 
     return data_dir_from(Path(data_dir) if data_dir is not None else None)
 
@@ -58,7 +68,12 @@ def r_table(record: dict[str, Any]) -> pd.DataFrame:
     names = [t["name"] for t in record["tasks"]]
     rows = [row if row is not None else [None] * len(names) for row in record["R"]]
     index = ["before"] + [f"after {i}: {n}" for i, n in enumerate(names, start=1)]
-    return pd.DataFrame(rows, index=index, columns=names, dtype=float) * 100
+    return pd.DataFrame(rows, index=index, columns=names, dtype=float) * POINTS
+
+
+def _points(values: dict[str, float | None]) -> dict[str, float | None]:
+    """Accuracy fractions (or differences of them) as points; None stays None."""
+    return {k: None if v is None else v * POINTS for k, v in values.items()}
 
 
 def run(
@@ -75,7 +90,7 @@ def run(
     """Run (or reuse, or resume) one stream with one method, as `clgraft run` does; `settings` are RunConfig fields
     (seed, steps, model, max_test, head, evaluate, ...). Method aliases (ties, stitch, ...) are resolved."""
     from clgraft.methods import get_method, parse_options, resolve
-    from clgraft.runner import Runner
+    from clgraft.runs.runner import Runner
 
     name, resolved = resolve(method, dict(options or {}))
     parse_options(get_method(name), resolved)
@@ -89,7 +104,7 @@ def run(
         echo=lambda s: None,
     )
     record = runner.run()
-    return RunResult(runner.dir, r_table(record), record["metrics"], record)
+    return RunResult(runner.dir, r_table(record), _points(record["metrics"]), record)
 
 
 def localize(
@@ -103,16 +118,18 @@ def localize(
     tasks_dirs: Sequence[str | Path] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Learn a graft per task of a finished run, as `clgraft localize` does; one row per task (accuracy of θ_t, of
-    the grafted model and of θ₀, recovered, ECE, graft path relative to the run directory)."""
-    from clgraft.localize import LocalizeOptions
-    from clgraft.localize_run import localize_run
+    """Learn a graft per task of a finished run, as `clgraft localize` does; one row per task (accuracy points of θ_t,
+    of the grafted model and of θ₀, recovered, ECE, graft path relative to the run directory)."""
+    from clgraft.runs.localize_run import localize_finished_run
 
-    opts = LocalizeOptions(sparsity=sparsity, method=method, steps=steps, seed=seed)
-    rows = localize_run(
-        Path(run_dir), _registry(tasks_dirs), _data_dir(data_dir), [sparsity], opts, list(tasks or []), lambda s: None
-    )
-    return pd.DataFrame(rows).drop(columns=["search"])
+    registry, data = _registry(tasks_dirs), _data_dir(data_dir)
+    rows = localize_finished_run(Path(run_dir), registry, data, sparsity, method, steps, tasks or (), seed)
+    table = pd.DataFrame(rows).drop(columns=["search"])
+    for column in ACCURACY_COLUMNS:
+        table[column] = table[column] * POINTS
+    if "ood" in table:
+        table["ood"] = [{name: _points(accs) for name, accs in ood.items()} for ood in table["ood"]]
+    return table
 
 
 def compose(
@@ -127,10 +144,10 @@ def compose(
     (union) or with overlaps averaged (stitch), and each grafted task's test accuracy through its graft's head."""
     import torch
 
-    from clgraft.compose import compose_into
-    from clgraft.graft import load
-    from clgraft.runner import Runner
-    from clgraft.train import split_accuracy
+    from clgraft.grafting.compose import compose_into
+    from clgraft.grafting.graft import load
+    from clgraft.runs.runner import Runner
+    from clgraft.training.loop import split_accuracy
 
     run_dir = Path(run_dir)
     runner, _ = Runner.from_run_dir(run_dir, _registry(tasks_dirs), _data_dir(data_dir))
@@ -143,7 +160,7 @@ def compose(
         task = tasks[graft.meta["task"]]
         model.heads[task.head].load_state_dict({k: v.to(runner.device) for k, v in graft.head.items()})
         with torch.no_grad():
-            accuracy[task.task.task] = split_accuracy(
+            accuracy[task.task.task] = POINTS * split_accuracy(
                 model, task.head, task.test, task.label_offset, runner.opts.eval_batch_size, runner.device
             )
     return Composed(model, accuracy)

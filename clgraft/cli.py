@@ -64,7 +64,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks o
 
 
 def _registry(tasks_dir: list[Path] | None):
-    from clgraft.registry import Registry
+    from clgraft.data.registry import Registry
 
     return Registry.discover(tasks_dir)
 
@@ -101,7 +101,7 @@ def tasks_show(
     tasks_dir: TasksDir = None,
 ) -> None:
     """Print one stream (with its tasks' versions) or one task as YAML."""
-    from clgraft.registry import Stream
+    from clgraft.data.registry import Stream
 
     reg = _registry(tasks_dir)
     item = reg.lookup(name)
@@ -120,8 +120,8 @@ def tasks_validate(
     data_dir: DataDir = None,
 ) -> None:
     """Check task, stream and sweep YAML files: schema, task references, and (where data is reachable) the data."""
-    from clgraft.data import data_dir_from, load_task
-    from clgraft.registry import Registry, Task, load_yaml_file, task_dirs
+    from clgraft.data.loading import data_dir_from, load_task
+    from clgraft.data.registry import Registry, Task, load_yaml_file, task_dirs
 
     root = data_dir_from(data_dir)
     for path in paths:
@@ -129,7 +129,7 @@ def tasks_validate(
             raise ClgraftError(f"{path}: no such file")
         item = load_yaml_file(path)
         if item is None:  # a sweep file
-            from clgraft.sweep import expand, load_sweep
+            from clgraft.sweeps.sweep import expand, load_sweep
 
             plan, _ = load_sweep(str(path), tasks_dir)
             cells = expand(plan, _registry(tasks_dir), path)
@@ -155,7 +155,7 @@ def _target_dir(data_dir: Path | None) -> Path:
     """Where data commands read and write: --data-dir, CLGRAFT_DATA_DIR, else the default folder."""
     import os
 
-    from clgraft.data import DATA_DIR_ENV, default_data_dir
+    from clgraft.data.loading import DATA_DIR_ENV, default_data_dir
 
     return data_dir or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else default_data_dir())
 
@@ -166,7 +166,7 @@ Names = Annotated[list[str] | None, typer.Argument(help="streams or tasks (defau
 @data_app.command("list")
 def data_list(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir = None) -> None:
     """Every task's data files under the data directory: ok, missing, changed (wrong checksum) or unlisted."""
-    from clgraft.datapack import files_for, manifest, status
+    from clgraft.data.datapack import files_for, manifest, status
 
     root, known = _target_dir(data_dir), manifest()
     typer.echo(f"data directory: {root}")
@@ -181,7 +181,7 @@ def data_list(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir
 @data_app.command("verify")
 def data_verify(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir = None) -> None:
     """Check the sha256 of every data file present; exit 2 if one differs from the manifest."""
-    from clgraft.datapack import files_for, manifest, status
+    from clgraft.data.datapack import files_for, manifest, status
 
     root, known = _target_dir(data_dir), manifest()
     paths = sorted({p for ps in files_for(_registry(tasks_dir), names or []).values() for p in ps if p in known})
@@ -205,7 +205,7 @@ def data_fetch(
 ) -> None:
     """Download the data files of streams or tasks (or --all) from their public sources, each checked against
     its sha256 before it is moved into place; files already there and intact are kept (a rerun resumes)."""
-    from clgraft.datapack import fetch, files_for, manifest
+    from clgraft.data.datapack import fetch, files_for, manifest
 
     if not names and not all_:
         raise ClgraftError("name streams or tasks to fetch (clgraft tasks list), or pass --all")
@@ -384,9 +384,9 @@ def run(
 
     Rerunning the same command reuses a finished run and resumes an unfinished one after its last finished task.
     """
-    from clgraft.data import data_dir_from
+    from clgraft.data.loading import data_dir_from
     from clgraft.methods import get_method, parse_options, resolve
-    from clgraft.runner import Runner
+    from clgraft.runs.runner import Runner
 
     config = _config(
         ctx,
@@ -457,8 +457,8 @@ def compare(
     --config, the file gives the shared settings (its method and seed are replaced by --methods and --seeds);
     with --tensorboard DIR each run logs to DIR/RUN-NAME.
     """
-    from clgraft.compare import compare_runs
-    from clgraft.data import data_dir_from
+    from clgraft.data.loading import data_dir_from
+    from clgraft.sweeps.compare import compare_runs
 
     base = _config(
         ctx,
@@ -515,9 +515,9 @@ def localize(
     Reports accuracy of θ_t (fine-tuned), θ̄(γ) = θ₀ + γ⊙τ (grafted) and θ₀ with the task's head, recovered =
     acc(θ̄)/acc(θ_t), and ECE (15 bins); with several sparsities also localize-recovered.png.
     """
-    from clgraft.data import data_dir_from
-    from clgraft.localize import LocalizeOptions
-    from clgraft.localize_run import localize_run, plot_recovered, table
+    from clgraft.data.loading import data_dir_from
+    from clgraft.grafting.localize import LocalizeOptions
+    from clgraft.runs.localize_run import localize_run, plot_recovered, table
 
     if method not in ("official", "scaled", "stitch", "sparsify"):
         raise ClgraftError(f"--method {method!r}: choose official, scaled, stitch or sparsify")
@@ -541,7 +541,7 @@ def graft_info(
     """Print k, sparsity, file size, base model and task of a graft file (read from its header only)."""
     import json
 
-    from clgraft.graft_meta import graft_metadata
+    from clgraft.grafting.graft_meta import graft_metadata
 
     meta = graft_metadata(path)
     info = {
@@ -600,8 +600,8 @@ def sweep(
     rerunning the same command finishes it with the same results. RESULTS/sweeps/NAME.json lists the sweep's cells, so
     that the leaderboard says "k of n cells" while it runs. Then: clgraft leaderboard --results RESULTS.
     """
-    from clgraft.data import data_dir_from
-    from clgraft.sweep import expand, load_sweep, run_sweep, write_manifest
+    from clgraft.data.loading import data_dir_from
+    from clgraft.sweeps.sweep import expand, load_sweep, run_sweep, write_manifest
 
     if backend not in ("local", "ray"):
         raise ClgraftError(f"--backend {backend!r}: choose local or ray")
@@ -615,9 +615,9 @@ def sweep(
             f"--stream {', '.join(only)}: the sweep has no such stream ({', '.join(sorted({c.stream for c in cells}))})"
         )
     if plan_only:
-        from clgraft.sweep import cores
-        from clgraft.sweep_cost import plan as cost_plan
-        from clgraft.sweep_cost import render, summary
+        from clgraft.sweeps.cost import plan as cost_plan
+        from clgraft.sweeps.cost import render, summary
+        from clgraft.sweeps.sweep import cores
 
         table = cost_plan(chosen, results, costs or [])
         typer.echo(f"{render(table)}\n\n{summary(table, cores())}")
@@ -640,7 +640,7 @@ Results = Annotated[Path, _opt("results folder (clgraft sweep --results)")]
 
 
 def _claims(names: list[str] | None):
-    from clgraft.claims import load_claims
+    from clgraft.sweeps.claims import load_claims
 
     claims = load_claims()
     if not names:
@@ -681,8 +681,8 @@ def claims_run(
     """Make (or reuse, or resume) the runs, localizations and analyses that test the claims; claims that cannot be
     tested yet are listed and skipped, and so are claims that require more than the default machine (a hub model,
     a GPU) unless named."""
-    from clgraft.claims import run_claim
-    from clgraft.data import data_dir_from
+    from clgraft.data.loading import data_dir_from
+    from clgraft.sweeps.claims import run_claim
 
     for claim in _claims(names):
         if claim.evidence is None:
@@ -702,8 +702,8 @@ def claims_report(
 ) -> None:
     """Recompute every claim's number from its records: mean and 95% interval over seeds, expected, verdict
     (reproduced / not reproduced / inconclusive / not run / needs …)."""
-    from clgraft.claims import report
-    from clgraft.results import write_text
+    from clgraft.io.records import write_text
+    from clgraft.sweeps.claims import report
 
     text = report(results, _claims(names))
     write_text(out or results / "CLAIMS.md", text)
@@ -730,9 +730,9 @@ def leaderboard(
     steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from each run's
     predictions.npz and checked against its record first. The header says how many cells of each sweep run into
     RESULTS are finished ("k of n cells") until the sweep is complete."""
-    from clgraft.leaderboard import header, load_records, render, summarize, verify_predictions
-    from clgraft.results import write_text
-    from clgraft.sweep import sweep_progress
+    from clgraft.io.records import write_text
+    from clgraft.results.leaderboard import header, load_records, render, summarize, verify_predictions
+    from clgraft.sweeps.sweep import sweep_progress
 
     verified, total = verify_predictions(results)
     records = load_records(results)
@@ -751,8 +751,8 @@ def report(
 ) -> None:
     """Write PNG plots: for a run, the R heatmap and accuracy over the stream (plus its analysis plots); for a results
     folder, ACC and forgetting per method and stream."""
-    from clgraft.leaderboard import load_records
-    from clgraft.report import report_results, report_run
+    from clgraft.results.leaderboard import load_records
+    from clgraft.results.report import report_results, report_run
 
     if (run_dir is None) == (results is None):
         raise ClgraftError("give a RUN_DIR or --results DIR (one of the two)")
@@ -774,8 +774,8 @@ def cite(
     """Print BibTeX for a leaderboard row, named by the id the leaderboard prints in its `id` column (its method's
     papers, its stream's benchmark paper, each data set's paper, and clgraft from CITATION.cff), for every row with
     --all, or for a method by name."""
-    from clgraft.cite import bibtex
-    from clgraft.leaderboard import is_row_id, load_records, summarize
+    from clgraft.data.references import bibtex
+    from clgraft.results.leaderboard import is_row_id, load_records, summarize
 
     if (row is None) == (not all_rows):
         raise ClgraftError("give a ROW (a row id from `clgraft leaderboard` or a method name) or --all")
@@ -802,7 +802,7 @@ AnalyzeTasks = Annotated[list[str] | None, _opt("task of the run (repeatable); d
 
 def _open(run_dir: Path, tasks_dir: list[Path] | None, data_dir: Path | None):
     from clgraft.analysis.run_files import open_run
-    from clgraft.data import data_dir_from
+    from clgraft.data.loading import data_dir_from
 
     return open_run(run_dir, _registry(tasks_dir), data_dir_from(data_dir), typer.echo)
 
@@ -858,7 +858,7 @@ def analyze_agreement(
     import pandas as pd
 
     from clgraft.analysis.overlap import find_grafts, region_agreement
-    from clgraft.results import write_json
+    from clgraft.io.records import write_json
 
     run, other = _open(run_dir, tasks_dir, data_dir), _open(other_dir, tasks_dir, data_dir)
     ours = find_grafts(run, None, method)

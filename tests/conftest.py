@@ -26,7 +26,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT with the default model's tokenizer, saved like any local HF model."""
-    from clgraft.models import save_tiny_model
+    from clgraft.model.headed import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 

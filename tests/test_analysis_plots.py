@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from clgraft import localize_run
 from clgraft.analysis.closeness import plot_closeness
 from clgraft.analysis.overlap import JACCARD, plot_layers, plot_matrices
 from clgraft.analysis.subspace import plot_spectra
-from clgraft.localize_run import plot_recovered, recovered_figure
-from clgraft.plots import pyplot
+from clgraft.io.figures import pyplot
+from clgraft.runs import localize_run
+from clgraft.runs.localize_run import plot_recovered, recovered_figure
 
 RUN = "graft-compose on a-stream, order reversed, seed 7"
 NAMES = ["first", "second", "third"]

@@ -16,13 +16,21 @@ def test_run_localize_compose_agree_with_the_records(tiny_model_dir, tmp_path):
     result = api.run("tiny", model=str(tiny_model_dir), steps=3, batch_size=4, max_length=32, out=tmp_path / "r")
     assert list(result.R.columns) == ["tiny-sst2", "tiny-agnews", "tiny-trec"] and len(result.R) == 4
     assert result.R.iloc[3, 2] == pytest.approx(100 * result.record["R"][3][2])
-    assert result.metrics == result.record["metrics"]
+    # one unit, accuracy points, for every accuracy the API returns (the record keeps run.json's fractions)
+    assert result.metrics["acc"] == pytest.approx(result.R.iloc[3].mean())
+    assert result.metrics == {
+        k: None if v is None else pytest.approx(100 * v) for k, v in result.record["metrics"].items()
+    }
     again = api.run("tiny", model=str(tiny_model_dir), steps=3, batch_size=4, max_length=32, out=tmp_path / "r")
     assert again.record == result.record  # a finished run is reused
     grafts = api.localize(result.run_dir, sparsity=0.05, steps=2, tasks=["tiny-trec"])
     assert list(grafts["task"]) == ["tiny-trec"] and (result.run_dir / grafts["graft"][0]).is_file()
+    assert grafts["acc_finetuned"][0] == pytest.approx(result.R.iloc[3, 2])  # θ_t's accuracy, in points as R
+    assert grafts["recovered"][0] == pytest.approx(grafts["acc_grafted"][0] / grafts["acc_finetuned"][0])
     composed = api.compose(result.run_dir, list(grafts["graft"]))
-    assert composed.accuracy == {"tiny-trec": grafts["acc_grafted"][0]}  # θ₀ + one graft is the grafted model
+    assert composed.accuracy == {
+        "tiny-trec": pytest.approx(grafts["acc_grafted"][0])
+    }  # θ₀ + one graft: the grafted model
 
 
 @pytest.mark.slow

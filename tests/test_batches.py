@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from clgraft.batches import Encoded, eval_batches
-from clgraft.models import HeadedModel, tiny_bert
-from clgraft.train import predict
+from clgraft.data.batches import Encoded, eval_batches
+from clgraft.model.headed import HeadedModel, tiny_bert
+from clgraft.training.loop import predict
 
 
 def _encoded(lengths: list[int], seed: int = 0) -> Encoded:

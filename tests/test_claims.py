@@ -6,14 +6,23 @@ import math
 import pytest
 from scipy import stats
 
-import clgraft.train
-from clgraft.cite import bib_entries
-from clgraft.claims import STATISTICS, Claim, claim_runs_dir, load_claims, measure, report, run_claim, seed_records
+import clgraft.training.loop
 from clgraft.config import RunConfig
+from clgraft.data.references import bib_entries
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
 from clgraft.methods import parse_method_spec
 from clgraft.metrics.seeds import confidence_interval
-from clgraft.registry import Registry
+from clgraft.sweeps.claims import (
+    STATISTICS,
+    Claim,
+    claim_runs_dir,
+    load_claims,
+    measure,
+    report,
+    run_claim,
+    seed_records,
+)
 
 
 def test_shipped_claims_are_valid_cite_known_papers_and_name_real_streams():
@@ -224,7 +233,7 @@ def test_claims_run_makes_runs_and_localizations_then_reuses_them(tiny_model_dir
     assert sorted(first.values) == [1, 2, 3] and first.mean is not None
 
     calls = []
-    monkeypatch.setattr(clgraft.train, "train_task", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(clgraft.training.loop, "train_task", lambda *a, **k: calls.append(1))
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)  # everything is there: nothing trains
     assert not calls and measure(tmp_path, claim).values == first.values
 
@@ -279,7 +288,7 @@ def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_i
     assert "model roberta-base, head prompt, 200 steps" in m.setting and "test ≤ 500 per task" in m.setting
 
     ran = []
-    monkeypatch.setattr("clgraft.claims.run_claim", lambda results, claim, *a, **k: ran.append(claim.claim))
+    monkeypatch.setattr("clgraft.sweeps.claims.run_claim", lambda results, claim, *a, **k: ran.append(claim.claim))
     out = invoke("claims", "run", "--results", tmp_path)
     assert "grafting-recovery-prompt: skipped, requires GPU/network" in out
     assert "grafting-recovery-prompt" not in ran and "grafting-recovery" in ran

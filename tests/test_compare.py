@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clgraft.cli import app
-from clgraft.leaderboard import summarize
+from clgraft.results.leaderboard import summarize
 
 
 def test_compare_runs_reuses_and_aggregates(tiny_model_dir, tmp_path):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from clgraft.data import Split, capped_test, kshot_split, load_task
+from clgraft.data.loading import Split, capped_test, kshot_split, load_task
+from clgraft.data.registry import Registry, Task
 from clgraft.errors import ClgraftError
-from clgraft.registry import Registry, Task
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def test_data_seed_picks_the_split_and_a_seed_without_one_is_refused(shared_data
 def test_the_standard_seeds_read_the_three_shipped_fewshot_splits(shared_data, tiny_model_dir, tmp_path):
     """MbPA++ with seeds 13, 21, 42: three different data sets, and run.json says which split each task read."""
     from clgraft.config import RunConfig
-    from clgraft.runner import Runner
+    from clgraft.runs.runner import Runner
 
     agnews = Registry.discover().task("agnews-fs")
     loaded = {s: load_task(agnews, shared_data, s) for s in (13, 21, 42)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clgraft.datapack import SOURCES, Entry, fetch, manifest
+from clgraft.data.datapack import SOURCES, Entry, fetch, manifest
 from clgraft.errors import ClgraftError
 
 
@@ -114,8 +114,8 @@ def test_the_packaged_manifest_is_the_pack(shared_data):
 
 
 def test_fetch_all_from_a_mirror_of_the_pack_verifies_clean(shared_data, tmp_path, invoke):
-    from clgraft.datapack import files_for
-    from clgraft.registry import Registry
+    from clgraft.data.datapack import files_for
+    from clgraft.data.registry import Registry
 
     root = tmp_path / "data"
     n = len({p for paths in files_for(Registry.discover(), []).values() for p in paths})  # every shipped task's

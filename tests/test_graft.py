@@ -10,10 +10,17 @@ from typer.testing import CliRunner
 
 from clgraft.cli import app
 from clgraft.errors import ClgraftError
-from clgraft.graft import Graft, index_dtype, load
-from clgraft.localize import LocalizeOptions, ScoredTask, official_step, rounded_official, top_k_magnitude, top_k_mask
+from clgraft.grafting.graft import Graft, index_dtype, load
+from clgraft.grafting.localize import (
+    LocalizeOptions,
+    ScoredTask,
+    official_step,
+    rounded_official,
+    top_k_magnitude,
+    top_k_mask,
+)
 from clgraft.metrics.calibration import ece
-from clgraft.models import BlockView, tiny_bert
+from clgraft.model.headed import BlockView, tiny_bert
 
 
 def test_one_official_step_by_hand():
@@ -146,8 +153,8 @@ def test_sparsity_outside_0_1_is_refused():
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, tmp_path_factory):
-    from clgraft.registry import Registry
-    from clgraft.runner import RunConfig, Runner
+    from clgraft.data.registry import Registry
+    from clgraft.runs.runner import RunConfig, Runner
 
     out = tmp_path_factory.mktemp("run")
     config = RunConfig(stream="tiny", model=str(tiny_model_dir), steps=6, batch_size=4, max_length=32, lr=1e-3)
@@ -161,10 +168,10 @@ def test_one_learner_step_matches_a_direct_restatement(tiny_run):
 
     from safetensors.torch import load_file
 
-    from clgraft.localize import MaskLearner
-    from clgraft.models import HeadedModel
-    from clgraft.registry import Registry
-    from clgraft.runner import Runner
+    from clgraft.data.registry import Registry
+    from clgraft.grafting.localize import MaskLearner
+    from clgraft.model.headed import HeadedModel
+    from clgraft.runs.runner import Runner
 
     runner, _ = Runner.from_run_dir(tiny_run, Registry.discover(), None)
     task = runner._context().tasks[2]
@@ -233,9 +240,9 @@ def test_localize_writes_grafts_and_results(tiny_run, method):
 
 def test_graft_applied_to_theta0_reproduces_the_grafted_accuracy(tiny_run, tiny_model_dir):
     """apply() needs only θ₀ and the graft file: the accuracy equals the one localize measured."""
-    from clgraft.registry import Registry
-    from clgraft.runner import Runner
-    from clgraft.train import accuracy, predict
+    from clgraft.data.registry import Registry
+    from clgraft.runs.runner import Runner
+    from clgraft.training.loop import accuracy, predict
 
     CliRunner().invoke(app, ["localize", str(tiny_run), "--sparsity", "0.05", "--task", "tiny-agnews", "--steps", "2"])
     row = next(
@@ -245,7 +252,7 @@ def test_graft_applied_to_theta0_reproduces_the_grafted_accuracy(tiny_run, tiny_
     )
     runner, _ = Runner.from_run_dir(tiny_run, Registry.discover(), None)
     task = runner._context().tasks[1]
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
     model = HeadedModel(runner.backbone.model, runner.head_sizes, 0)
     graft = load(tiny_run / row["graft"])
@@ -297,7 +304,7 @@ def test_bracket_scan_matches_torch(magnitude, threads):
     as the value grows), and lists the latter in position order with their levels."""
     import numpy as np
 
-    from clgraft._top_k_scan import band_entries, chunk_size, level_scale, split
+    from clgraft.grafting._top_k_scan import band_entries, chunk_size, level_scale, split
 
     # not a multiple of the 8-entry word, and long enough for several chunks
     scores = torch.randn(300_007, generator=torch.Generator().manual_seed(1))
@@ -346,7 +353,7 @@ def _ood_tasks(folder, shift_space: str = "sent2") -> None:
     """A source task whose `ood` task reads the same test file (so OOD numbers must equal in-distribution ones)."""
     import shutil
 
-    from clgraft.registry import builtin_tasks_dir
+    from clgraft.data.registry import builtin_tasks_dir
 
     shutil.copytree(builtin_tasks_dir() / "tiny" / "data" / "sst2", folder / "data" / "sst2")
     body = (builtin_tasks_dir() / "tiny" / "tiny-sst2.yaml").read_text()

@@ -5,11 +5,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from clgraft.compose import compose_into, overlap_counts
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
-from clgraft.graft import Graft, load
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
+from clgraft.grafting.compose import compose_into, overlap_counts
+from clgraft.grafting.graft import Graft, load
+from clgraft.runs.runner import RunConfig, Runner
 
 FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
 GRAFT = {"sparsity": 0.05, "localize_steps": 2}
@@ -56,7 +56,7 @@ def test_graft_freeze_regions_are_disjoint_and_stay_frozen(tiny_model_dir, tmp_p
     assert not (positions[0] & positions[1]) and not (positions[0] & positions[2]) and not (positions[1] & positions[2])
     assert report["free_fraction"] == pytest.approx(1 - sum(g.k for g in grafts) / n)
     # task 1's region holds the same values after tasks 2 and 3
-    from clgraft.models import BlockView, tiny_bert
+    from clgraft.model.headed import BlockView, tiny_bert
 
     view = BlockView(tiny_bert(30522, seed=0))
     after = [

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from clgraft.merging import combine_vectors, dare_drop, trim_top_k
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
+from clgraft.data.registry import Registry
+from clgraft.grafting.merging import combine_vectors, dare_drop, trim_top_k
+from clgraft.runs.runner import RunConfig, Runner
 
 A = torch.tensor([0.5, -2.0, 0.1, 3.0])
 B = torch.tensor([-1.0, -1.0, 0.2, -0.5])
@@ -56,7 +56,7 @@ def test_merge_method_records_its_dev_grid(tiny_model_dir, tmp_path):
 
 
 def test_max_magnitude_by_hand_later_task_wins_ties():
-    from clgraft.merging import max_magnitude
+    from clgraft.grafting.merging import max_magnitude
 
     taus = [
         torch.tensor([1.0, -3.0, 2.0, 0.0]),
@@ -73,8 +73,8 @@ def test_magmax_evaluates_the_merge_and_trains_on_from_the_sequential_weights(ti
     sequential fine-tuning — which is naive's, since each task trains on from θ_{t−1}, not from the merged model."""
     from safetensors.torch import load_file
 
-    from clgraft.merging import max_magnitude
-    from clgraft.models import BlockView, load_backbone
+    from clgraft.grafting.merging import max_magnitude
+    from clgraft.model.headed import BlockView, load_backbone
 
     fast = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
     magmax = _run(tiny_model_dir, tmp_path / "m", method="magmax", **fast)
@@ -115,7 +115,7 @@ def _blocks_of(path, view):
 
 def _independent_taus(model_dir, run_dir, view):
     """θ₀'s blocks and the task vectors τ_t of a finished independent run on the tiny stream (flat, in view's order)."""
-    from clgraft.models import load_backbone
+    from clgraft.model.headed import load_backbone
 
     theta0 = view.flatten(dict(load_backbone(str(model_dir)).model.named_parameters()))
     taus = [_blocks_of(run_dir / "weights" / f"task-{t:02d}.safetensors", view) - theta0 for t in (1, 2, 3)]
@@ -127,10 +127,10 @@ def test_tall_masks_evaluate_each_task_with_its_own_mask(tiny_model_dir, tmp_pat
     (the same fine-tunes, shared bit for bit); consensus leaves θ₀ + α·(consensus ⊙ Σ τ) in its weights."""
     from safetensors.torch import load_file
 
-    from clgraft.graft import load
+    from clgraft.grafting.graft import load
     from clgraft.methods.tall_masks import consensus_mask, tall_mask
-    from clgraft.models import BlockView, HeadedModel, load_backbone, set_blocks
-    from clgraft.train import split_accuracy
+    from clgraft.model.headed import BlockView, HeadedModel, load_backbone, set_blocks
+    from clgraft.training.loop import split_accuracy
 
     fast = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
     tall = _run(tiny_model_dir, tmp_path / "tall", method="tall-masks", **fast)
@@ -179,7 +179,7 @@ def test_emr_elects_masks_and_rescales_by_hand():
     from torch import nn
 
     from clgraft.methods.emr import emr_merge
-    from clgraft.models import BlockView
+    from clgraft.model.headed import BlockView
 
     body = nn.Module()
     body.layer = nn.ModuleList([nn.Linear(2, 1, bias=False), nn.Linear(2, 1, bias=False)])
@@ -201,8 +201,8 @@ def test_emr_evaluates_each_task_through_its_mask_and_rescaler(tiny_model_dir, t
 
     from clgraft.errors import ClgraftError
     from clgraft.methods.emr import emr_merge
-    from clgraft.models import BlockView, HeadedModel, load_backbone, set_blocks
-    from clgraft.train import split_accuracy
+    from clgraft.model.headed import BlockView, HeadedModel, load_backbone, set_blocks
+    from clgraft.training.loop import split_accuracy
 
     fast = {"steps": 3, "batch_size": 4, "max_length": 32, "lr": 1e-3}
     rec = _run(tiny_model_dir, tmp_path / "emr", method="emr", **fast)

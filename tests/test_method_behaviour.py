@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from clgraft.data import Split
-from clgraft.graft import load
+from clgraft.data.loading import Split
+from clgraft.data.registry import Registry
+from clgraft.grafting.graft import load
 from clgraft.methods.replay import mixed_batches
-from clgraft.models import BlockView, HeadedModel, load_backbone
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
+from clgraft.model.headed import BlockView, HeadedModel, load_backbone
+from clgraft.runs.runner import RunConfig, Runner
 
 FAST = {"steps": 6, "batch_size": 4, "max_length": 32, "lr": 1e-3}
 GRAFT = {"sparsity": 0.05, "localize_steps": 3}
@@ -56,7 +56,7 @@ def test_agem_projects_conflicting_gradients_and_counts_them(tiny_model_dir, tmp
 def test_avalanche_zero_grad_clears_every_head(tiny_model_dir, tmp_path):
     """Earlier heads' gradients must not survive an iteration: A-GEM's and EWC's readings of p.grad include them."""
     from clgraft.methods.avalanche_parts import clear_whole_model
-    from clgraft.train import make_optimizer
+    from clgraft.training.loop import make_optimizer
 
     runner = _runner(tiny_model_dir, tmp_path / "r")
     model = HeadedModel(runner.backbone.model, runner.head_sizes, 0)
@@ -253,7 +253,7 @@ def test_localization_scores_the_model_its_graft_file_builds(tiny_model_dir, tmp
     model = HeadedModel(load_backbone(str(tiny_model_dir)).model, runner.head_sizes, 0)
     graft = load(out / row["graft"])
     graft.apply(model).heads[task.head].load_state_dict(graft.head)
-    from clgraft.train import split_accuracy
+    from clgraft.training.loop import split_accuracy
 
     assert split_accuracy(model, task.head, task.test, 0, 64, torch.device("cpu")) == row["acc_grafted"]
 
@@ -273,7 +273,7 @@ def test_mask_search_keeps_the_first_step_and_stays_within_its_budget(tiny_model
 
 
 def test_one_mask_step_averages_over_the_whole_train_set(tiny_model_dir, tmp_path):
-    from clgraft.localize import MaskLearner, ScoredTask
+    from clgraft.grafting.localize import MaskLearner, ScoredTask
 
     runner = _runner(tiny_model_dir, tmp_path / "r")
     task = runner._context().tasks[2]
@@ -288,7 +288,7 @@ def test_one_mask_step_averages_over_the_whole_train_set(tiny_model_dir, tmp_pat
 
 def _shuffled_test_labels(monkeypatch):
     """Every task's test labels permuted: a choice made on dev only cannot change."""
-    import clgraft.runner as runner_module
+    import clgraft.runs.runner as runner_module
 
     real = runner_module.load_task
 

@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from clgraft.cli import app
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.metrics import cl_metrics
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
+from clgraft.runs.runner import RunConfig, Runner
 
 FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
 
@@ -166,7 +166,7 @@ def test_independent_trains_every_task_from_theta0(tiny_model_dir, tmp_path):
 
     from clgraft.methods.base import TaskStep
     from clgraft.methods.naive import Naive
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
     _run(tiny_model_dir, tmp_path / "r", method="independent")
     config = RunConfig(stream="tiny", model=str(tiny_model_dir), **FAST)

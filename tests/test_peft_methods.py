@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from clgraft.data.registry import Registry
 from clgraft.methods.olora import OLora, OLoraOptions, orthogonality
-from clgraft.models import load_backbone
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
+from clgraft.model.headed import load_backbone
+from clgraft.runs.runner import RunConfig, Runner
 
 MOVING = {"steps": 12, "batch_size": 4, "max_length": 32, "lr": 1e-2}
 QUERY = "encoder.layer.0.attention.self.query.weight"

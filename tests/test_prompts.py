@@ -5,11 +5,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from clgraft.data.prompts import Prompt, label_word_ids, prompt_ids
+from clgraft.data.registry import Registry, Task
 from clgraft.errors import ClgraftError
-from clgraft.models import PromptModel, load_backbone, save_tiny_model
-from clgraft.prompts import Prompt, label_word_ids, prompt_ids
-from clgraft.registry import Registry, Task
-from clgraft.runner import RunConfig, Runner
+from clgraft.model.headed import PromptModel, load_backbone, save_tiny_model
+from clgraft.runs.runner import RunConfig, Runner
 
 FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
 

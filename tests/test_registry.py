@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clgraft.cli import app
+from clgraft.data.registry import Registry, builtin_tasks_dir, load_yaml_file
 from clgraft.errors import ClgraftError
-from clgraft.registry import Registry, builtin_tasks_dir, load_yaml_file
 
 REPO = Path(__file__).resolve().parent.parent
 LMBFF = ["sst2", "sst5", "mr", "cr", "mpqa", "subj", "trec", "cola", "mrpc", "qnli", "rte"]
@@ -104,7 +104,7 @@ def test_versions_pin_and_latest(tmp_path):
         (
             "task: t\nversion: 1\ntype: x\ncitation: none\nlabels: [a, b]\nsource: {kind: local, format: lmbff-csv, "
             "files: {train: a, dev: d, test: t}}\n",
-            "key 'citation': .*'none' is not a key of clgraft/references.bib",
+            "key 'citation': .*'none' is not a key of clgraft/data/references.bib",
         ),
         ("stream: x\nversion: 1\ncitation: none\norders: {a: [tiny-sst2]}\n", "key 'citation': .*'none' is not a key"),
         ("stream: x\nversion: 1\norders:\n  a: [tiny-sst2\n", "line .* not valid YAML"),
@@ -131,7 +131,7 @@ def test_extra_key_lists_the_legal_keys_of_sweeps_and_run_records(tmp_path):
 
     from clgraft.config import RunConfig
     from clgraft.errors import validation_message
-    from clgraft.sweep import load_sweep
+    from clgraft.sweeps.sweep import load_sweep
 
     sweep = _write(
         tmp_path, "sw.yaml", "sweep: s\nversion: 1\nstreams: [{stream: tiny, order: [a]}]\nmethods: [naive]\n"
@@ -246,7 +246,7 @@ def test_builtin_tasks_ship_inside_the_wheel(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "clgraft/_builtin_tasks/tiny/data/sst2/train.tsv").is_file()
-    code = "from clgraft.registry import Registry; r = Registry.discover(); print(sorted(n for n, _ in r.streams))"
+    code = "from clgraft.data.registry import Registry; r = Registry.discover(); print(sorted(n for n, _ in r.streams))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -273,7 +273,7 @@ def test_at_least_25_distinct_bad_inputs():
 def test_disk_full_while_writing_keeps_what_was_finished_and_resumes(tiny_model_dir, tmp_path, monkeypatch, capsys):
     """ENOSPC from the fsync of the third task's files: one line, finished tasks kept, no temp file left behind, and
     the same command afterwards gives the R of a run that never failed."""
-    import clgraft.results as results
+    import clgraft.io.records as results
 
     out = tmp_path / "run"
     args = ["run", "--stream", "tiny", "--model", str(tiny_model_dir), "--out", str(out), *FAST]

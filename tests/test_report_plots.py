@@ -8,7 +8,7 @@ import json
 import pytest
 
 from clgraft.config import RunConfig
-from clgraft.report import accuracy_over_time, bar_labels, method_bars, r_heatmap, report_results, report_run
+from clgraft.results.report import accuracy_over_time, bar_labels, method_bars, r_heatmap, report_results, report_run
 
 LONG_OPTIONS = {
     "sparsity": 0.01,

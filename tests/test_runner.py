@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
 from clgraft.methods.naive import Naive
 from clgraft.metrics import cl_metrics
-from clgraft.registry import Registry
-from clgraft.report import report_run
-from clgraft.runner import RunConfig, Runner, head_layout
+from clgraft.results.report import report_run
+from clgraft.runs.runner import RunConfig, Runner, head_layout
 
 FAST = {"steps": 4, "batch_size": 4, "max_length": 32, "lr": 1e-3}
 
@@ -80,7 +80,7 @@ def test_finished_run_is_not_recomputed(tiny_model_dir, tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_finished_tasks(tiny_model_dir, tmp_path, monkeypatch):
-    import clgraft.train as train
+    import clgraft.training.loop as train
 
     real = train.nn.CrossEntropyLoss
 
@@ -155,7 +155,7 @@ def test_default_evaluation_plan_leaves_the_config_hash_as_before(tiny_model_dir
 def test_the_test_subset_method_is_part_of_a_capped_runs_identity(tiny_model_dir, tmp_path):
     """A capped run's identity names how its test examples were chosen, so that records made on the earlier
     (unstratified) subset are another configuration; an uncapped run's identity, and so its hash, is as before."""
-    from clgraft.config import identity, record_identity
+    from clgraft.runs.identity import identity, record_identity
 
     capped, whole = RunConfig(stream="tiny", max_test=10), RunConfig(stream="tiny")
     assert record_identity({"config": capped.model_dump()}) != identity(capped)  # a record from before
@@ -169,7 +169,7 @@ def test_a_record_is_identified_by_the_options_it_ran_with_not_todays_defaults()
     """An EWC record of the days when λ = 1e6 was the default (config.method_options empty, the run's resolved
     options in method.options) is not today's default EWC (a λ grid chosen on dev): sweeps would skip the cell, and
     the leaderboard would pool the two, if it were."""
-    from clgraft.config import identity, record_identity
+    from clgraft.runs.identity import identity, record_identity
 
     today = RunConfig(stream="tiny", method="ewc")
     old = {"config": today.model_dump(), "method": {"name": "ewc", "options": {"ewc_lambda": 1e6}}}
@@ -184,7 +184,7 @@ def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invo
     work on it without --tasks-dir, even after the user's folder is gone."""
     import shutil
 
-    from clgraft.registry import builtin_tasks_dir
+    from clgraft.data.registry import builtin_tasks_dir
 
     user = tmp_path / "mine"
     shutil.copytree(builtin_tasks_dir() / "tiny", user)
@@ -206,8 +206,8 @@ def test_multi_tensor_adamw_gives_the_bits_of_the_per_parameter_loop(tiny_model_
     """The default optimiser is faster than torch's CPU default but must not change a number."""
     import torch
 
-    from clgraft.models import HeadedModel, load_backbone
-    from clgraft.train import TrainOptions, make_optimizer
+    from clgraft.model.headed import HeadedModel, load_backbone
+    from clgraft.training.loop import TrainOptions, make_optimizer
 
     gen = torch.Generator().manual_seed(0)
     ids, labels = torch.randint(1000, 20000, (4, 12), generator=gen), torch.tensor([0, 1, 1, 0])
@@ -242,9 +242,9 @@ def test_linear_probe_fits_the_head_on_a_frozen_body(tiny_model_dir):
     """LP of LP-FT: the loss falls, the head moves, not one body weight changes."""
     import torch
 
-    from clgraft.batches import Encoded
-    from clgraft.models import HeadedModel, load_backbone
-    from clgraft.train import TrainOptions, probe_head
+    from clgraft.data.batches import Encoded
+    from clgraft.model.headed import HeadedModel, load_backbone
+    from clgraft.training.loop import TrainOptions, probe_head
 
     model = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"t": 2}, seed=0)
     gen = torch.Generator().manual_seed(0)
@@ -268,7 +268,7 @@ def test_lp_ft_is_a_configuration_of_its_own_and_needs_clgraft_s_loop(tiny_model
 
 
 def test_every_entry_of_R_is_recomputed_from_the_kept_predictions(tiny_model_dir, tmp_path):
-    from clgraft.predictions import FILE, load, recompute_R
+    from clgraft.runs.predictions import FILE, load, recompute_R
 
     for method, plan in [("naive", "all"), ("ewc", "seen"), ("joint", "all")]:
         rec = _run(tiny_model_dir, tmp_path / method, method=method, evaluate=plan)  # row 0 shared after the first

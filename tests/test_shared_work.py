@@ -6,11 +6,11 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-import clgraft.train
+import clgraft.training.loop
+from clgraft.data.registry import Registry
 from clgraft.methods import METHODS
-from clgraft.registry import Registry
-from clgraft.runner import RunConfig, Runner
-from clgraft.shared_work import SHARED_DIR
+from clgraft.runs.runner import RunConfig, Runner
+from clgraft.training.shared_work import SHARED_DIR
 
 FAST = {"steps": 3, "batch_size": 4, "max_length": 32, "lr": 1e-3}
 OPTIONS = {
@@ -42,8 +42,10 @@ def test_shared_fine_tunes_and_row0_give_the_records_of_runs_alone(tiny_model_di
     assert not (tmp_path / "alone" / SHARED_DIR).exists()
 
     calls = []
-    original = clgraft.train.train_task
-    monkeypatch.setattr(clgraft.train, "train_task", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
+    original = clgraft.training.loop.train_task
+    monkeypatch.setattr(
+        clgraft.training.loop, "train_task", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k)
+    )
     shared = {m: _run(tiny_model_dir, tmp_path / "shared" / m, m, share=True) for m in SHARING}
     for m in SHARING:
         _same_numbers(alone[m], shared[m])

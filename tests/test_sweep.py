@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from clgraft.config import TEST_SUBSET, RunConfig
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
+from clgraft.io.records import write_json
 from clgraft.methods import METHODS
-from clgraft.registry import Registry
-from clgraft.results import write_json
-from clgraft.sweep import expand, load_sweep, longest_first, run_sweep, sweep_progress, write_manifest
+from clgraft.sweeps.sweep import expand, load_sweep, longest_first, run_sweep, sweep_progress, write_manifest
 
 TINY = Path(__file__).resolve().parent.parent / "tasks" / "sweeps" / "tiny.yaml"
 
@@ -226,7 +226,7 @@ def _record(seed: int, acc: float, method: str = "naive", **run) -> dict:
 def test_leaderboard_rows_pool_only_seeds_of_one_configuration():
     """A 50-step shared-head run is a row of its own, not a third seed of the 12-step rows; two records of one seed
     count once (with a warning)."""
-    from clgraft.leaderboard import summarize
+    from clgraft.results.leaderboard import summarize
 
     records = [_record(1, 0.5), _record(2, 0.7), _record(1, 0.2, steps=50, head="shared")]
     table = summarize(records)
@@ -235,7 +235,7 @@ def test_leaderboard_rows_pool_only_seeds_of_one_configuration():
 
 
 def test_leaderboard_counts_distinct_seeds_and_warns_about_a_second_record(capsys):
-    from clgraft.leaderboard import summarize
+    from clgraft.results.leaderboard import summarize
 
     again = _record(1, 0.9, trajectory=4)  # seed 1 once more, with checkpoints saved: the same numbers' configuration
     table = summarize([_record(1, 0.5), _record(2, 0.7), again])
@@ -249,7 +249,7 @@ def test_methods_are_paired_with_naive_in_their_own_setting_seed_by_seed():
     a 50-step row has no 12-step naive to pair with; replay says it keeps examples, naive that it does not."""
     from scipy import stats
 
-    from clgraft.leaderboard import summarize
+    from clgraft.results.leaderboard import summarize
 
     naive = {1: 0.50, 2: 0.60, 3: 0.55}
     ewc = {1: 0.56, 2: 0.62, 3: 0.60, 4: 0.9}  # seed 4 has no naive twin
@@ -283,7 +283,7 @@ def test_cite_takes_the_row_id_the_leaderboard_prints_whatever_the_sort(tmp_path
 def test_a_rows_citations_include_the_streams_benchmark_paper():
     """MbPA++'s stream cites d'Autume et al. besides the method's and the data sets' papers; a record written before
     run.json carried the stream's key finds it in the registry."""
-    from clgraft.leaderboard import citations
+    from clgraft.results.leaderboard import citations
 
     record = {
         "stream": {"name": "mbpa-fewshot", "version": 1, "order": "i"},
@@ -297,7 +297,7 @@ def test_a_rows_citations_include_the_streams_benchmark_paper():
 
 
 def test_every_citation_key_has_an_entry():
-    from clgraft.cite import bib_entries
+    from clgraft.data.references import bib_entries
     from clgraft.methods import METHODS
 
     keys = {k for m in METHODS.values() for k in m.citations({"merge": "ties", "compose": "stitch"})}
@@ -324,7 +324,7 @@ def test_two_sweeps_on_one_results_folder_at_once(tmp_path, tiny_model_dir, invo
 def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     """`sweep --plan` runs nothing; a cell costs the mean CPU time of finished runs of its configuration (any seed),
     else naive's at the same settings × the method's relative cost, else it is unknown."""
-    from clgraft.sweep_cost import plan
+    from clgraft.sweeps.cost import plan
 
     for seed, cpu in ((1, 10.0), (2, 20.0)):
         record = {**_record(seed, 0.5), "wall_s": 99.0, "cpu_s": cpu}  # CPU seconds, where a record has them
@@ -343,7 +343,7 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
     assert not (tmp_path / "res" / "sweeps").exists()  # a plan writes nothing
     with pytest.raises(ClgraftError, match="--stream lmbff-mixed: the sweep has no such stream"):
         invoke("sweep", "tiny", "--plan", "--stream", "lmbff-mixed")
-    from clgraft.sweep_cost import summary
+    from clgraft.sweeps.cost import summary
 
     assert summary(table, cores=2) == (
         "3 of 5 cells left: ≈ 0.0 core-hours (≈ 0.0 h wall on 2 cores kept busy); 1 more cell without an estimate"
@@ -353,7 +353,7 @@ def test_plan_prices_cells_from_measured_runs(tmp_path, invoke):
 def test_plan_carries_a_methods_measured_cost_ratio_to_naive_across_streams(tmp_path):
     """A cell with no run of its own but a naive twin is priced at naive's cost × the method's cost over naive's as
     measured on other streams at the same settings (not the rough relative cost); at other settings the rough one."""
-    from clgraft.sweep_cost import plan
+    from clgraft.sweeps.cost import plan
 
     def write(name: str, method: str, stream: str, cpu: float, **run) -> None:
         record = _record(1, 0.5, method, **run)
@@ -377,7 +377,7 @@ def test_plan_carries_a_methods_measured_cost_ratio_to_naive_across_streams(tmp_
 def test_leaderboard_header_names_each_commit_and_says_when_a_record_has_none():
     """Records from a git checkout give their commit; one run from a plain copy of the source says it has none,
     not 'None'."""
-    from clgraft.leaderboard import identification
+    from clgraft.results.leaderboard import identification
 
     checked_out, copied = _record(1, 0.5), _record(2, 0.7)
     checked_out["versions"] = {"clgraft": "0.1.0", "git_commit": "0123456789abcdef" * 2}
@@ -387,7 +387,7 @@ def test_leaderboard_header_names_each_commit_and_says_when_a_record_has_none():
 
 
 def test_leaderboard_header_lists_seeds_in_numeric_order():
-    from clgraft.leaderboard import header
+    from clgraft.results.leaderboard import header
 
     text = header([_record(seed, 0.5) for seed in (100, 13, 87, 21)])
     assert "seeds 13, 21, 87, 100;" in text
@@ -395,7 +395,7 @@ def test_leaderboard_header_lists_seeds_in_numeric_order():
 
 def test_leaderboard_header_hashes_every_data_file_of_a_task_whatever_the_records_order():
     """Two data seeds read two sets of files: the task's data hash covers both, in either order of the records."""
-    from clgraft.leaderboard import identification
+    from clgraft.results.leaderboard import identification
 
     one, other = _record(1, 0.5), _record(2, 0.7)
     one["tasks"][0]["checksums"] = {"sst2/16-13/test.tsv": "aa" * 32}

@@ -10,10 +10,9 @@ import pandas as pd
 import torch
 
 from clgraft.analysis.run_files import OpenRun, layer_of, refuse_joint
+from clgraft.io.figures import finish_lines, pyplot, run_line, save
 from clgraft.metrics.closeness import layer_closeness
-from clgraft.plots import finish_lines, pyplot, save
-from clgraft.report import _run_line
-from clgraft.train import train_task
+from clgraft.training.loop import train_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -87,7 +86,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(frames).rename_axis("parameter").to_csv(out / "closeness.csv")
-    save(plot_closeness(results, _run_line(run.record)), out / "closeness.png")
+    save(plot_closeness(results, run_line(run.record)), out / "closeness.png")
     summary = {
         name: {
             "rel_l2_by_layer": {layer: v["rel_l2"] for layer, v in e["per_layer"].items()},

@@ -15,7 +15,8 @@ from scipy import stats
 
 from clgraft.analysis.run_files import OpenRun
 from clgraft.errors import ClgraftError
-from clgraft.graft import Graft, load
+from clgraft.grafting.graft import Graft, load
+from clgraft.io.figures import NOT_EVALUATED, pyplot, run_line, save, wrap
 from clgraft.metrics.overlap import (
     empty_mask_matrix,
     jaccard_matrix,
@@ -23,9 +24,7 @@ from clgraft.metrics.overlap import (
     random_overlap,
     segment_intersection_counts,
 )
-from clgraft.plots import pyplot, save
-from clgraft.report import NOT_EVALUATED, _run_line, _wrap
-from clgraft.train import pooled_features
+from clgraft.training.loop import pooled_features
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -207,10 +206,10 @@ def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None) ->
         "Jaccard": (jac, JACCARD),
         "overlap ÷ random-mask null": (ratio, "× the overlap of random masks (1 = chance)"),
     }
-    plots, run_line = run.dir / "analysis", _run_line(run.record)
+    plots, title = run.dir / "analysis", run_line(run.record)
     regions = scope(sparsity, method)
-    save(plot_matrices(run.names, panels, run_line, regions), plots / f"{name}.png")
-    save(plot_layers(run.names, per_layer, run_line, regions), plots / f"{name}-layers.png")
+    save(plot_matrices(run.names, panels, title, regions), plots / f"{name}.png")
+    save(plot_layers(run.names, per_layer, title, regions), plots / f"{name}-layers.png")
     run.write(name, payload, summary)
     return payload
 
@@ -248,7 +247,7 @@ def _titles(fig, what: str, run: str, regions: str) -> None:
     """A two-line title, what is plotted at which sparsity and then the run, wrapped to the figure's width; and a
     footnote saying why the diagonal is grey."""
     title = f"{what} at {regions}\n{run}"
-    fig.suptitle(_wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
+    fig.suptitle(wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
     fig.supxlabel("grey diagonal: a task with itself, left out", fontsize=8, color="0.35")
 
 

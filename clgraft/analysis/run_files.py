@@ -14,22 +14,16 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file
 
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
+from clgraft.io.records import read_json, write_json
 from clgraft.methods import get_method
 from clgraft.methods.base import PreparedTask, RunContext
-from clgraft.models import BlockView, HeadedModel
-from clgraft.registry import Registry
-from clgraft.results import read_json, write_json
-from clgraft.runner import Runner
-from clgraft.train import split_accuracy
+from clgraft.model.headed import BlockView, HeadedModel
+from clgraft.runs.runner import Runner, weights_path
+from clgraft.training.loop import split_accuracy
 
 LAYER = re.compile(r"layers?\.(\d+)\.")
-
-
-def weights_path(run_dir: Path, method: str, t: int, tasks: int) -> Path:
-    """The weight file that holds task t's fine-tuned model: the weights after it, or a joint run's only file."""
-    after = tasks if get_method(method).joint else t + 1
-    return run_dir / "weights" / f"task-{after:02d}.safetensors"
 
 
 def refuse_joint(run: OpenRun, what: str) -> None:

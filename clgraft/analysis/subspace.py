@@ -16,12 +16,11 @@ from torch.func import functional_call
 
 from clgraft.analysis.run_files import OpenRun, refuse_joint
 from clgraft.errors import ClgraftError
+from clgraft.io.figures import finish_lines, pyplot, run_line, save
+from clgraft.io.records import read_json
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
-from clgraft.models import BlockView, HeadedModel
-from clgraft.plots import finish_lines, pyplot, save
-from clgraft.report import _run_line
-from clgraft.results import read_json
-from clgraft.train import train_task
+from clgraft.model.headed import BlockView, HeadedModel
+from clgraft.training.loop import train_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -254,7 +253,7 @@ def _fit_row(run: OpenRun, t: int, X: torch.Tensor, d: int, lr: float, full: flo
 
 
 def _write(run: OpenRun, results: dict) -> None:
-    save(plot_spectra(results, _run_line(run.record)), run.dir / "analysis" / "subspace.png")
+    save(plot_spectra(results, run_line(run.record)), run.dir / "analysis" / "subspace.png")
     summary = {
         name: {
             "d90": {c: e["spectra"][c]["all"]["d90"] for c in e["spectra"]},

@@ -22,7 +22,7 @@ from clgraft.methods.avalanche_engine import AvalancheMethod, memory_report
 from clgraft.methods.base import TaskStep
 
 if TYPE_CHECKING:
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class AGemOptions(BaseModel):

@@ -20,32 +20,16 @@ import itertools
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from clgraft.methods.avalanche_schedule import EpochBatches
 from clgraft.methods.base import Method, TaskStep
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
-PAD_LOGIT = -1.0e4
 # avalanche-lib imports qpsolvers, which warns on every start that it found no QP solver (only GEM needs one)
 warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
-
-
-class EpochBatches:
-    """A batch sampler that yields the next part of a schedule each time a DataLoader starts an epoch."""
-
-    def __init__(self, parts: list[list[list[int]]]):
-        self.parts = parts
-        self.epoch = 0
-
-    def __iter__(self):
-        part = self.parts[min(self.epoch, len(self.parts) - 1)]
-        self.epoch += 1
-        return iter(part)
-
-    def __len__(self) -> int:
-        return len(self.parts[min(self.epoch, len(self.parts) - 1)])
 
 
 def memory_report(tasks: list, kept: list[int]) -> dict:
@@ -125,7 +109,7 @@ class AvalancheMethod(Method):
             _multitask_adapter_class,
             clear_whole_model,
         )
-        from clgraft.train import make_optimizer
+        from clgraft.training.loop import make_optimizer
 
         heads = [t.head for t in self.ctx.tasks]
         shared = self.ctx.head_mode == "shared"
@@ -157,7 +141,7 @@ class AvalancheMethod(Method):
     def _run(self, model: HeadedModel, indices: list[int], steps: int, seed: int, desc: str, on_step) -> list[float]:
         import torch
 
-        from clgraft.batches import train_batches
+        from clgraft.data.batches import train_batches
         from clgraft.methods.avalanche_parts import _watch_plugin
 
         strategy = self._ensure_strategy(model)

@@ -12,11 +12,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from clgraft.batches import Encoded
+from clgraft.data.batches import Encoded
 from clgraft.errors import NonFiniteLoss
-from clgraft.methods.avalanche_engine import PAD_LOGIT, EpochBatches
-from clgraft.models import HeadedModel
-from clgraft.train import make_optimizer
+from clgraft.methods.avalanche_schedule import PAD_LOGIT, EpochBatches
+from clgraft.model.headed import HeadedModel
+from clgraft.training.loop import make_optimizer
 
 
 class PackedDataset(Dataset):

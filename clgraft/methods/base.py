@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:  # torch and the model code load when a method runs, not when `methods list` reads the registry
     import torch
 
-    from clgraft.batches import Encoded
-    from clgraft.data import TaskData
-    from clgraft.graft import Graft
-    from clgraft.models import HeadedModel
-    from clgraft.registry import Task
-    from clgraft.shared_work import SharedWork
-    from clgraft.train import TrainOptions
+    from clgraft.data.batches import Encoded
+    from clgraft.data.loading import TaskData
+    from clgraft.data.registry import Task
+    from clgraft.grafting.graft import Graft
+    from clgraft.model.headed import HeadedModel
+    from clgraft.training.loop import TrainOptions
+    from clgraft.training.shared_work import SharedWork
 
 
 class NoOptions(BaseModel):
@@ -79,7 +79,7 @@ class Method:
     keeps_state: ClassVar[bool] = False
     """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
     cite: ClassVar[tuple[str, ...]] = ()
-    """BibTeX keys (clgraft/references.bib) of the papers a result of this method should cite."""
+    """BibTeX keys (clgraft/data/references.bib) of the papers a result of this method should cite."""
     relative_cost: ClassVar[float] = 1.0
     """Rough time of a run relative to naive's at the same settings (measured on the standard sweep; 1 where not
     measured): a sweep starts its costly cells first, so that no worker idles while the last long cell runs."""
@@ -123,7 +123,8 @@ class Method:
 
     @classmethod
     def runs_clgraft_loop(cls, options: BaseModel) -> bool:
-        """Whether this configuration trains with clgraft's own loop (clgraft/train.py), which LP-FT's probing needs."""
+        """Whether this configuration trains with clgraft's own loop (clgraft/training/loop.py), which LP-FT's
+        probing needs."""
         return True
 
     @classmethod
@@ -137,7 +138,7 @@ class Method:
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step. A fine-tune
         from θ₀ (the first task, or every task of a method starting each from θ₀) with nothing run inside the loop
-        is shared with other runs (clgraft/shared_work.py)."""
+        is shared with other runs (clgraft/training/shared_work.py)."""
         task, opts = self.ctx.tasks[step.index], self.ctx.opts
         from_theta0 = step.index == 0 or self.from_theta0
         if self.ctx.shared is None or not from_theta0 or self.grad_hook is not None or step.on_step is not None:
@@ -148,7 +149,7 @@ class Method:
     def fit(self, model: HeadedModel, step: TaskStep, opts: TrainOptions, label: str = "") -> list[float]:
         """clgraft's loop on task `step.index` with these options (and the method's grad_hook); `label` names the
         method in the progress bar."""
-        from clgraft.train import train_task
+        from clgraft.training.loop import train_task
 
         task = self.ctx.tasks[step.index]
         return train_task(
@@ -172,8 +173,8 @@ class Method:
 
     def task_dev_accuracy(self, model: HeadedModel, t: int) -> float:
         """Dev accuracy of task t alone (a choice made per task, as TALL-masks' λ_t)."""
-        from clgraft.phases import phase
-        from clgraft.train import split_accuracy
+        from clgraft.io.phases import phase
+        from clgraft.training.loop import split_accuracy
 
         task, opts = self.ctx.tasks[t], self.ctx.opts
         with phase("select"):
@@ -202,7 +203,7 @@ class FromTheta0(Method):
     from_theta0 = True
 
     def setup(self, model: HeadedModel) -> None:
-        from clgraft.models import BlockView, BodySnapshot
+        from clgraft.model.headed import BlockView, BodySnapshot
 
         self.view = BlockView(model.body)
         self.theta0 = BodySnapshot(model, self.view)

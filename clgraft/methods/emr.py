@@ -14,7 +14,7 @@ from clgraft.methods.base import FromTheta0, TaskStep
 if TYPE_CHECKING:
     import torch
 
-    from clgraft.models import BlockView, HeadedModel
+    from clgraft.model.headed import BlockView, HeadedModel
 
 
 def emr_merge(taus: list[torch.Tensor], view: BlockView) -> tuple[torch.Tensor, list[torch.Tensor], list[float]]:

@@ -27,7 +27,7 @@ from clgraft.methods.avalanche_engine import AvalancheMethod
 from clgraft.methods.base import TaskStep
 
 if TYPE_CHECKING:
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 def fisher_information(model: Any, dataset: Any, device: Any) -> dict:

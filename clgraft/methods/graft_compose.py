@@ -14,8 +14,8 @@ from clgraft.methods.base import FromTheta0, TaskStep
 from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, stored_bytes, task_graft
 
 if TYPE_CHECKING:
-    from clgraft.graft import Graft
-    from clgraft.models import HeadedModel
+    from clgraft.grafting.graft import Graft
+    from clgraft.model.headed import HeadedModel
 
 
 class ComposeOptions(GraftOptions):
@@ -74,7 +74,7 @@ class GraftCompose(FromTheta0):
 
     def _compose(self, model: HeadedModel) -> None:
         """Back to θ₀, then union or stitch of the grafts so far (task-aware applies one graft per evaluation)."""
-        from clgraft.compose import compose_into
+        from clgraft.grafting.compose import compose_into
 
         self.theta0.restore(model)
         if self.options.compose != "task-aware":

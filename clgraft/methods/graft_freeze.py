@@ -16,8 +16,8 @@ from clgraft.methods.base import Method, TaskStep
 from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, stored_bytes, task_graft
 
 if TYPE_CHECKING:
-    from clgraft.graft import Graft
-    from clgraft.models import HeadedModel
+    from clgraft.grafting.graft import Graft
+    from clgraft.model.headed import HeadedModel
 
 
 class GraftFreeze(Method):
@@ -37,7 +37,7 @@ class GraftFreeze(Method):
     def setup(self, model: HeadedModel) -> None:
         import torch
 
-        from clgraft.models import BlockView
+        from clgraft.model.headed import BlockView
 
         self.view = BlockView(model.body)
         self.frozen = torch.zeros(self.view.numel, dtype=torch.bool, device=self.ctx.device)  # masks gradients there
@@ -54,7 +54,7 @@ class GraftFreeze(Method):
                 grad.masked_fill_(frozen, 0.0)
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        from clgraft.models import BodySnapshot
+        from clgraft.model.headed import BodySnapshot
 
         task = self.ctx.tasks[step.index]
         start = BodySnapshot(model, self.view)

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     import torch
 
-    from clgraft.graft import Graft
-    from clgraft.localize import LocalizeOptions, MaskResult, ScoredTask
+    from clgraft.grafting.graft import Graft
+    from clgraft.grafting.localize import LocalizeOptions, MaskResult, ScoredTask
     from clgraft.methods.base import PreparedTask
-    from clgraft.models import BlockView, BodySnapshot, HeadedModel
+    from clgraft.model.headed import BlockView, BodySnapshot, HeadedModel
 
 
 class GraftOptions(BaseModel):
@@ -40,7 +40,7 @@ def task_graft(
     sparsity: float,
 ) -> Graft:
     """The graft γ⊙τ of one task in a run, with the task's head as it is now."""
-    from clgraft.graft import Graft
+    from clgraft.grafting.graft import Graft
 
     head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
     meta = {
@@ -54,14 +54,14 @@ def task_graft(
 
 def scored_task(task: PreparedTask) -> ScoredTask:
     """A prepared task as the mask search scores it (train + dev, the task's official metric)."""
-    from clgraft.localize import ScoredTask
+    from clgraft.grafting.localize import ScoredTask
 
     return ScoredTask(task.head, task.label_offset, task.train, task.dev, task.task.metric)
 
 
 def localize_opts(opts: GraftOptions, seed: int) -> LocalizeOptions:
     """A method's graft options as the settings of one mask search."""
-    from clgraft.localize import LocalizeOptions
+    from clgraft.grafting.localize import LocalizeOptions
 
     return LocalizeOptions(
         sparsity=opts.sparsity,
@@ -84,8 +84,8 @@ def localize_task(
     """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score
     (docs/protocols.md), searched and scored on exactly the model its graft builds: the start body (embeddings
     included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
-    from clgraft.localize import MaskLearner
-    from clgraft.phases import phase
+    from clgraft.grafting.localize import MaskLearner
+    from clgraft.io.phases import phase
 
     view = start.view
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks

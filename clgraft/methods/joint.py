@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from clgraft.methods.avalanche_engine import AvalancheMethod
 
 if TYPE_CHECKING:
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class Joint(AvalancheMethod):

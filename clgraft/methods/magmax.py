@@ -15,7 +15,7 @@ from clgraft.methods.base import Method, TaskStep
 if TYPE_CHECKING:
     import torch
 
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class MagMaxOptions(BaseModel):
@@ -35,7 +35,7 @@ class MagMax(Method):
     keeps_state = True
 
     def setup(self, model: HeadedModel) -> None:
-        from clgraft.models import BlockView, BodySnapshot
+        from clgraft.model.headed import BlockView, BodySnapshot
 
         self.view = BlockView(model.body)
         self.theta0 = BodySnapshot(model, self.view)
@@ -44,8 +44,8 @@ class MagMax(Method):
         self.choices: list[dict] = []
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        from clgraft.merging import max_magnitude
-        from clgraft.models import BodySnapshot
+        from clgraft.grafting.merging import max_magnitude
+        from clgraft.model.headed import BodySnapshot
 
         if self.sequential is not None:
             self.sequential.restore(model)

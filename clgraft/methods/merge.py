@@ -4,7 +4,7 @@
 (drop p, rescale, λ Σ). λ (and TIES's density, DARE's p) are chosen on the dev sets of the tasks merged so far —
 mean dev accuracy over the grid — never on test; the grid and each choice are recorded in run.json. mergekit works
 on checkpoint files through YAML configs and peft merges LoRA adapters; neither fits in-memory flat task vectors
-with per-task heads, so the arithmetic is `clgraft/merging.py` (pure functions, tested by hand).
+with per-task heads, so the arithmetic is `clgraft/grafting/merging.py` (pure functions, tested by hand).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from clgraft.methods.base import FromTheta0, TaskStep
 if TYPE_CHECKING:
     import torch
 
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class MergeOptions(BaseModel):
@@ -62,7 +62,7 @@ class MergeTaskVectors(FromTheta0):
         return [{"lam": lam, **rest} for rest in self._settings() for lam in self.options.lambdas]
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
-        from clgraft.models import set_blocks
+        from clgraft.model.headed import set_blocks
 
         losses = super().train(model, step)
         self.taus.append(self.view.flatten(dict(model.body.named_parameters())) - self.theta0.blocks)
@@ -74,8 +74,8 @@ class MergeTaskVectors(FromTheta0):
 
     def _choose(self, model: HeadedModel, step: TaskStep) -> tuple[float, dict, torch.Tensor]:
         """The grid setting with the best mean dev accuracy over the tasks so far, and its merged vector."""
-        from clgraft.merging import combine_vectors
-        from clgraft.models import set_blocks
+        from clgraft.grafting.merging import combine_vectors
+        from clgraft.model.headed import set_blocks
 
         best = None
         for rest in self._settings():  # sparsify and elect once per setting; λ only scales the result

@@ -13,7 +13,7 @@ from clgraft.methods.avalanche_engine import AvalancheMethod
 from clgraft.methods.base import Method, TaskStep
 
 if TYPE_CHECKING:
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class NaiveOptions(BaseModel):

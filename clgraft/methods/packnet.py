@@ -17,7 +17,7 @@ from clgraft.errors import ClgraftError
 from clgraft.methods.avalanche_engine import AvalancheMethod
 
 if TYPE_CHECKING:
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class PackNetOptions(BaseModel):

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
     from peft.tuners.tuners_utils import BaseTuner
 
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class LoraOptions(BaseModel):

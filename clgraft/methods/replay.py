@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clgraft.methods.avalanche_engine import AvalancheMethod, EpochBatches, memory_report
+from clgraft.methods.avalanche_engine import AvalancheMethod, memory_report
+from clgraft.methods.avalanche_schedule import EpochBatches
 from clgraft.methods.base import TaskStep
 
 if TYPE_CHECKING:
-    from clgraft.models import HeadedModel
+    from clgraft.model.headed import HeadedModel
 
 
 class ReplayOptions(BaseModel):

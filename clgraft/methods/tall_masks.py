@@ -20,8 +20,8 @@ from clgraft.methods.base import FromTheta0, TaskStep
 if TYPE_CHECKING:
     import torch
 
-    from clgraft.graft import Graft
-    from clgraft.models import HeadedModel
+    from clgraft.grafting.graft import Graft
+    from clgraft.model.headed import HeadedModel
 
 
 class TallOptions(BaseModel):
@@ -122,7 +122,7 @@ class TallMasks(FromTheta0):
         """Once the stream is done, each task's final TALL mask m_t as a graft m_t ⊙ τ_MTL with its head (what
         task-aware evaluation applies), so that `clgraft analyze overlap --method tall-masks` compares TALL regions
         as it compares grafting's; none before (the masks change with every task)."""
-        from clgraft.graft import Graft
+        from clgraft.grafting.graft import Graft
 
         if len(self.masks) < len(self.ctx.tasks):
             return {}

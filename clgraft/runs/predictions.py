@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clgraft.results import save_bytes
+from clgraft.io.records import save_bytes
 
 FILE = "predictions.npz"
 

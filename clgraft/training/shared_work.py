@@ -27,9 +27,9 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file
 
-from clgraft.batches import Encoded
-from clgraft.models import HeadedModel, weights_sha256
-from clgraft.results import read_json, save_tensors, versions, write_json
+from clgraft.data.batches import Encoded
+from clgraft.io.records import read_json, save_tensors, versions, write_json
+from clgraft.model.headed import HeadedModel, weights_sha256
 
 SHARED_DIR = ".clgraft-shared"
 """Folder, next to the run directories, that holds the shared work."""

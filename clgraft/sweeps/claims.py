@@ -20,11 +20,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clgraft.config import TEST_SUBSET, RunConfig, identity, record_identity
+from clgraft.config import TEST_SUBSET, RunConfig
+from clgraft.data.registry import builtin_tasks_dir
 from clgraft.errors import ClgraftError, validation_message
+from clgraft.io.records import read_json
 from clgraft.metrics.seeds import confidence_interval
-from clgraft.registry import builtin_tasks_dir
-from clgraft.results import read_json
+from clgraft.runs.identity import identity, record_identity
 
 MIN_SEEDS = 3
 
@@ -51,7 +52,9 @@ class Evidence(_Strict):
     methods: list[str] = Field(min_length=1, max_length=2, description="two for a paired difference (first − second)")
     seeds: list[int] = Field(min_length=MIN_SEEDS)
     run: dict[str, Any] = Field(default={}, description="RunConfig settings shared by the runs (steps, max_test, ...)")
-    localize: dict[str, Any] | None = Field(default=None, description="api.localize options: sparsity, method, steps")
+    localize: dict[str, Any] | None = Field(
+        default=None, description="localize options (clgraft.api.localize): sparsity, method, steps"
+    )
     analyze: Literal["overlap", "subspace", "closeness"] | None = None
     subspace_dims: list[int] = Field(
         default=[], description="subspace analysis: dimensions d of intrinsic fine-tuning (--finetune-in-subspace)"
@@ -61,7 +64,7 @@ class Evidence(_Strict):
         gt=0,
         description="closeness analysis: fine-tune only the k blocks that moved most (--critical-layers)",
     )
-    statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/claims.py)")
+    statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claims.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
     )
@@ -96,7 +99,7 @@ class Claim(_Strict):
 
     claim: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
-    paper: str = Field(description="BibTeX key in clgraft/references.bib")
+    paper: str = Field(description="BibTeX key in clgraft/data/references.bib")
     where: str = Field(description="section, table or figure of the paper")
     statement: str
     expect: Expect
@@ -421,9 +424,10 @@ def run_claim(
 ) -> None:
     """Make or reuse the claim's runs, then its localization and analysis, seed by seed (each step is skipped where
     its output is already there, so an interrupted call resumes)."""
-    from clgraft.api import localize
-    from clgraft.registry import Registry
-    from clgraft.runner import Runner
+    from clgraft.data.loading import data_dir_from
+    from clgraft.data.registry import Registry
+    from clgraft.runs.localize_run import localize_finished_run
+    from clgraft.runs.runner import Runner
 
     if claim.evidence is None:
         raise ClgraftError(f"claim {claim.claim} cannot be run yet: it needs {claim.needs}")
@@ -440,7 +444,7 @@ def run_claim(
             )
             runner.run()
             if evidence.localize and not _localize_rows(runner.dir, evidence):
-                localize(runner.dir, data_dir=data_dir, **evidence.localize)
+                localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
             if evidence.analyze:
                 _analyze(runner.dir, evidence, registry, data_dir, echo)
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from clgraft.batches import Encoded, eval_batches, train_batches
+from clgraft.data.batches import Encoded, eval_batches, train_batches
 from clgraft.errors import NonFiniteLoss
-from clgraft.models import HeadedModel
+from clgraft.model.headed import HeadedModel
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from clgraft.graft import Graft
+from clgraft.grafting.graft import Graft
 
 
 def overlap_counts(grafts: list[Graft], numel: int) -> torch.Tensor:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from clgraft.data import Split
-from clgraft.prompts import Prompt, prompt_ids
+from clgraft.data.loading import Split
+from clgraft.data.prompts import Prompt, prompt_ids
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Encoded:
 
 def encode(tokenizer, split: Split, max_length: int, prompt: Prompt | None = None) -> Encoded:
     """Tokenise single sentences or sentence pairs, truncated to max_length; or, given a prompt, each example put
-    into its template (clgraft/prompts.py)."""
+    into its template (clgraft/data/prompts.py)."""
     if prompt is not None:
         ids = [prompt_ids(tokenizer, prompt, texts, max_length) for texts in split.texts]
         return Encoded(ids, torch.tensor(split.labels, dtype=torch.long), tokenizer.pad_token_id or 0)

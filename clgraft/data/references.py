@@ -1,4 +1,4 @@
-"""BibTeX for results (docs/run-record.md): the papers in clgraft/references.bib, and clgraft itself from
+"""BibTeX for results (docs/run-record.md): the papers in clgraft/data/references.bib, and clgraft itself from
 CITATION.cff."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ BIB = Path(__file__).with_name("references.bib")
 
 def citation_cff() -> Path:
     """CITATION.cff: inside the installed wheel, or at the root of a source checkout."""
-    packaged = Path(__file__).with_name("CITATION.cff")
-    return packaged if packaged.is_file() else Path(__file__).resolve().parent.parent / "CITATION.cff"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "CITATION.cff"
+    return packaged if packaged.is_file() else package.parent / "CITATION.cff"
 
 
 def bib_entries() -> dict[str, str]:

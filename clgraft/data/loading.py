@@ -1,7 +1,7 @@
 """Read a task's examples from local files, bundled files or the hub; LM-BFF k-shot sampling.
 
 Every failure names the file and the fix in one line (ClgraftError). Examples are kept as plain lists: a task is
-at most a few thousand sentences, and tokenisation happens once per split in `clgraft.batches`.
+at most a few thousand sentences, and tokenisation happens once per split in `clgraft.data.batches`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clgraft.data.registry import SPLITS, Source, Task
 from clgraft.errors import ClgraftError
-from clgraft.registry import SPLITS, Source, Task
 
 DATA_DIR_ENV = "CLGRAFT_DATA_DIR"
 TEST_SUBSET_SEED = 0

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clgraft.plots import pyplot, save
-from clgraft.results import read_json
+from clgraft.io.figures import NOT_EVALUATED, pyplot, run_line, save, stream_label, wrap
+from clgraft.io.records import read_json
 
 CELL_IN = 0.75  # inches per heatmap cell: room for a 3-digit value and square cells whatever the stream's length
 LABEL_WIDTH = 28  # characters per line of a bar label; longer labels wrap so the bars keep most of the width
 VALUE_WIDTH = 16  # an option value longer than this is cut, so one "key=value" always fits on a label line
-NOT_EVALUATED = "#d9d9d9"  # light grey: R entries skipped by --evaluate seen|final
 
 
 def report_run(run_dir: Path) -> list[Path]:
@@ -27,16 +26,6 @@ def report_run(run_dir: Path) -> list[Path]:
         save(accuracy_over_time(record), run_dir / "report" / "accuracy-over-time.png"),
     ]
     return out + sorted((run_dir / "analysis").glob("*.png"))
-
-
-def _stream_label(stream: dict) -> str:
-    """'name, order o' (or just the name): which stream and task order a plot is about."""
-    return f"{stream['name']}, order {stream['order']}" if stream.get("order") else stream["name"]
-
-
-def _run_line(record: dict) -> str:
-    """The run a plot belongs to, in one line: method, stream and order, seed."""
-    return f"{record['method']['name']} on {_stream_label(record['stream'])}, seed {record['seed']}"
 
 
 def _accuracy_rows(record: dict) -> tuple[list[int], list[str], np.ndarray]:
@@ -77,8 +66,8 @@ def r_heatmap(record: dict):
     ax.set_ylabel("model")
     _annotate_cells(ax, values)
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label("test accuracy (%)")
-    title = "R: test accuracy % per task after each step\n" + _run_line(record)
-    ax.set_title(_wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
+    title = "R: test accuracy % per task after each step\n" + run_line(record)
+    ax.set_title(wrap(title, width=int(9 * fig.get_figwidth())), fontsize=10)
     if np.isnan(values).any():
         fig.supxlabel("– : not evaluated", fontsize=8, color="0.35")
     return fig
@@ -99,13 +88,8 @@ def accuracy_over_time(record: dict):
     ax.set_xlabel("model")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(title="tested on", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title(_wrap("Test accuracy per task over the stream\n" + _run_line(record), width=70), fontsize=10)
+    ax.set_title(wrap("Test accuracy per task over the stream\n" + run_line(record), width=70), fontsize=10)
     return fig
-
-
-def _wrap(text: str, width: int) -> str:
-    """Wrap each line of text to at most width characters, so a long run name stays inside the figure."""
-    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
 
 
 def _value(value) -> str:
@@ -168,8 +152,8 @@ def method_bars(stream: str, records: list[dict]):
     """ACC and forgetting bars per leaderboard row of one stream — method, options and every other setting but the
     seed (leaderboard.setting), so that runs with other steps, heads or test caps are bars of their own and never
     averaged into one — mean ± std over seeds, labelled with bar_labels."""
-    from clgraft.leaderboard import setting
-    from clgraft.results import config_hash
+    from clgraft.io.records import config_hash
+    from clgraft.results.leaderboard import setting
 
     settings = [setting(r) for r in records]
     frame = pd.DataFrame(
@@ -207,6 +191,6 @@ def report_results(results: Path, records: list[dict]) -> list[Path]:
     for r in records:
         by_stream.setdefault(f"{r['stream']['name']}-{r['stream'].get('order', '')}", []).append(r)
     return [
-        save(method_bars(_stream_label(part[0]["stream"]), part), results / "plots" / f"{stream}.png")
+        save(method_bars(stream_label(part[0]["stream"]), part), results / "plots" / f"{stream}.png")
         for stream, part in by_stream.items()
     ]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from clgraft.data.registry import Registry, Stream, Task
 from clgraft.errors import ClgraftError
-from clgraft.registry import Registry, Stream, Task
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Entry:
 
 def manifest() -> dict[str, Entry]:
     """Every known data file, by path relative to the data directory."""
-    text = resources.files("clgraft").joinpath("datapack.tsv").read_text()
+    text = resources.files("clgraft.data").joinpath("datapack.tsv").read_text()
     rows = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
     return {path: Entry(path, sha, int(size)) for sha, size, path in rows}
 

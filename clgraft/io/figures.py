@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
+
+NOT_EVALUATED = "#d9d9d9"  # light grey: R entries skipped by --evaluate seen|final
 
 
 def pyplot():
@@ -29,8 +32,21 @@ def save(fig, path: Path, dpi: int = 130) -> Path:
 def finish_lines(ax, legend_title: str, title: str, legend_x: float = 1.01) -> None:
     """The common end of a line plot: a light grid, the legend beside the axes (never over the lines) and a title
     wrapped to the figure's width."""
-    from clgraft.report import _wrap
-
     ax.grid(alpha=0.3)
     ax.legend(title=legend_title, fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(legend_x, 1))
-    ax.set_title(_wrap(title, width=70), fontsize=10)
+    ax.set_title(wrap(title, width=70), fontsize=10)
+
+
+def wrap(text: str, width: int) -> str:
+    """Wrap each line of text to at most width characters, so a long run name stays inside the figure."""
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+
+
+def stream_label(stream: dict) -> str:
+    """'name, order o' (or just the name): which stream and task order a plot is about."""
+    return f"{stream['name']}, order {stream['order']}" if stream.get("order") else stream["name"]
+
+
+def run_line(record: dict) -> str:
+    """The run a plot belongs to, in one line: method, stream and order, seed."""
+    return f"{record['method']['name']} on {stream_label(record['stream'])}, seed {record['seed']}"

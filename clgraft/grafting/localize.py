@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from clgraft.batches import Encoded
+from clgraft.data.batches import Encoded
 from clgraft.errors import ClgraftError
-from clgraft.models import BlockView, HeadedModel
-from clgraft.train import accuracy, f1, predict
+from clgraft.model.headed import BlockView, HeadedModel
+from clgraft.training.loop import accuracy, f1, predict
 
 SCORE_BATCH = 16  # small: the scored sets are few-shot, and larger batches' activations would set the memory peak
 
@@ -78,11 +78,11 @@ def top_k_mask(scores: torch.Tensor, k: int, magnitude: bool = False) -> torch.T
     is the same on every machine and path.
 
     On the CPU, for small k: a fixed sample of SAMPLE entries gives two values six standard errors either side of the
-    sample's (1 − k/N) quantile; one compiled pass (`clgraft/_top_k_scan.py`) sets every entry at or above the upper
-    one and marks those between the two, and the k-th largest value is found among the marked ones alone. Whenever
-    the bracket misses (fewer than k entries above the lower value, or more than k above the upper one) it falls back
-    to the exact selection over all N entries, so the result is exact either way. A full `torch.topk` over N entries
-    costs 4–9 copies of the vector on a CPU.
+    sample's (1 − k/N) quantile; one compiled pass (`clgraft/grafting/_top_k_scan.py`) sets every entry at or above the
+    upper one and marks those between the two, and the k-th largest value is found among the marked ones alone. Whenever
+    the bracket misses (fewer than k entries above the lower value, or more than k above the upper one) it falls back to
+    the exact selection over all N entries, so the result is exact either way. A full `torch.topk` over N entries costs
+    4–9 copies of the vector on a CPU.
     """
     n = scores.numel()
     if k <= 0:
@@ -117,7 +117,7 @@ def _bracketed_top_k(scores: torch.Tensor, k: int, magnitude: bool) -> torch.Ten
     """top_k_mask by the sampled bracket on the CPU; None where the bracket misses the k-th value."""
     import numba  # numba and the kernels load on first use (~100 MiB of JIT runtime), not on `import clgraft`
 
-    from clgraft._top_k_scan import band_entries, chunk_size, level_scale, split
+    from clgraft.grafting._top_k_scan import band_entries, chunk_size, level_scale, split
 
     flat = scores.detach().contiguous().flatten()
     flat = (flat if flat.dtype in (torch.float32, torch.float64) else flat.float()).numpy()  # bf16 has no numpy type

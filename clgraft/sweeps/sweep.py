@@ -18,11 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm.auto import tqdm
 
-from clgraft.config import DEFAULT_MODEL, RunConfig, identity, record_identity
+from clgraft.config import DEFAULT_MODEL, RunConfig
+from clgraft.data.registry import Registry, task_dirs
 from clgraft.errors import ClgraftError, validation_message
+from clgraft.io.records import config_hash, read_json, write_json
 from clgraft.methods import get_method, parse_method_spec, parse_options
-from clgraft.registry import Registry, task_dirs
-from clgraft.results import config_hash, read_json, write_json
+from clgraft.runs.identity import identity, record_identity
 
 
 class _Strict(BaseModel):
@@ -228,7 +229,7 @@ def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, ro
     """Run (or reuse, or resume) one cell; returns its run record and the folder it is in. Used by every backend."""
     import torch
 
-    from clgraft.runner import Runner
+    from clgraft.runs.runner import Runner
 
     torch.set_num_threads(threads)
     registry = Registry.discover([Path(p) for p in tasks_dir] if tasks_dir else None)

@@ -23,9 +23,9 @@ from torch import nn
 
 import clgraft
 from clgraft.errors import ClgraftError
-from clgraft.graft_meta import FORMAT
-from clgraft.models import BlockView
-from clgraft.results import save_tensors
+from clgraft.grafting.graft_meta import FORMAT
+from clgraft.io.records import save_tensors
+from clgraft.model.headed import BlockView
 
 
 def index_dtype(n: int) -> torch.dtype:

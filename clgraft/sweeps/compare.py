@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from clgraft.config import RunConfig
-from clgraft.leaderboard import summarize
-from clgraft.registry import Registry
-from clgraft.results import write_text
+from clgraft.data.registry import Registry
+from clgraft.io.records import write_text
+from clgraft.results.leaderboard import summarize
 
 
 def compare_runs(
@@ -24,7 +24,7 @@ def compare_runs(
 ) -> pd.DataFrame:
     """Run each configuration (reusing finished runs under root), then print and write the comparison; with
     `tensorboard`, each run logs to a folder of its own under it."""
-    from clgraft.runner import Runner
+    from clgraft.runs.runner import Runner
 
     records = []
     for i, config in enumerate(configs, start=1):

@@ -16,9 +16,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clgraft.cite import BIB, citation_keys
+from clgraft.data.prompts import Prompt
+from clgraft.data.references import BIB, citation_keys
 from clgraft.errors import ClgraftError, validation_message
-from clgraft.prompts import Prompt
 
 TASKS_PATH_ENV = "CLGRAFT_TASKS_PATH"
 FORMATS = ("glue-tsv", "cola-tsv", "lmbff-csv", "sentence-all", "textcls-json", "lfll-txt")
@@ -30,10 +30,10 @@ class _Strict(BaseModel):
 
 
 def _cited(key: str) -> str:
-    """A `citation` is a key of clgraft/references.bib, `clgraft`, or empty (none): a typo or a placeholder such as
+    """A `citation` is a key of clgraft/data/references.bib, `clgraft`, or empty (none): a typo or a placeholder such as
     `none` would otherwise pass here and only fail in `clgraft cite`, or be printed as a key in the leaderboard."""
     if key and key not in citation_keys():
-        raise ValueError(f"'{key}' is not a key of clgraft/{BIB.name}; use one of its keys, or leave `citation` out")
+        raise ValueError(f"'{key}' is not a key of clgraft/data/{BIB.name}; use one of its keys, or leave `citation` out")
     return key
 
 
@@ -92,7 +92,7 @@ class Task(_Strict):
     version: int = Field(ge=1)
     description: str = ""
     type: str = Field(description="task family used as a similarity reference: sentiment, nli, topic, ...")
-    citation: str = Field(default="", description="the data set's paper: a key of clgraft/references.bib")
+    citation: str = Field(default="", description="the data set's paper: a key of clgraft/data/references.bib")
     labels: list[str] = Field(min_length=2, description="label strings as they appear in the data")
     label_names: list[str] | None = None
     label_space: str | None = Field(default=None, description="tasks sharing a label space share shared-head outputs")
@@ -184,7 +184,7 @@ class Stream(_Strict):
     stream: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     version: int = Field(ge=1)
     description: str = ""
-    citation: str = Field(default="", description="the benchmark's paper: a key of clgraft/references.bib")
+    citation: str = Field(default="", description="the benchmark's paper: a key of clgraft/data/references.bib")
     orders: dict[str, list[str]] = Field(min_length=1)
     default_order: str | None = None
     origin: str = Field(default="", exclude=True)
@@ -224,8 +224,9 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 def builtin_tasks_dir() -> Path:
     """The shipped tasks: inside the installed wheel, or the repository's `tasks/` in a source checkout."""
-    packaged = Path(__file__).parent / "_builtin_tasks"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "_builtin_tasks"
+    return packaged if packaged.is_dir() else package.parent / "tasks"
 
 
 def load_yaml_file(path: Path) -> Task | Stream | None:

@@ -13,11 +13,12 @@ from statistics import mean
 
 import pandas as pd
 
-from clgraft.config import RunConfig, identity, record_identity
+from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
+from clgraft.io.records import config_hash, read_json
 from clgraft.methods import get_method
-from clgraft.results import config_hash, read_json
-from clgraft.sweep import finished_runs
+from clgraft.runs.identity import identity, record_identity
+from clgraft.sweeps.sweep import finished_runs
 
 
 def cost_key(ident: dict) -> str:

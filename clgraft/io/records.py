@@ -18,7 +18,7 @@ from safetensors.torch import save
 
 import clgraft
 from clgraft.errors import ClgraftError
-from clgraft.phases import phase
+from clgraft.io.phases import phase
 
 
 def _umask_mode() -> int:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from clgraft.config import HASHED_WHEN_SET, RunConfig, record_identity
+from clgraft.config import HASHED_WHEN_SET, RunConfig
 from clgraft.errors import ClgraftError
+from clgraft.io.records import config_hash, read_json
 from clgraft.metrics.seeds import confidence_interval, paired_difference
-from clgraft.results import config_hash, read_json
+from clgraft.runs.identity import record_identity
 
 METRICS = ("acc", "bwt", "forgetting", "fwt", "la")
 ROW_KEYS = ("stream", "order", "method", "options")
@@ -50,7 +51,7 @@ def verify_predictions(results: Path) -> tuple[int, int]:
     """Recompute R from the predictions each run kept (predictions.npz) and check it against run.json, so that a
     row's numbers are the examples' and not an edited record's; returns (runs verified, runs). A run whose R differs
     is a one-line error; records written before predictions were kept are counted as not verified."""
-    from clgraft.predictions import FILE, recompute_R
+    from clgraft.runs.predictions import FILE, recompute_R
 
     dirs, verified = run_dirs(results), 0
     for d in dirs:
@@ -76,7 +77,7 @@ def citations(record: dict) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _builtin_registry():
-    from clgraft.registry import Registry
+    from clgraft.data.registry import Registry
 
     return Registry.discover()
 

@@ -18,27 +18,14 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from clgraft import predictions
-from clgraft.batches import encode
-from clgraft.config import TEST_SUBSET, RunConfig, identity
-from clgraft.data import capped_test, load_task
+from clgraft.config import TEST_SUBSET, RunConfig
+from clgraft.data.batches import encode
+from clgraft.data.loading import capped_test, load_task
+from clgraft.data.prompts import label_word_ids
+from clgraft.data.registry import Registry, Task
 from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
-from clgraft.methods import get_method, parse_options
-from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
-from clgraft.metrics import cl_metrics
-from clgraft.metrics.cl import CHAUDHRY_UNDEFINED, FWT_UNDEFINED, evaluated_columns
-from clgraft.models import (
-    Backbone,
-    HeadedModel,
-    PromptModel,
-    block_parameter_names,
-    freeze_outside_blocks,
-    load_backbone,
-)
-from clgraft.phases import phase, spent_since, totals
-from clgraft.prompts import label_word_ids
-from clgraft.registry import Registry, Task
-from clgraft.results import (
+from clgraft.io.phases import phase, spent_since, totals
+from clgraft.io.records import (
     config_hash,
     hardware,
     read_json,
@@ -48,9 +35,29 @@ from clgraft.results import (
     versions,
     write_json,
 )
-from clgraft.shared_work import SHARED_DIR, SharedWork
-from clgraft.tensorboard_log import TensorBoardLog
-from clgraft.train import TrainOptions, accuracy, predict
+from clgraft.methods import get_method, parse_options
+from clgraft.methods.base import Method, PreparedTask, RunContext, TaskStep
+from clgraft.metrics import cl_metrics
+from clgraft.metrics.cl import CHAUDHRY_UNDEFINED, FWT_UNDEFINED, evaluated_columns
+from clgraft.model.headed import (
+    Backbone,
+    HeadedModel,
+    PromptModel,
+    block_parameter_names,
+    freeze_outside_blocks,
+    load_backbone,
+)
+from clgraft.runs import predictions
+from clgraft.runs.identity import identity
+from clgraft.training.loop import TrainOptions, accuracy, predict
+from clgraft.training.shared_work import SHARED_DIR, SharedWork
+from clgraft.training.tensorboard_log import TensorBoardLog
+
+
+def weights_path(run_dir: Path, method: str, t: int, tasks: int) -> Path:
+    """The weight file that holds task t's fine-tuned model: the weights after it, or a joint run's only file."""
+    after = tasks if get_method(method).joint else t + 1
+    return run_dir / "weights" / f"task-{after:02d}.safetensors"
 
 
 def head_layout(tasks: list[Task], mode: str) -> tuple[dict[str, int], dict[str, tuple[str, int]]]:
@@ -134,7 +141,7 @@ RUN_TASKS = "tasks"
 def _with_run_tasks(registry: Registry, run_dir: Path, stream: str) -> Registry:
     """The registry, or — when it does not know the run's stream (a user folder not given again) — the built-in
     tasks plus the copies the run kept of its own task files."""
-    from clgraft.registry import builtin_tasks_dir
+    from clgraft.data.registry import builtin_tasks_dir
 
     try:
         registry.stream(stream)
@@ -149,8 +156,8 @@ def _keep_task_files(stream, tasks: list[Task], folder: Path) -> list[str]:
     """Copy the stream and task YAML files that are not built in (with a bundled task's data files) into the run
     directory, each in a folder of its own, so that `localize` and `analyze` find them without --tasks-dir; returns
     the copies' paths relative to `folder`."""
-    from clgraft.datapack import task_files
-    from clgraft.registry import builtin_tasks_dir
+    from clgraft.data.datapack import task_files
+    from clgraft.data.registry import builtin_tasks_dir
 
     builtin = builtin_tasks_dir().resolve()
     kept = []
@@ -183,7 +190,7 @@ class Runner:
         share: bool = True,
     ):
         self.config = config
-        self.share = share  # reuse row 0 and fine-tunes from θ₀ across runs (clgraft/shared_work.py)
+        self.share = share  # reuse row 0 and fine-tunes from θ₀ across runs (clgraft/training/shared_work.py)
         self.tensorboard = tensorboard
         self.echo = echo
         self.progress = progress
@@ -516,7 +523,7 @@ class Runner:
         return self._keep(row, _evaluate_row(model, method, ctx, columns), ctx)
 
     def _keep(self, row: int, evaluation: Evaluation, ctx: RunContext) -> list[float | None]:
-        """Add a row's predictions to the run's predictions.npz (clgraft/predictions.py); returns the row of R."""
+        """Add a row's predictions to the run's predictions.npz (clgraft/runs/predictions.py); returns the row of R."""
         values, predicted = evaluation
         tests = {j: (p.test.labels, p.label_offset) for j, p in enumerate(ctx.tasks)}
         predictions.add_row(self.dir / predictions.FILE, row, predicted, tests)

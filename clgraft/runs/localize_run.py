@@ -5,28 +5,26 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file
 
-from clgraft.analysis.run_files import weights_path
-from clgraft.batches import Encoded
+from clgraft.data.batches import Encoded
+from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
-from clgraft.graft import Graft
-from clgraft.localize import LocalizeOptions, MaskLearner
+from clgraft.grafting.graft import Graft
+from clgraft.grafting.localize import LocalizeOptions, MaskLearner, Method
+from clgraft.io.figures import pyplot, run_line, save, wrap
+from clgraft.io.records import read_json, write_json
 from clgraft.methods.base import PreparedTask
 from clgraft.methods.grafting import scored_task
 from clgraft.metrics.calibration import ece
-from clgraft.models import BlockView, BodySnapshot, HeadedModel
-from clgraft.plots import pyplot, save
-from clgraft.registry import Registry
-from clgraft.report import _run_line, _wrap
-from clgraft.results import read_json, write_json
-from clgraft.runner import Runner
-from clgraft.train import accuracy, predict, split_accuracy
+from clgraft.model.headed import BlockView, BodySnapshot, HeadedModel
+from clgraft.runs.runner import Runner, weights_path
+from clgraft.training.loop import accuracy, predict, split_accuracy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,8 +41,8 @@ def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) 
 def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: PreparedTask) -> dict[str, Encoded]:
     """The test sets of a task's out-of-distribution tasks (its YAML's `ood`), capped and encoded as the run's own
     test sets; each must share the task's label space, so that the task's head reads it label for label."""
-    from clgraft.batches import encode
-    from clgraft.data import capped_test, load_task
+    from clgraft.data.batches import encode
+    from clgraft.data.loading import capped_test, load_task
 
     out = {}
     for ref in task.task.ood:
@@ -141,6 +139,21 @@ def localize_run(
     return rows
 
 
+def localize_finished_run(
+    run_dir: Path,
+    registry: Registry,
+    data_dir: Path | None,
+    sparsity: float = 0.01,
+    method: Method = "scaled",
+    steps: int = 10,
+    tasks: Sequence[str] = (),
+    seed: int = 0,
+) -> list[dict]:
+    """`localize_run` at one sparsity with the Python API's defaults (`clgraft.api.localize`, the claims), silently."""
+    opts = LocalizeOptions(sparsity=sparsity, method=method, steps=steps, seed=seed)
+    return localize_run(run_dir, registry, data_dir, [sparsity], opts, list(tasks), lambda s: None)
+
+
 def _graft_meta(record: dict, task: PreparedTask, opts: LocalizeOptions) -> dict[str, str]:
     """What a graft file says of where it came from."""
     return {
@@ -191,7 +204,7 @@ def table(rows: list[dict]) -> str:
 
 def plot_recovered(rows: list[dict], path: Path) -> Path:
     """Write recovered_figure to path, a PNG in the run directory; the run's run.json beside it names the run."""
-    return save(recovered_figure(rows, _run_line(read_json(path.parent / "run.json"))), path)
+    return save(recovered_figure(rows, run_line(read_json(path.parent / "run.json"))), path)
 
 
 def recovered_figure(rows: list[dict], run: str) -> Figure:
@@ -214,5 +227,5 @@ def recovered_figure(rows: list[dict], run: str) -> Figure:
     ax.set_ylabel("recovered = acc(θ̄) / acc(θ_t)")
     ax.grid(alpha=0.3)
     ax.legend(title="task (method)", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.06, 1))
-    ax.set_title(_wrap("Accuracy the grafts recover, against their sparsity\n" + run, width=70), fontsize=10)
+    ax.set_title(wrap("Accuracy the grafts recover, against their sparsity\n" + run, width=70), fontsize=10)
     return fig

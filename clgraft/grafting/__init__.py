@@ -1,0 +1,1 @@
+"""Graft files, the sparse-mask search (localization), composing grafts, merging task vectors."""

@@ -1,0 +1,1 @@
+"""Writing what a run keeps: atomic files, hashes, provenance, figures, phase timing."""

@@ -1,0 +1,1 @@
+"""What finished runs add up to: the leaderboard, reports and plots."""

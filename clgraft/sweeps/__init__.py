@@ -1,0 +1,1 @@
+"""Many runs: sweep grids and their cost plans, comparisons, the seed papers' claims."""
