@@ -33,7 +33,9 @@ def _cited(key: str) -> str:
     """A `citation` is a key of clgraft/data/references.bib, `clgraft`, or empty (none): a typo or a placeholder such as
     `none` would otherwise pass here and only fail in `clgraft cite`, or be printed as a key in the leaderboard."""
     if key and key not in citation_keys():
-        raise ValueError(f"'{key}' is not a key of clgraft/data/{BIB.name}; use one of its keys, or leave `citation` out")
+        raise ValueError(
+            f"'{key}' is not a key of clgraft/data/{BIB.name}; use one of its keys, or leave `citation` out"
+        )
     return key
 
 
