@@ -248,6 +248,35 @@ def test_ewc_importance_is_the_fisher_information_not_the_vanishing_empirical_on
     assert float(fisher["weight"].data.sum()) > 100 * float(empirical["weight"].data.sum())
 
 
+def test_ewc_lambda_is_avalanches_without_the_papers_half():
+    """clgraft's λ enters the loss as λ·Σ F (θ − θ*)² (avalanche-lib's EWCPlugin, no ½); Kirkpatrick et al. write
+    (λ/2)·Σ F (θ − θ*)², so the same penalty has λ_paper = 2λ (docs/methods.md). A change of convention fails here."""
+    from types import SimpleNamespace
+
+    from avalanche.training.plugins import EWCPlugin
+    from avalanche.training.utils import ParamData
+
+    from clgraft.methods.ewc import Ewc, EwcOptions
+
+    lam = 3.0
+    plugin = EWCPlugin(**Ewc(EwcOptions(ewc_lambda=[lam]), None).strategy_kwargs())
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+    plugin.saved_params[0] = {n: ParamData(n, init_tensor=t) for n, t in anchor.items()}
+    plugin.importances[0] = {n: ParamData(n, init_tensor=f) for n, f in fisher.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    strategy = SimpleNamespace(
+        clock=SimpleNamespace(train_exp_counter=1), model=model, device="cpu", loss=torch.tensor(0.0)
+    )
+    plugin.before_backward(strategy)
+    quadratic = sum(float((fisher[n] * (p.detach() - anchor[n]) ** 2).sum()) for n, p in model.named_parameters())
+    assert float(strategy.loss.detach()) == pytest.approx(lam * quadratic, rel=1e-6)  # = (λ_paper / 2)·Σ, λ_paper = 2λ
+
+
 def test_lwf_distillation_keeps_earlier_heads_outputs(tiny_model_dir, tmp_path):
     def drift(run_dir: Path) -> float:
         """KL of task 1's head outputs on its test set between the models after tasks 1 and 3."""
