@@ -53,6 +53,115 @@ def test_agem_projects_conflicting_gradients_and_counts_them(tiny_model_dir, tmp
     assert rec["method"]["report"]["memory_per_task"] == [8, 8, 8]
 
 
+def _flat(grads: list, params: list) -> torch.Tensor:
+    """Gradients over `params` as one float64 vector, a missing one as zeros."""
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1).double() for g, p in zip(grads, params, strict=True)]
+    )
+
+
+def _watch_agem(plugin, seen: list) -> None:
+    """Record g and r over the parameters the optimiser steps, read from the two backward passes themselves, and the
+    gradient the plugin leaves there, at each of its checks."""
+    reference: dict[int, torch.Tensor] = {}
+    state = {"hooked": False, "memory_pass": False}
+    take, project = plugin.before_training_iteration, plugin.after_backward
+
+    def keep(p: torch.nn.Parameter) -> None:
+        if state["memory_pass"]:
+            reference[id(p)] = p.grad.detach().clone()
+
+    def before(strategy, **kwargs):
+        if not state["hooked"]:
+            for p in strategy.model.parameters():
+                p.register_post_accumulate_grad_hook(keep)
+            state["hooked"] = True
+        reference.clear()
+        state["memory_pass"] = True
+        take(strategy, **kwargs)
+        state["memory_pass"] = False
+
+    def after(strategy, **kwargs):
+        params = [p for group in strategy.optimizer.param_groups for p in group["params"]]
+        g = _flat([p.grad for p in params], params)
+        r = _flat([reference.get(id(p)) for p in params], params)
+        project(strategy, **kwargs)
+        if plugin.buffers:
+            seen.append((g, r, _flat([p.grad for p in params], params)))
+
+    plugin.before_training_iteration, plugin.after_backward = before, after
+
+
+def test_agem_projection_is_the_papers_over_the_optimised_parameters(tiny_model_dir, tmp_path, monkeypatch):
+    """After every projection gᵀr ≥ 0 (to rounding) and the gradient stepped is g − (gᵀr / rᵀr)·r (to float32
+    rounding), over the parameters the optimiser steps; avalanche-lib's plugin left 0.42–0.51 of gᵀr (the earlier
+    heads' share of r shrank the correction, then was dropped where the current gradient is None)."""
+    from clgraft.methods.agem import AGem
+
+    seen: list = []
+    plugins = AGem.plugins
+
+    def watched(self):
+        [plugin] = plugins(self)
+        _watch_agem(plugin, seen)
+        return [plugin]
+
+    monkeypatch.setattr(AGem, "plugins", watched)
+    rec = _run(tiny_model_dir, tmp_path / "r", method="agem")
+    projected = [(g, r, w) for g, r, w in seen if g @ r < 0]
+    assert len(seen) == 2 * FAST["steps"] and projected
+    assert sum(c["projected"] for c in rec["method"]["report"]["projections"]) == len(projected)
+    for g, r, written in seen:
+        if g @ r < 0:
+            assert written @ r >= -1e-6 * g.norm() * r.norm()
+            assert (written - (g - (g @ r) / (r @ r) * r)).norm() <= 1e-5 * g.norm()  # float32 sums
+        else:
+            assert torch.equal(written, g)
+
+
+class _EarlierTask(torch.nn.Module):
+    """A body, an earlier task's head and the current one; memory examples go through the earlier head."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.old, self.new = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.old(self.body(x))
+
+
+def test_agem_writes_the_projection_where_the_current_gradient_is_none():
+    """r has entries on the earlier head (in no optimiser: outside the vector) and on body.bias, whose current
+    gradient is None; the step must get g − (gᵀr / rᵀr)·r over body + current head, body.bias included."""
+    from types import SimpleNamespace
+
+    from clgraft.methods.agem import agem_plugin
+    from clgraft.methods.avalanche_parts import clear_whole_model
+
+    torch.manual_seed(0)
+    model = _EarlierTask()
+    vector = [*model.body.parameters(), *model.new.parameters()]
+    optimizer = clear_whole_model(torch.optim.SGD(vector, lr=0.1), model)
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    r = _flat(torch.autograd.grad(loss, vector, allow_unused=True), vector)
+    plugin = agem_plugin(8, 8)
+    plugin.buffers = [None]  # a finished task's memory, sampled below
+    plugin.sample_from_memory = lambda: (x, y, torch.zeros(5, dtype=torch.long))
+    strategy = SimpleNamespace(model=model, optimizer=optimizer, device="cpu", _criterion=torch.nn.CrossEntropyLoss())
+    plugin.before_training_iteration(strategy)
+    model.body.weight.grad = -r[:12].view(4, 3).float() + 0.1 * torch.randn(4, 3)
+    model.new.weight.grad, model.new.bias.grad = torch.randn(2, 4), torch.randn(2)  # body.bias, old: None
+    g = _flat([p.grad for p in vector], vector)
+    assert g @ r < 0
+    plugin.after_backward(strategy)
+    expected = g - (g @ r) / (r @ r) * r
+    torch.testing.assert_close(_flat([p.grad for p in vector], vector), expected, rtol=1e-5, atol=1e-7)
+    assert model.body.bias.grad is not None  # reached only by the memory loss
+    assert model.old.weight.grad is None and model.old.bias.grad is None
+    assert (plugin.checked, plugin.projected) == (1, 1)
+
+
 def test_avalanche_zero_grad_clears_every_head(tiny_model_dir, tmp_path):
     """Earlier heads' gradients must not survive an iteration: A-GEM's and EWC's readings of p.grad include them."""
     from clgraft.methods.avalanche_parts import clear_whole_model
@@ -137,6 +246,35 @@ def test_ewc_importance_is_the_fisher_information_not_the_vanishing_empirical_on
         model, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), data, "cpu", 2
     )
     assert float(fisher["weight"].data.sum()) > 100 * float(empirical["weight"].data.sum())
+
+
+def test_ewc_lambda_is_avalanches_without_the_papers_half():
+    """clgraft's λ enters the loss as λ·Σ F (θ − θ*)² (avalanche-lib's EWCPlugin, no ½); Kirkpatrick et al. write
+    (λ/2)·Σ F (θ − θ*)², so the same penalty has λ_paper = 2λ (docs/methods.md). A change of convention fails here."""
+    from types import SimpleNamespace
+
+    from avalanche.training.plugins import EWCPlugin
+    from avalanche.training.utils import ParamData
+
+    from clgraft.methods.ewc import Ewc, EwcOptions
+
+    lam = 3.0
+    plugin = EWCPlugin(**Ewc(EwcOptions(ewc_lambda=[lam]), None).strategy_kwargs())
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+    plugin.saved_params[0] = {n: ParamData(n, init_tensor=t) for n, t in anchor.items()}
+    plugin.importances[0] = {n: ParamData(n, init_tensor=f) for n, f in fisher.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    strategy = SimpleNamespace(
+        clock=SimpleNamespace(train_exp_counter=1), model=model, device="cpu", loss=torch.tensor(0.0)
+    )
+    plugin.before_backward(strategy)
+    quadratic = sum(float((fisher[n] * (p.detach() - anchor[n]) ** 2).sum()) for n, p in model.named_parameters())
+    assert float(strategy.loss.detach()) == pytest.approx(lam * quadratic, rel=1e-6)  # = (λ_paper / 2)·Σ, λ_paper = 2λ
 
 
 def test_lwf_distillation_keeps_earlier_heads_outputs(tiny_model_dir, tmp_path):

@@ -7,6 +7,10 @@ penalty anchors — as merge chooses its λ; the test sets are never looked at. 
 is trained once. The grid and each choice (with every λ's dev accuracy) are in run.json. A single value is a plain
 EWC run.
 
+λ is avalanche-lib's: the loss gains λ·Σ_t Σ_i F_t,i (θ_i − θ*_t,i)², one term per past task t, with no ½
+(`EWCPlugin.before_backward`), where Kirkpatrick et al. write (λ/2)·Σ_i F_i (θ_i − θ*_i)². The same penalty has
+λ_paper = 2λ: clgraft's λ is half the paper's, and the default grid 1e4, 1e6, 1e8 is the paper's 2e4, 2e6, 2e8.
+
 The importance of each weight is the paper's: the diagonal of the Fisher information, the expectation over the
 model's own predictive distribution (`fisher_information`). Avalanche-lib's EWCPlugin squares the gradient of each
 mini-batch's training loss at the true labels instead (an "empirical Fisher" of batch means); after a few-shot task
@@ -68,7 +72,8 @@ class EwcOptions(BaseModel):
     ewc_lambda: list[float] = Field(
         default=[1e4, 1e6, 1e8],
         min_length=1,
-        description="λ grid of the quadratic penalty, chosen per task on dev (one value: no choice)",
+        description="λ grid of the penalty λ·ΣF(θ−θ*)² (avalanche-lib's, no ½: the paper's λ is 2λ), chosen per task "
+        "on dev (one value: no choice)",
     )
 
     @field_validator("ewc_lambda", mode="before")
@@ -85,7 +90,10 @@ class Ewc(AvalancheMethod):
     data_kept = "none"
     per_task_state = "a diagonal Fisher and the weights after the task"
     relative_cost = 4.5
-    description = "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), λ chosen on dev"
+    description = (
+        "quadratic penalty on moving weights important to earlier tasks (diagonal Fisher), λ chosen on dev; "
+        "λ·ΣF(θ−θ*)², so λ is half the paper's"
+    )
     paper = "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks (PNAS)"
     cite = ("kirkpatrick2017ewc", "lomonaco2021avalanche")
     Options = EwcOptions
