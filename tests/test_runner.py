@@ -179,6 +179,24 @@ def test_a_record_is_identified_by_the_options_it_ran_with_not_todays_defaults()
     assert record_identity(new) == identity(today)
 
 
+def test_a_record_of_a_methods_older_revision_is_another_configuration():
+    """A-GEM's projection was fixed (revision 2): its records made before carry no revision and are not today's
+    A-GEM (a sweep reruns them, the leaderboard keeps them apart); a method no fix has changed keeps its identity."""
+    from clgraft.runs.identity import identity, record_identity
+
+    agem = RunConfig(stream="tiny", method="agem")
+    options = {"patterns_per_exp": 8, "sample_size": 8}
+    old = {"config": agem.model_dump(), "method": {"name": "agem", "options": options}}
+    assert identity(agem)["method_revision"] == 2
+    assert record_identity(old) != identity(agem)
+    assert record_identity({**old, "method": {**old["method"], "revision": 2}}) == identity(agem)
+    naive = RunConfig(stream="tiny")
+    assert "method_revision" not in identity(naive)
+    assert record_identity({"config": naive.model_dump(), "method": {"name": "naive", "options": {}}}) == identity(
+        naive
+    )
+
+
 def test_a_run_directory_finds_its_own_user_tasks(tiny_model_dir, tmp_path, invoke):
     """A run of a stream from --tasks-dir keeps copies of its task files (and bundled data): localize and analyze
     work on it without --tasks-dir, even after the user's folder is gone."""
