@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm.auto import tqdm
 
-from clgraft.config import DEFAULT_MODEL, RunConfig, identity, record_identity
+from clgraft.config import DEFAULT_MODEL, Optimizer, RunConfig, identity, record_identity
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.methods import get_method, parse_method_spec, parse_options
 from clgraft.registry import Registry, task_dirs
@@ -52,6 +52,8 @@ class RunSettings(_Strict):
     evaluate: str = "all"
     freeze_embeddings: bool | None = None
     probe_steps: int = Field(default=0, ge=0)
+    optimizer: Optimizer = "adamw"
+    l1_to_init: float = Field(default=0.0, ge=0)
 
 
 class Sweep(_Strict):

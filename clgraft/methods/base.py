@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # torch and the model code load when a method runs, not when 
     import torch
 
     from clgraft.batches import Encoded
+    from clgraft.config import RunConfig
     from clgraft.data import TaskData
     from clgraft.graft import Graft
     from clgraft.models import HeadedModel
@@ -118,6 +119,11 @@ class Method:
     def runs_clgraft_loop(cls, options: BaseModel) -> bool:
         """Whether this configuration trains with clgraft's own loop (clgraft/train.py), which LP-FT's probing needs."""
         return True
+
+    @classmethod
+    def refusal(cls, config: RunConfig) -> str | None:
+        """Why this method cannot honour one of the run's options, in one line (None: it can)."""
+        return None
 
     @classmethod
     def requires_task_id(cls, options: BaseModel) -> bool:
