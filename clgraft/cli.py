@@ -279,8 +279,17 @@ ProbeSteps = Annotated[
 Optimizer = Annotated[
     str,
     _opt(
-        "adamw (torch's multi-tensor AdamW) or adamw-fused (its fused kernel: faster optimiser steps, numbers differ "
-        "by float rounding, so a configuration of its own)"
+        "adamw (torch's multi-tensor AdamW), adamw-fused (its fused kernel: faster optimiser steps, numbers differ "
+        "by float rounding, so a configuration of its own) or sgd (the official grafting code's SGD: no momentum, "
+        "weight decay 1e-4 except on biases and LayerNorm weights, constant learning rate; the official recipe is "
+        "also --lr 1e-3 --batch-size 2 --steps 1000 --freeze-embeddings)"
+    ),
+]
+L1ToInit = Annotated[
+    float,
+    _opt(
+        "ℓ1 pull towards where each fine-tuning starts (θ₀ for a fine-tune from θ₀): X·Σ|θ − θ_init| over the "
+        "body's trained parameters is added to the loss (the official grafting code's l1_reg; 0: off)"
     ),
 ]
 FreezeEmbeddings = Annotated[
@@ -369,6 +378,7 @@ def run(
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
     optimizer: Optimizer = _D["optimizer"],
+    l1_to_init: L1ToInit = _D["l1_to_init"],
     probe_steps: ProbeSteps = _D["probe_steps"],
     trajectory: Annotated[int, _opt("save N evenly spaced checkpoints per task (subspace analysis)")] = _D[
         "trajectory"
@@ -406,6 +416,7 @@ def run(
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
         optimizer=optimizer,
+        l1_to_init=l1_to_init,
         probe_steps=probe_steps,
         trajectory=trajectory,
         method=method,
@@ -443,6 +454,7 @@ def compare(
     evaluate: Evaluate = _D["evaluate"],
     freeze_embeddings: FreezeEmbeddings = None,
     optimizer: Optimizer = _D["optimizer"],
+    l1_to_init: L1ToInit = _D["l1_to_init"],
     probe_steps: ProbeSteps = _D["probe_steps"],
     out: Annotated[Path, _opt("folder of the runs and of compare.csv / compare.md")] = Path("runs"),
     config_file: ConfigFile = None,
@@ -477,6 +489,7 @@ def compare(
         evaluate=evaluate,
         freeze_embeddings=freeze_embeddings,
         optimizer=optimizer,
+        l1_to_init=l1_to_init,
         probe_steps=probe_steps,
     )
     configs = [

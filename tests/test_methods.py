@@ -70,6 +70,35 @@ def test_naive_through_avalanche_gives_clgraft_s_R(tiny_model_dir, tmp_path, hea
     assert ours["config_hash"] != theirs["config_hash"]
 
 
+def test_avalanche_engine_takes_sgd_and_the_l1_pull_as_clgraft_s_loop_does(tiny_model_dir, tmp_path, invoke):
+    """naive through avalanche-lib with --optimizer sgd and --l1-to-init gives the weights of clgraft's own loop
+    (whose SGD step and ℓ1 gradient are checked by hand in test_runner.py), which differ from those without the
+    pull; both options are recorded. PackNet refuses SGD, whose weight decay would shrink its frozen weights, and
+    the adapter methods the ℓ1 pull, which their adapters' parameters would turn into another penalty."""
+    import torch
+
+    recipe = {"optimizer": "sgd", "l1_to_init": 1e-2, "lr": 1e-2}
+    invoke(
+        "run", "--stream", "tiny", "--model", tiny_model_dir, "--steps", FAST["steps"], "--batch-size",
+        FAST["batch_size"], "--max-length", FAST["max_length"], "--lr", 1e-2, "--optimizer", "sgd", "--l1-to-init",
+        1e-2, "--out", tmp_path / "ours", "--no-progress",
+    )  # fmt: skip
+    ours = json.loads((tmp_path / "ours" / "run.json").read_text())
+    assert ours["config"] == RunConfig(stream="tiny", model=str(tiny_model_dir), **{**FAST, **recipe}).model_dump()
+    theirs = _run(tiny_model_dir, tmp_path / "theirs", method_options={"engine": "avalanche"}, **recipe)
+    _run(tiny_model_dir, tmp_path / "unpulled", method_options={"engine": "avalanche"}, **{**recipe, "l1_to_init": 0.0})
+    assert theirs["config"]["optimizer"] == "sgd" and theirs["config"]["l1_to_init"] == 1e-2
+    assert [t["first"] for t in ours["train_loss"]] == pytest.approx([t["first"] for t in theirs["train_loss"]])
+    w = {k: load_file(tmp_path / k / "weights" / "task-03.safetensors") for k in ("ours", "theirs", "unpulled")}
+    body = [k for k in w["ours"] if k.startswith("body.encoder.")]
+    assert all(torch.allclose(w["ours"][k], w["theirs"][k], rtol=0, atol=1e-6) for k in body)
+    assert max(float((w["theirs"][k] - w["unpulled"][k]).abs().max()) for k in body) > 1e-4
+    with pytest.raises(ClgraftError, match="packnet freezes weights .* SGD's weight decay"):
+        _run(tiny_model_dir, tmp_path / "packnet", method="packnet", optimizer="sgd")
+    with pytest.raises(ClgraftError, match="--l1-to-init .* seqlora trains adapters"):
+        _run(tiny_model_dir, tmp_path / "seqlora", method="seqlora", l1_to_init=1e-2)
+
+
 def test_packnet_prunes_and_freezes_a_share_per_task(tiny_model_dir, tmp_path):
     import torch
 

@@ -251,9 +251,119 @@ def test_fused_optimizer_is_a_configuration_of_its_own(tiny_model_dir, tmp_path)
     fused_config = RunConfig(stream="tiny", model=str(tiny_model_dir), optimizer="adamw-fused", **FAST)
     fused = Runner(fused_config, Registry.discover(), None, tmp_path / "f", progress=False, echo=lambda s: None)
     assert "optimizer" not in plain._hash_payload()["config"]  # records from before the option stay reusable
-    assert fused.hash != plain.hash and fused.opts.fused
+    assert "l1_to_init" not in plain._hash_payload()["config"]
+    assert fused.hash != plain.hash and fused.opts.optimizer == "adamw-fused"
     record = fused.run()
     assert record["config"]["optimizer"] == "adamw-fused" and len(record["train_loss"]) == 3
+
+
+@pytest.mark.parametrize("option, value", [("optimizer", "sgd"), ("l1_to_init", 1e-4)])
+def test_sgd_and_the_l1_pull_are_hashed_only_when_set(option, value):
+    """Set, each is part of a run's identity (another config hash); at its default it is left out (HASHED_WHEN_SET),
+    so that a record written before the option existed keeps its identity and config hash."""
+    from clgraft.config import HASHED_WHEN_SET
+    from clgraft.io.records import config_hash
+    from clgraft.runs.identity import identity, record_identity
+
+    default = RunConfig(stream="tiny", method="graft-compose")
+    chosen = default.model_copy(update={option: value})
+    assert option in HASHED_WHEN_SET and option not in identity(default)["config"]
+    assert identity(chosen)["config"][option] == value
+    assert config_hash(identity(chosen)) != config_hash(identity(default))
+    before = {k: v for k, v in default.model_dump().items() if k != "l1_to_init"}  # as records were written
+    assert config_hash(record_identity({"config": before})) == config_hash(identity(default))
+    assert record_identity({"config": chosen.model_dump()}) == identity(chosen)
+
+
+def _tiny_task():
+    """Six random examples of different lengths of a 2-way task."""
+    import torch
+
+    from clgraft.data.batches import Encoded
+
+    gen = torch.Generator().manual_seed(0)
+    ids = [torch.randint(1000, 20000, (n,), generator=gen).tolist() for n in (5, 9, 7, 12, 6, 8)]
+    return Encoded(ids, torch.tensor([0, 1, 0, 1, 0, 1]), 0)
+
+
+def _steps(model, opts, names: list[str]) -> tuple[list[dict], list[float]]:
+    """Train on the tiny task with torch seeded: (θ, gradient) of the named parameters before each optimiser step,
+    then the final θ (gradient None); and the recorded losses."""
+    import torch
+
+    from clgraft.training.loop import train_task
+
+    params = dict(model.named_parameters())
+    seen = []
+
+    def record():
+        seen.append({n: (params[n].detach().clone(), params[n].grad.clone()) for n in names})
+
+    torch.manual_seed(0)  # the same dropout draws in every call
+    losses = train_task(
+        model, "t", _tiny_task(), opts, seed=0, device=torch.device("cpu"), progress=False, grad_hook=record
+    )
+    return [*seen, {n: (params[n].detach().clone(), None) for n in names}], losses
+
+
+def test_sgd_is_the_official_update_without_momentum(tiny_model_dir, tmp_path):
+    """--optimizer sgd: each step is θ' = θ − lr·(g + wd·θ), with wd = 0 on biases and LayerNorm weights (the
+    official code's no_decay) and head_lr on the head. Two steps: momentum would add to the second. A run with
+    --optimizer sgd trains so, with the official weight decay 1e-4."""
+    from clgraft.model.headed import HeadedModel, load_backbone
+    from clgraft.training.loop import TrainOptions
+
+    model = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"t": 2}, seed=0)
+    opts = TrainOptions(steps=2, batch_size=2, lr=1e-2, head_lr=1e-1, weight_decay=0.1, optimizer="sgd")
+    names = [
+        "body.encoder.layer.0.attention.self.query.weight",
+        "body.encoder.layer.1.output.dense.bias",
+        "body.encoder.layer.0.output.LayerNorm.weight",
+        "heads.t.weight",
+        "heads.t.bias",
+    ]
+    states, _ = _steps(model, opts, names)
+    assert len(states) == 3
+    for before, after in zip(states, states[1:], strict=False):  # each state and the next
+        for n in names:
+            theta, g = before[n]
+            lr = opts.head_lr if n.startswith("heads.") else opts.lr
+            wd = 0.0 if "bias" in n or "LayerNorm.weight" in n else opts.weight_decay
+            # θ − lr·(g + wd·θ), in torch's add(x, alpha=a) = self + a·x, as torch's kernels round it
+            assert after[n][0].equal(theta.add(g.add(theta, alpha=wd), alpha=-lr)), n
+            assert wd == 0 or not after[n][0].equal(theta.add(g, alpha=-lr))  # the decay shows
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), optimizer="sgd", l1_to_init=1e-3, **FAST)
+    runner = Runner(config, Registry.discover(), None, tmp_path, progress=False, echo=lambda s: None)
+    assert (runner.opts.optimizer, runner.opts.weight_decay, runner.opts.l1_to_init) == ("sgd", 1e-4, 1e-3)
+
+
+def test_l1_pull_adds_c_times_the_sign_of_the_distance_to_the_start_to_the_body_gradient(tiny_model_dir):
+    """l1_to_init = c adds c·sign(θ − θ_start) to every trained body parameter's gradient, θ_start the weights
+    where train_task began; nothing to the head's, and nothing to the recorded loss. The first step starts at
+    θ_start (sign 0), so both runs reach the same θ₁ and the second step's gradients differ by the pull alone."""
+    import copy
+
+    import torch
+
+    from clgraft.model.headed import HeadedModel, load_backbone
+    from clgraft.training.loop import TrainOptions
+
+    model = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"t": 2}, seed=0)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    names = list(start)
+    c = 0.25
+    (plain, plain_losses), (pulled, pulled_losses) = (
+        _steps(copy.deepcopy(model), TrainOptions(steps=2, batch_size=2, lr=1e-2, head_lr=1e-1, l1_to_init=k), names)
+        for k in (0.0, c)
+    )
+    assert pulled_losses == plain_losses  # the task's loss, at the same θ₀ and θ₁
+    assert all(plain[0][n][1].equal(pulled[0][n][1]) for n in names)  # at θ_start the pull's gradient is 0
+    for n in names:
+        theta, g = pulled[1][n]
+        assert theta.equal(plain[1][n][0])
+        pull = torch.zeros_like(g) if n.startswith("heads.") else c * torch.sign(theta - start[n])
+        assert g.equal(plain[1][n][1] + pull), n
+        assert ".encoder." not in n or pull.any(), n  # every block tensor has moved, so the check has teeth
 
 
 def test_linear_probe_fits_the_head_on_a_frozen_body(tiny_model_dir):

@@ -76,6 +76,16 @@ def test_streams_choose_their_methods_and_seeds_and_vary_crosses_run_settings(tm
     assert all(c.freeze_embeddings for c in cells)
 
 
+def test_a_sweep_fixes_or_varies_the_optimiser_and_the_l1_pull(tmp_path, tiny_model_dir):
+    """`run:` takes --optimizer and --l1-to-init as any run setting, and `vary` crosses them."""
+    path = _sweep_file(tmp_path, tiny_model_dir, vary={"optimizer": ["adamw", "sgd"], "l1_to_init": [0.0, 1e-4]})
+    sweep, where = load_sweep(str(path))
+    cells = expand(sweep, Registry.discover(), where)
+    assert {(c.optimizer, c.l1_to_init) for c in cells} == {("adamw", 0), ("adamw", 1e-4), ("sgd", 0), ("sgd", 1e-4)}
+    with pytest.raises(ClgraftError, match="optimizer"):
+        load_sweep(str(_sweep_file(tmp_path, tiny_model_dir, vary={"optimizer": ["adam"]})))
+
+
 def test_the_leaderboard_says_how_many_cells_of_a_sweep_are_finished(tmp_path, tiny_model_dir, invoke):
     path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"], seeds=[1, 2])
     sweep, where = load_sweep(str(path))

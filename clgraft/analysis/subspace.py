@@ -20,7 +20,7 @@ from clgraft.io.figures import finish_lines, pyplot, run_line, save
 from clgraft.io.records import read_json
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.model.headed import BlockView, HeadedModel
-from clgraft.training.loop import train_task
+from clgraft.training.loop import TrainOptions, train_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,13 +86,12 @@ def _fit_subspace(run: OpenRun, t: int, basis: torch.Tensor, lr: float, seed: in
     sub = SubspaceBody(body, run.view, start, basis)
     model = HeadedModel(sub, run.runner.head_sizes, run.runner.config.seed).to(run.runner.device)
     task = run.tasks[t]
-    opts = run.ctx.opts
     torch.manual_seed(seed)  # dropout draws as in the run's own fine-tuning of this task
     train_task(
         model,
         task.head,
         task.train,
-        replace(opts, lr=lr),
+        z_options(run.ctx.opts, lr),
         seed,
         run.runner.device,
         task.label_offset,
@@ -100,6 +99,13 @@ def _fit_subspace(run: OpenRun, t: int, basis: torch.Tensor, lr: float, seed: in
         progress=run.ctx.progress,
     )
     return model
+
+
+def z_options(opts: TrainOptions, lr: float) -> TrainOptions:
+    """How z is fitted: with AdamW (the run's kernel where the run used AdamW) at the subspace's learning rate, and
+    neither SGD's weight decay nor the ℓ1 pull, which act on the weights θ, not on the coordinates z."""
+    kernel = "adamw" if opts.optimizer == "sgd" else opts.optimizer
+    return replace(opts, lr=lr, optimizer=kernel, weight_decay=0.0, l1_to_init=0.0)
 
 
 def _ablate(run: OpenRun, model: HeadedModel, t: int, seed: int) -> dict:

@@ -9,7 +9,8 @@ Avalanche 0.6 pitfalls handled here rather than papered over:
   head's own logits for a single-task batch and pads mixed-task batches (replay, A-GEM memories, joint) with
   PAD_LOGIT, whose probability is exactly 0 in float32.
 - Avalanche re-collects all parameters into one optimiser group at each experience; clgraft makes the same fresh
-  AdamW as its own loop instead (body at lr, the current task's head at head_lr).
+  optimiser as its own loop instead (AdamW or SGD, body at lr, the current task's head at head_lr), and adds the same
+  ℓ1 pull towards where the training starts (--l1-to-init) to the strategy's loss.
 - Its default evaluator computes and logs metrics on every iteration. Strategies here run with no metrics; clgraft
   evaluates R itself and never reports Avalanche's stream accuracy or forgetting (docs/metrics.md).
 """
@@ -142,7 +143,7 @@ class AvalancheMethod(Method):
         import torch
 
         from clgraft.data.batches import train_batches
-        from clgraft.methods.avalanche_parts import _watch_plugin
+        from clgraft.methods.avalanche_parts import _l1_plugin, _watch_plugin
 
         strategy = self._ensure_strategy(model)
         n = sum(len(self.ctx.tasks[i].train) for i in indices)
@@ -154,14 +155,16 @@ class AvalancheMethod(Method):
         strategy.clgraft_seed = seed
         strategy.train_epochs = len(parts)
         watch = _watch_plugin(desc, steps, self.ctx.progress, on_step, seed)
-        strategy.plugins.append(watch)
+        pull = [_l1_plugin(model, self.ctx.opts.l1_to_init)] if self.ctx.opts.l1_to_init else []
+        strategy.plugins.extend([watch, *pull])  # in this order: the watch records the loss without the pull
         experiences = [self.benchmark.train_stream[i] for i in indices]
         try:
             with warnings.catch_warnings(record=True):  # recorded and dropped: avalanche's own filters can't reprint
                 warnings.simplefilter("ignore")
                 strategy.train(experiences if len(experiences) > 1 else experiences[0], shuffle=True)
         finally:
-            strategy.plugins.remove(watch)
+            for plugin in [watch, *pull]:
+                strategy.plugins.remove(plugin)
             watch.bar.close()
         return watch.losses
 

@@ -16,7 +16,7 @@ from clgraft.data.batches import Encoded
 from clgraft.errors import NonFiniteLoss
 from clgraft.methods.avalanche_schedule import PAD_LOGIT, EpochBatches
 from clgraft.model.headed import HeadedModel
-from clgraft.training.loop import make_optimizer
+from clgraft.training.loop import L1Pull, make_optimizer
 
 
 class PackedDataset(Dataset):
@@ -169,3 +169,19 @@ def _watch_plugin(desc: str, total: int, progress: bool, on_step, seed: int):
             self.bar.close()
 
     return Watch()
+
+
+def _l1_plugin(model: HeadedModel, coefficient: float):
+    """The ℓ1 pull of the body towards its weights now, where the training starts (RunConfig.l1_to_init), added to
+    the strategy's loss before backward as clgraft's loop adds it: after the watch has recorded the loss, and before
+    the gradient exists, so that whatever a strategy does to gradients (A-GEM's projection, PackNet's masks) it does
+    to the pull's too."""
+    from avalanche.core import SupervisedPlugin
+
+    pull = L1Pull(model)
+
+    class PullToInit(SupervisedPlugin):
+        def before_backward(self, strategy, *args, **kwargs):
+            strategy.loss += coefficient * pull.distance()
+
+    return PullToInit()

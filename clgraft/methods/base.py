@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:  # torch and the model code load when a method runs, not when `methods list` reads the registry
     import torch
 
+    from clgraft.config import RunConfig
     from clgraft.data.batches import Encoded
     from clgraft.data.loading import TaskData
     from clgraft.data.registry import Task
@@ -126,6 +127,11 @@ class Method:
         """Whether this configuration trains with clgraft's own loop (clgraft/training/loop.py), which LP-FT's
         probing needs."""
         return True
+
+    @classmethod
+    def refusal(cls, config: RunConfig) -> str | None:
+        """Why this method cannot honour one of the run's options, in one line (None: it can)."""
+        return None
 
     @classmethod
     def requires_task_id(cls, options: BaseModel) -> bool:

@@ -5,7 +5,10 @@ After task t the body is θ_{t−1} + γ_t⊙τ_t (the rest of task t's update i
 The embeddings stay at θ₀ (the run's freeze_embeddings, on by default here; with it off they are put back to their
 value at the task's start), so the body after T tasks is exactly θ₀ + Σ_t γ_t⊙τ_t over disjoint regions. Frozen
 entries get zero gradient; AdamW is fresh per task with no weight decay, so their moments stay zero and they do not
-move at all.
+move at all. SGD's weight decay (--optimizer sgd) acts in the optimiser's step, outside the masked gradient: frozen
+entries shrink by a factor 1 − lr·wd per step while a task trains (1e-4 of their value over the official recipe's
+1,000 steps at lr 1e-3), and are put back to their values before the task's region is localized, so that τ is 0
+there and no region can take them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from clgraft.methods.grafting import GraftOptions, localize_task, search_summary
 
 if TYPE_CHECKING:
     from clgraft.grafting.graft import Graft
-    from clgraft.model.headed import HeadedModel
+    from clgraft.model.headed import BodySnapshot, HeadedModel
 
 
 class GraftFreeze(Method):
@@ -61,6 +64,8 @@ class GraftFreeze(Method):
         self._frozen_views = {n: v for n, v in self.view.split(self.frozen).items() if v.any()}
         self.grad_hook = self._mask_frozen_gradients if self._frozen_views else None
         losses = super().train(model, step)
+        if self.ctx.opts.weight_decay and self.frozen.any():
+            self._put_back_frozen(model, start)
         region, tau, found = localize_task(model, start, task, self.options, self.ctx.device, step.seed)
         assert not (region & self.frozen).any(), "graft-freeze regions must be disjoint"
         self.frozen |= region
@@ -70,6 +75,15 @@ class GraftFreeze(Method):
             model, self.view, task, region, tau, self.name, self.options.sparsity
         )
         return losses
+
+    def _put_back_frozen(self, model: HeadedModel, start: BodySnapshot) -> None:
+        """Frozen entries back at their values at the task's start (weight decay moved them), so that τ is 0 there."""
+        import torch
+
+        from clgraft.model.headed import set_blocks
+
+        now = self.view.flatten(dict(model.body.named_parameters()))
+        set_blocks(model, self.view, torch.where(self.frozen, start.blocks, now))
 
     def grafts(self) -> dict[str, Graft]:
         return self._grafts

@@ -17,6 +17,7 @@ from clgraft.errors import ClgraftError
 from clgraft.methods.avalanche_engine import AvalancheMethod
 
 if TYPE_CHECKING:
+    from clgraft.config import RunConfig
     from clgraft.model.headed import HeadedModel
 
 
@@ -39,6 +40,15 @@ class PackNet(AvalancheMethod):
     needs_task_id = True
     keeps_state = True
     strategy_class = "PackNet"
+
+    @classmethod
+    def refusal(cls, config: RunConfig) -> str | None:
+        if config.optimizer == "sgd":
+            return (
+                "packnet freezes weights by masking their gradients, and SGD's weight decay (--optimizer sgd) acts "
+                "outside the gradient: frozen weights would shrink; use --optimizer adamw"
+            )
+        return None
 
     def strategy_kwargs(self):
         return {"prune_proportion": self.options.prune_proportion, "post_prune_epochs": 1}

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
     from peft.tuners.tuners_utils import BaseTuner
 
+    from clgraft.config import RunConfig
     from clgraft.model.headed import HeadedModel
 
 
@@ -69,6 +70,15 @@ class AdapterMethod(Method):
     into the body after the task. Subclasses say which adapter (`config`), and may add a gradient term."""
 
     keeps_state = True
+
+    @classmethod
+    def refusal(cls, config: RunConfig) -> str | None:
+        if config.l1_to_init:
+            return (
+                f"--l1-to-init pulls the body's weights towards where a fine-tuning starts; {cls.name} trains adapters "
+                "(merged after each task), whose own parameters' ℓ1 is another penalty"
+            )
+        return None
 
     def config(self, step: TaskStep):
         raise NotImplementedError

@@ -30,6 +30,10 @@ ROW_ID_DIGITS = 8
 LEADERBOARD_VERSION = 2
 """Bumped when a column's meaning changes (2: per-configuration rows, intervals, paired differences, assumptions)."""
 BASELINE = "naive"
+IN_EVERY_ROW = ("evaluate", "optimizer", "probe_steps")
+"""Run options added after the first records whose default every row's setting names (the row ids people cite were
+made with them). Options added since (`l1_to_init`) enter a row's setting only when set, as they enter the config
+hash, so that adding an option never changes the id of a row it does not touch."""
 PAIRED = ("acc", "forgetting")
 
 
@@ -105,7 +109,7 @@ def setting(record: dict) -> dict:
         "tasks": [f"{t['name']}@{t['version']}" for t in record["tasks"]],
         "method": record["method"]["name"],
         "model": record["model"]["sha256"],
-        **{k: v for k, v in HASHED_WHEN_SET.items() if k != "freeze_embeddings"},  # left out of identity at default
+        **{k: HASHED_WHEN_SET[k] for k in IN_EVERY_ROW},  # left out of identity at their default
         **config,
         "freeze_embeddings": identity.pop("freeze_embeddings", False),
         **identity,

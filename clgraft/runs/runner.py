@@ -49,7 +49,7 @@ from clgraft.model.headed import (
 )
 from clgraft.runs import predictions
 from clgraft.runs.identity import identity
-from clgraft.training.loop import TrainOptions, accuracy, predict
+from clgraft.training.loop import SGD_WEIGHT_DECAY, TrainOptions, accuracy, predict
 from clgraft.training.shared_work import SHARED_DIR, SharedWork
 from clgraft.training.tensorboard_log import TensorBoardLog
 
@@ -207,6 +207,8 @@ class Runner:
                 f"--probe-steps (LP-FT) works with the methods that train with clgraft's own loop; {config.method} "
                 "trains through avalanche-lib (use naive, independent, graft-freeze, graft-compose or merge)"
             )
+        if (reason := self.method_class.refusal(config)) is not None:
+            raise ClgraftError(reason)
         if config.probe_steps and config.head == "prompt":
             raise ClgraftError("--probe-steps (LP-FT) fits a linear head; the prompt head has none to fit")
         self.device = resolve_device(config.device)
@@ -228,9 +230,15 @@ class Runner:
         self.hash = config_hash(self._hash_payload())
         default = root / f"{stream.stream}-{self.order}-{config.method}-s{config.seed}-{self.hash[:8]}"
         self.dir = out or default
-        fused = config.optimizer == "adamw-fused"
         self.opts = TrainOptions(
-            config.steps, config.batch_size, config.lr, config.head_lr, fused=fused, probe_steps=config.probe_steps
+            config.steps,
+            config.batch_size,
+            config.lr,
+            config.head_lr,
+            weight_decay=SGD_WEIGHT_DECAY if config.optimizer == "sgd" else 0.0,
+            optimizer=config.optimizer,
+            probe_steps=config.probe_steps,
+            l1_to_init=config.l1_to_init,
         )
 
     def new_model(self, body: torch.nn.Module) -> HeadedModel:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm.auto import tqdm
 
-from clgraft.config import DEFAULT_MODEL, RunConfig
+from clgraft.config import DEFAULT_MODEL, Optimizer, RunConfig
 from clgraft.data.registry import Registry, task_dirs
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.io.records import config_hash, read_json, write_json
@@ -53,6 +53,8 @@ class RunSettings(_Strict):
     evaluate: str = "all"
     freeze_embeddings: bool | None = None
     probe_steps: int = Field(default=0, ge=0)
+    optimizer: Optimizer = "adamw"
+    l1_to_init: float = Field(default=0.0, ge=0)
 
 
 class Sweep(_Strict):

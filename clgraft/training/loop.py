@@ -10,9 +10,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from clgraft.config import Optimizer
 from clgraft.data.batches import Encoded, eval_batches, train_batches
 from clgraft.errors import NonFiniteLoss
 from clgraft.model.headed import HeadedModel
+
+SGD_WEIGHT_DECAY = 1e-4
+"""Weight decay of `--optimizer sgd`: the official grafting code's fine-tuning (run_experiment.sh, `--weight_decay
+1e-4` with `--optimizer SGD`)."""
+
+NO_DECAY = ("bias", "LayerNorm.weight")
+"""Parameters whose names contain one of these are not decayed: the official code's `no_decay` (src/trainer.py,
+`Trainer.create_optimizer_and_scheduler`)."""
 
 
 @dataclass(frozen=True)
@@ -25,23 +34,56 @@ class TrainOptions:
     head_lr: float
     weight_decay: float = 0.0
     eval_batch_size: int = 64
-    fused: bool = False
-    """torch's fused AdamW kernel (RunConfig.optimizer = adamw-fused) instead of the multi-tensor one."""
+    optimizer: Optimizer = "adamw"
+    """RunConfig.optimizer: AdamW (multi-tensor or fused kernel), or SGD as the official grafting code runs it."""
     probe_steps: int = 0
     """LP-FT: full-batch steps fitting the head on the frozen body's features before fine-tuning (0: none)."""
+    l1_to_init: float = 0.0
+    """RunConfig.l1_to_init: coefficient of the ℓ1 pull of the body towards where the fine-tuning starts (0: off)."""
+
+
+def body_parameters(model: HeadedModel) -> list[tuple[str, nn.Parameter]]:
+    """The body's trained parameters by name: the ones the optimiser moves at `lr` and the ℓ1 pull acts on."""
+    return [(name, p) for name, p in model.body.named_parameters() if p.requires_grad]
 
 
 def make_optimizer(model: HeadedModel, heads: list[str], opts: TrainOptions) -> torch.optim.Optimizer:
-    """AdamW over the body (lr) and the heads being trained (head_lr); other heads stay untouched. The multi-tensor
-    kernel gives the same bits as the per-parameter loop (tested) in less time; the fused one is opt-in, since its
-    rounding differs."""
-    groups = [
-        {"params": [p for p in model.body.parameters() if p.requires_grad], "lr": opts.lr},
-        {"params": [p for h in heads for p in model.heads[h].parameters()], "lr": opts.head_lr},
-    ]
-    if opts.fused:
+    """The optimiser over the body (lr) and the heads being trained (head_lr); other heads stay untouched. AdamW's
+    multi-tensor kernel gives the same bits as the per-parameter loop (tested) in less time; the fused one is opt-in,
+    since its rounding differs. SGD is the official grafting code's: torch's SGD with no momentum (its defaults),
+    weight decay on all but NO_DECAY, a constant learning rate."""
+    body = body_parameters(model)
+    head = [(f"{h}.{name}", p) for h in heads for name, p in model.heads[h].named_parameters()]
+    if opts.optimizer == "sgd":
+        groups = _decay_groups(body, opts.lr, opts.weight_decay) + _decay_groups(head, opts.head_lr, opts.weight_decay)
+        return torch.optim.SGD(groups, lr=opts.lr, momentum=0.0, foreach=True)
+    groups = [{"params": [p for _, p in body], "lr": opts.lr}, {"params": [p for _, p in head], "lr": opts.head_lr}]
+    if opts.optimizer == "adamw-fused":
         return torch.optim.AdamW(groups, weight_decay=opts.weight_decay, fused=True)
     return torch.optim.AdamW(groups, weight_decay=opts.weight_decay, foreach=True)
+
+
+def _decay_groups(named: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
+    """Two parameter groups at `lr`: those decayed by `weight_decay`, and those named in NO_DECAY (not decayed)."""
+    undecayed = {name for name, _ in named if any(k in name for k in NO_DECAY)}
+    return [
+        {"params": [p for n, p in named if n not in undecayed], "lr": lr, "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n in undecayed], "lr": lr, "weight_decay": 0.0},
+    ]
+
+
+class L1Pull:
+    """Σ|θ − θ_init| over the body's trained parameters, θ_init their values when the pull is made (where a task's
+    fine-tuning starts: θ₀ for every fine-tune from θ₀), summed, not averaged. The official grafting code's `l1_reg`
+    term (src/models.py, `RobertaForPromptFinetuning.forward`: `loss += l1_reg * Σ_p sum(|p − p_init|)` over the
+    encoder's parameters, θ_init the pre-trained ones), which keeps a fine-tune's update τ sparse; its gradient is
+    sign(θ − θ_init), 0 where equal."""
+
+    def __init__(self, model: HeadedModel):
+        self.pairs = [(p, p.detach().clone()) for _, p in body_parameters(model)]
+
+    def distance(self) -> torch.Tensor:
+        return torch.stack([(p - start).abs().sum() for p, start in self.pairs]).sum()
 
 
 def train_task(
@@ -57,7 +99,8 @@ def train_task(
     progress: bool = True,
     grad_hook: Callable[[], None] | None = None,
 ) -> list[float]:
-    """Fine-tune on one task for opts.steps steps; returns the loss per step; raises NonFiniteLoss on NaN/inf.
+    """Fine-tune on one task for opts.steps steps; returns the task's loss per step (without the ℓ1 pull); raises
+    NonFiniteLoss on NaN/inf.
 
     `grad_hook` runs between backward and the optimiser step (graft-freeze masks frozen entries there).
     """
@@ -65,6 +108,7 @@ def train_task(
         probe_head(model, head, data, opts, device, label_offset)
     model.train()
     optimizer = make_optimizer(model, [head], opts)
+    pull = L1Pull(model) if opts.l1_to_init else None
     loss_fn = nn.CrossEntropyLoss()
     batches = train_batches(len(data), opts.batch_size, opts.steps, torch.Generator().manual_seed(seed))
     losses = []
@@ -75,6 +119,8 @@ def train_task(
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(f"loss became {value} at step {step} of {desc}; lower --lr / --head-lr")
+        if pull is not None:
+            loss = loss + opts.l1_to_init * pull.distance()
         loss.backward()
         if grad_hook is not None:
             grad_hook()
