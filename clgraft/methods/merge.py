@@ -9,7 +9,7 @@ with per-task heads, so the arithmetic is `clgraft/merging.py` (pure functions, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +25,9 @@ class MergeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     merge: Literal["task-arithmetic", "ties", "dare"] = "task-arithmetic"
     lambdas: list[float] = Field(default=[0.3, 0.5, 0.7, 1.0], min_length=1, description="λ grid (dev-selected)")
-    densities: list[float] = Field(default=[0.1, 0.2], min_length=1, description="TIES density grid")
+    densities: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default=[0.1, 0.2], min_length=1, description="TIES density grid (the fraction of each τ kept, 0 to 1)"
+    )
     drops: list[float] = Field(default=[0.5, 0.9], min_length=1, description="DARE drop grid")
 
 
