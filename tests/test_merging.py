@@ -23,10 +23,79 @@ def test_task_arithmetic_is_lambda_times_the_sum():
 
 
 def test_ties_trims_elects_and_takes_the_disjoint_mean():
-    assert trim_top_k(A, 0.5).tolist() == [0.0, -2.0, 0.0, 3.0]
-    # trimmed at density 0.5: A → [0, −2, 0, 3], B → [−1, −1, 0, 0]
-    # elected signs of the sums: [−, −, 0, +]; agreeing entries averaged: [−1, (−2−1)/2, 0, 3]
+    assert trim_top_k(A, 0.5).tolist() == [0.5, -2.0, 0.0, 3.0]  # ⌊0.5·4⌋ + 1 = 3 entries
+    # trimmed at density 0.5: A → [0.5, −2, 0, 3], B → [−1, −1, 0, −0.5]
+    # elected signs of the sums [−0.5, −3, 0, 2.5]: [−, −, majority (−), +]; agreeing entries averaged
     assert combine_vectors([A, B], "ties", density=0.5).tolist() == [-1.0, -1.5, 0.0, 3.0]
+
+
+def test_ties_trim_keeps_floor_dn_plus_one_entries_as_the_official_kthvalue():
+    """The official `topk_values_mask` keeps |τ| ≥ the (n − ⌊K·n⌋)-th smallest |τ|: ⌊K·n⌋ + 1 distinct entries, with
+    ⌊K·n⌋ taken on the float product (0.29 · 100 = 28.999…, so 29 entries, not 30)."""
+    tau = torch.tensor([3.0, -10.0, 8.0, 1.0, -6.0, 9.0, 2.0, -4.0, 7.0, 5.0])
+    assert trim_top_k(tau, 0.2).tolist() == [0.0, -10.0, 8.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 0.0]
+    assert int((trim_top_k(tau, 0.25) != 0).sum()) == 3  # ⌊2.5⌋ + 1
+    assert trim_top_k(tau, 0.0).tolist() == [0.0, -10.0] + [0.0] * 8  # ⌊0⌋ + 1: the largest only
+    assert torch.equal(trim_top_k(tau, 1.0), tau)  # tall_masks' K = 100: no trim
+    ramp = torch.arange(1.0, 101.0)
+    assert int((trim_top_k(ramp, 0.29) != 0).sum()) == 29 and int((trim_top_k(ramp, 0.3) != 0).sum()) == 31
+
+
+def test_ties_trim_keeps_every_entry_tied_at_the_threshold():
+    tau = torch.tensor([4.0, 2.0, -2.0, 1.0, 0.5, 0.25, 0.125, 0.0, 0.0, 0.0])
+    # ⌊0.1·10⌋ + 1 = 2: the threshold is the second largest |τ| = 2, and both entries of magnitude 2 stay
+    assert trim_top_k(tau, 0.1).tolist() == [4.0, 2.0, -2.0] + [0.0] * 7
+
+
+def test_ties_gives_an_entry_whose_trimmed_values_cancel_the_majority_sign():
+    """Official `resolve_zero_signs(sign, "majority")`: an entry summing to exactly 0 takes the sign of the elected
+    signs' sum over the whole vector, so [0.5, −0.5, 0] merges to 0.5 (not 0); an entry with no value is 0 still.
+    The trims here keep every non-zero value (two per vector), so only the election is tested."""
+    taus = [torch.tensor([0.5, 1.0, 0.0, 0.0]), torch.tensor([-0.5, 2.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 3.0, 0.0])]
+    # sums [0, 3, 3, 0]: signs [0, +, +, 0], majority + → entry 0 keeps 0.5; entry 3 has nothing to keep
+    assert combine_vectors(taus, "ties", density=0.5).tolist() == [0.5, 1.5, 3.0, 0.0]
+    assert combine_vectors([-t for t in taus], "ties", density=0.5).tolist() == [-0.5, -1.5, -3.0, 0.0]
+
+
+def test_ties_takes_the_negative_values_where_the_majority_sign_is_zero_too():
+    """Official `disjoint_merge` keeps τ > 0 where the sign is + and τ < 0 otherwise: an entry left at sign 0 (the
+    majority is 0 as well) takes the mean of its negative values."""
+    taus = [torch.tensor([0.5, 1.0, 0.0, 0.0]), torch.tensor([-0.5, 0.0, -1.0, 0.0])]
+    # sums [0, 1, −1, 0]: signs [0, +, −, 0], majority sign(0) = 0
+    assert combine_vectors(taus, "ties", density=0.5).tolist() == [-0.5, 1.0, -1.0, 0.0]
+
+
+def test_ties_entry_whose_values_are_all_trimmed_is_zero_and_a_cancelling_one_keeps_the_majority():
+    taus = [torch.tensor([3.0, 2.0, 1.0, 0.1]), torch.tensor([-3.0, 2.0, 1.0, -0.2])]
+    # trims at 0.5 keep 3 of 4: [3, 2, 1, 0], [−3, 2, 1, 0]; sums [0, 4, 2, 0]; majority +
+    assert combine_vectors(taus, "ties", density=0.5).tolist() == [3.0, 2.0, 1.0, 0.0]
+
+
+def _official_ties(stacked: torch.Tensor, k: float) -> torch.Tensor:
+    """TIES as prateeky2806/ties-merging `src/utils/merge_utils.py` runs it with `topk{K}_mass_dis-mean`, restated:
+    `topk_values_mask` row-wise on the (tasks, d) matrix, `resolve_sign` by mass, `resolve_zero_signs` "majority",
+    `disjoint_merge` "mean" (K a fraction here; the official takes K > 1 as a percentage)."""
+    d = stacked.shape[1]
+    kth = stacked.abs().kthvalue(d - int(d * k), dim=1, keepdim=True).values
+    trimmed = stacked * (stacked.abs() >= kth)
+    signs = torch.sign(trimmed.sum(dim=0))
+    majority = torch.sign(signs.sum())
+    signs[signs == 0] = majority
+    selected = trimmed * torch.where(signs.unsqueeze(0) > 0, trimmed > 0, trimmed < 0)
+    return selected.sum(dim=0) / torch.clamp((selected != 0).sum(dim=0).float(), min=1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ties_equals_the_official_functions_on_random_vectors(seed):
+    """Random task vectors, half of them on a coarse grid (ties at the threshold, cancelling sums, zeros)."""
+    gen = torch.Generator().manual_seed(seed)
+    tasks, d = 2 + seed % 3, 37 + 11 * seed
+    stacked = torch.randn(tasks, d, generator=gen)
+    if seed % 2:
+        stacked = torch.randint(-3, 4, (tasks, d), generator=gen).float() / 2
+    for density in (0.0, 0.1, 0.2, 0.29, 0.5, 0.9):
+        merged = combine_vectors(list(stacked), "ties", density=density)
+        assert torch.equal(merged, _official_ties(stacked, density)), density
 
 
 def test_dare_drops_and_rescales():

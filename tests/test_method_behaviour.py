@@ -315,6 +315,52 @@ def test_lwf_reads_every_head_from_one_pass_of_the_body(tiny_model_dir, monkeypa
         assert torch.allclose(every[t], adapter.forward_single_task(x, t), atol=1e-6)
 
 
+def test_lwf_loss_from_one_body_pass_equals_avalanche_s_per_head_passes(tiny_model_dir):
+    """Avalanche's LwF penalty (its `LearningWithoutForgetting`, as its LwF strategy calls it) on task 3 with two
+    earlier heads: through clgraft's adapter, whose `forward_all_tasks` reads every head from one body pass, and
+    through the same adapter with Avalanche's own `MultiTaskModule.forward_all_tasks` (one whole-network pass per
+    head) — equal loss and body gradients to float rounding in eval mode (no dropout draws to differ)."""
+    import copy
+
+    from avalanche.models import MultiTaskModule
+    from avalanche.training.regularization import LearningWithoutForgetting
+
+    from clgraft.methods.avalanche_parts import _multitask_adapter_class
+
+    one_pass = _multitask_adapter_class()
+
+    class PerHead(one_pass):
+        forward_all_tasks = MultiTaskModule.forward_all_tasks
+
+    heads = ["a", "b", "c"]
+    student = HeadedModel(load_backbone(str(tiny_model_dir)).model, {"a": 2, "b": 3, "c": 4}, 0).eval()
+    teacher = copy.deepcopy(student)
+    with torch.no_grad():  # the model after task 2 differs from the one being trained on task 3
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x = torch.stack([torch.randint(5, 90, (4, 9)), torch.ones(4, 9, dtype=torch.long)], dim=1)
+    x[2:, 1, 6:] = 0  # padding in half the batch
+
+    def loss_and_grads(adapter_class) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        lwf = LearningWithoutForgetting(alpha=1.5, temperature=2.0)
+        lwf.prev_model = adapter_class(teacher, heads)
+        lwf.prev_model.known_train_tasks_labels = {0, 1}
+        lwf.prev_classes_by_task.update({0: {0, 1}, 1: {0, 1, 2}})
+        model = adapter_class(student, heads)
+        model.known_train_tasks_labels = {0, 1, 2}
+        student.zero_grad()
+        loss = lwf(x, model(x, 2), model)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in student.body.parameters() if p.grad is not None]
+
+    (loss, grads), (reference, reference_grads) = loss_and_grads(one_pass), loss_and_grads(PerHead)
+    assert float(loss) > 1e-4  # two earlier heads distilled
+    torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-8)
+    assert len(grads) == len(reference_grads) > 0
+    for grad, expected in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-8)
+
+
 def test_packnet_masks_are_disjoint_and_old_weights_untouched(tiny_model_dir, tmp_path, monkeypatch):
     from clgraft.methods.packnet import PackNet
 

@@ -14,9 +14,15 @@ Merge = Literal["task-arithmetic", "ties", "dare"]
 
 
 def trim_top_k(tau: torch.Tensor, density: float) -> torch.Tensor:
-    """TIES trim: keep the top `density` fraction of |τ| (by magnitude), zero the rest."""
-    k = max(1, int(density * tau.numel()))
-    threshold = torch.topk(tau.abs(), k, sorted=False).values.min()
+    """TIES trim as the official `topk_values_mask`: keep every entry whose |τ| is at least the (n − ⌊density·n⌋)-th
+    smallest |τ| of the whole flat vector — ⌊density·n⌋ + 1 entries where magnitudes differ, and every entry tied at
+    that threshold. Where ⌊density·n⌋ = n (density 1) τ is kept whole, as tall_masks' copy does for `K = 100` (the
+    original would ask `kthvalue` for rank 0 and fail)."""
+    n = tau.numel()
+    rank = n - int(density * n)  # float product then int, as the official `int(d * K)`
+    if rank < 1:
+        return tau
+    threshold = tau.abs().flatten().kthvalue(rank).values
     return torch.where(tau.abs() >= threshold, tau, torch.zeros_like(tau))
 
 
@@ -37,11 +43,23 @@ def combine_vectors(
         gen = torch.Generator().manual_seed(seed)
         return torch.stack([dare_drop(t, drop, gen) for t in taus]).sum(0)
     trimmed = torch.stack([trim_top_k(t, density) for t in taus])
-    sign = torch.sign(trimmed.sum(0))  # elect: the sign of the summed mass
-    agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
-    total = torch.where(agree, trimmed, torch.zeros_like(trimmed)).sum(0)
-    count = agree.sum(0).clamp(min=1)
-    return total / count  # disjoint mean over the agreeing task vectors
+    return disjoint_mean(trimmed, elect_signs(trimmed))
+
+
+def elect_signs(trimmed: torch.Tensor) -> torch.Tensor:
+    """TIES elect, as the official `resolve_sign` ("mass") and `resolve_zero_signs(.., "majority")`: per entry the
+    sign of the summed trimmed values; where that sum is exactly 0 (cancelling values, or every value trimmed) the
+    majority sign, the sign of the elected signs' sum over the whole vector, so that such an entry is not dropped."""
+    sign = torch.sign(trimmed.sum(0))
+    return torch.where(sign == 0, torch.sign(sign.sum()), sign)
+
+
+def disjoint_mean(trimmed: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """TIES disjoint merge, as the official `disjoint_merge(.., "dis-mean", sign)`: per entry the mean of the trimmed
+    values on the elected side — the positive ones where the sign is +, the negative ones otherwise (so also where
+    the majority sign itself was 0) — and 0 where there are none."""
+    agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)
+    return (trimmed * agree).sum(0) / agree.sum(0).clamp(min=1)
 
 
 def max_magnitude(taus: list[torch.Tensor]) -> torch.Tensor:

@@ -9,7 +9,7 @@ with per-task heads, so the arithmetic is `clgraft/grafting/merging.py` (pure fu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +25,9 @@ class MergeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     merge: Literal["task-arithmetic", "ties", "dare"] = "task-arithmetic"
     lambdas: list[float] = Field(default=[0.3, 0.5, 0.7, 1.0], min_length=1, description="λ grid (dev-selected)")
-    densities: list[float] = Field(default=[0.1, 0.2], min_length=1, description="TIES density grid")
+    densities: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default=[0.1, 0.2], min_length=1, description="TIES density grid (the fraction of each τ kept, 0 to 1)"
+    )
     drops: list[float] = Field(default=[0.5, 0.9], min_length=1, description="DARE drop grid")
 
 
@@ -39,6 +41,12 @@ class MergeTaskVectors(FromTheta0):
     cite = ("ilharco2023editing",)
     Options = MergeOptions
     keeps_state = True
+
+    @classmethod
+    def revision(cls, options: MergeOptions) -> int:
+        """TIES 2: the official trim (⌊dN⌋ + 1 entries) and the majority sign for an entry summing to 0
+        (2026-12-05); task arithmetic and DARE unchanged."""
+        return 2 if options.merge == "ties" else 1
 
     @classmethod
     def citations(cls, options: dict) -> tuple[str, ...]:
