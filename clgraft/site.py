@@ -234,8 +234,10 @@ def section_anchor(name: str) -> str:
 
 def _caption(name: str, rows: list[Row], column: str) -> str:
     """A dot plot's caption: what it shows, how to read it, and which rows it leaves out because the table says n/a."""
-    missing = [row.label for row in rows if row.cells[column].value is None]
+    missing = [row.label for row in rows if row.cells[column].kind == "missing"]
+    transfer = [row.label for row in rows if row.cells[column].kind == "transfer"]
     left_out = f" Not defined, so not drawn: {', '.join(missing)}." if missing else ""
+    left_out += f" Transfer rather than forgetting, so not drawn: {', '.join(transfer)}." if transfer else ""
     return (
         f"{COLUMNS[column][0]} per row, {name} ({COLUMNS[column][1]}): the dot is the mean over seeds, the line its "
         f"95% interval; hover for the numbers, click to open the row.{left_out}"
@@ -274,6 +276,9 @@ def _shown(cell: Cell, scale: tuple[float, float] | None) -> dict:
     what the number is), a whisker's CSS positions on the column's scale, and the value the table sorts by."""
     if cell.kind == "missing":
         return {"main": cell.text, "sub": "", "kind": cell.kind, "value": "", "style": ""}
+    if cell.kind == "transfer":
+        sub = f"R rows are transfer (each task from θ₀), not forgetting; the table prints {cell.text}"
+        return {"main": "n/a", "sub": sub, "kind": cell.kind, "value": "", "style": ""}
     main, _, rest = cell.text.partition(" ")
     sub = rest or "1 seed, no interval"
     return {"main": main, "sub": sub, "kind": cell.kind, "value": f"{cell.value:g}", "style": _whisker(cell, scale)}

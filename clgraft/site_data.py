@@ -11,10 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from clgraft.leaderboard import BASELINE, METRICS, PAIRED, row_id, setting
+from clgraft.methods import get_method
 from clgraft.report import bar_labels
 from clgraft.results import config_hash
 
 PAIRED_COLUMNS = tuple(f"{m}_vs_{BASELINE}" for m in PAIRED)
+NOT_FORGETTING = ("bwt", "forgetting", f"forgetting_vs_{BASELINE}")
+"""Cells that say nothing about forgetting for a method whose R rows are transfer (Method.r_rows_are_transfer)."""
 BY_CONSTRUCTION = " (by construction)"
 _NUMBER = r"[+-]?\d+(?:\.\d+)?"
 _INTERVAL = re.compile(rf"({_NUMBER}) ± ({_NUMBER}) \[({_NUMBER}), ({_NUMBER})\]")
@@ -27,7 +30,8 @@ class Cell:
     """One cell of the leaderboard as printed (`text`) and as numbers: `value` (a mean, or a mean paired
     difference), its 95% interval (`low`, `high`), the std over seeds and the paired test's p where the cell has
     them. `kind` says what the numbers are: interval (n ≥ 2 seeds), one-seed (a value without an interval),
-    by-construction (fixed by the method, not measured) or missing (n/a, or no paired naive row)."""
+    by-construction (fixed by the method, not measured), transfer (a BWT or forgetting computed from R rows that
+    measure transfer: not drawn, not sorted) or missing (n/a, or no paired naive row)."""
 
     text: str
     kind: str
@@ -151,15 +155,24 @@ def leaderboard_rows(
             label=labels[key],
             family=docs[r["method"]].family if r["method"] in docs else "other",
             frame=r,
-            cells={
-                **{m: metric_cell(r[m]) for m in METRICS},
-                **{c: paired_cell(r[c]) for c in PAIRED_COLUMNS},
-            },
+            cells=_cells(r),
             setting=settings[key],
             runs=sorted(runs[key], key=lambda run: (run.record["seed"], run.folder.name)),
         )
         for r, key in zip(frame_rows, keys, strict=True)
     ]
+
+
+def _cells(frame_row: dict) -> dict[str, Cell]:
+    """A frame row's metric and paired cells as numbers; BWT and forgetting of a method whose R rows are transfer
+    keep their text but lose their numbers (kind `transfer`)."""
+    cells = {
+        **{m: metric_cell(frame_row[m]) for m in METRICS},
+        **{c: paired_cell(frame_row[c]) for c in PAIRED_COLUMNS},
+    }
+    if get_method(frame_row["method"]).r_rows_are_transfer:
+        cells.update({c: Cell(cells[c].text, "transfer") for c in NOT_FORGETTING})
+    return cells
 
 
 def _labels(

@@ -75,13 +75,15 @@ def test_every_row_of_the_leaderboard_has_a_page_and_the_index_prints_its_cells(
     assert re.findall(r'<tr data-id="([0-9a-f]{8})"', index) == expected
 
 
-def test_a_value_fixed_by_construction_or_from_one_seed_is_never_shown_as_an_interval(site):
+def test_a_value_fixed_by_construction_from_one_seed_or_of_transfer_is_shown_as_what_it_is(site):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert (
         '<td class="num by-construction" data-value="0"><span class="main">0</span><span class="sub">(by construction)'
         in index
     )
     assert '<span class="sub">1 seed, no interval</span>' in index  # independent has one seed here
+    independent = index[index.index(">independent</a>") :].split("</tr>")[0]
+    assert independent.count("R rows are transfer (each task from θ₀), not forgetting") == 3  # BWT, forgetting, Δ
 
 
 def test_cells_parse_back_to_the_numbers_the_leaderboard_printed():
