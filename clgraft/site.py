@@ -26,7 +26,17 @@ from clgraft.leaderboard import METRICS, header, load_records, render, run_dirs,
 from clgraft.methods import get_method
 from clgraft.results import write_text
 from clgraft.site_charts import accuracy_over_time, claim_chart, frontier_chart, interval_chart, r_heatmap
-from clgraft.site_data import PAIRED_COLUMNS, Cell, MethodDoc, Row, Run, docs_dir, leaderboard_rows, method_docs
+from clgraft.site_data import (
+    NOT_FORGETTING,
+    PAIRED_COLUMNS,
+    Cell,
+    MethodDoc,
+    Row,
+    Run,
+    docs_dir,
+    leaderboard_rows,
+    method_docs,
+)
 
 ASSETS = Path(__file__).with_name("site_assets")
 SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js", "site.js", "site.css", "LICENSE-vega.txt")
@@ -245,14 +255,18 @@ def _caption(name: str, rows: list[Row], column: str) -> str:
 
 
 def _seed_values(run: Run) -> dict:
-    """A run's line of a row page: its metrics in points (or n/a, or what the method fixes by construction), wall
-    time, the folder its record is copied to, and whether the leaderboard counts it."""
+    """A run's line of a row page: its metrics in points (or n/a, or what the method fixes by construction, or
+    '(transfer)' after a BWT or forgetting read off R rows that are transfer), wall time, the folder its record is
+    copied to, and whether the leaderboard counts it."""
     metrics, fixed = run.record["metrics"], run.record.get("metrics_by_construction", {})
+    transfer = get_method(run.record["method"]["name"]).r_rows_are_transfer
 
     def shown(m: str) -> str:
         if metrics[m] is None:
             return "n/a"
-        return f"{100 * metrics[m] + 0.0:.0f} (by construction)" if m in fixed else f"{100 * metrics[m]:.2f}"
+        if m in fixed:
+            return f"{100 * metrics[m] + 0.0:.0f} (by construction)"
+        return f"{100 * metrics[m]:.2f}" + (" (transfer)" if transfer and m in NOT_FORGETTING else "")
 
     return {
         "seed": run.record["seed"],
