@@ -78,12 +78,23 @@ def build_site(results: Path, out: Path) -> list[Path]:
 
 
 def _clear_previous(out: Path) -> None:
-    """Remove the files the last build wrote into OUT (listed in its manifest); refuse a non-empty folder that has no
-    manifest, whose files are someone else's."""
+    """Remove the files the last build wrote into OUT (listed in its manifest, never a path outside OUT) and the
+    folders they leave empty; refuse a non-empty folder that has no manifest, whose files are someone else's."""
     manifest = out / MANIFEST
     if manifest.is_file():
-        for name in manifest.read_text(encoding="utf-8").split():
-            (out / name).unlink(missing_ok=True)
+        root = out.resolve()
+        paths = [
+            p
+            for p in ((root / n).resolve() for n in manifest.read_text(encoding="utf-8").split())
+            if p.is_relative_to(root)
+        ]
+        for path in paths:
+            path.unlink(missing_ok=True)
+        for folder in sorted(
+            {f for p in paths for f in p.parents if f.is_relative_to(root) and f != root}, reverse=True
+        ):
+            if not any(folder.iterdir()):  # deepest first: a run folder, then runs/ once it is empty
+                folder.rmdir()
         manifest.unlink()
     elif out.is_dir() and any(out.iterdir()):
         raise ClgraftError(f"--out {out} holds files `clgraft site` did not write; give a new or empty folder")

@@ -148,8 +148,14 @@ def test_a_rebuild_removes_what_the_last_build_wrote_and_never_a_strangers_file(
     stale = out / "rows" / "00000000.html"
     stale.write_text("a row that left the leaderboard")
     (out / MANIFEST).write_text((out / MANIFEST).read_text() + "rows/00000000.html\n")
+    gone = out / "runs" / "a-run-that-left"
+    gone.mkdir()
+    (gone / "run.json").write_text("{}")
+    (out / MANIFEST).write_text((out / MANIFEST).read_text() + "runs/a-run-that-left/run.json\n../outside.txt\n")
+    (tmp_path / "outside.txt").write_text("not the site's")
     build_site(results, out)
-    assert not stale.exists() and (out / "index.html").is_file()
+    assert not stale.exists() and not gone.exists() and (out / "index.html").is_file()
+    assert (tmp_path / "outside.txt").is_file()  # a manifest never reaches outside its folder
     foreign = tmp_path / "theirs"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
