@@ -809,6 +809,29 @@ def cite(
     typer.echo(bibtex(keys))
 
 
+@app.command()
+def site(
+    results: Results = Path("results"),
+    out: Annotated[Path, _opt("folder for the site: new, empty, or an earlier build")] = Path("site"),
+    serve: Annotated[bool, _opt("then serve the folder on 127.0.0.1 for a quick look (Ctrl-C stops)")] = False,
+    port: Annotated[int, _opt("with --serve: the port (0: any free one)")] = 8000,
+) -> None:
+    """Write the leaderboard as a static site into OUT: an index with a sortable, filterable table per stream and
+    order (every metric with its 95% interval, the paired difference from naive, the header's provenance), a page
+    per row (configuration, per-seed values, R heatmaps, accuracy over time, the method's paper and departures, its
+    BibTeX, its run records), the accuracy-memory frontier, the claims and the docs. Every script and style is in
+    OUT (nothing is fetched when it is viewed) and the same records give the same bytes: publish OUT on any static
+    host."""
+    from clgraft.site.build import build_site
+    from clgraft.site.build import serve as serve_site
+
+    written = build_site(results, out)
+    size = sum(p.stat().st_size for p in written)
+    typer.echo(f"written: {out / 'index.html'} ({len(written)} files, {size / 1e6:.1f} MB)")
+    if serve:
+        serve_site(out, port, typer.echo)
+
+
 RunDir = Annotated[Path, typer.Argument(help="a finished run directory (clgraft run --out DIR)")]
 AnalyzeTasks = Annotated[list[str] | None, _opt("task of the run (repeatable); default: all", "--task")]
 

@@ -99,6 +99,21 @@ def test_recovered_names_the_run_ticks_the_sparsities_and_keeps_equal_lines_apar
     assert first.get_marker() != second.get_marker() and first.get_fillstyle() == "none"
 
 
+def test_recovered_draws_what_theta0_with_the_trained_head_recovers_once_per_task():
+    """A graft that recovers 0.75 while θ₀ with the task's head alone recovers 0.8 has localized nothing: the plot
+    shows that level, dotted in the task's colour, once per task whatever the number of methods."""
+    rows = [
+        {"task": NAMES[0], "method": m, "sparsity": s, "recovered": 0.75, "acc_base": 0.72, "acc_finetuned": 0.9}
+        for m in ("official", "scaled")
+        for s in (0.01, 0.05)
+    ]
+    (ax,) = recovered_figure(rows, RUN).axes
+    base = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(base) == 1 and base[0].get_ydata()[0] == pytest.approx(0.8)
+    assert base[0].get_color() == ax.get_lines()[0].get_color()
+    assert f"{NAMES[0]}: θ₀ + trained head" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_plot_recovered_reads_the_run_from_the_run_json_beside_it(tmp_path, monkeypatch):
     record = {"method": {"name": "independent"}, "stream": {"name": "tiny", "order": "default"}, "seed": 42}
     (tmp_path / "run.json").write_text(json.dumps(record))

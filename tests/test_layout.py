@@ -15,7 +15,20 @@ import clgraft
 BASE = ("errors", "config")
 """Top-level modules every stage may use: the one exception type and the run configuration. They import nothing
 else of clgraft."""
-STAGES = ("io", "data", "model", "training", "grafting", "methods", "metrics", "runs", "analysis", "results", "sweeps")
+STAGES = (
+    "io",
+    "data",
+    "model",
+    "training",
+    "grafting",
+    "methods",
+    "metrics",
+    "runs",
+    "analysis",
+    "results",
+    "sweeps",
+    "site",
+)
 """The stages, lowest first: a module may import its own stage and those before it."""
 FACES = ("cli", "api")
 """Top-level faces: the CLI and the Python API use any stage; nothing of clgraft imports them."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from matplotlib.container import ErrorbarContainer
 
 from clgraft.config import RunConfig
 from clgraft.results.report import accuracy_over_time, bar_labels, method_bars, r_heatmap, report_results, report_run
@@ -105,7 +106,29 @@ def test_runs_with_other_settings_are_bars_of_their_own():
     fig = method_bars("a-rather-long-stream-name, order reversed", records)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["naive (steps=12)", "naive (steps=50)"]
-    assert [t.get_text() for t in fig.axes[0].texts] == ["70.0", "80.0"]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["70.0", "80.0 (1 seed)"]  # one seed: no error bar
+
+
+def test_bars_say_what_a_number_is_when_it_is_not_a_measured_mean_with_a_spread():
+    """One seed is no spread; a forgetting fixed by construction is not a measured 0; independent's R rows are
+    transfer, not forgetting; merge with merge=ties is TIES; every value label stays inside its axes."""
+    fixed = {**_record(seed=1), "metrics_by_construction": {"forgetting": "always θ₀ + its own graft"}}
+    fixed["metrics"] = {"acc": 0.8, "forgetting": 0.0}
+    records = [fixed, _record("independent", {}), _record("merge", {"merge": "ties", "lambdas": [0.5]}, acc=0.95)]
+    fig = method_bars("stream", records)
+    assert "one seed each: no error bars" in fig._suptitle.get_text()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["graft-compose", "independent", "ties"]
+    assert [t.get_text() for t in fig.axes[1].texts] == [
+        "0 (by construction)",
+        "transfer, not forgetting",
+        "10.0 (1 seed)",
+    ]
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert all(len(lines.get_segments()) == 0 for c in bars for lines in c.lines[2])  # no zero-width error bars
+    fig.canvas.draw()
+    for ax in fig.axes:
+        frame = ax.get_window_extent()
+        assert all(t.get_window_extent().x1 <= frame.x1 for t in ax.texts), [t.get_text() for t in ax.texts]
 
 
 def test_report_writes_every_png(tmp_path):

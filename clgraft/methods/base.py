@@ -84,6 +84,10 @@ class Method:
     relative_cost: ClassVar[float] = 1.0
     """Rough time of a run relative to naive's at the same settings (measured on the standard sweep; 1 where not
     measured): a sweep starts its costly cells first, so that no worker idles while the last long cell runs."""
+    r_rows_are_transfer: ClassVar[bool] = False
+    """True when R's row t is a model of task t alone (trained from θ₀), so that R[t, j < t] measures transfer to task
+    j rather than what is left of it: BWT and forgetting computed from such rows are not forgetting, and the plots
+    and the site say so instead of drawing them."""
     from_theta0: ClassVar[bool] = False
     """True when each task is fine-tuned from θ₀, not from the weights after the previous task (the analysis measures
     a task's movement from where its fine-tuning started)."""

@@ -14,6 +14,7 @@ class Independent(FromTheta0):
     name = "independent"
     data_kept = "none"
     per_task_state = "a whole fine-tuned model"
+    r_rows_are_transfer = True
     description = "fine-tunes each task from θ₀ separately: task vectors τ_t for grafting and merging; transfer in R"
     paper = "Panigrahi et al. 2023, Task-Specific Skill Localization in Fine-tuned Language Models (ICML)"
     cite = ("panigrahi2023grafting",)

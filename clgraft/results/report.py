@@ -99,12 +99,14 @@ def _value(value) -> str:
 
 
 def bar_labels(methods: list[dict]) -> list[str]:
-    """A short label per bar entry ({'name', 'options'} and, for a leaderboard row, its 'setting'): the method's name,
-    plus only the options and settings whose values differ among entries of the same method (`steps=50` for a run
-    with other steps), wrapped to LABEL_WIDTH. Whole option strings would take most of the plot."""
+    """A short label per bar entry ({'name', 'options'} and, for a leaderboard row, its 'setting'): the method's name
+    (or the alias its options make it: `ties`, `stitch`, `consensus`), plus only the options and settings whose values
+    differ among entries of the same name (`steps=50` for a run with other steps), wrapped to LABEL_WIDTH. Whole
+    option strings would take most of the plot."""
     labels = []
-    for method in methods:
-        same = [m for m in methods if m["name"] == method["name"]]
+    names = [_known_as(m) for m in methods]
+    for method, known_as in zip(methods, names, strict=True):
+        same = [m for m, n in zip(methods, names, strict=True) if n == known_as]
         shown = [
             f"{k}={_value(values[k])}"
             for part in ("options", "setting")
@@ -112,40 +114,75 @@ def bar_labels(methods: list[dict]) -> list[str]:
             for k in values
             if k not in _IN_OPTIONS and len({repr(m.get(part, {}).get(k)) for m in same}) > 1
         ]
-        name = f"{method['name']} ({', '.join(shown)})" if shown else method["name"]
+        name = f"{known_as} ({', '.join(shown)})" if shown else known_as
         labels.append(textwrap.fill(name, LABEL_WIDTH, break_on_hyphens=False))
     return labels
+
+
+def _known_as(method: dict) -> str:
+    """The name the literature gives a configured method (methods.ALIASES: `ties` for merge with merge=ties), else
+    the method's own name."""
+    from clgraft.methods import ALIASES
+
+    options = method.get("options", {})
+    return next(
+        (
+            alias
+            for alias, (name, preset) in ALIASES.items()
+            if name == method["name"] and all(options.get(k) == v for k, v in preset.items())
+        ),
+        method["name"],
+    )
 
 
 _IN_OPTIONS = {"method_options"}  # a setting key the options already show
 
 
-def _seed_counts(counts: pd.Series) -> str:
-    """'3 seeds' or '2–3 seeds': how many seeds the bars average."""
+def _spread(counts: pd.Series) -> str:
+    """What the error bars are: 'mean ± std over 3 seeds' (or 2–3 seeds), saying so where a bar has one seed and so
+    no bar, and 'one seed each: no error bars' where no bar has more."""
     low, high = int(counts.min()), int(counts.max())
-    return f"{low} seed{'s' * (low != 1)}" if low == high else f"{low}–{high} seeds"
+    if high == 1:
+        return "one seed each: no error bars"
+    seeds = f"{low} seeds" if low == high else f"{low}–{high} seeds"
+    return f"mean ± std over {seeds}" + ("; a bar of one seed has no error bar" if low == 1 else "")
 
 
-def _bar_panel(ax, means: pd.Series, stds: pd.Series, axis_label: str) -> None:
-    """Horizontal bars of means ± std, each with its value written past the error bar (a zero bar is still read)
-    and 'n/a' where the metric is undefined (e.g. forgetting for joint training)."""
+def _bar_panel(ax, means: pd.Series, stds: pd.Series, notes: pd.Series, axis_label: str) -> None:
+    """Horizontal bars of means with ± std error bars where there are two seeds or more, each with its value written
+    past the error bar (a zero bar is still read): '(1 seed)' after a value without spread, the bar's note (`by
+    construction`) after a value the method fixes, and the note or 'n/a' where the metric is undefined (joint's
+    forgetting; independent's, whose R rows are transfer). The axis keeps room on the right for the longest text."""
     positions = np.arange(len(means))
-    ax.barh(positions, means.fillna(0), xerr=stds.fillna(0), color="tab:blue", capsize=2)
-    for y, mean, std in zip(positions, means, stds.fillna(0), strict=True):
+    ax.barh(positions, means.fillna(0), color="tab:blue")
+    spread = stds.notna() & (notes == "")
+    ax.errorbar(means[spread], positions[spread.to_numpy()], xerr=stds[spread], fmt="none", ecolor="black", capsize=2)
+    for y, mean, std, has_spread, note in zip(positions, means, stds.where(spread, 0), spread, notes, strict=True):
+        value = f"{round(mean, 1) + 0.0:.1f}"  # + 0.0: no "-0.0"
+        if np.isnan(mean):
+            text = note or "n/a"
+        elif note:
+            text = f"{mean + 0.0:.0f} ({note})"
+        else:
+            text = value if has_spread else f"{value} (1 seed)"
         x = 0 if np.isnan(mean) else max(mean + std, 0)
-        ax.annotate(
-            "n/a" if np.isnan(mean) else f"{round(mean, 1) + 0.0:.1f}",  # + 0.0: no "-0.0"
-            (x, y),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-            color="0.25",
-        )
+        ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8, color="0.25")
     ax.set_xlabel(axis_label)
     ax.axvline(0, color="0.3", linewidth=0.8)
     ax.grid(axis="x", alpha=0.3)
-    ax.margins(x=0.12)
+    ax.margins(x=0.05)
+    low, high = ax.get_xlim()
+    ax.set_xlim(low, high + 0.3 * (high - low))  # the value labels sit inside the frame, past the longest bar
+
+
+def _forgetting_note(record: dict) -> str:
+    """Why a run's forgetting bar is not a measured forgetting: fixed 'by construction' by the method, or the R rows
+    of a method that trains each task from θ₀ alone measure 'transfer, not forgetting'; '' for a measured one."""
+    from clgraft.methods import get_method
+
+    if get_method(record["method"]["name"]).r_rows_are_transfer:
+        return "transfer, not forgetting"
+    return "by construction" if "forgetting" in record.get("metrics_by_construction", {}) else ""
 
 
 def method_bars(stream: str, records: list[dict]):
@@ -161,27 +198,35 @@ def method_bars(stream: str, records: list[dict]):
             "key": config_hash(row),
             "method": {**r["method"], "setting": row},
             "acc": r["metrics"]["acc"],
-            "forgetting": r["metrics"]["forgetting"],  # None where undefined (joint) or not evaluated
+            "note": _forgetting_note(r),
+            # None where undefined (joint), not evaluated, or not a forgetting (transfer rows)
+            "forgetting": None if _forgetting_note(r).startswith("transfer") else r["metrics"]["forgetting"],
         }
         for r, row in zip(records, settings, strict=True)
     )
     groups = frame.groupby("key", sort=False)
     stats = groups[["acc", "forgetting"]].agg(["mean", "std"]).astype(float) * 100
+    notes = groups["note"].first()
     labels = bar_labels(list(groups["method"].first()))
     plt = pyplot()
     lines = max(label.count("\n") + 1 for label in labels)  # bars are evenly spaced: the tallest label sets the pitch
     height = len(labels) * (0.17 * lines + 0.22) + 1.6
     fig, axes = plt.subplots(1, 2, figsize=(10, height), sharey=True, layout="constrained")
-    _bar_panel(axes[0], stats[("acc", "mean")], stats[("acc", "std")], "ACC (%) — higher is better")
+    no_notes = pd.Series("", index=notes.index)
+    _bar_panel(axes[0], stats[("acc", "mean")], stats[("acc", "std")], no_notes, "ACC (%) — higher is better")
     _bar_panel(
-        axes[1], stats[("forgetting", "mean")], stats[("forgetting", "std")], "forgetting (points) — lower is better"
+        axes[1],
+        stats[("forgetting", "mean")],
+        stats[("forgetting", "std")],
+        notes,
+        "forgetting (points) — lower is better",
     )
     axes[0].set_yticks(range(len(labels)), labels)
     axes[0].invert_yaxis()
-    axes[0].set_xlim(0, 112)  # room for a value label past a bar near 100
+    axes[0].set_xlim(0, 125)  # room for a value label past a bar near 100
     axes[0].set_xticks(range(0, 101, 20))
     axes[1].tick_params(labelleft=False)
-    fig.suptitle(f"{stream}: ACC and forgetting per method (mean ± std over {_seed_counts(groups.size())})")
+    fig.suptitle(f"{stream}: ACC and forgetting per method\n({_spread(groups.size())})")
     return fig
 
 

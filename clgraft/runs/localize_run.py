@@ -209,14 +209,22 @@ def plot_recovered(rows: list[dict], path: Path) -> Path:
 
 def recovered_figure(rows: list[dict], run: str) -> Figure:
     """Recovered accuracy against sparsity (log scale, ticks at the sparsities tried), one line per task and method
-    (open markers of different shapes, so that equal lines show), with the 95% level, under a title naming the run;
-    the legend sits outside the axes so it hides no line."""
+    (open markers of different shapes, so that equal lines show), with the 95% level and, dotted in the task's
+    colour, what θ₀ with the task's trained head recovers (acc_base / acc_finetuned: a graft at or below it has
+    localized nothing), under a title naming the run; the legend sits outside the axes so it hides no line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     lines = sorted({(r["task"], r["method"]) for r in rows})
+    based: set[str] = set()
     for (task, method), marker in zip(lines, itertools.cycle(MARKERS), strict=False):
         pts = sorted((r["sparsity"], r["recovered"]) for r in rows if (r["task"], r["method"]) == (task, method))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, fillstyle="none", label=f"{task} ({method})")
+        (line,) = ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], marker=marker, fillstyle="none", label=f"{task} ({method})"
+        )
+        base = next((r["acc_base"] / r["acc_finetuned"] for r in rows if r["task"] == task and r.get("acc_base")), None)
+        if base is not None and task not in based:  # θ₀ with the task's trained head: a graft of nothing scores it
+            ax.axhline(base, color=line.get_color(), linestyle=":", linewidth=1.2, label=f"{task}: θ₀ + trained head")
+            based.add(task)
     ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
     ax.text(1.01, 0.95, "95%", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.35")
     ax.set_xscale("log")

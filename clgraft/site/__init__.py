@@ -1,0 +1,2 @@
+"""Publishing: the static website built from the committed records — the leaderboard, the frontier, the claims
+and the docs (`clgraft site`)."""
