@@ -716,7 +716,7 @@ def claims_report(
     """Recompute every claim's number from its records: mean and 95% interval over seeds, expected, verdict
     (reproduced / not reproduced / inconclusive / not run / needs …)."""
     from clgraft.io.records import write_text
-    from clgraft.sweeps.claims import report
+    from clgraft.sweeps.claim_report import report
 
     text = report(results, _claims(names))
     write_text(out or results / "CLAIMS.md", text)

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -11,18 +12,13 @@ from clgraft.config import RunConfig
 from clgraft.data.references import bib_entries
 from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
+from clgraft.io.records import read_json
 from clgraft.methods import parse_method_spec
+from clgraft.metrics.chance import beats_chance
 from clgraft.metrics.seeds import confidence_interval
-from clgraft.sweeps.claims import (
-    STATISTICS,
-    Claim,
-    claim_runs_dir,
-    load_claims,
-    measure,
-    report,
-    run_claim,
-    seed_records,
-)
+from clgraft.sweeps.claim_report import report
+from clgraft.sweeps.claim_statistics import STATISTICS, pool
+from clgraft.sweeps.claims import Claim, claim_runs_dir, load_claims, measure, run_claim, seed_records
 
 
 def test_shipped_claims_are_valid_cite_known_papers_and_name_real_streams():
@@ -36,6 +32,8 @@ def test_shipped_claims_are_valid_cite_known_papers_and_name_real_streams():
             for spec in c.evidence.methods:
                 parse_method_spec(spec)
             assert len(c.evidence.seeds) >= 3
+        if c.expect.op in (">", "<") and c.expect.value == 0:  # an effect claim states its smallest effect of interest
+            assert c.expect.sesoi is not None and c.expect.sesoi.why, c.claim
 
 
 def test_shipped_claims_in_one_setting_share_one_runs_folder(tmp_path):
@@ -50,7 +48,11 @@ def test_shipped_claims_in_one_setting_share_one_runs_folder(tmp_path):
     assert folders and all(len(f) == 1 for f in folders.values()), folders
 
 
-def _claim(statistic: str, methods: list[str], expect: tuple[str, float], **evidence) -> Claim:
+def _claim(
+    statistic: str, methods: list[str], expect: tuple[str, float], claim: dict | None = None, **evidence
+) -> Claim:
+    """A claim in the paper's setting, testing `statistic` on the tiny stream; `claim` adds or replaces top-level keys
+    (departures, quantity, expect with a sesoi)."""
     return Claim.model_validate(
         {
             "claim": "test-claim",
@@ -60,24 +62,60 @@ def _claim(statistic: str, methods: list[str], expect: tuple[str, float], **evid
             "statement": "a statement",
             "expect": {"op": expect[0], "value": expect[1], "text": "as the paper says"},
             "evidence": {"stream": "tiny", "methods": methods, "seeds": [1, 2, 3], "statistic": statistic, **evidence},
+            **(claim or {}),
         }
     )
 
 
+GRAFT = {"run": {"steps": 5}, "localize": {"sparsity": 0.01, "method": "scaled"}}
+"""Evidence of a claim read from localize.json at s = 0.01."""
+
+
+def _write_localize(run_dir: Path, rows: list[dict]) -> None:
+    """localize.json with rows at the claim's sparsity and method: each row's task, accuracies and ECEs."""
+    full = [
+        {"method": "scaled", "sparsity": 0.01, "ece_finetuned": 0.2, "ece_grafted": 0.1, "ood": {}, **r} for r in rows
+    ]
+    (run_dir / "localize.json").write_text(json.dumps({"run_config_hash": "x", "results": full}))
+
+
+def _graft_seeds(tmp_path, claim: Claim, rows: dict[int, list[dict]], trained: tuple[float, ...]) -> None:
+    """For each seed, an independent run whose tasks were learned to `trained` and its localize.json rows."""
+    for seed, seed_rows in rows.items():
+        _write_localize(
+            _write_run(claim_runs_dir(tmp_path, claim), "independent", seed, 0.0, trained=trained), seed_rows
+        )
+
+
 def _write_run(
-    folder, method: str, seed: int, forgetting: float, steps: int = 5, options: dict | None = None, tag: str = "", **run
-) -> None:
+    folder,
+    method: str,
+    seed: int,
+    forgetting: float,
+    steps: int = 5,
+    options: dict | None = None,
+    tag: str = "",
+    trained: tuple[float, ...] = (0.9, 0.9),
+    **run,
+) -> Path:
+    """A run.json of this configuration: one two-class task of 100 test examples per entry of `trained` (its accuracy
+    right after training), the first task forgetting `forgetting` by the end, the others nothing."""
     config = RunConfig(stream="tiny", method=method, method_options=options or {}, seed=seed, steps=steps, **run)
+    T = len(trained)
+    R = [[None, *[0.5] * (T - 1)]]
+    R += [[*trained[:i], *[None] * (T - i)] for i in range(1, T)]
+    R.append([trained[0] - forgetting, *trained[1:]])
     record = {
         "stream": {"name": "tiny"},
         "method": {"name": method, "options": options or {}},
         "seed": seed,
         "config": config.model_dump(),
-        "tasks": [{"test_size": 10}],
-        "metrics": {"forgetting": forgetting},
+        "tasks": [{"name": name, "test_size": 100, "labels": ["0", "1"]} for name in "abcdefgh"[:T]],
+        "R": R,
     }
     (folder / f"{method}-{seed}{tag}").mkdir(parents=True)
     (folder / f"{method}-{seed}{tag}" / "run.json").write_text(json.dumps(record))
+    return folder / f"{method}-{seed}{tag}"
 
 
 def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
@@ -94,21 +132,22 @@ def test_report_recomputes_mean_interval_and_verdict_from_records(tmp_path):
     assert m.values == pytest.approx({1: 0.19, 2: 0.13, 3: 0.25})
     low, high = stats.t.interval(0.95, 2, loc=sum(diffs) / 3, scale=stats.sem(diffs))
     assert (m.mean, m.low, m.high) == pytest.approx((sum(diffs) / 3, low, high))
-    assert m.verdict == "reproduced"
+    assert m.verdict == f"reproduced (95% CI [{low:.3g}, {high:.3g}] ≥ 0)"  # the paper's setting: no departures
 
     other_way = _claim("forgetting_difference", ["naive", "graft-freeze"], ("<=", 0.0), run={"steps": 5})
-    assert measure(tmp_path, other_way).verdict == "not reproduced"
+    assert measure(tmp_path, other_way).verdict.startswith("not reproduced (95% CI")
     straddles = _claim("forgetting_difference", ["naive", "graft-freeze"], (">=", 0.19), run={"steps": 5})
-    assert measure(tmp_path, straddles).verdict == "inconclusive"
+    assert measure(tmp_path, straddles).verdict.startswith("inconclusive (95% CI")
 
     (runs / "graft-freeze-3" / "run.json").unlink()
-    assert measure(tmp_path, claim).verdict == "inconclusive"  # two seeds are not enough
+    verdict = "inconclusive (2 of the 3 seeds needed have records)"
+    assert measure(tmp_path, claim).verdict == verdict  # two seeds are not enough
     text = report(tmp_path, [claim])
-    assert "| 2 | inconclusive |" in text and "2: 0.13" in text and "test 10 per task" in text
+    assert f"| 2 | {verdict} |" in text and "2: 0.13" in text and "test 100 per task" in text
 
     (runs / "graft-freeze-2" / "run.json").unlink()
     text = report(tmp_path, [claim])
-    assert "0.19 (n = 1, no interval) | 1 | inconclusive |" in text and "nan" not in text
+    assert "0.19 (n = 1, no interval) | 1 | inconclusive" in text and "nan" not in text
 
 
 def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordinates(tmp_path):
@@ -120,11 +159,11 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
     runs = claim_runs_dir(tmp_path, claim)
     ablations = {1: [(0.50, 0.80), (0.70, 0.75)], 2: [(0.60, 0.80), (0.65, 0.70)], 3: [(0.40, 0.70), (0.80, 0.79)]}
     for seed, pairs in ablations.items():
-        _write_run(runs, "independent", seed, 0.0, steps=5, trajectory=4)
+        _write_run(runs, "independent", seed, 0.0, steps=5, trajectory=4, trained=(0.9, 0.9, 0.9))
         path = runs / f"independent-{seed}" / "run.json"
         record = json.loads(path.read_text())
         tasks = {
-            f"task{i}": {
+            "abc"[i]: {
                 "finetune_in_subspace": {
                     "by_d": {
                         "2": {"acc": 0.1, "outliers": {"acc_zero_outliers": 0.0, "acc_zero_random": 1.0}},
@@ -134,14 +173,14 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
             }
             for i, (out, rnd) in enumerate(pairs)
         }
-        tasks["no-ablation"] = {"finetune_in_subspace": {"by_d": {"10": {"acc": 0.5}}}}
+        tasks["c"] = {"finetune_in_subspace": {"by_d": {"10": {"acc": 0.5}}}}  # no ablation
         record["analysis"] = {"subspace": {**tasks, "details": {"t": 4}}}
         path.write_text(json.dumps(record))
     m = measure(tmp_path, claim)
     expected = {s: sum(r - o for o, r in pairs) / len(pairs) for s, pairs in ablations.items()}
     assert m.values == pytest.approx(expected)
     assert (m.mean, m.low, m.high) == pytest.approx(confidence_interval(list(expected.values())))
-    assert m.verdict == "reproduced"  # 0.175, 0.125, 0.145: the interval is above 0
+    assert m.verdict.startswith("reproduced")  # 0.175, 0.125, 0.145: the interval is above 0
 
     # zeroing the outliers costs exactly what zeroing as many random coordinates costs
     no_effect = {1: [(0.5, 0.5)] * 2, 2: [(0.6, 0.6)] * 2, 3: [(0.4, 0.4)] * 2}
@@ -152,11 +191,170 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
             task["finetune_in_subspace"]["by_d"]["10"]["outliers"] = {"acc_zero_outliers": out, "acc_zero_random": rnd}
         path.write_text(json.dumps(record))
     m = measure(tmp_path, claim)
-    assert m.values == {1: 0.0, 2: 0.0, 3: 0.0} and m.verdict == "not reproduced"  # a strict effect: 0 is not > 0
+    assert m.values == {1: 0.0, 2: 0.0, 3: 0.0} and m.verdict.startswith("not reproduced")  # 0 is not > 0
     touching = _claim(
         "subspace_outlier_drop", ["independent"], (">=", 0.0), run={"steps": 5, "trajectory": 4}, analyze="subspace"
     )
-    assert measure(tmp_path, touching).verdict == "reproduced"  # while 0 is ≥ 0
+    assert measure(tmp_path, touching).verdict.startswith("reproduced")  # while 0 is ≥ 0
+
+
+DEPARTURES = [
+    {"what": "model", "paper": "RoBERTa-base", "here": "MiniLM"},
+    {"what": "optimizer", "paper": "SGD", "here": "AdamW"},
+]
+
+
+def test_departures_give_the_setting_column_and_say_the_paper_setting_was_not_tested(tmp_path):
+    """A claim with departures is "not tested in the paper's setting (… in this one: …)" whatever its interval; in the
+    paper's setting the same numbers are reproduced / not reproduced; clgraft's own quantity is a clgraft finding."""
+    rows = {
+        s: [{"task": "a", "acc_grafted": g, "acc_finetuned": 0.9, "acc_base": 0.5}]
+        for s, g in [(1, 0.88), (2, 0.89), (3, 0.9)]
+    }
+    paper = _claim("recovered", ["independent"], (">", 0.95), **GRAFT)
+    _graft_seeds(tmp_path, paper, rows, trained=(0.9, 0.9))
+    m = measure(tmp_path, paper)
+    interval = f"95% CI [{m.low:.3g}, {m.high:.3g}]"
+    assert m.low > 0.95 and m.verdict == f"reproduced ({interval} > 0.95)"
+
+    departs = _claim("recovered", ["independent"], (">", 0.95), {"departures": DEPARTURES}, **GRAFT)
+    assert (
+        measure(tmp_path, departs).verdict
+        == f"not tested in the paper's setting (holds in this one: {interval} > 0.95)"
+    )
+    failing = _claim("recovered", ["independent"], (">", 1.1), {"departures": DEPARTURES}, **GRAFT)
+    assert measure(tmp_path, failing).verdict.startswith("not tested in the paper's setting (fails in this one: 95% CI")
+    own = _claim("recovered", ["independent"], (">", 0.95), {"departures": DEPARTURES, "quantity": "clgraft"}, **GRAFT)
+    assert measure(tmp_path, own).verdict == f"clgraft finding: holds in this setting ({interval} > 0.95)"
+
+    text = report(tmp_path, [paper, departs])
+    table = [line for line in text.splitlines() if line.startswith("| [test-claim]")]
+    assert "| paper's setting |" in table[0] and "| departs: model, optimizer |" in table[1]
+    assert "  - optimizer: paper — SGD; here — AdamW" in text
+
+    with pytest.raises(ValueError, match="departure 'model' is listed twice"):
+        _claim("recovered", ["independent"], (">", 0.95), {"departures": DEPARTURES[:1] * 2}, **GRAFT)
+    with pytest.raises(ValueError, match="what"):
+        _claim(
+            "recovered",
+            ["independent"],
+            (">", 0.95),
+            {"departures": [{"what": "mood", "paper": "a", "here": "b"}]},
+            **GRAFT,
+        )
+
+
+def test_a_task_is_learned_when_its_accuracy_beats_chance_by_a_one_sided_binomial_test():
+    assert not beats_chance(0.58, 100, 2) and beats_chance(0.59, 100, 2)  # p = 0.067 and 0.044 against 1/2
+    assert not beats_chance(0.23, 100, 6) and beats_chance(0.24, 100, 6)  # against 1/6
+    assert not beats_chance(0.40, 100, 2)  # one-sided: below chance is not learned either
+
+
+def test_tasks_the_fine_tune_did_not_learn_are_left_out_and_listed_per_seed(tmp_path):
+    """Task b stays at chance after training (0.5 of 100 examples): its ratio does not count, and the report says so
+    seed by seed, with the task's number struck out in its row."""
+    claim = _claim("recovered", ["independent"], (">", 0.95), **GRAFT)
+    rows = {
+        s: [
+            {"task": "a", "acc_grafted": 0.8, "acc_finetuned": 0.9, "acc_base": 0.5},
+            {"task": "b", "acc_grafted": 0.5, "acc_finetuned": 0.5, "acc_base": 0.5},
+        ]
+        for s in (1, 2, 3)
+    }
+    _graft_seeds(tmp_path, claim, rows, trained=(0.9, 0.5))
+    m = measure(tmp_path, claim)
+    assert m.values == pytest.approx({1: 0.8 / 0.9, 2: 0.8 / 0.9, 3: 0.8 / 0.9})  # b's ratio of 1 would lift it
+    assert [(p.task, p.learned, p.left_out) for p in m.parts[1]] == [("a", True, None), ("b", False, "not learned")]
+    text = report(tmp_path, [claim])
+    assert "- left out: 1: b (not learned); 2: b (not learned); 3: b (not learned)" in text
+    assert "| b | ~~1 (0.5/0.5)~~ not learned |" in text and "| a | 0.889 (0.8/0.9) |" in text
+
+
+def test_ratios_are_pooled_over_tasks_not_averaged(tmp_path):
+    """The body's gain: task a gains 1 point and keeps it all (ratio 1), task b gains 20 and keeps none (ratio 0).
+    The mean of the ratios says 0.5; pooled, 1 point of 21 is kept."""
+    claim = _claim("body_gain_recovered", ["independent"], (">", 0.95), **GRAFT)
+    rows = {
+        s: [
+            {"task": "a", "acc_grafted": 0.71, "acc_finetuned": 0.71, "acc_base": 0.70},
+            {"task": "b", "acc_grafted": 0.70, "acc_finetuned": 0.90, "acc_base": 0.70},
+        ]
+        for s in (1, 2, 3)
+    }
+    _graft_seeds(tmp_path, claim, rows, trained=(0.71, 0.9))
+    m = measure(tmp_path, claim)
+    assert [p.value for p in m.parts[1]] == pytest.approx([1.0, 0.0])
+    assert m.values == pytest.approx({s: 0.01 / 0.21 for s in (1, 2, 3)})
+
+
+def test_calibration_is_compared_only_where_the_graft_keeps_95_percent_of_the_accuracy(tmp_path):
+    claim = _claim("ece_reduction", ["independent"], (">=", 0.4), **GRAFT)
+    rows = {
+        s: [
+            {"task": "a", "acc_grafted": 0.87, "acc_finetuned": 0.9, "acc_base": 0.5, "ece_grafted": 0.05},
+            {"task": "b", "acc_grafted": 0.6, "acc_finetuned": 0.9, "acc_base": 0.5, "ece_grafted": 0.01},
+        ]
+        for s in (1, 2, 3)
+    }
+    _graft_seeds(tmp_path, claim, rows, trained=(0.9, 0.9))
+    m = measure(tmp_path, claim)
+    assert m.values == pytest.approx({s: 1 - 0.05 / 0.2 for s in (1, 2, 3)})  # b's graft lost a third of the skill
+    assert m.parts[1][1].left_out == "graft keeps 67%"
+
+
+def test_forgetting_is_compared_on_the_tasks_both_runs_learned(tmp_path):
+    """Per task from each run's R: task a is learned by both and forgotten 0.3 by naive, 0.1 by graft-freeze; task b
+    (not the last, so it has a forgetting) graft-freeze never learned, so its nothing-to-forget does not count."""
+    claim = _claim("forgetting_difference", ["naive", "graft-freeze"], (">", 0.0), run={"steps": 5})
+    runs = claim_runs_dir(tmp_path, claim)
+    for seed in (1, 2, 3):
+        _write_run(runs, "naive", seed, 0.3, trained=(0.9, 0.9, 0.9))
+        _write_run(runs, "graft-freeze", seed, 0.1, trained=(0.9, 0.5, 0.9))
+    m = measure(tmp_path, claim)
+    assert m.values == pytest.approx({1: 0.2, 2: 0.2, 3: 0.2})
+    assert [(p.task, p.left_out) for p in m.parts[1]] == [("a", None), ("b", "not learned")]
+
+
+def test_an_interval_inside_the_smallest_effect_of_interest_is_a_verdict_of_no_effect(tmp_path):
+    """An effect claim with a smallest effect of interest X: both ends of the interval inside ±X is "no effect larger
+    than X"; a wider interval stays inconclusive; a margin belongs to effect claims (> or <) only."""
+    runs = claim_runs_dir(
+        tmp_path, _claim("forgetting_difference", ["naive", "graft-freeze"], (">", 0.0), run={"steps": 5})
+    )
+    for seed, f in zip((1, 2, 3), (0.002, -0.003, 0.001), strict=True):
+        _write_run(runs, "naive", seed, 0.2 + f)
+        _write_run(runs, "graft-freeze", seed, 0.2)
+
+    def with_margin(margin: float) -> Claim:
+        sesoi = {"margin": margin, "why": "a point"}
+        expect = {"op": ">", "value": 0.0, "text": "less forgetting", "sesoi": sesoi}
+        return _claim(
+            "forgetting_difference", ["naive", "graft-freeze"], (">", 0.0), {"expect": expect}, run={"steps": 5}
+        )
+
+    m = measure(tmp_path, with_margin(0.01))
+    assert m.verdict == f"no effect larger than 0.01 (95% CI [{m.low:.3g}, {m.high:.3g}] inside 0 ± 0.01)"
+    assert measure(tmp_path, with_margin(0.001)).verdict.startswith("inconclusive (95% CI")
+    with pytest.raises(ValueError, match="effect claim"):
+        _claim(
+            "forgetting_difference",
+            ["naive", "graft-freeze"],
+            (">=", 0.0),
+            {"expect": {"op": ">=", "value": 0, "text": "t", "sesoi": {"margin": 0.01, "why": "w"}}},
+            run={"steps": 5},
+        )
+    assert "- smallest effect of interest: ±0.01 — a point" in report(tmp_path, [with_margin(0.01)])
+
+
+def test_the_report_says_how_many_verdicts_were_read_at_95_percent_and_that_none_is_corrected(tmp_path):
+    claim = _claim("forgetting_difference", ["naive", "graft-freeze"], (">", 0.0), run={"steps": 5})
+    runs = claim_runs_dir(tmp_path, claim)
+    for seed in (1, 2, 3):
+        _write_run(runs, "naive", seed, 0.2 + seed / 100)
+        _write_run(runs, "graft-freeze", seed, 0.0)
+    text = report(tmp_path, [claim, _claim("forgetting_difference", ["naive", "ewc"], (">", 0.0), run={"steps": 5})])
+    assert "Verdicts read from a 95% interval: 1, with no multiplicity correction." in text
+    assert "about 0.1 of them would still come out decided by chance" in text
 
 
 def test_a_record_with_other_options_or_settings_is_not_the_claims_run(tmp_path):
@@ -230,12 +428,20 @@ def test_claims_run_makes_runs_and_localizations_then_reuses_them(tiny_model_dir
     )
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)
     first = measure(tmp_path, claim)
-    assert sorted(first.values) == [1, 2, 3] and first.mean is not None
+    for seed, records in seed_records(tmp_path, claim).items():
+        ((record, run_dir),) = records.values()
+        rows = read_json(run_dir / "localize.json")["results"]
+        assert [(p.task, p.num, p.den) for p in first.parts[seed]] == [
+            (r["task"], r["acc_grafted"], r["acc_finetuned"]) for r in rows
+        ]
+        assert first.values.get(seed) == pool(first.parts[seed])  # a tiny model may learn nothing: then no value
+        assert all(r["cpu_s"] > 0 for r in rows)  # localize records its CPU time, row by row
 
     calls = []
     monkeypatch.setattr(clgraft.training.loop, "train_task", lambda *a, **k: calls.append(1))
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)  # everything is there: nothing trains
-    assert not calls and measure(tmp_path, claim).values == first.values
+    again = measure(tmp_path, claim)
+    assert not calls and (again.values, again.parts) == (first.values, first.parts)
 
 
 def test_cli_lists_and_reports(invoke, tmp_path):
@@ -260,21 +466,22 @@ def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_fu
         records=str(claim_runs_dir(tmp_path, plain).relative_to(tmp_path)),
     )
     assert all(
-        v is None
-        for v in [
-            STATISTICS["critical_layers_of_full"].read(r, critical.evidence)
-            for r in seed_records(tmp_path, critical).values()
-        ]
+        STATISTICS["critical_layers_of_full"].read(r, critical.evidence).value is None
+        for r in seed_records(tmp_path, critical).values()
     )
     run_claim(tmp_path, critical, None, lambda s: None, progress=False)  # closeness again, now with k = 1
     measured = measure(tmp_path, critical)
     for seed, records in seed_records(tmp_path, critical).items():
-        ((record, _),) = records.values()
-        tasks = [t for k, t in record["analysis"]["closeness"].items() if k != "details"]
-        shares = [t["critical_layers"]["of_full"] for t in tasks]
-        assert measured.values[seed] == pytest.approx(sum(shares) / len(shares))
+        ((record, run_dir),) = records.values()
+        summary = record["analysis"]["closeness"]
+        tasks = [t for t in summary.values() if isinstance(t, dict)]
+        parts = [(p.num, p.den) for p in measured.parts[seed]]
+        assert parts == [(t["critical_layers"]["acc"], t["critical_layers"]["full_acc"]) for t in tasks]
+        assert measured.values.get(seed) == pool(measured.parts[seed])  # pooled over the learned tasks
         assert all(t["critical_layers"]["k"] == 1 for t in tasks)
-    assert measure(tmp_path, plain).values  # the plain closeness claim still reads the same runs
+        details = read_json(run_dir / summary["details"])
+        assert summary["cpu_s"] > 0 and details["cpu_s"] == summary["cpu_s"]  # analyze records its CPU time
+    assert all(measure(tmp_path, plain).parts.values())  # the plain closeness claim still reads the same runs
     with pytest.raises(ValueError, match="needs `critical_layers: k`"):
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), analyze="closeness")
 

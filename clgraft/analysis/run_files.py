@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ class OpenRun:
     view: BlockView
     theta0: torch.Tensor
     echo: Callable[[str], None]
+    cpu_start: float
+    """time.process_time() when the run was opened: an analysis records its CPU time from there."""
 
     @property
     def tasks(self) -> list[PreparedTask]:
@@ -122,14 +125,18 @@ class OpenRun:
         """Indices of the named tasks (all when none are named)."""
         return self.runner.task_indices(names)
 
-    def write(self, name: str, payload: dict, summary: dict) -> Path:
-        """analysis/NAME.json with the full results; the summary goes into run.json under analysis.NAME."""
+    def write(self, name: str, payload: dict, summary: dict, earlier_cpu_s: float = 0.0) -> Path:
+        """analysis/NAME.json with the full results; the summary goes into run.json under analysis.NAME. Both carry
+        `cpu_s`, the CPU seconds since the run was opened (all threads, as a run's own `cpu_s`) plus `earlier_cpu_s`,
+        what earlier calls spent on results this one kept."""
+        cpu = {"cpu_s": round(earlier_cpu_s + time.process_time() - self.cpu_start, 3)}
         path = self.dir / "analysis" / f"{name}.json"
-        write_json(path, _finite(payload))
+        write_json(path, _finite({**payload, **cpu}))
         run_json = self.dir / "run.json"
         with FileLock(str(run_json) + ".lock"):
             record = read_json(run_json)
-            record.setdefault("analysis", {})[name] = _finite({**summary, "details": str(path.relative_to(self.dir))})
+            details = {"details": str(path.relative_to(self.dir))}
+            record.setdefault("analysis", {})[name] = _finite({**summary, **cpu, **details})
             write_json(run_json, record)
         return path
 
@@ -146,9 +153,11 @@ def _finite(value: Any) -> Any:
 
 
 def open_run(run_dir: Path, registry: Registry, data_dir: Path | None, echo: Callable[[str], None]) -> OpenRun:
-    """Open a finished run (refusing one whose data or base model changed since) for analysis."""
+    """Open a finished run (refusing one whose data or base model changed since) for analysis; its CPU clock starts
+    here, so an analysis's `cpu_s` includes loading the run."""
+    cpu_start = time.process_time()
     runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
     body = runner.backbone.model
     view = BlockView(body)
     theta0 = view.flatten(dict(body.named_parameters()))
-    return OpenRun(run_dir, runner, record, runner._context(), view, theta0, echo)
+    return OpenRun(run_dir, runner, record, runner._context(), view, theta0, echo, cpu_start)

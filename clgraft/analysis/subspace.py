@@ -159,7 +159,7 @@ def analyze_subspace(
             f"{run.dir}: fine-tuning in the subspace (--dims) is not implemented for the prompt head; the spectra "
             "are (leave out --dims)"
         )
-    earlier = _earlier(run)
+    earlier, spent = _earlier(run), _earlier_cpu_s(run)
     for t in tasks:
         name = run.names[t]
         before = earlier.get(name, {})
@@ -168,7 +168,7 @@ def analyze_subspace(
             run.echo(f"{name}: analysed before with these settings; kept")
             continue
         earlier[name] = entry
-        _write(run, {n: earlier[n] for n in run.names if n in earlier})  # after every task: nothing finished is lost
+        _write(run, {n: earlier[n] for n in run.names if n in earlier}, spent)  # after every task: nothing is lost
     return {n: earlier[n] for n in run.names if n in earlier}
 
 
@@ -176,6 +176,13 @@ def _earlier(run: OpenRun) -> dict:
     """Per-task entries of an earlier analysis/subspace.json of this run (none if absent)."""
     path = run.dir / "analysis" / "subspace.json"
     return read_json(path).get("tasks", {}) if path.exists() else {}
+
+
+def _earlier_cpu_s(run: OpenRun) -> float:
+    """The CPU seconds an earlier analysis/subspace.json records (0 if absent, or written before it recorded them):
+    the results it holds are kept, so this call's cost adds to theirs."""
+    path = run.dir / "analysis" / "subspace.json"
+    return read_json(path).get("cpu_s", 0.0) if path.exists() else 0.0
 
 
 def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, basis_part: float, before: dict) -> dict:
@@ -258,7 +265,7 @@ def _fit_row(run: OpenRun, t: int, X: torch.Tensor, d: int, lr: float, full: flo
     return row
 
 
-def _write(run: OpenRun, results: dict) -> None:
+def _write(run: OpenRun, results: dict, earlier_cpu_s: float) -> None:
     save(plot_spectra(results, run_line(run.record)), run.dir / "analysis" / "subspace.png")
     summary = {
         name: {
@@ -270,7 +277,7 @@ def _write(run: OpenRun, results: dict) -> None:
         }
         for name, e in results.items()
     }
-    run.write("subspace", {"tasks": results}, summary)
+    run.write("subspace", {"tasks": results}, summary, earlier_cpu_s)
 
 
 def plot_spectra(results: dict, run: str) -> Figure:

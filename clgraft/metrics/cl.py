@@ -91,6 +91,15 @@ def cl_metrics(R: Any, fresh_task_heads: bool = False) -> dict[str, float | None
         if not fresh_task_heads:
             out["fwt"] = _defined(lambda: np.mean([m[c, c] - before[c] for c in range(1, T)]))
             out["forgetting_chaudhry"] = _defined(lambda: np.mean([m[1:T, j].max() - final[j] for j in range(T - 1)]))
-        # max over l in [j, T-1] of R[l, j], with 1-based rows: rows j+1..T-1 of the 0-based column j
-        out["forgetting"] = _defined(lambda: np.mean([m[j + 1 : T, j].max() - final[j] for j in range(T - 1)]))
+        out["forgetting"] = _defined(lambda: np.mean(forgetting_by_task(R)))
     return out
+
+
+def forgetting_by_task(R: Any) -> list[float]:
+    """Each task's forgetting, the terms `forgetting` averages: for every task j but the last, the best accuracy
+    since it was learned, max_{l ∈ j..T−1} R[l, j], less its final accuracy R[T, j] (NaN where an entry is missing).
+    A claim reads them per task, to leave out tasks the run never learned (docs/claims.md)."""
+    m = _as_matrix(R)
+    T = m.shape[1]
+    # max over l in [j, T-1] of R[l, j], with 1-based rows: rows j+1..T-1 of the 0-based column j
+    return [float(m[j + 1 : T, j].max() - m[T, j]) for j in range(T - 1)]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +76,9 @@ def localize_run(
     """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json).
 
     Masks are searched, scored and reported on exactly the model a graft file builds: θ₀ everywhere (embeddings
-    included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it."""
+    included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it. Each row's `cpu_s` is
+    the CPU time since the previous row (or since the call began), so that the rows of one call add up to its cost."""
+    clock = time.process_time()
     runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
     ctx = runner._context()
     body = runner.backbone.model
@@ -131,8 +134,10 @@ def localize_run(
                         name: {"acc_finetuned": ood_ft[name], "acc_grafted": ood_g[name], "acc_base": ood_base[name]}
                         for name in ood
                     },
+                    "cpu_s": round(time.process_time() - clock, 3),
                 }
             )
+            clock = time.process_time()
             echo(f"{task.task.task} s={s:g}: recovered {rows[-1]['recovered']:.3f} (k={graft.k}, {size} bytes)")
             theta0.restore(model)
     _merge(run_dir / "localize.json", record["config_hash"], rows)

@@ -1,19 +1,19 @@
-"""The seed papers' claims as data (`tasks/claims/*.yaml`): what a paper claims and where, the runs that test it, the
-number each seed's records give, and a verdict from the mean and its 95% confidence interval over seeds.
+"""The seed papers' claims as data (`tasks/claims/*.yaml`): what a paper claims and where, how clgraft's setting
+departs from the paper's, the runs that test it, the number each seed's records give, and a verdict from the mean and
+its 95% confidence interval over seeds.
 
 A claim's records live in `RESULTS/claims/CLAIM/runs/` (run.json, localize.json, analysis/*.json); `clgraft claims
-run` makes or reuses them, `clgraft claims report` recomputes every number from them and writes RESULTS/CLAIMS.md.
-The verdict compares the interval with the paper's expectation (docs/claims.md): *reproduced* when the whole
-interval is on the expected side, *not reproduced* when the whole interval is on the other side, *inconclusive*
-when it straddles the threshold or fewer than 3 seeds are in; *not run* without records, and *needs …* where the
-claim asks for something clgraft cannot do yet.
+run` makes or reuses them, `clgraft claims report` recomputes every number from them and writes RESULTS/CLAIMS.md
+(clgraft/sweeps/claim_report.py). A seed's number pools its learned tasks (clgraft/sweeps/claim_statistics.py); the
+verdict reads the interval against the paper's expectation and says what that means for the paper given the claim's
+departures (clgraft/sweeps/claim_verdicts.py): *not run* without records, *needs …* where the claim asks for something
+clgraft cannot do yet.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,12 +26,27 @@ from clgraft.errors import ClgraftError, validation_message
 from clgraft.io.records import read_json
 from clgraft.metrics.seeds import confidence_interval
 from clgraft.runs.identity import identity, record_identity
-
-MIN_SEEDS = 3
+from clgraft.sweeps.claim_statistics import (
+    STATISTICS,
+    TaskPart,
+    analysis_key,
+    learned_in,
+    localize_rows,
+    summary_tasks,
+)
+from clgraft.sweeps.claim_verdicts import MIN_SEEDS, NO_VALUE, read_interval, verdict_words
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sesoi(_Strict):
+    """An effect claim's smallest effect of interest: an interval inside value ± margin is "no effect larger than
+    margin", a verdict against the claimed effect rather than an inconclusive one."""
+
+    margin: float = Field(gt=0)
+    why: str = Field(description="why this margin: what effect would be too small to matter, and why")
 
 
 class Expect(_Strict):
@@ -43,6 +58,22 @@ class Expect(_Strict):
     )
     value: float
     text: str = Field(description="the expectation as the paper states it, e.g. '> 95% of fine-tuned accuracy'")
+    sesoi: Sesoi | None = Field(default=None, description="effect claims (> or <): the smallest effect of interest")
+
+    @model_validator(mode="after")
+    def _effect_only(self) -> Expect:
+        if self.sesoi is not None and self.op not in (">", "<"):
+            raise ValueError("`sesoi` belongs to an effect claim: use op > or < (a strict effect)")
+        return self
+
+
+class Departure(_Strict):
+    """One aspect in which the claim's setting departs from the paper's: what, the paper's, clgraft's (docs/claims.md
+    says where each paper fact comes from)."""
+
+    what: Literal["model", "head", "optimizer", "shots", "steps", "sparsity", "search", "test", "measure", "basis"]
+    paper: str
+    here: str
 
 
 class Evidence(_Strict):
@@ -64,7 +95,7 @@ class Evidence(_Strict):
         gt=0,
         description="closeness analysis: fine-tune only the k blocks that moved most (--critical-layers)",
     )
-    statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claims.py)")
+    statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claim_statistics.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
     )
@@ -111,187 +142,25 @@ class Claim(_Strict):
         "'GPU/network: roberta-base from the hub'): `claims run` without names skips the claim, and without records "
         "the report's verdict is 'needs LABEL' and its reason gives the details and the command",
     )
-    setting_note: str = Field(default="", description="why this setting, where it departs from the paper's")
+    departures: list[Departure] = Field(
+        default=[], description="how the setting departs from the paper's; none means the paper's own setting"
+    )
+    quantity: Literal["paper", "clgraft"] = Field(
+        default="paper",
+        description="paper: the paper's own quantity; clgraft: a stricter one clgraft defines (the body's share of "
+        "the gain), whose verdict is a clgraft finding and not one on the paper",
+    )
+    setting_note: str = Field(default="", description="why this setting; what the departures do not say")
     origin: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
     def _testable(self) -> Claim:
         if self.evidence is None and self.needs is None:
             raise ValueError("give `evidence` (the runs that test the claim) or `needs` (why it cannot be run yet)")
+        aspects = [d.what for d in self.departures]
+        if repeated := sorted({a for a in aspects if aspects.count(a) > 1}):
+            raise ValueError(f"departure '{repeated[0]}' is listed twice: one entry per aspect")
         return self
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """A number per seed from that seed's records: `read(records)` with records = {method: (run.json, run dir)}."""
-
-    needs: Literal["run", "pair", "localize", "overlap", "subspace", "closeness"]
-    describe: str
-    read: Callable[[dict[str, tuple[dict, Path]], Evidence], float | None]
-
-
-def _localize_rows(run_dir: Path, evidence: Evidence) -> list[dict]:
-    path = run_dir / "localize.json"
-    if not path.is_file():
-        return []
-    wanted = float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled")
-    return [r for r in read_json(path)["results"] if (float(r["sparsity"]), r["method"]) == wanted]
-
-
-def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(kept) / len(kept) if kept else None
-
-
-def _per_task(formula: Callable[[dict], float | None]) -> Callable[[dict, Evidence], float | None]:
-    def read(records: dict, evidence: Evidence) -> float | None:
-        (_, run_dir), *_ = records.values()
-        return _mean([formula(r) for r in _localize_rows(run_dir, evidence)])
-
-    return read
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b > 0 else None
-
-
-def _analysis_key(evidence: Evidence, name: str) -> str:
-    """The key under which an analysis merges its summary into run.json (overlap: one per sparsity)."""
-    from clgraft.analysis.overlap import overlap_name
-
-    if name != "overlap":
-        return name
-    return overlap_name(float(evidence.localize["sparsity"]), None)
-
-
-def _analysis(records: dict, evidence: Evidence, name: str) -> dict | None:
-    """The summary an analysis merged into run.json (docs/run-record.md), or None when it has not run."""
-    (record, _), *_ = records.values()
-    return record.get("analysis", {}).get(_analysis_key(evidence, name))
-
-
-def _tasks_of(summary: dict) -> list[dict]:
-    return [v for k, v in summary.items() if k != "details" and isinstance(v, dict)]
-
-
-def _overlap_rho(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "overlap")
-    return None if summary is None else summary["correlations_with_jaccard"]["same_type"]["rho"]
-
-
-def _subspace_d90(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "subspace")
-    if summary is None:
-        return None
-    centred = [task["d90_centred"] for task in _tasks_of(summary)]
-    return _mean([max(d90.items(), key=lambda kv: int(kv[0]))[1] for d90 in centred])
-
-
-def _largest_d_rows(summary: dict) -> list[dict]:
-    """Each task's intrinsic fine-tuning row at its largest d (tasks without one are left out)."""
-    rows = []
-    for task in _tasks_of(summary):
-        by_d = task.get("finetune_in_subspace", {}).get("by_d", {})
-        if by_d:
-            rows.append(by_d[max(by_d, key=int)])
-    return rows
-
-
-def _subspace_recovery(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "subspace")
-    return None if summary is None else _mean([row["of_full"] for row in _largest_d_rows(summary)])
-
-
-def _subspace_outlier_drop(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "subspace")
-    if summary is None:
-        return None
-    ablations = [row["outliers"] for row in _largest_d_rows(summary) if "outliers" in row]
-    return _mean([o["acc_zero_random"] - o["acc_zero_outliers"] for o in ablations])
-
-
-def _closeness_rel_l2(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "closeness")
-    if summary is None:
-        return None
-    return _mean([_mean(list(task["rel_l2_by_layer"].values())) for task in _tasks_of(summary)])
-
-
-def _critical_layers_of_full(records: dict, evidence: Evidence) -> float | None:
-    summary = _analysis(records, evidence, "closeness")
-    if summary is None:
-        return None
-    return _mean([task.get("critical_layers", {}).get("of_full") for task in _tasks_of(summary)])
-
-
-def _forgetting_difference(records: dict, evidence: Evidence) -> float | None:
-    first, second = (records[m][0]["metrics"]["forgetting"] for m in evidence.methods)
-    return None if first is None or second is None else first - second
-
-
-STATISTICS: dict[str, Statistic] = {
-    "recovered": Statistic(
-        "localize",
-        "acc(θ̄)/acc(θ_t), mean over tasks (the paper's ratio; inflated by a trained head)",
-        _per_task(lambda r: r["recovered"]),
-    ),
-    "body_gain_recovered": Statistic(
-        "localize",
-        "(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), mean over tasks whose body gained",
-        _per_task(lambda r: _ratio(r["acc_grafted"] - r["acc_base"], r["acc_finetuned"] - r["acc_base"])),
-    ),
-    "ece_reduction": Statistic(
-        "localize",
-        "1 − ECE(θ̄)/ECE(θ_t), mean over tasks",
-        _per_task(lambda r: None if not r["ece_finetuned"] else 1 - r["ece_grafted"] / r["ece_finetuned"]),
-    ),
-    "ood_gain": Statistic(
-        "localize",
-        "acc(θ̄) − acc(θ_t) on the tasks' out-of-distribution test sets (task YAML `ood`), mean over (task, shift)",
-        lambda records, evidence: _mean(
-            [
-                shift["acc_grafted"] - shift["acc_finetuned"]
-                for row in _localize_rows(next(iter(records.values()))[1], evidence)
-                for shift in row.get("ood", {}).values()
-            ]
-        ),
-    ),
-    "forgetting_difference": Statistic(
-        "pair",
-        "forgetting of the first method − forgetting of the second (accuracy as a fraction)",
-        _forgetting_difference,
-    ),
-    "overlap_same_type_rho": Statistic(
-        "overlap", "Spearman ρ of region Jaccard with same task type, over task pairs", _overlap_rho
-    ),
-    "subspace_d90": Statistic(
-        "subspace",
-        "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over tasks "
-        "(at most t − 1, so only a threshold below t tests anything)",
-        _subspace_d90,
-    ),
-    "subspace_recovery": Statistic(
-        "subspace",
-        "accuracy of fine-tuning only in the d-dimensional subspace (largest d; basis from the first half of the "
-        "trajectory) as a share of full fine-tuning, mean over tasks",
-        _subspace_recovery,
-    ),
-    "subspace_outlier_drop": Statistic(
-        "subspace",
-        "accuracy lost by zeroing the outlier coordinates (≥ 3σ of their tensor) of the subspace-trained update beyond "
-        "what zeroing as many random ones loses, acc(−random) − acc(−outliers) at the largest d, mean over tasks",
-        _subspace_outlier_drop,
-    ),
-    "closeness_rel_l2": Statistic(
-        "closeness", "‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks and tasks", _closeness_rel_l2
-    ),
-    "critical_layers_of_full": Statistic(
-        "closeness",
-        "test accuracy of fine-tuning only the k blocks that moved most (relative L2) over full fine-tuning's, mean "
-        "over tasks",
-        _critical_layers_of_full,
-    ),
-}
 
 
 def claims_dir() -> Path:
@@ -354,7 +223,7 @@ def seed_records(results: Path, claim: Claim) -> dict[int, dict[str, tuple[dict,
 
 @dataclass
 class Measured:
-    """A claim's number over seeds and its verdict."""
+    """A claim's number over seeds, its verdict, and what each seed's number pools."""
 
     values: dict[int, float]
     mean: float | None
@@ -363,25 +232,8 @@ class Measured:
     verdict: str
     why: str
     setting: str
-
-
-def verdict(claim: Claim, low: float, high: float, n: int) -> tuple[str, str]:
-    """(verdict, why) from the 95% interval and the paper's expectation."""
-    op, value = claim.expect.op, claim.expect.value
-    if n < MIN_SEEDS:
-        return "inconclusive", f"{n} of the {MIN_SEEDS} seeds needed have records"
-    agrees, disagrees = {
-        ">": (low > value, high <= value),
-        ">=": (low >= value, high < value),
-        "<": (high < value, low >= value),
-        "<=": (high <= value, low > value),
-    }[op]
-    interval = f"95% CI [{low:.3g}, {high:.3g}]"
-    if agrees:
-        return "reproduced", f"the whole {interval} is {op} {value:g}"
-    if disagrees:
-        return "not reproduced", f"the whole {interval} is on the other side of {value:g}"
-    return "inconclusive", f"the {interval} contains {value:g}"
+    parts: dict[int, list[TaskPart]] = field(default_factory=dict)
+    learned: dict[int, dict[str, bool]] = field(default_factory=dict)
 
 
 def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> str:
@@ -400,23 +252,26 @@ def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> 
 
 
 def measure(results: Path, claim: Claim) -> Measured:
-    """The claim's number per seed from its records, the mean, its 95% interval and the verdict."""
+    """The claim's number per seed from its records, the mean, its 95% interval, the verdict, and each seed's
+    parts and learned tasks."""
     if claim.needs is not None and claim.evidence is None:
         return Measured({}, None, None, None, "needs " + claim.needs, "not testable in clgraft yet", "")
     records = seed_records(results, claim)
-    statistic = STATISTICS[claim.evidence.statistic]
-    values = {s: v for s, r in sorted(records.items()) if (v := statistic.read(r, claim.evidence)) is not None}
     setting = _setting(claim, records)
-    if not values and claim.requires is not None:
+    if not records and claim.requires is not None:
         why = f"no records; on a machine with {claim.requires}: `clgraft claims run {claim.claim}`"
         return Measured({}, None, None, None, f"needs {claim.requires.split(':')[0]}", why, setting)
-    if not values:
+    if not records:
         return Measured({}, None, None, None, "not run", f"no records; `clgraft claims run {claim.claim}`", setting)
-    mean, low, high = confidence_interval(list(values.values()))
-    name, why = verdict(claim, low, high, len(values))
-    if claim.needs is not None:
-        name, why = f"{name} (partial)", f"{why}; still needs {claim.needs}"
-    return Measured(values, mean, low, high, name, why, setting)
+    statistic = STATISTICS[claim.evidence.statistic]
+    read = {s: statistic.read(r, claim.evidence) for s, r in sorted(records.items())}
+    values = {s: v.value for s, v in read.items() if v.value is not None}
+    mean, low, high = confidence_interval(list(values.values())) if values else (None, None, None)
+    reading = read_interval(claim.expect, low, high, len(values)) if values else NO_VALUE
+    why = "" if claim.needs is None else f"partial: still needs {claim.needs}"
+    parts = {s: v.parts for s, v in read.items()}
+    learned = {s: learned_in(r) for s, r in sorted(records.items())}
+    return Measured(values, mean, low, high, verdict_words(claim, reading), why, setting, parts, learned)
 
 
 def run_claim(
@@ -443,7 +298,7 @@ def run_claim(
                 config, registry, data_dir, root=claim_runs_dir(results, claim), progress=progress, echo=echo
             )
             runner.run()
-            if evidence.localize and not _localize_rows(runner.dir, evidence):
+            if evidence.localize and not localize_rows(runner.dir, evidence):
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
             if evidence.analyze:
                 _analyze(runner.dir, evidence, registry, data_dir, echo)
@@ -452,7 +307,7 @@ def run_claim(
 def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
     from clgraft.analysis.run_files import open_run
 
-    done = read_json(run_dir / "run.json").get("analysis", {}).get(_analysis_key(evidence, evidence.analyze))
+    done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
     if done is not None and (not evidence.critical_layers or _has_critical_layers(done, evidence.critical_layers)):
         return
     run = open_run(run_dir, registry, data_dir, echo)
@@ -472,45 +327,4 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
 
 def _has_critical_layers(summary: dict, k: int) -> bool:
     """Whether a closeness summary holds the critical-layers comparison at k for every task."""
-    return all(task.get("critical_layers", {}).get("k") == k for task in _tasks_of(summary))
-
-
-def _measured_text(m: Measured) -> str:
-    """The mean and its interval as the report prints them; one seed has no interval and says so."""
-    if m.mean is None:
-        return "–"
-    if len(m.values) < 2:
-        return f"{m.mean:.3g} (n = 1, no interval)"
-    return f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
-
-
-def report(results: Path, claims: list[Claim]) -> str:
-    """RESULTS/CLAIMS.md: a summary table, then per claim its statement, setting, values per seed and verdict."""
-    measured = [(c, measure(results, c)) for c in claims]
-    lines = [
-        "# Claims of the seed papers, measured",
-        "",
-        "Regenerated by `clgraft claims report` from the records under `claims/*/runs/` (docs/claims.md). Measured:",
-        "mean over seeds [95% Student-t interval]. A verdict needs the whole interval on one side of the paper's",
-        "threshold and at least 3 seeds.",
-        "",
-        "| claim | paper | expected | measured | n | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c, m in measured:
-        lines.append(
-            f"| [{c.claim}](#{c.claim}) | {c.paper}, {c.where} | {c.expect.text} | {_measured_text(m)} | "
-            f"{len(m.values)} | {m.verdict} |"
-        )
-    for c, m in measured:
-        lines += ["", f"## {c.claim}", "", f"**{c.paper}, {c.where}:** {c.statement}", ""]
-        lines.append(f"- expected: {c.expect.text} (tested as measured {c.expect.op} {c.expect.value:g})")
-        if c.evidence is not None:
-            lines.append(f"- statistic: {STATISTICS[c.evidence.statistic].describe}")
-            lines.append(f"- setting: {m.setting}")
-        if m.values:
-            lines.append("- per seed: " + ", ".join(f"{s}: {v:.4g}" for s, v in m.values.items()))
-        lines.append(f"- verdict: **{m.verdict}** — {m.why}")
-        if c.setting_note:
-            lines.append(f"- note: {c.setting_note}")
-    return "\n".join(lines) + "\n"
+    return all(task.get("critical_layers", {}).get("k") == k for _, task in summary_tasks(summary))

@@ -1,0 +1,315 @@
+"""What one seed's records say about a claim (docs/claims.md, "Statistics"): each task's part — a numerator and a
+denominator — whether the fine-tune learned the task, and the seed's value pooled over the tasks that count.
+
+A seed's value is Σ numerator / Σ denominator over its counted tasks. A ratio claim (recovered accuracy, the body's
+gain) pools its parts, so that a task with a one-point gain weighs one point and not as much as a task with twenty; a
+difference or a per-task mean has denominator 1, which makes the pool the plain mean. A task counts when the
+fine-tune learned it (`learned_tasks`) and the claim's own rule keeps it (calibration: the graft keeps ≥ 95% of the
+accuracy). One statistic, the overlap ρ, is one number over task pairs and has no parts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+from typing import TYPE_CHECKING, Literal
+
+from clgraft.io.records import read_json
+from clgraft.metrics.chance import beats_chance
+from clgraft.metrics.cl import forgetting_by_task
+
+if TYPE_CHECKING:
+    from clgraft.sweeps.claims import Evidence
+
+Records = dict[str, tuple[dict, Path]]
+"""One seed's records of a claim: method spec → (run.json, run directory)."""
+
+NOT_LEARNED = "not learned"
+CALIBRATION_KEEP = 0.95
+"""Calibration is compared only where the graft keeps at least this share of θ_t's accuracy: a graft that lost the
+skill is better calibrated the way a model at chance is, which says nothing of the skill's calibration."""
+
+
+@dataclass(frozen=True)
+class TaskPart:
+    """One task's part of a seed's value; `left_out` says why it does not count (None when it does)."""
+
+    task: str
+    num: float
+    den: float
+    learned: bool
+    left_out: str | None = None
+
+    @property
+    def value(self) -> float | None:
+        """The task's own number, num / den (None where the denominator is not positive)."""
+        return self.num / self.den if self.den > 0 else None
+
+
+@dataclass(frozen=True)
+class SeedValue:
+    """A seed's value and the parts it pools (none for a statistic over the whole seed)."""
+
+    value: float | None
+    parts: list[TaskPart]
+
+
+def pool(parts: list[TaskPart]) -> float | None:
+    """Σ num / Σ den over the parts that count; None when none counts or the pooled denominator is not positive."""
+    counted = [p for p in parts if p.left_out is None]
+    den = sum(p.den for p in counted)
+    return sum(p.num for p in counted) / den if counted and den > 0 else None
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A number per seed from that seed's records: pooled from `parts`, or read `whole` (exactly one is given).
+    `ratio` marks parts with real denominators, which the report prints beside each task's ratio."""
+
+    needs: Literal["run", "pair", "localize", "overlap", "subspace", "closeness"]
+    describe: str
+    parts: Callable[[Records, Evidence], list[TaskPart]] | None = None
+    whole: Callable[[Records, Evidence], float | None] | None = None
+    ratio: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.parts is None) == (self.whole is None):
+            raise ValueError(f"statistic '{self.describe}': give `parts` or `whole`, one of them")
+
+    def read(self, records: Records, evidence: Evidence) -> SeedValue:
+        """The seed's value and its parts."""
+        if self.whole is not None:
+            return SeedValue(self.whole(records, evidence), [])
+        parts = self.parts(records, evidence)
+        return SeedValue(pool(parts), parts)
+
+
+def trained_accuracy(record: dict, j: int) -> float | None:
+    """Task j's test accuracy right after its training, R[j+1][j]; the final row's where that row was not evaluated
+    (joint training has rows 0 and T only)."""
+    R = record["R"]
+    row = R[j + 1] if R[j + 1] is not None and R[j + 1][j] is not None else R[-1]
+    return row[j]
+
+
+def learned_tasks(record: dict) -> dict[str, bool]:
+    """Task name → whether the run learned it: its accuracy right after training beats chance (1 / its number of
+    labels) on its test set by the one-sided binomial test of clgraft.metrics.chance."""
+    out = {}
+    for j, task in enumerate(record["tasks"]):
+        acc = trained_accuracy(record, j)
+        out[task["name"]] = acc is not None and beats_chance(acc, task["test_size"], len(task["labels"]))
+    return out
+
+
+def learned_in(records: Records) -> dict[str, bool]:
+    """Task name → learned in every method's record of the seed (a paired claim compares only tasks both learned)."""
+    by_method = [learned_tasks(record) for record, _ in records.values()]
+    return {task: all(m[task] for m in by_method) for task in by_method[0]}
+
+
+def _part(task: str, num: float, den: float, learned: bool, other_rule: str | None = None) -> TaskPart:
+    """A part, left out when not learned, else for `other_rule` (a claim's own reason) if given."""
+    return TaskPart(task, num, den, learned, NOT_LEARNED if not learned else other_rule)
+
+
+def localize_rows(run_dir: Path, evidence: Evidence) -> list[dict]:
+    """The localize.json rows at the claim's sparsity and method."""
+    path = run_dir / "localize.json"
+    if not path.is_file():
+        return []
+    wanted = float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled")
+    return [r for r in read_json(path)["results"] if (float(r["sparsity"]), r["method"]) == wanted]
+
+
+def _graft_parts(
+    formula: Callable[[dict], tuple[float, float]], rule: Callable[[dict], str | None] = lambda row: None
+) -> Callable[[Records, Evidence], list[TaskPart]]:
+    """Parts from the localize.json rows of the seed's one run: `formula(row)` = (num, den), `rule(row)` a reason to
+    leave a learned task out."""
+
+    def parts(records: Records, evidence: Evidence) -> list[TaskPart]:
+        learned = learned_in(records)
+        (_, run_dir), *_ = records.values()
+        rows = localize_rows(run_dir, evidence)
+        return [_part(row["task"], *formula(row), learned[row["task"]], rule(row)) for row in rows]
+
+    return parts
+
+
+def _keeps_accuracy(row: dict) -> str | None:
+    """Calibration's rule: None where the graft keeps ≥ 95% of θ_t's accuracy, else the share it keeps."""
+    kept = row["acc_grafted"] / row["acc_finetuned"] if row["acc_finetuned"] else 0.0
+    return None if kept >= CALIBRATION_KEEP else f"graft keeps {kept:.0%}"
+
+
+def _ood_parts(records: Records, evidence: Evidence) -> list[TaskPart]:
+    """One part per (task, shifted test set): acc(θ̄) − acc(θ_t) there; learned is the training task's."""
+    learned = learned_in(records)
+    (_, run_dir), *_ = records.values()
+    return [
+        _part(f"{row['task']} → {name}", shift["acc_grafted"] - shift["acc_finetuned"], 1.0, learned[row["task"]])
+        for row in localize_rows(run_dir, evidence)
+        for name, shift in row.get("ood", {}).items()
+    ]
+
+
+def _forgetting_parts(records: Records, evidence: Evidence) -> list[TaskPart]:
+    """One part per task but the last: its forgetting under the first method less under the second, from each
+    record's R; a task counts when both runs learned it (a task never learned cannot be forgotten)."""
+    learned = learned_in(records)
+    (first, _), (second, _) = (records[m] for m in evidence.methods)
+    names = [t["name"] for t in first["tasks"]]
+    pairs = zip(forgetting_by_task(first["R"]), forgetting_by_task(second["R"]), strict=True)
+    parts = [_part(name, a - b, 1.0, learned[name]) for name, (a, b) in zip(names[:-1], pairs, strict=True)]
+    return [p for p in parts if math.isfinite(p.num)]
+
+
+def analysis_key(evidence: Evidence, name: str) -> str:
+    """The key under which an analysis merges its summary into run.json (overlap: one per sparsity)."""
+    from clgraft.analysis.overlap import overlap_name
+
+    if name != "overlap":
+        return name
+    return overlap_name(float(evidence.localize["sparsity"]), None)
+
+
+def analysis_summary(records: Records, evidence: Evidence, name: str) -> dict | None:
+    """The summary an analysis merged into run.json (docs/run-record.md), or None when it has not run."""
+    (record, _), *_ = records.values()
+    return record.get("analysis", {}).get(analysis_key(evidence, name))
+
+
+def summary_tasks(summary: dict) -> Iterator[tuple[str, dict]]:
+    """(task, entry) of an analysis summary, in its order (the other keys — details, cpu_s — are not tasks)."""
+    return ((k, v) for k, v in summary.items() if k != "details" and isinstance(v, dict))
+
+
+def _analysis_parts(
+    name: str, formula: Callable[[dict], tuple[float, float] | None]
+) -> Callable[[Records, Evidence], list[TaskPart]]:
+    """Parts from an analysis summary's task entries: `formula(entry)` = (num, den), or None where the entry lacks
+    what the statistic reads (that task is then absent)."""
+
+    def parts(records: Records, evidence: Evidence) -> list[TaskPart]:
+        summary = analysis_summary(records, evidence, name)
+        if summary is None:
+            return []
+        learned = learned_in(records)
+        found = ((task, formula(entry)) for task, entry in summary_tasks(summary))
+        return [_part(task, *numbers, learned[task]) for task, numbers in found if numbers is not None]
+
+    return parts
+
+
+def _largest_d_row(entry: dict) -> dict | None:
+    """A task's intrinsic fine-tuning row at its largest d (None without one)."""
+    by_d = entry.get("finetune_in_subspace", {}).get("by_d", {})
+    return by_d[max(by_d, key=int)] if by_d else None
+
+
+def _subspace_recovery(entry: dict) -> tuple[float, float] | None:
+    row = _largest_d_row(entry)
+    return None if row is None else (row["acc"], entry["finetune_in_subspace"]["full_acc"])
+
+
+def _outlier_drop(entry: dict) -> tuple[float, float] | None:
+    row = _largest_d_row(entry)
+    if row is None or "outliers" not in row:
+        return None
+    return row["outliers"]["acc_zero_random"] - row["outliers"]["acc_zero_outliers"], 1.0
+
+
+def _d90(entry: dict) -> tuple[float, float]:
+    return float(max(entry["d90_centred"].items(), key=lambda kv: int(kv[0]))[1]), 1.0
+
+
+def _rel_l2(entry: dict) -> tuple[float, float]:
+    return fmean(entry["rel_l2_by_layer"].values()), 1.0
+
+
+def _critical_layers(entry: dict) -> tuple[float, float] | None:
+    critical = entry.get("critical_layers")
+    return None if critical is None else (critical["acc"], critical["full_acc"])
+
+
+def _overlap_rho(records: Records, evidence: Evidence) -> float | None:
+    summary = analysis_summary(records, evidence, "overlap")
+    return None if summary is None else summary["correlations_with_jaccard"]["same_type"]["rho"]
+
+
+POOLED = "pooled over the learned tasks (Σ numerator / Σ denominator)"
+MEAN = "mean over the learned tasks"
+
+STATISTICS: dict[str, Statistic] = {
+    "recovered": Statistic(
+        "localize",
+        f"acc(θ̄)/acc(θ_t), {POOLED}: the paper's ratio (a trained head inflates it)",
+        _graft_parts(lambda r: (r["acc_grafted"], r["acc_finetuned"])),
+        ratio=True,
+    ),
+    "body_gain_recovered": Statistic(
+        "localize",
+        f"(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), {POOLED}",
+        _graft_parts(lambda r: (r["acc_grafted"] - r["acc_base"], r["acc_finetuned"] - r["acc_base"])),
+        ratio=True,
+    ),
+    "ece_reduction": Statistic(
+        "localize",
+        f"1 − ECE(θ̄)/ECE(θ_t), {POOLED} where the graft keeps ≥ {CALIBRATION_KEEP:.0%} of θ_t's accuracy",
+        _graft_parts(lambda r: (r["ece_finetuned"] - r["ece_grafted"], r["ece_finetuned"]), _keeps_accuracy),
+        ratio=True,
+    ),
+    "ood_gain": Statistic(
+        "localize",
+        "acc(θ̄) − acc(θ_t) on the tasks' out-of-distribution test sets (task YAML `ood`), mean over the (task, shift) "
+        "pairs of the learned tasks",
+        _ood_parts,
+    ),
+    "forgetting_difference": Statistic(
+        "pair",
+        "forgetting of the first method − forgetting of the second (accuracy as a fraction), per task from each "
+        "run's R, mean over the tasks both runs learned (the last task has no forgetting)",
+        _forgetting_parts,
+    ),
+    "overlap_same_type_rho": Statistic(
+        "overlap",
+        "Spearman ρ of region Jaccard with same task type, over all task pairs (one number per seed: the learned-task "
+        "rule does not apply)",
+        whole=_overlap_rho,
+    ),
+    "subspace_d90": Statistic(
+        "subspace",
+        "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over the "
+        "learned tasks (at most t − 1, so only a threshold below t tests anything)",
+        _analysis_parts("subspace", _d90),
+    ),
+    "subspace_recovery": Statistic(
+        "subspace",
+        "accuracy of fine-tuning only in the d-dimensional subspace (largest d; basis from the first half of the "
+        f"trajectory) over full fine-tuning's, {POOLED}",
+        _analysis_parts("subspace", _subspace_recovery),
+        ratio=True,
+    ),
+    "subspace_outlier_drop": Statistic(
+        "subspace",
+        "accuracy lost by zeroing the outlier coordinates (≥ 3σ of their tensor) of the subspace-trained update beyond "
+        f"what zeroing as many random ones loses, acc(−random) − acc(−outliers) at the largest d, {MEAN}",
+        _analysis_parts("subspace", _outlier_drop),
+    ),
+    "closeness_rel_l2": Statistic(
+        "closeness",
+        f"‖θ_t − θ_start‖₂/‖θ_start‖₂, mean over blocks, then {MEAN}",
+        _analysis_parts("closeness", _rel_l2),
+    ),
+    "critical_layers_of_full": Statistic(
+        "closeness",
+        "test accuracy of fine-tuning only the k blocks that moved most (relative L2) over full fine-tuning's, "
+        f"{POOLED}",
+        _analysis_parts("closeness", _critical_layers),
+        ratio=True,
+    ),
+}
