@@ -311,3 +311,21 @@ def test_a_row_link_opens_its_page_and_its_bibtex_is_clgraft_cites(browser, site
     assert shown.strip() == invoke("cite", row_id, "--results", results).strip()
     browser.find_element(By.CSS_SELECTOR, "button[data-copy]").click()
     WebDriverWait(browser, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, ".copied").text)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "badge"),
+    [
+        ("not tested in the paper's setting (holds in this one: the whole 95% CI is > 0)", "v-reproduced"),
+        ("not tested in the paper's setting (no effect larger than 0.3 in this one: …)", "v-not-reproduced"),
+        ("not tested in the paper's setting (inconclusive in this one: …)", "v-inconclusive"),
+        ("clgraft finding: fails in this setting (…)", "v-not-reproduced"),
+        ("reproduced (…)", "v-reproduced"),
+        ("not reproduced (…)", "v-not-reproduced"),
+        ("needs GPU/network", "v-needs"),
+    ],
+)
+def test_a_claims_badge_says_what_its_interval_showed(verdict, badge):
+    from clgraft.site.build import _verdict_class
+
+    assert _verdict_class(verdict) == badge

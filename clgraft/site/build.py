@@ -35,7 +35,7 @@ from clgraft.site.data import (
     leaderboard_rows,
     method_docs,
 )
-from clgraft.sweeps.claims import _measured_text as measured_text
+from clgraft.sweeps.claim_report import measured_text
 from clgraft.sweeps.claims import load_claims, measure
 
 ASSETS = Path(__file__).with_name("assets")
@@ -335,11 +335,25 @@ def _inline_markdown(text: str) -> str:
 
 
 def _verdict_class(verdict: str) -> str:
-    """The CSS class of a claim's verdict badge: reproduced, not-reproduced, inconclusive, not-run or needs."""
-    words = verdict.replace(" ", "-")
-    return "v-" + next(
-        v for v in ("not-reproduced", "not-run", "needs", "reproduced", "inconclusive") if words.startswith(v)
-    )
+    """The CSS class of a claim's verdict badge, by what its interval showed (claim_verdicts.verdict_words):
+    holds or reproduced, fails or not reproduced (and "no effect larger than X" against a claimed effect),
+    inconclusive, or not measured (not run, needs a GPU or network)."""
+    if verdict.startswith(("needs", "not run")):
+        return "v-needs"
+    outcome = verdict.removeprefix("clgraft finding: ")
+    if outcome.startswith("not tested"):
+        outcome = outcome.split("(", 1)[1]
+    for words, css in (
+        ("not reproduced", "v-not-reproduced"),
+        ("fails", "v-not-reproduced"),
+        ("no effect larger", "v-not-reproduced"),
+        ("inconclusive", "v-inconclusive"),
+        ("reproduced", "v-reproduced"),
+        ("holds", "v-reproduced"),
+    ):
+        if outcome.startswith(words):
+            return css
+    raise ValueError(f"a verdict the site cannot classify: {verdict!r}")
 
 
 def _chart_json(spec: dict) -> str:

@@ -51,12 +51,12 @@ def _rules(decided: int) -> list[str]:
 def _table(measured: list[tuple[Claim, Measured]]) -> list[str]:
     return [
         f"| [{c.claim}](#{c.claim}) | {c.paper}, {c.where} | {setting_words(c)} | {c.expect.text} | "
-        f"{_measured_text(m)} | {len(m.values)} | {m.verdict} |"
+        f"{measured_text(m)} | {len(m.values)} | {m.verdict} |"
         for c, m in measured
     ]
 
 
-def _measured_text(m: Measured) -> str:
+def measured_text(m: Measured) -> str:
     """The mean and its interval as the report prints them; one seed has no interval and says so."""
     if m.mean is None:
         return "–"
