@@ -766,6 +766,28 @@ def leaderboard(
 
 
 @app.command()
+def frontier(
+    results: Results = Path("results"),
+    out: Annotated[Path | None, _opt("folder to write to (default: RESULTS/frontier)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """The memory–accuracy frontier of every stream in RESULTS, written to OUT: STREAM-ORDER.png plots each
+    leaderboard row's ACC and forgetting (mean, 95% t interval over seeds) against the memory it keeps per task (one
+    rule for every method, heads apart: docs/metrics.md; log axis, rows keeping nothing at the tick marked 0) with the
+    Pareto-optimal rows joined; budgets.csv, budgets.json and README.md (which shows the plots) name the best row
+    within ≤ 1 KB, 10 KB, 100 KB, 1 MB, 10 MB per task and unlimited, with its paired difference from the runner-up
+    over shared seeds [95% t interval]. The task data is read for the methods that keep examples (--data-dir). R is
+    recomputed from each run's predictions.npz and checked first."""
+    from clgraft.data.loading import data_dir_from
+    from clgraft.results.frontier import write_frontier
+    from clgraft.results.leaderboard import verify_predictions
+
+    verify_predictions(results)
+    paths = write_frontier(results, out or results / "frontier", data_dir_from(data_dir))
+    typer.echo("\n".join(f"written: {p}" for p in paths))
+
+
+@app.command()
 def report(
     run_dir: Annotated[Path | None, typer.Argument(help="a finished run directory")] = None,
     results: Annotated[Path | None, _opt("a results folder instead: bars per method for each stream")] = None,

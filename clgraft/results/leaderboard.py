@@ -294,7 +294,7 @@ def summarize(
     for column in ("task_id_at_test", "data_kept", "kept_per_task", "steps_per_task", "examples_per_task"):
         table[column] = grouped[column].first()
     for column in ("extra_kb_per_task", "head_kb_per_task"):
-        table[column] = numeric[column].map(_kb)
+        table[column] = numeric[column].map(kb_cell)
     table["wall_s"] = numeric["wall_s"].map(lambda v: f"{v:.0f}")
     table["cite"] = grouped["cite"].first()
     if sort_by is not None:
@@ -304,7 +304,7 @@ def summarize(
     return table.reset_index(drop=True)
 
 
-def _kb(value: float) -> str:
+def kb_cell(value: float) -> str:
     """KB with the digits a small figure needs (0.29, 4.0, 832, 41589), n/a where it could not be counted."""
     if math.isnan(value):
         return "n/a"
