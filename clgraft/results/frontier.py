@@ -349,7 +349,7 @@ def write_frontier(results: Path, out: Path, data_dir: Path | None) -> list[Path
         points = stream_points(part)
         written.append(save(frontier_figure(title, points), out / f"{name}.png"))
         table = budget_table(points)
-        tables.append(table.assign(stream=stream, order=order))
+        tables.append(pd.concat([pd.DataFrame({"stream": stream, "order": order}, index=table.index), table], axis=1))
         sections.append(f"## {title}\n\n![{title}]({name}.png)\n\n{budget_markdown(table)}\n")
         points_out += [_point_record(p, stream, order) for p in points]
     budgets = pd.concat(tables, ignore_index=True)
