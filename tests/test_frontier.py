@@ -93,12 +93,13 @@ def test_rows_keeping_nothing_sit_at_a_tick_marked_0_left_of_the_others():
     from clgraft.results.frontier import frontier_figure
 
     points = [_point("naive", 0.0, {1: 50.0, 2: 52.0}), _point("replay", 0.3, {1: 55.0, 2: 56.0})]
-    fig = frontier_figure("tiny", points)
+    fig = frontier_figure("tiny", [*points, _point("not counted", math.nan, {1: 60.0, 2: 61.0})])
     ax = fig.axes[1]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks[0] == "0" and ax.get_xticks()[0] < 0.3 and "0.1" in ticks
     xs = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 1]
-    assert min(xs) == ax.get_xticks()[0]
+    assert min(xs) == ax.get_xticks()[0] and not any(math.isnan(x) for x in xs)
+    assert "not counted" not in [t.get_text() for t in ax.texts]
 
 
 def test_frontier_command_on_committed_records(tmp_path, invoke, shared_data):
@@ -125,3 +126,24 @@ def test_frontier_command_on_committed_records(tmp_path, invoke, shared_data):
     for row, limit in zip(budgets.itertuples(), BUDGETS_KB, strict=True):
         assert means[row.best_id] == pytest.approx(means[sequential & (kb <= limit)].max(), abs=0.005)
         assert kb_cell(row.best_kb) == board.loc[row.best_id, "extra_kb_per_task"]
+
+
+def test_points_name_the_options_that_tell_rows_of_one_method_apart():
+    from clgraft.results.frontier import stream_points
+
+    def line(key: str, method: str, options: dict, seed: int) -> dict:
+        setting = {"method": method, "method_options": options, "steps": 25}
+        return {"key": key, "method": method, "option_values": options, "setting": setting, "seed": seed}
+
+    frame = pd.DataFrame(
+        [
+            line("a" * 64, "graft-compose", {"compose": "task-aware", "sparsity": 0.01}, 1),
+            line("a" * 64, "graft-compose", {"compose": "task-aware", "sparsity": 0.01}, 2),
+            line("b" * 64, "graft-compose", {"compose": "task-aware", "sparsity": 0.001}, 1),
+            line("c" * 64, "merge", {"merge": "ties"}, 1),
+        ]
+    ).assign(acc=0.6, forgetting=0.01, extra_kb_per_task=1.0, head_kb_per_task=0.5)
+    points = stream_points(frame)
+    assert [p.label for p in points] == ["graft-compose (sparsity=0.01)", "graft-compose (sparsity=0.001)", "ties"]
+    assert [p.id for p in points] == ["aaaaaaaa", "bbbbbbbb", "cccccccc"]
+    assert points[0].by_seed["acc"] == {1: 60.0, 2: 60.0} and points[0].stats["forgetting"][0] == pytest.approx(1.0)

@@ -72,10 +72,15 @@ def stream_points(frame: pd.DataFrame) -> list[Point]:
     from clgraft.results.report import bar_labels
 
     groups = list(frame.groupby("key", sort=False))
+    first = [g.iloc[0] for _, g in groups]
     labels = bar_labels(
         [
-            {"name": display_name(g["method"].iloc[0], g["option_values"].iloc[0]), "setting": g["setting"].iloc[0]}
-            for _, g in groups
+            {
+                "name": display_name(r["method"], r["option_values"]),
+                "options": r["option_values"],
+                "setting": r["setting"],
+            }
+            for r in first
         ]
     )
     points = []
@@ -208,7 +213,9 @@ def _zero_x(points: list[Point]) -> float:
 def frontier_figure(title: str, points: list[Point]):
     """ACC above forgetting against KB per task (log axis; rows keeping 0 at a tick of their own), every row with its
     95% interval as a whisker and its name beside it, the Pareto-optimal sequential rows joined by a step line, one
-    colour and marker per row (Okabe–Ito), joint training hollow, for reference."""
+    colour and marker per row (Okabe–Ito), joint training hollow, for reference. A row whose memory could not be
+    counted (NaN; the leaderboard warned) has no place on the axis and is left out."""
+    points = [p for p in points if not math.isnan(p.kb)]
     plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 11), sharex=True, layout="constrained")
     zero = _zero_x(points)
