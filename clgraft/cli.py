@@ -729,20 +729,27 @@ def leaderboard(
     results: Results = Path("results"),
     fmt: Annotated[str, _opt("md, csv, html or json", "--format")] = "md",
     sort: Annotated[
-        str | None, _opt("sort rows by the mean of a metric (acc, bwt, forgetting, fwt, la, wall_s, extra_kb_per_task)")
+        str | None,
+        _opt(
+            "sort rows by the mean of a metric (acc, bwt, forgetting, fwt, la, wall_s, extra_kb_per_task, "
+            "head_kb_per_task)"
+        ),
     ] = None,
     ascending: Annotated[bool, _opt("sort ascending (default: descending)")] = False,
     out: Annotated[Path | None, _opt("also write the table to this file")] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """One row per configuration (everything that changes a number but the seed) over every finished run in RESULTS:
     mean ± sample std [95% t interval] and n over its distinct seeds, the paired difference from naive in the same
     setting (acc, forgetting: mean [95% interval], paired t-test p), the method's assumptions (task id at test time,
-    data kept, state per task, steps and examples per task), memory kept per task, wall time and the BibTeX keys to
-    cite; the id column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever the sort).
-    Rows that share stream, order, method and options say in `setting` what tells them apart (e.g. head=shared,
-    steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from each run's
-    predictions.npz and checked against its record first. The header says how many cells of each sweep run into
-    RESULTS are finished ("k of n cells") until the sweep is complete."""
+    data kept, state per task, steps and examples per task), memory per task by the one rule of docs/metrics.md and
+    the heads' per task (the task data is read for methods that keep examples: --data-dir), wall time and the BibTeX
+    keys to cite; the id column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever
+    the sort). Rows that share stream, order, method and options say in `setting` what tells them apart (e.g.
+    head=shared, steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from
+    each run's predictions.npz and checked against its record first. The header says how many cells of each sweep run
+    into RESULTS are finished ("k of n cells") until the sweep is complete."""
+    from clgraft.data.loading import data_dir_from
     from clgraft.io.records import write_text
     from clgraft.results.leaderboard import header, load_records, render, summarize, verify_predictions
     from clgraft.sweeps.sweep import sweep_progress
@@ -751,10 +758,33 @@ def leaderboard(
     records = load_records(results)
     progress = "".join(f"\n\n**{line}.**" for line in sweep_progress(results))
     title = f"{header(records)} R of {verified} of {total} runs recomputed from their kept predictions.{progress}"
-    text = render(summarize(records, sort_by=sort, ascending=ascending), fmt, title)
+    table = summarize(records, sort_by=sort, ascending=ascending, data_dir=data_dir_from(data_dir))
+    text = render(table, fmt, title)
     if out is not None:
         write_text(out, text)
     typer.echo(text)
+
+
+@app.command()
+def frontier(
+    results: Results = Path("results"),
+    out: Annotated[Path | None, _opt("folder to write to (default: RESULTS/frontier)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """The memory–accuracy frontier of every stream in RESULTS, written to OUT: STREAM-ORDER.png plots each
+    leaderboard row's ACC and forgetting (mean, 95% t interval over seeds) against the memory it keeps per task (one
+    rule for every method, heads apart: docs/metrics.md; log axis, rows keeping nothing at the tick marked 0) with the
+    Pareto-optimal rows joined; budgets.csv, budgets.json and README.md (which shows the plots) name the best row
+    within ≤ 1 KB, 10 KB, 100 KB, 1 MB, 10 MB per task and unlimited, with its paired difference from the runner-up
+    over shared seeds [95% t interval]. The task data is read for the methods that keep examples (--data-dir). R is
+    recomputed from each run's predictions.npz and checked first."""
+    from clgraft.data.loading import data_dir_from
+    from clgraft.results.frontier import write_frontier
+    from clgraft.results.leaderboard import verify_predictions
+
+    verify_predictions(results)
+    paths = write_frontier(results, out or results / "frontier", data_dir_from(data_dir))
+    typer.echo("\n".join(f"written: {p}" for p in paths))
 
 
 @app.command()

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from clgraft.errors import ClgraftError
-from clgraft.methods.avalanche_engine import AvalancheMethod, memory_report
+from clgraft.methods.avalanche_engine import AvalancheMethod, kept_examples, memory_report
 from clgraft.methods.base import TaskStep
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -149,10 +150,11 @@ class AGem(AvalancheMethod):
         self.per_task.append({"checked": self.agem.checked - checked, "projected": self.agem.projected - projected})
         return losses
 
-    def kept_bytes(self) -> int:
-        """patterns_per_exp examples per task."""
-        return self.options.patterns_per_exp * len(self.ctx.tasks) * self._example_bytes()
+    @classmethod
+    def kept(cls, options: AGemOptions, run: RunSizes) -> list[Kept]:
+        """The memory: `patterns_per_exp` examples of each task (at most its training set)."""
+        return kept_examples(run.report)
 
     def report(self) -> dict:
         kept = [min(self.options.patterns_per_exp, len(t.train)) for t in self.ctx.tasks]
-        return {**super().report(), **memory_report(self.ctx.tasks, kept), "projections": self.per_task}
+        return {**memory_report(self.ctx.tasks, kept), "projections": self.per_task}

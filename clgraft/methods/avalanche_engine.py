@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from clgraft.methods.avalanche_schedule import EpochBatches
 from clgraft.methods.base import Method, TaskStep
+from clgraft.methods.memory import Examples
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,6 +37,11 @@ warnings.filterwarnings("ignore", message="no QP solver found", category=UserWar
 def memory_report(tasks: list, kept: list[int]) -> dict:
     """Examples a memory method keeps of each task, and their share of the task's training set."""
     return {"memory_per_task": kept, "memory_fraction": [k / len(t.train) for k, t in zip(kept, tasks, strict=True)]}
+
+
+def kept_examples(report: dict) -> list[Examples]:
+    """The examples a memory method reported keeping of each task (`memory_report`), as memory items."""
+    return [Examples(t, count) for t, count in enumerate(report["memory_per_task"])]
 
 
 class AvalancheMethod(Method):
@@ -167,24 +173,6 @@ class AvalancheMethod(Method):
                 strategy.plugins.remove(plugin)
             watch.bar.close()
         return watch.losses
-
-    def kept_bytes(self) -> int:
-        """Bytes the method keeps beyond the model at the end of the stream (Fisher, teacher, buffers, masks)."""
-        return 0
-
-    def _param_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.strategy.clgraft_model.parameters())
-
-    def _example_bytes(self) -> int:
-        """One packed training example (ids + mask at the common width, int64) plus its label."""
-        dataset = self.benchmark.train_stream[0].dataset
-        x = dataset[0][0]
-        return x.numel() * x.element_size() + 8
-
-    def report(self) -> dict:
-        if self.strategy is None:
-            return {"extra_bytes_per_task": 0}
-        return {"extra_bytes_per_task": self.kept_bytes() / len(self.ctx.tasks), "extra_bytes": self.kept_bytes()}
 
     def _head_order(self, head: str) -> int:
         return [t.head for t in self.ctx.tasks].index(head)

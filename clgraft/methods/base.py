@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # torch and the model code load when a method runs, not when 
     from clgraft.data.loading import TaskData
     from clgraft.data.registry import Task
     from clgraft.grafting.graft import Graft
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
     from clgraft.training.loop import TrainOptions
     from clgraft.training.shared_work import SharedWork
@@ -95,7 +96,7 @@ class Method:
     data_kept: ClassVar[str] = "none"
     """Training examples of finished tasks the method keeps (`methods list`, the leaderboard's assumption columns)."""
     per_task_state: ClassVar[str] = "none"
-    """What the method keeps or adds for each task beyond the task's head (its bytes are in run.json's report)."""
+    """What the method keeps or adds for each task beyond the task's head, in words (its bytes: `kept`)."""
 
     freezes_embeddings: ClassVar[bool] = False
     """Default of the run's freeze_embeddings: True for the grafting methods, whose models must be θ₀ + Σ γ⊙τ on every
@@ -125,6 +126,13 @@ class Method:
         """Metrics whose value this configuration fixes by construction, not by measurement, with the reason (they
         are recorded and shown as such, never as a measured 0.00 ± 0.00)."""
         return {}
+
+    @classmethod
+    def kept(cls, options: BaseModel, run: RunSizes) -> list[Kept]:
+        """What this configuration holds from one task to the next beyond θ₀ and the one model it trains and answers
+        with, as memory items sized by a finished run (clgraft/methods/memory.py counts their bytes, the heads apart;
+        docs/metrics.md). Sequential fine-tuning holds nothing more."""
+        return []
 
     @classmethod
     def runs_clgraft_loop(cls, options: BaseModel) -> bool:
@@ -198,7 +206,7 @@ class Method:
         return {}
 
     def report(self) -> dict[str, Any]:
-        """Facts about the run the method wants in run.json (region sizes, memory kept per task...)."""
+        """Facts about the run the method wants in run.json (region sizes, examples kept per task...)."""
         return {}
 
     @classmethod

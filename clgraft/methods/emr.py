@@ -13,7 +13,9 @@ from clgraft.methods.base import FromTheta0, TaskStep
 
 if TYPE_CHECKING:
     import torch
+    from pydantic import BaseModel
 
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import BlockView, HeadedModel
 
 
@@ -48,6 +50,15 @@ class Emr(FromTheta0):
     needs_task_id = True
     keeps_state = True
 
+    @classmethod
+    def kept(cls, options: BaseModel, run: RunSizes) -> list[Kept]:
+        """Every τ_t: each new task changes the elected sign, so τ_uni, every mask and every rescaler are made again
+        from all of them (the paper's one τ_uni, a bit per parameter and a rescaler per task suffice only once the
+        stream is over)."""
+        from clgraft.methods.memory import Dense
+
+        return [Dense(run.blocks, "task") for _ in range(run.tasks)]
+
     def setup(self, model: HeadedModel) -> None:
         super().setup(model)
         self.taus: list[torch.Tensor] = []
@@ -76,5 +87,4 @@ class Emr(FromTheta0):
         return {
             "rescalers": self.rescalers,
             "mask_fractions": [float(m.float().mean()) for m in self.masks],
-            "extra_bytes_per_task": self.view.numel * 4 / max(1, len(self.taus)) + self.view.numel / 8,
         }

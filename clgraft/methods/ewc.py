@@ -31,6 +31,7 @@ from clgraft.methods.avalanche_engine import AvalancheMethod
 from clgraft.methods.base import TaskStep
 
 if TYPE_CHECKING:
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -104,9 +105,13 @@ class Ewc(AvalancheMethod):
         super().__init__(options, ctx)
         self.choices: list[dict] = []
 
-    def kept_bytes(self) -> int:
-        """mode=separate keeps an importance tensor and a copy of the weights per task."""
-        return 2 * self._param_bytes() * len(self.ctx.tasks)
+    @classmethod
+    def kept(cls, options: EwcOptions, run: RunSizes) -> list[Kept]:
+        """mode=separate: per task, the Fisher diagonal and the weights after the task, over the trained body (a task
+        head is frozen after its task, so its share of the penalty is constant)."""
+        from clgraft.methods.memory import Dense
+
+        return [Dense(run.trained, "task") for _ in range(2 * run.tasks)]
 
     def strategy_kwargs(self):
         return {"ewc_lambda": self.options.ewc_lambda[0], "mode": "separate"}
@@ -195,4 +200,4 @@ class Ewc(AvalancheMethod):
         plugin.saved_params[counter] = copy_params_dict(strategy.model)
 
     def report(self) -> dict:
-        return {**super().report(), "grid": self.options.ewc_lambda, "chosen_on_dev": self.choices}
+        return {"grid": self.options.ewc_lambda, "chosen_on_dev": self.choices}

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from clgraft.methods.base import FromTheta0, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, stored_bytes, task_graft
+from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, task_graft
 
 if TYPE_CHECKING:
     from clgraft.grafting.graft import Graft
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -53,6 +54,18 @@ class GraftCompose(FromTheta0):
             return {}
         why = "task j is always evaluated as θ₀ + its own graft and head, so its accuracy never changes"
         return {"bwt": why, "forgetting": why}
+
+    @classmethod
+    def kept(cls, options: ComposeOptions, run: RunSizes) -> list[Kept]:
+        """Task-aware and stitch: each task's graft, its k_t positions and values (stitch averages the grafts where
+        they overlap, so it keeps them apart). Union: their sum alone, at most Σ k_t entries (as many when the
+        regions are disjoint), since a new graft is added to it."""
+        from clgraft.methods.memory import Dense, Mask
+
+        sizes = run.report["region_sizes"]
+        if options.compose == "union":
+            return [Mask(run.blocks, sum(sizes), "shared"), Dense(sum(sizes), "shared")]
+        return [item for k in sizes for item in (Mask(run.blocks, k, "task"), Dense(k, "task"))]
 
     def setup(self, model: HeadedModel) -> None:
         super().setup(model)
@@ -98,7 +111,5 @@ class GraftCompose(FromTheta0):
             "compose": self.options.compose,
             "region_sizes": sizes,
             "region_fractions": [k / self.view.numel for k in sizes],
-            "stored_bytes_per_task": [stored_bytes(k) for k in sizes],
-            "extra_bytes_per_task": sum(stored_bytes(k) for k in sizes) / max(1, len(sizes)),
             "mask_search": self.searches,
         }

@@ -16,10 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clgraft.methods.base import Method, TaskStep
-from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, stored_bytes, task_graft
+from clgraft.methods.grafting import GraftOptions, localize_task, search_summary, task_graft
 
 if TYPE_CHECKING:
     from clgraft.grafting.graft import Graft
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import BodySnapshot, HeadedModel
 
 
@@ -36,6 +37,14 @@ class GraftFreeze(Method):
     Options = GraftOptions
     keeps_state = True
     freezes_embeddings = True
+
+    @classmethod
+    def kept(cls, options: GraftOptions, run: RunSizes) -> list[Kept]:
+        """The frozen entries: the union of the tasks' regions (disjoint, so Σ k_t entries), one mask for all tasks;
+        the answers come from the one model θ₀ + Σ γ_t⊙τ_t."""
+        from clgraft.methods.memory import Mask
+
+        return [Mask(run.blocks, sum(run.report["region_sizes"]), "shared")]
 
     def setup(self, model: HeadedModel) -> None:
         import torch
@@ -95,7 +104,5 @@ class GraftFreeze(Method):
             "region_fractions": [k / n for k in self.sizes],
             "free_fraction": 1 - int(self.frozen.sum()) / n,
             "disjoint": int(self.frozen.sum()) == sum(self.sizes),
-            "stored_bytes_per_task": [stored_bytes(k) for k in self.sizes],
-            "extra_bytes_per_task": sum(stored_bytes(k) for k in self.sizes) / max(1, len(self.sizes)),
             "mask_search": self.searches,
         }

@@ -100,9 +100,3 @@ def localize_task(
 def search_summary(found: MaskResult) -> dict:
     """What run.json keeps of one task's mask search."""
     return {"best_step": found.best_step, "lr": found.lr, "steps": found.search}
-
-
-def stored_bytes(k: int) -> int:
-    """Bytes a grafting method keeps in memory for a region of k entries: an int32 position and a float32 value
-    each (reported as memory per task; graft files are smaller, see `Graft.save`)."""
-    return k * (4 + 4)

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 from clgraft.methods.avalanche_engine import AvalancheMethod
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -24,6 +27,13 @@ class Joint(AvalancheMethod):
     cite = ("caruana1997multitask", "lomonaco2021avalanche")
     joint = True
     strategy_class = "JointTraining"
+
+    @classmethod
+    def kept(cls, options: BaseModel, run: RunSizes) -> list[Kept]:
+        """Every training example of every task: it trains on all of them at once."""
+        from clgraft.methods.memory import Examples
+
+        return [Examples(t, n) for t, n in enumerate(run.train_examples)]
 
     def train_all(self, model: HeadedModel, seed: int) -> list[float]:
         """One training phase on the union of the stream's tasks."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from clgraft.methods.avalanche_engine import AvalancheMethod
+
+if TYPE_CHECKING:
+    from clgraft.methods.memory import Kept, RunSizes
 
 
 class LwfOptions(BaseModel):
@@ -25,9 +30,14 @@ class Lwf(AvalancheMethod):
     keeps_state = True
     strategy_class = "LwF"
 
-    def kept_bytes(self) -> int:
-        """One frozen copy of the previous model (the teacher)."""
-        return self._param_bytes()
+    @classmethod
+    def kept(cls, options: LwfOptions, run: RunSizes) -> list[Kept]:
+        """The previous model (the teacher): the trained body, and a shared head, which keeps training (task heads
+        are frozen after their task, so the model's own are the teacher's)."""
+        from clgraft.methods.memory import Dense
+
+        head = run.head_parameters if run.head_mode == "shared" else 0
+        return [Dense(run.trained + head, "shared")]
 
     def strategy_kwargs(self):
         return {"alpha": self.options.alpha, "temperature": self.options.temperature}

@@ -15,6 +15,7 @@ from clgraft.methods.base import Method, TaskStep
 if TYPE_CHECKING:
     import torch
 
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -33,6 +34,14 @@ class MagMax(Method):
     cite = ("marczak2024magmax",)
     Options = MagMaxOptions
     keeps_state = True
+
+    @classmethod
+    def kept(cls, options: MagMaxOptions, run: RunSizes) -> list[Kept]:
+        """The max-magnitude vector, folded task by task, and its λ: the answers are θ₀ + λ·maxmag while the model
+        trains on from the last sequential checkpoint."""
+        from clgraft.methods.memory import Dense
+
+        return [Dense(run.blocks, "shared"), Dense(1, "shared")]
 
     def setup(self, model: HeadedModel) -> None:
         from clgraft.model.headed import BlockView, BodySnapshot
@@ -72,5 +81,4 @@ class MagMax(Method):
         return {
             "grid": self.options.lambdas,
             "chosen_on_dev": self.choices,
-            "extra_bytes_per_task": self.view.numel * 4,
         }

@@ -18,6 +18,7 @@ from clgraft.methods.base import FromTheta0, TaskStep
 if TYPE_CHECKING:
     import torch
 
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -52,6 +53,16 @@ class MergeTaskVectors(FromTheta0):
     def citations(cls, options: dict) -> tuple[str, ...]:
         merge = options.get("merge", "task-arithmetic")
         return {"ties": ("yadav2023ties",), "dare": ("yu2024dare",)}.get(merge, ()) + cls.cite
+
+    @classmethod
+    def kept(cls, options: MergeOptions, run: RunSizes) -> list[Kept]:
+        """Task arithmetic: the running sum Σ τ_t, one vector for all tasks. TIES and DARE: every τ_t, since each task
+        trims (or drops) and elects over all of them again. The merged model is the one model answers come from."""
+        from clgraft.methods.memory import Dense
+
+        if options.merge == "task-arithmetic":
+            return [Dense(run.blocks, "shared")]
+        return [Dense(run.blocks, "task") for _ in range(run.tasks)]
 
     def setup(self, model: HeadedModel) -> None:
         super().setup(model)
@@ -101,5 +112,4 @@ class MergeTaskVectors(FromTheta0):
             "merge": self.options.merge,
             "grid": self._grid(),
             "chosen_on_dev": self.choices,
-            "extra_bytes_per_task": self.view.numel * 4,
         }

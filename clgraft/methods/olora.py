@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
     from peft.tuners.tuners_utils import BaseTuner
 
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -88,6 +89,14 @@ class OLora(LoraMethod):
                 kept = a.detach().clone()
                 self.previous[name] = kept if name not in self.previous else torch.cat([self.previous[name], kept])
 
+    @classmethod
+    def kept(cls, options: OLoraOptions, run: RunSizes) -> list[Kept]:
+        """Each task's A matrices (r·d_in values per adapted matrix), which every later task's L_orth reads; its B is
+        merged into the weights with A (the official code keeps whole LoRAs as branches: docs/metrics.md)."""
+        from clgraft.methods.memory import Dense
+
+        per_task = sum(options.r * d_in for d_in, _ in run.body.adapted(options.targets))
+        return [Dense(per_task, "task") for _ in range(run.tasks)]
+
     def report(self) -> dict:
-        per_task = sum(a.numel() for a in self.current.values()) * 4  # the A matrices kept for L_orth
-        return {"orthogonality_after_task": self.per_task, "extra_bytes_per_task": per_task}
+        return {"orthogonality_after_task": self.per_task}

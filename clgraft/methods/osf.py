@@ -38,7 +38,7 @@ class Osf(AdapterMethod):
     Options = OsfOptions
 
     def setup(self, model) -> None:
-        self.kept: list[float | int] = []
+        self.preserved_fractions: list[float | int] = []
 
     def preserved(self, index: int) -> float | int:
         """What task `index` (0-based) keeps: a fraction of each matrix's smaller dimension, or 1 direction."""
@@ -51,8 +51,8 @@ class Osf(AdapterMethod):
         from peft import OSFConfig
 
         keep = self.preserved(step.index)
-        self.kept.append(keep)
+        self.preserved_fractions.append(keep)
         return OSFConfig(effective_rank=keep, target_modules=self.options.targets)
 
     def report(self) -> dict:
-        return {"preserved_per_task": self.kept, "extra_bytes_per_task": 0}
+        return {"preserved_per_task": self.preserved_fractions}

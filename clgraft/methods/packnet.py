@@ -18,6 +18,7 @@ from clgraft.methods.avalanche_engine import AvalancheMethod
 
 if TYPE_CHECKING:
     from clgraft.config import RunConfig
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -63,11 +64,13 @@ class PackNet(AvalancheMethod):
             if isinstance(plugin, PackNetPlugin):
                 plugin.before_training_exp = lambda *args, **kwargs: None
 
-    def kept_bytes(self) -> int:
-        """A uint8 owner (task index) per pruned weight of the body's Linear layers."""
-        from torch import nn
+    @classmethod
+    def kept(cls, options: PackNetOptions, run: RunSizes) -> list[Kept]:
+        """The owner of every weight of the body's Linear layers: one of the T tasks, or free (the paper's
+        ⌈log2(T+1)⌉ bits per weight); biases are frozen after the first task and need no owner."""
+        from clgraft.methods.memory import Owners
 
-        return sum(m.weight.numel() for m in self.packnet.wrappee.model.body.modules() if isinstance(m, nn.Linear))
+        return [Owners(run.body.linear_weights(), run.tasks + 1, "shared")]
 
     def epoch_steps(self, steps: int) -> list[int]:
         post = min(steps - 1, max(1, round(self.options.post_prune_fraction * steps)))

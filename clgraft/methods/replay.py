@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clgraft.methods.avalanche_engine import AvalancheMethod, memory_report
+from clgraft.methods.avalanche_engine import AvalancheMethod, kept_examples, memory_report
 from clgraft.methods.avalanche_schedule import EpochBatches
 from clgraft.methods.base import TaskStep
 
 if TYPE_CHECKING:
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -127,15 +128,14 @@ class Replay(AvalancheMethod):
         self.seen.append(len(losses) * (self.ctx.opts.batch_size + min(self.mem_batch_size, memory)))
         return losses
 
-    def kept_bytes(self) -> int:
-        """per_class examples of every class of every task."""
-        classes = sum(len(t.task.labels) for t in self.ctx.tasks)
-        return self.options.per_class * classes * self._example_bytes()
+    @classmethod
+    def kept(cls, options: ReplayOptions, run: RunSizes) -> list[Kept]:
+        """The memory: `per_class` examples of every class of each task (at most its training set)."""
+        return kept_examples(run.report)
 
     def report(self) -> dict:
         kept = [min(self.options.per_class * len(t.task.labels), len(t.train)) for t in self.ctx.tasks]
         return {
-            **super().report(),
             **memory_report(self.ctx.tasks, kept),
             "memory_before_task": self.replay.memory_sizes,
             "mem_batch_size": self.mem_batch_size,

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clgraft.methods.base import TaskStep
-from clgraft.methods.peft_parts import LoraMethod, adapter_weights
+from clgraft.methods.peft_parts import LoraMethod, LoraOptions, adapter_weights
 
 if TYPE_CHECKING:
     import torch
     from peft.tuners.tuners_utils import BaseTuner
 
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -49,6 +50,14 @@ class SeqLora(LoraMethod):
         a, b = adapter_weights(model.body, "lora_A"), adapter_weights(model.body, "lora_B")
         self.carried = {name: (a[name].detach().clone(), b[name].detach().clone()) for name in a}
 
+    @classmethod
+    def kept(cls, options: LoraOptions, run: RunSizes) -> list[Kept]:
+        """The one adapter, A and B of every adapted matrix (r·(d_in + d_out) values each): merged into the weights
+        between tasks, and taken out again to train on."""
+        from clgraft.methods.memory import Dense
+
+        return [Dense(sum(options.r * (d_in + d_out) for d_in, d_out in run.body.adapted(options.targets)), "shared")]
+
     def report(self) -> dict:
         numel = sum(a.numel() + b.numel() for a, b in self.carried.values())
-        return {"adapter_parameters": numel, "extra_bytes_per_task": 0}
+        return {"adapter_parameters": numel}

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from clgraft.grafting.graft import Graft
+    from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
 
 
@@ -62,6 +63,18 @@ class TallMasks(FromTheta0):
     @classmethod
     def requires_task_id(cls, options: TallOptions) -> bool:
         return options.mode == "task-aware"
+
+    @classmethod
+    def kept(cls, options: TallOptions, run: RunSizes) -> list[Kept]:
+        """Every τ_t: each new task changes τ_MTL, and every task's mask is made again from its τ_t (the paper's one
+        bit per parameter per task and one τ_MTL suffice only once the stream is over). Task-aware also keeps each
+        task's λ_t, which makes its mask; consensus answers with the one merged model."""
+        from clgraft.methods.memory import Dense
+
+        taus = [Dense(run.blocks, "task") for _ in range(run.tasks)]
+        if options.mode == "consensus":
+            return taus
+        return taus + [Dense(1, "task") for _ in range(run.tasks)]
 
     def setup(self, model: HeadedModel) -> None:
         super().setup(model)
@@ -139,5 +152,4 @@ class TallMasks(FromTheta0):
             "mode": self.options.mode,
             "mask_lambdas": self.options.mask_lambdas,
             "chosen_on_dev": self.choices,
-            "extra_bytes_per_task": self.view.numel * 4 + self.view.numel / 8,  # τ_MTL's share and a bit mask
         }

@@ -213,7 +213,20 @@ def _assumptions(record: dict) -> dict:
     }
 
 
-def _row(record: dict, key: str) -> dict:
+def _memory_kb(record: dict, data_dir: Path | None, warn: Callable[[str], None]) -> dict:
+    """A record's memory per task and its heads' per task, in KB of 1,024 bytes (clgraft/results/memory.py); NaN
+    (shown n/a) with a warning where it cannot be counted."""
+    from clgraft.results.memory import run_memory
+
+    try:
+        memory = run_memory(record, data_dir)
+    except ClgraftError as e:
+        warn(f"leaderboard: memory of {record['method']['name']} seed {record['seed']} not counted: {e}")
+        return {"extra_kb_per_task": math.nan, "head_kb_per_task": math.nan}
+    return {"extra_kb_per_task": memory.per_task / 1024, "head_kb_per_task": memory.heads_per_task / 1024}
+
+
+def _row(record: dict, key: str, data_dir: Path | None, warn: Callable[[str], None]) -> dict:
     """One record's line of the table before aggregation (key: its configuration's hash)."""
     return {
         "key": key,
@@ -221,14 +234,30 @@ def _row(record: dict, key: str) -> dict:
         "order": record["stream"].get("order", ""),
         "method": record["method"]["name"],
         "options": ", ".join(f"{k}={v}" for k, v in record["method"]["options"].items()) or "-",
+        "option_values": record["method"]["options"],
         "seed": record["seed"],
         "wall_s": record["wall_s"],
-        "extra_kb_per_task": record["method"].get("report", {}).get("extra_bytes_per_task", 0) / 1024,
+        **_memory_kb(record, data_dir, warn),
         "cite": ", ".join(citations(record)),
         **_assumptions(record),
         **{m: record["metrics"][m] for m in METRICS},
         **{f"{m}_fixed": m in record.get("metrics_by_construction", {}) for m in METRICS},
     }
+
+
+def seed_rows(
+    records: list[dict], warn: Callable[[str], None] = _to_stderr, data_dir: Path | None = None
+) -> pd.DataFrame:
+    """The records a leaderboard counts, one line each before aggregation: the configuration's hash (`key`) and its
+    `setting`, stream, order, method, options (text and `option_values`), seed, the metrics (and whether the method
+    fixes them by construction), memory and head KB per task, wall time, assumptions and citation keys. A seed with
+    several records counts once (`warn` says which). What `summarize` aggregates and the frontier plots."""
+    settings = [setting(r) for r in records]
+    row_keys = [config_hash(s) for s in settings]
+    kept = _one_per_seed(records, row_keys, warn)
+    frame = pd.DataFrame([_row(records[i], row_keys[i], data_dir, warn) for i in kept])
+    frame["setting"] = [settings[i] for i in kept]
+    return frame.astype({m: float for m in METRICS})
 
 
 def summarize(
@@ -237,35 +266,35 @@ def summarize(
     sort_by: str | None = None,
     ascending: bool = False,
     warn: Callable[[str], None] = _to_stderr,
+    data_dir: Path | None = None,
 ) -> pd.DataFrame:
     """One row per configuration (`setting`): its id (row_id), the `keys` columns, `setting` (what tells the row
     apart from rows with the same `keys`), n distinct seeds, mean ± sample std [95% t interval] (accuracy points) of
     each metric, the paired difference from naive's row in the same setting for acc and forgetting, the method's
-    assumptions (task id at test time, data kept, state per task, steps and examples per task), mean memory kept per
-    task (from the method's report; 0 when it has none), mean wall time, and the row's citation keys; sorted by the
-    mean of `sort_by` (a metric, wall_s or extra_kb_per_task) when given, else in order of first appearance. A seed
-    with several records counts once (`warn` says which)."""
-    settings = [setting(r) for r in records]
-    row_keys = [config_hash(s) for s in settings]
-    kept = _one_per_seed(records, row_keys, warn)
-    rows = [_row(records[i], row_keys[i]) for i in kept]
-    frame = pd.DataFrame(rows).astype({m: float for m in METRICS})
+    assumptions (task id at test time, data kept, state per task, steps and examples per task), mean memory per task
+    and heads per task (clgraft/results/memory.py: the one rule of docs/metrics.md; task data read from `data_dir`
+    for the methods that keep examples), mean wall time, and the row's citation keys; sorted by the mean of
+    `sort_by` (a metric, wall_s, extra_kb_per_task or head_kb_per_task) when given, else in order of first
+    appearance. A seed with several records counts once (`warn` says which)."""
+    frame = seed_rows(records, warn, data_dir)
+    settings = dict(zip(frame["key"], frame["setting"], strict=True))
     grouped = frame.groupby("key", sort=False)
-    numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task"]].mean()
+    numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task", "head_kb_per_task"]].mean()
     table = grouped.agg(**{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, _cell) for m in METRICS})
     table.insert(0, "id", table.index.map(row_id))
-    table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], dict(zip(row_keys, settings, strict=True))))
+    table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], settings))
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
         fixed = grouped[f"{m}_fixed"].all() & numeric[m].notna()
         table.loc[fixed, m] = numeric.loc[fixed, m].map(lambda v: f"{100 * v + 0.0:.0f} (by construction)")
     by_seed = {key: group.set_index("seed") for key, group in frame.groupby("key", sort=False)}
-    base_of = {key: config_hash(baseline_setting(s)) for key, s in zip(row_keys, settings, strict=True)}
+    base_of = {key: config_hash(baseline_setting(s)) for key, s in settings.items()}
     for m in PAIRED:
         fixed = grouped[f"{m}_fixed"].all()
         table[f"{m}_vs_{BASELINE}"] = [_versus(by_seed, key, base_of[key], m, bool(fixed[key])) for key in table.index]
     for column in ("task_id_at_test", "data_kept", "kept_per_task", "steps_per_task", "examples_per_task"):
         table[column] = grouped[column].first()
-    table["extra_kb_per_task"] = numeric["extra_kb_per_task"].map(lambda v: f"{v:.0f}")
+    for column in ("extra_kb_per_task", "head_kb_per_task"):
+        table[column] = numeric[column].map(kb_cell)
     table["wall_s"] = numeric["wall_s"].map(lambda v: f"{v:.0f}")
     table["cite"] = grouped["cite"].first()
     if sort_by is not None:
@@ -273,6 +302,13 @@ def summarize(
             raise ClgraftError(f"--sort {sort_by!r}: choose one of {', '.join(numeric.columns)}")
         table = table.loc[numeric[sort_by].sort_values(ascending=ascending, na_position="last").index]
     return table.reset_index(drop=True)
+
+
+def kb_cell(value: float) -> str:
+    """KB with the digits a small figure needs (0.29, 4.0, 832, 41589), n/a where it could not be counted."""
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.0f}" if value >= 100 else f"{value:.2g}" if value < 1 else f"{value:.1f}"
 
 
 def _versus(by_seed: dict[str, pd.DataFrame], key: str, base: str, metric: str, fixed: bool) -> str:
@@ -315,7 +351,9 @@ def header(records: list[dict]) -> str:
         f"seeds {values('seed')}; heads {values('head')}. Metrics in accuracy points from R (docs/metrics.md): mean ± "
         "sample std (ddof 1) [95% Student-t interval] over seeds (n); *_vs_naive = the mean paired difference from "
         "naive in the same setting over the seeds both have [95% t interval] and the two-sided paired t-test's p; "
-        "extra_kb_per_task = memory kept per task beyond the model; wall_s = mean seconds per run on: "
+        "extra_kb_per_task = what the method keeps from task to task beyond θ₀ and its one model, after the stream, "
+        "per task (shared state as its share; docs/metrics.md, one rule for every method), head_kb_per_task = its "
+        "heads per task, in KB of 1,024 bytes; wall_s = mean seconds per run on: "
         f"{'; '.join(machines)}."
     )
 

@@ -32,12 +32,13 @@ def compare_runs(
         runner = Runner(config, registry, data_dir, root=root, progress=progress, echo=echo)
         runner.tensorboard = tensorboard / runner.dir.name if tensorboard else None
         records.append(runner.run())
-    table = summarize(records, keys=("method", "options"))
+    table = summarize(records, keys=("method", "options"), data_dir=data_dir)
     header = (
         f"stream {configs[0].stream}, {len(configs)} runs; metrics in accuracy points from R (docs/metrics.md), "
         "mean ± sample std [95% t interval] over seeds; *_vs_naive = paired difference from naive over shared seeds "
-        "[95% interval] with the paired t-test's p; extra_kb_per_task = memory kept per task beyond the model "
-        "(grafts, buffers, Fisher, teacher); wall_s = mean seconds per run"
+        "[95% interval] with the paired t-test's p; extra_kb_per_task = what the method keeps from task to task "
+        "beyond θ₀ and its one model, per task (grafts, buffers, Fisher, teacher; docs/metrics.md), head_kb_per_task "
+        "= its heads per task; wall_s = mean seconds per run"
     )
     markdown = f"{header}\n\n{table.to_markdown(index=False)}\n"
     write_text(root / "compare.md", markdown)
