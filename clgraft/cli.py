@@ -818,7 +818,7 @@ def cite(
     papers, its stream's benchmark paper, each data set's paper, and clgraft from CITATION.cff), for every row with
     --all, or for a method by name."""
     from clgraft.data.references import bibtex
-    from clgraft.results.leaderboard import is_row_id, load_records, summarize
+    from clgraft.results.leaderboard import is_row_id, load_records, row_citations
 
     if (row is None) == (not all_rows):
         raise ClgraftError("give a ROW (a row id from `clgraft leaderboard` or a method name) or --all")
@@ -828,14 +828,13 @@ def cite(
         method, options = resolve(row, {})
         typer.echo(bibtex([*get_method(method).citations(options), "clgraft"]))
         return
-    table = summarize(load_records(results))
-    rows = table if all_rows else table[table["id"] == row]
-    if rows.empty:
+    cited = row_citations(load_records(results))
+    if not all_rows and row not in cited:
         raise ClgraftError(
             f"no leaderboard row has the id '{row}'; the ids are in the id column of `clgraft leaderboard --results "
             f"{results}`"
         )
-    keys = [k for cell in rows["cite"] for k in cell.split(", ") if k]
+    keys = [k for keys in cited.values() for k in keys] if all_rows else cited[row]
     typer.echo(bibtex(keys))
 
 
@@ -845,6 +844,7 @@ def site(
     out: Annotated[Path, _opt("folder for the site: new, empty, or an earlier build")] = Path("site"),
     serve: Annotated[bool, _opt("then serve the folder on 127.0.0.1 for a quick look (Ctrl-C stops)")] = False,
     port: Annotated[int, _opt("with --serve: the port (0: any free one)")] = 8000,
+    data_dir: DataDir = None,
 ) -> None:
     """Write the leaderboard as a static site into OUT: an index with a sortable, filterable table per stream and
     order (every metric with its 95% interval, the paired difference from naive, the header's provenance), a page
@@ -852,10 +852,11 @@ def site(
     BibTeX, its run records), the accuracy-memory frontier, the claims and the docs. Every script and style is in
     OUT (nothing is fetched when it is viewed) and the same records give the same bytes: publish OUT on any static
     host."""
+    from clgraft.data.loading import data_dir_from
     from clgraft.site.build import build_site
     from clgraft.site.build import serve as serve_site
 
-    written = build_site(results, out)
+    written = build_site(results, out, data_dir_from(data_dir))
     size = sum(p.stat().st_size for p in written)
     typer.echo(f"written: {out / 'index.html'} ({len(written)} files, {size / 1e6:.1f} MB)")
     if serve:

@@ -18,7 +18,6 @@ from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
 from clgraft.results.leaderboard import load_records, summarize
 from clgraft.site.build import MANIFEST, build_site, serve
-from clgraft.site.charts import pareto_front
 from clgraft.site.data import docs_dir, method_docs, metric_cell, paired_cell
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,11 +105,6 @@ def test_every_method_has_its_family_and_departures_in_docs_methods_md():
     assert docs["naive"].family == "Classic continual learning"
     assert docs["graft-compose"].family == "Grafting"
     assert "BWT and forgetting are 0 by construction" in docs["graft-compose"].departures
-
-
-def test_the_frontier_keeps_the_points_no_other_beats_on_memory_and_accuracy():
-    points = [{"kb": 0, "value": 50}, {"kb": 0, "value": 55}, {"kb": 10, "value": 54}, {"kb": 20, "value": 60}]
-    assert [(p["kb"], p["value"]) for p in pareto_front(points)] == [(0, 55), (20, 60)]
 
 
 class _Links(HTMLParser):

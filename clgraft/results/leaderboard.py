@@ -124,6 +124,15 @@ def row_id(key: str) -> str:
     return key[:8]
 
 
+def row_citations(records: list[dict]) -> dict[str, list[str]]:
+    """Each leaderboard row's id → the BibTeX keys it cites (its first record's, as the table's `cite` column), in
+    order of first appearance: what `clgraft cite` needs, without aggregating (or reading any task data)."""
+    out: dict[str, list[str]] = {}
+    for record in records:
+        out.setdefault(row_id(config_hash(setting(record))), citations(record))
+    return out
+
+
 def is_row_id(text: str) -> bool:
     """Whether a `clgraft cite` argument is meant as a row id rather than a method: ids are hex digits, which no
     method name or alias is."""
@@ -304,10 +313,14 @@ def summarize(
     return table.reset_index(drop=True)
 
 
+MEMORY_UNKNOWN = "n/a"
+"""The memory cell of a row whose memory could not be counted (the task data it needs is absent)."""
+
+
 def kb_cell(value: float) -> str:
     """KB with the digits a small figure needs (0.29, 4.0, 832, 41589), n/a where it could not be counted."""
     if math.isnan(value):
-        return "n/a"
+        return MEMORY_UNKNOWN
     return f"{value:.0f}" if value >= 100 else f"{value:.2g}" if value < 1 else f"{value:.1f}"
 
 

@@ -55,12 +55,13 @@ COLUMNS = {
 }
 
 
-def build_site(results: Path, out: Path) -> list[Path]:
+def build_site(results: Path, out: Path, data_dir: Path | None = None) -> list[Path]:
     """Write the site for the finished runs under RESULTS into OUT; returns the files written. OUT must be new,
-    empty, or a folder a previous build wrote (its files are replaced)."""
+    empty, or a folder a previous build wrote (its files are replaced). `data_dir` holds the task data the memory
+    of example-keeping methods is counted from (as `clgraft leaderboard --data-dir`)."""
     verified, total = verify_predictions(results)
     records = load_records(results)
-    table = summarize(records, sort_by=SORT_BY)
+    table = summarize(records, sort_by=SORT_BY, data_dir=data_dir)
     docs = method_docs((docs_dir() / "methods.md").read_text(encoding="utf-8"))
     rows = leaderboard_rows(table, records, run_dirs(results), docs)
     pages = _Pages(out, docs)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from clgraft.results.frontier import pareto_front
+from clgraft.results.leaderboard import MEMORY_UNKNOWN
 from clgraft.results.report import NOT_EVALUATED
 from clgraft.site.data import Cell, Row, Run
 
@@ -278,9 +280,10 @@ def frontier_chart(rows: list[Row], references: list[Row], families: list[str], 
     points = [
         {**_point(row, row.cells["acc"], href), "kb": float(row.frame["extra_kb_per_task"])}
         for row in rows
-        if row.cells["acc"].value is not None
+        if row.cells["acc"].value is not None and row.frame["extra_kb_per_task"] != MEMORY_UNKNOWN
     ]
-    front = {p["id"]: i for i, p in enumerate(pareto_front(points))}
+    on_front = pareto_front([p["kb"] for p in points], [p["value"] for p in points])
+    front = {points[i]["id"]: n for n, i in enumerate(on_front)}
     values = [{**p, "front": p["id"] in front, "dy": 14 if front.get(p["id"], 0) % 2 else -8} for p in points]
     lines = [
         {"label": f"{row.label} (reference)", "value": row.cells["acc"].value, "text": row.cells["acc"].text}
@@ -371,17 +374,6 @@ def _reference_lines(lines: list[dict], y: dict) -> list[dict]:
             "encoding": {"y": {**y, "field": "value"}, "text": {"field": "label"}},
         },
     ]
-
-
-def pareto_front(points: list[dict]) -> list[dict]:
-    """The points no other point beats on both axes (ACC `value` higher with `kb` no larger), by memory: each has
-    more ACC than every point that keeps no more memory."""
-    front, best = [], -math.inf
-    for p in sorted(points, key=lambda p: (p["kb"], -p["value"])):
-        if p["value"] > best:
-            front.append(p)
-            best = p["value"]
-    return front
 
 
 def claim_chart(values: dict[int, float], mean: float, low: float, high: float, op: str, threshold: float) -> dict:
