@@ -412,3 +412,30 @@ def test_leaderboard_header_hashes_every_data_file_of_a_task_whatever_the_record
     other["tasks"][0]["checksums"] = {"sst2/16-21/test.tsv": "bb" * 32}
     assert identification([one, other]) == identification([other, one])
     assert identification([one, other]) != identification([one, one])
+
+
+def test_a_fixed_methods_row_is_still_paired_with_naive():
+    """A row of a method at a later code revision (TIES, revision 2) is compared with naive's runs, which carry no
+    revision: the paired difference is there, and it is the mean of the seeds' ACC differences."""
+    import glob
+    import json
+
+    from clgraft.results.leaderboard import summarize
+
+    runs = Path(__file__).resolve().parent.parent / "results" / "runs"
+    wanted = {("naive", 1), ("merge", 2)}
+    records = [
+        r
+        for p in sorted(glob.glob(str(runs / "lmbff-mixed-forward-*-s1[3]-*" / "run.json")))
+        + sorted(glob.glob(str(runs / "lmbff-mixed-forward-*-s2[1]-*" / "run.json")))
+        for r in [json.loads(Path(p).read_text())]
+        if (r["method"]["name"], r["method"].get("revision", 1)) in wanted
+        and r["method"]["options"].get("merge", "ties") == "ties"
+    ]
+    assert {r["method"]["name"] for r in records} == {"naive", "merge"} and len(records) == 4
+    table = summarize(records, warn=lambda s: None)
+    ties = table[table["method"] == "merge"].iloc[0]
+    by_seed = {r["seed"]: r["metrics"]["acc"] for r in records if r["method"]["name"] == "merge"}
+    naive = {r["seed"]: r["metrics"]["acc"] for r in records if r["method"]["name"] == "naive"}
+    expected = 100 * sum(by_seed[s] - naive[s] for s in (13, 21)) / 2
+    assert ties["acc_vs_naive"].startswith(f"{expected:+.2f}")

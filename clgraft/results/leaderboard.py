@@ -188,11 +188,20 @@ def _cell(values: pd.Series) -> str:
 
 def baseline_setting(setting_of_row: dict) -> dict:
     """The setting of the same runs with naive sequential fine-tuning instead of the row's method: what a method is
-    compared with, seed by seed."""
+    compared with, seed by seed (naive's own code revision, not the row method's)."""
     from clgraft.methods import get_method, parse_options
 
-    naive = parse_options(get_method(BASELINE), {}).model_dump()
-    return {**setting_of_row, "method": BASELINE, "method_options": naive, "freeze_embeddings": False}
+    naive = get_method(BASELINE)
+    options = parse_options(naive, {})
+    ours = {k: v for k, v in setting_of_row.items() if k != "method_revision"}
+    revision = naive.revision(options)
+    return {
+        **ours,
+        "method": BASELINE,
+        "method_options": options.model_dump(),
+        "freeze_embeddings": False,
+        **({"method_revision": revision} if revision > 1 else {}),
+    }
 
 
 def _paired_cell(ours: dict[int, float], base: dict[int, float]) -> str:
