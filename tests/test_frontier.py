@@ -147,3 +147,21 @@ def test_points_name_the_options_that_tell_rows_of_one_method_apart():
     assert [p.label for p in points] == ["graft-compose (sparsity=0.01)", "graft-compose (sparsity=0.001)", "ties"]
     assert [p.id for p in points] == ["aaaaaaaa", "bbbbbbbb", "cccccccc"]
     assert points[0].by_seed["acc"] == {1: 60.0, 2: 60.0} and points[0].stats["forgetting"][0] == pytest.approx(1.0)
+
+
+def test_independent_is_drawn_for_accuracy_but_not_as_forgetting():
+    """independent's R rows after task j are other tasks' separate fine-tunes — transfer, not forgetting — so its
+    frontier point has an ACC and no forgetting to draw; a sequential method's has both."""
+    from clgraft.results.frontier import stream_points
+
+    def line(key: str, method: str, seed: int) -> dict:
+        setting = {"method": method, "method_options": {}, "steps": 25}
+        return {"key": key, "method": method, "option_values": {}, "setting": setting, "seed": seed}
+
+    frame = pd.DataFrame(
+        [line("a" * 64, "independent", 1), line("a" * 64, "independent", 2), line("b" * 64, "naive", 1)]
+    ).assign(acc=0.6, forgetting=0.16, extra_kb_per_task=1.0, head_kb_per_task=0.5)
+    independent, naive = stream_points(frame)
+    assert independent.by_seed["forgetting"] == {} and math.isnan(independent.stats["forgetting"][0])
+    assert independent.by_seed["acc"] == {1: 60.0, 2: 60.0}
+    assert naive.by_seed["forgetting"] == {1: 16.0}

@@ -85,7 +85,13 @@ def stream_points(frame: pd.DataFrame) -> list[Point]:
     )
     points = []
     for (key, group), label in zip(groups, labels, strict=True):
-        by_seed = {m: (100 * group.set_index("seed")[m].dropna()).to_dict() for m, _, _ in PANELS}
+        method = get_method(group["method"].iloc[0])
+        by_seed = {
+            m: {}
+            if m == "forgetting" and method.r_rows_are_transfer
+            else (100 * group.set_index("seed")[m].dropna()).to_dict()
+            for m, _, _ in PANELS
+        }
         points.append(
             Point(
                 id=row_id(key),
@@ -94,14 +100,15 @@ def stream_points(frame: pd.DataFrame) -> list[Point]:
                 head_kb=float(group["head_kb_per_task"].mean()),
                 stats={m: _interval(list(values.values())) for m, values in by_seed.items()},
                 by_seed=by_seed,
-                reference=get_method(group["method"].iloc[0]).joint,
+                reference=method.joint,
             )
         )
     return points
 
 
 def _interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t interval; all NaN for a metric with no value (joint's forgetting)."""
+    """Mean and 95% t interval; all NaN for a metric with no value (joint's forgetting; independent's, whose R rows
+    are transfer between separate fine-tunes, not forgetting: neither is drawn)."""
     return confidence_interval(values) if values else (math.nan, math.nan, math.nan)
 
 
