@@ -169,4 +169,4 @@ def test_a_prompt_run_localizes_and_its_grafts_compose(mlm_dir, tmp_path, invoke
     grafts = sorted((tmp_path / "ind" / "grafts").rglob("*.safetensors"))
     assert grafts
     composed = compose(tmp_path / "ind", grafts, "union")
-    assert 0.0 <= composed.accuracy["tiny-sst2"] <= 1.0
+    assert 0.0 <= composed.accuracy["tiny-sst2"] <= 100.0  # accuracy points, as the API returns every accuracy
