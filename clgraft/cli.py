@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from clgraft.config import RunConfig
-from clgraft.errors import ClgraftError
+from clgraft.errors import ClgraftError, Stopped
 
 _D = {name: f.default for name, f in RunConfig.model_fields.items()}
 
@@ -962,7 +962,8 @@ def main() -> None:
     """Entry point: one line on stderr instead of a traceback (shown with --debug).
 
     Exit codes: 2 for bad input (ClgraftError), usage errors and unusable paths, 130 for Ctrl-C (finished tasks and
-    cells are kept; the same command resumes), 1 for anything unexpected.
+    cells are kept; the same command resumes), 128 + the signal for a sweep stopped by SIGTERM or SIGINT (it says
+    what finished and what is left), 1 for anything unexpected.
     """
     debug = "--debug" in sys.argv
     try:
@@ -974,6 +975,9 @@ def main() -> None:
                 err=True,
             )
         raise
+    except Stopped as e:
+        typer.echo(f"clgraft: stopped by {e.name}; {e.detail}", err=True)
+        sys.exit(128 + e.signum)
     except ClgraftError as e:
         if debug:
             raise

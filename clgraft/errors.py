@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from types import UnionType
 from typing import Union, get_args, get_origin
 
@@ -13,6 +14,26 @@ class ClgraftError(Exception):
 
 class NonFiniteLoss(ClgraftError):
     """The training loss became NaN or infinite; work finished before it is kept."""
+
+
+class DiskFull(ClgraftError):
+    """A write failed for want of space (disk full, a quota, a file size limit): a sweep stops at the first one rather
+    than fail every cell after it; work finished before it is kept."""
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT asked a sweep to stop; `detail` says what finished and what is left. A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on its way up swallows it; the command exits 128 + the signal."""
+
+    def __init__(self, signum: int, detail: str = ""):
+        super().__init__(signum, detail)
+        self.signum = signum
+        self.detail = detail
+
+    @property
+    def name(self) -> str:
+        """The signal's name, e.g. SIGTERM."""
+        return signal.Signals(self.signum).name
 
 
 def validation_message(where: object, err: Exception, within: str = "") -> str:

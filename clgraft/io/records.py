@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import save
 
 import clgraft
-from clgraft.errors import ClgraftError
+from clgraft.errors import ClgraftError, DiskFull
 from clgraft.io.phases import phase
 
 
@@ -26,6 +27,10 @@ def _umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""The errors of a write that more space would fix: disk full, quota exceeded, file size limit."""
 
 
 def _atomic(path: Path, write) -> None:
@@ -46,7 +51,7 @@ def _atomic(path: Path, write) -> None:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             if isinstance(e, OSError):
-                raise ClgraftError(
+                raise (DiskFull if e.errno in _NO_SPACE else ClgraftError)(
                     f"{path}: cannot write ({e.strerror or e}); free disk space or choose a writable output folder "
                     "(--out / --results) — results finished before are kept"
                 ) from e

@@ -190,6 +190,7 @@ class Runner:
         share: bool = True,
     ):
         self.config = config
+        self.reused = False  # set by run(): the finished record was there already
         self.share = share  # reuse row 0 and fine-tunes from θ₀ across runs (clgraft/training/shared_work.py)
         self.tensorboard = tensorboard
         self.echo = echo
@@ -385,6 +386,7 @@ class Runner:
         remove_stale_temps(self.dir)
         finished, partial = self._existing()
         if finished is not None:
+            self.reused = True
             self.echo(f"{self.dir}: finished run with the same config hash {self.hash}; not recomputed")
             names = [t["name"] for t in finished["tasks"]]
             self.echo(_table(finished["R"], names, finished["metrics"], finished.get("metrics_by_construction")))

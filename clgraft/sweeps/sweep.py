@@ -9,8 +9,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,14 @@ from tqdm.auto import tqdm
 
 from clgraft.config import DEFAULT_MODEL, RunConfig
 from clgraft.data.registry import Registry, task_dirs
-from clgraft.errors import ClgraftError, validation_message
+from clgraft.errors import ClgraftError, DiskFull, Stopped, validation_message
 from clgraft.io.records import config_hash, read_json, write_json
 from clgraft.methods import get_method, parse_method_spec, parse_options
 from clgraft.runs.identity import identity, record_identity
+from clgraft.sweeps.cells import CellArgs, Outcome, attempt, describe
+from clgraft.sweeps.local import run_local
+from clgraft.sweeps.on_ray import run_on_ray, start_ray
+from clgraft.sweeps.stopping import stop_on_signals
 
 
 class _Strict(BaseModel):
@@ -225,27 +228,6 @@ def _is_done(config: RunConfig, done: set[str]) -> bool:
     return config_hash(identity(config)) in done
 
 
-def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, root: str, threads: int) -> dict:
-    """Run (or reuse, or resume) one cell; returns its run record and the folder it is in. Used by every backend."""
-    import torch
-
-    from clgraft.runs.runner import Runner
-
-    torch.set_num_threads(threads)
-    registry = Registry.discover([Path(p) for p in tasks_dir] if tasks_dir else None)
-    runner = Runner(
-        RunConfig(**config),
-        registry,
-        Path(data_dir) if data_dir else None,
-        root=Path(root),
-        progress=False,
-        echo=lambda s: None,
-    )
-    started = time.perf_counter()
-    record = runner.run()
-    return {"dir": runner.dir.name, "record": record, "cell_s": time.perf_counter() - started}
-
-
 def longest_first(cells: list[RunConfig]) -> list[RunConfig]:
     """Cells ordered by estimated cost (the method's relative cost × steps), costliest first: a pool that ends on
     short cells leaves no worker idle for long at the end (longest-processing-time-first scheduling)."""
@@ -268,65 +250,112 @@ def run_sweep(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Run every cell not finished yet; returns timing (sweep wall time vs the cells' own time)."""
+    """Run every cell not finished yet; returns timing (sweep wall time vs the cells' own time).
+
+    A cell whose worker dies is run again a bounded number of times, then reported failed with its reason while the
+    others finish; a sweep with failed cells ends with a one-line error listing them. A full disk stops the sweep.
+    SIGTERM or SIGINT ends every worker and raises Stopped, saying what finished and what is left; the same command
+    resumes."""
     runs = results / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     done = finished_runs(runs)
     todo = longest_first([c for c in cells if not _is_done(c, done)])
+    # torch threads × workers ≤ cores: no oversubscription. From the workers asked for, not the cells left: the
+    # thread count changes losses in their last bits, so a resumed sweep's cells run as an uninterrupted one's would
+    threads = max(1, cores() // workers)
     workers = max(1, min(workers, len(todo) or 1))
-    threads = max(1, cores() // workers)  # torch threads × workers ≤ cores: no oversubscription
     echo(
         f"{len(cells)} cells, {len(cells) - len(todo)} finished already; {len(todo)} to run on {backend} "
         f"({workers} worker(s) × {threads} torch thread(s))"
     )
     args = ([str(p) for p in tasks_dir] if tasks_dir else None, str(data_dir) if data_dir else None, str(runs), threads)
+    tally = _Tally(len(cells), todo)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell", disable=not progress)
-    start, cell_time = time.perf_counter(), 0.0
-    for outcome in _backend(backend, todo, args, workers, address):
-        cell_time += outcome["cell_s"]
-        record = outcome["record"]
-        target = runs / outcome["dir"] / "run.json"
-        if not target.exists():  # a cell that ran on another machine without a shared results folder
-            write_json(target, record)
-        bar.update(1)
-        bar.set_postfix_str(f"{record['method']['name']} {record['stream']['name']} s{record['seed']}", refresh=False)
+    start = time.perf_counter()
+    outcomes = _backend(backend, todo, args, workers, address, echo)
+    with stop_on_signals(), closing(outcomes):
+        try:
+            for outcome in outcomes:
+                tally.add(outcome, runs, echo)
+                bar.update(1)
+        except Stopped as e:
+            bar.close()
+            raise Stopped(e.signum, tally.stopped()) from None
     bar.close()
     wall = time.perf_counter() - start
-    overhead = (wall * workers - cell_time) / cell_time if cell_time else 0.0
+    overhead = (wall * workers - tally.cell_s) / tally.cell_s if tally.cell_s else 0.0
+    reused = f"; {tally.reused} finished meanwhile by another sweep on {results}" if tally.reused else ""
     echo(
-        f"sweep: {len(todo)} cells in {wall:.1f} s (cells' own time {cell_time:.1f} s; overhead {100 * overhead:.1f}%)"
+        f"sweep: {len(todo)} cells in {wall:.1f} s (cells' own time {tally.cell_s:.1f} s; overhead "
+        f"{100 * overhead:.1f}%){reused}"
     )
-    return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "cell_s": cell_time, "overhead": overhead}
+    if tally.failed:
+        raise ClgraftError(tally.failures())
+    return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "cell_s": tally.cell_s, "overhead": overhead}
 
 
-def _backend(backend: str, todo: list[RunConfig], args: tuple, workers: int, address: str | None) -> Iterator[dict]:
+_RESUME = "rerun the same command to resume"
+_LISTED = 5
+"""How many cells a message names before it says 'and N more'."""
+
+
+class _Tally:
+    """What a sweep's cells came to so far (finished, reused, failed, left) and the words it ends with."""
+
+    def __init__(self, total: int, todo: list[RunConfig]):
+        self.total, self.before = total, total - len(todo)
+        self.left = list(todo)
+        self.finished, self.reused, self.cell_s = 0, 0, 0.0
+        self.failed: list[str] = []
+
+    def add(self, outcome: Outcome, runs: Path, echo: Callable[[str], None]) -> None:
+        """Count one cell's outcome. A record that was written on another machine (Ray without a shared results
+        folder) is written here; a failure is printed at once; a full disk stops the sweep."""
+        self.left.remove(outcome.config)
+        if outcome.failure is not None:
+            self.failed.append(f"{describe(outcome.config)}: {outcome.failure}")
+            echo(f"cell failed: {self.failed[-1]}")
+            if outcome.disk_full:
+                raise DiskFull(f"{self.failed[-1]} — the sweep stopped ({self._counts()}); {_RESUME}")
+            return
+        result = outcome.result
+        target = runs / result["dir"] / "run.json"
+        if not target.exists():
+            write_json(target, result["record"])
+        self.finished += 1
+        self.reused += result["reused"]
+        self.cell_s += 0.0 if result["reused"] else result["cell_s"]
+
+    def _counts(self) -> str:
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        return f"finished: {self.before + self.finished} of {self.total} cells{failed}; left: {len(self.left)}"
+
+    def stopped(self) -> str:
+        """What a stopped sweep prints: the counts, the cells left (a few named), and how to resume."""
+        return f"{self._counts()}{_named([describe(c) for c in self.left])} — {_RESUME}"
+
+    def failures(self) -> str:
+        """The one-line error of a sweep whose cells failed: how many, each with its reason."""
+        return (
+            f"{len(self.failed)} of {self.total} cells failed, the others finished: {'; '.join(self.failed[:_LISTED])}"
+            f"{_more(self.failed)} — rerun the same command to run the failed cells again"
+        )
+
+
+def _named(cells: list[str]) -> str:
+    return f" ({', '.join(cells[:_LISTED])}{_more(cells)})" if cells else ""
+
+
+def _more(items: list) -> str:
+    return f" and {len(items) - _LISTED} more" if len(items) > _LISTED else ""
+
+
+def _backend(
+    backend: str, todo: list[RunConfig], args: CellArgs, workers: int, address: str | None, echo: Callable[[str], None]
+) -> Iterator[Outcome]:
+    """The cells' outcomes as they end: as Ray tasks, in worker processes, or one after another in this process."""
     if backend == "ray":
-        yield from _ray(todo, args, address)
-    elif workers == 1:
-        for config in todo:
-            yield run_cell(config.model_dump(), *args)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_cell, c.model_dump(), *args) for c in todo]
-            for future in as_completed(futures):
-                yield future.result()
-
-
-def _ray(todo: list[RunConfig], args: tuple, address: str | None) -> Iterator[dict]:
-    """Cells as Ray tasks, each reserving as many CPUs as it runs torch threads; records come back to the driver."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ClgraftError("--backend ray needs Ray: pip install 'clgraft[ray]'") from e
-    threads = args[-1]
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else cores(), include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=threads)(run_cell)
-    pending = [remote.remote(c.model_dump(), *args) for c in todo]
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        try:
-            yield ray.get(ready[0])
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if isinstance(e.cause, ClgraftError) else ClgraftError(f"a cell failed on Ray: {e.cause}")
-            raise cause from None
+        return run_on_ray(todo, args, start_ray(address, cores()))
+    if workers > 1:
+        return run_local(todo, args, workers, echo)
+    return (attempt(config.model_dump(), args) for config in todo)

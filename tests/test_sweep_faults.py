@@ -1,0 +1,210 @@
+"""What a sweep survives, shown on real processes (docs/guarantees.md): `clgraft sweep` runs as a separate process in
+a session of its own, and the test sends it, or the workers it started, real signals. Every case ends with the
+records of an uninterrupted sweep (R and losses bit for bit) and no process of the sweep left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+CELLS = 3
+STEPS = 60  # a few seconds per cell on two shared cores: a signal lands inside a cell
+
+
+def sweep_file(folder: Path, model: Path, steps: int = STEPS, seeds: int = CELLS) -> Path:
+    """A naive sweep of the tiny stream, one cell per seed."""
+    path = folder / "sweep.yaml"
+    path.write_text(
+        f"sweep: faults\nversion: 1\nmodel: {model}\nstreams: [{{stream: tiny}}]\nmethods: [naive]\n"
+        f"seeds: {list(range(1, seeds + 1))}\nrun: {{steps: {steps}, batch_size: 4, max_length: 32}}\n"
+    )
+    return path
+
+
+def start(sweep: Path, results: Path, *extra: str) -> subprocess.Popen:
+    """`clgraft sweep` in a new session (this interpreter, this PYTHONPATH), its output captured."""
+    command = [sys.executable, "-c", "from clgraft.cli import main; main()", "sweep", str(sweep)]
+    return subprocess.Popen(
+        [*command, "--results", str(results), "--no-progress", *extra],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    """Wait for the driver; (exit code, stdout + stderr)."""
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out + err
+
+
+def session(sid: int) -> list[int]:
+    """The processes alive in session `sid` (the driver, its workers, anything they started), zombies left out."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture()
+def sweeps() -> Iterator[list[subprocess.Popen]]:
+    """The sweeps a test starts; whatever of their sessions is still alive afterwards is killed."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        for pid in session(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+
+def records(results: Path) -> dict[str, dict]:
+    """Each cell's numbers by run folder: R and the training losses."""
+    out = {}
+    for path in sorted((results / "runs").glob("*/run.json")):
+        record = json.loads(path.read_text())
+        out[path.parent.name] = {"R": record["R"], "train_loss": record["train_loss"]}
+    return out
+
+
+def nothing_partial(results: Path) -> None:
+    """Every record a reader can see parses; only hidden temp files may be torn."""
+    for path in results.rglob("*.json"):
+        if not path.name.startswith("."):
+            json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """The sweep file and the records of the sweep run once, uninterrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    sweep = sweep_file(folder, tiny_model_dir)
+    code, output = finish(start(sweep, folder / "results", "--workers", "2"))
+    assert code == 0, output
+    return sweep, records(folder / "results")
+
+
+def inside_a_cell(results: Path) -> Callable[[], bool]:
+    return lambda: any((results / "runs").glob("*/progress.json"))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_driver_stops_every_worker_and_the_rerun_resumes(reference, tmp_path, sweeps, signum, code):
+    """SIGTERM or SIGINT to the driver alone, inside a cell: no process of the sweep keeps running, nothing is half
+    written, the driver says what finished and what is left and exits 128 + the signal; the same command finishes
+    with the records of an uninterrupted sweep."""
+    sweep, whole = reference
+    results = tmp_path / "results"
+    sweeps.append(start(sweep, results, "--workers", "2"))
+    wait_until(inside_a_cell(results), 120, "a cell to start")
+    os.kill(sweeps[0].pid, signum)
+    got, output = finish(sweeps[0], timeout=60)
+    assert got == code, output
+    assert "finished: " in output and "left: " in output and "rerun the same command" in output, output
+    assert "Traceback" not in output, output
+    wait_until(lambda: not session(sweeps[0].pid), 20, "every process of the sweep to exit")
+    nothing_partial(results)
+    assert len(records(results)) < CELLS
+    sweeps.append(start(sweep, results, "--workers", "2"))
+    got, output = finish(sweeps[1])
+    assert got == 0, output
+    assert records(results) == whole
+
+
+def test_a_sigkilled_driver_takes_its_workers_with_it(reference, tmp_path, sweeps):
+    """SIGKILL cannot be handled, but the workers die with the driver (PR_SET_PDEATHSIG) instead of training on."""
+    sweep, _ = reference
+    results = tmp_path / "results"
+    sweeps.append(start(sweep, results, "--workers", "2"))
+    wait_until(inside_a_cell(results), 120, "a cell to start")
+    os.kill(sweeps[0].pid, signal.SIGKILL)
+    sweeps[0].wait()
+    wait_until(lambda: not session(sweeps[0].pid), 20, "the workers to exit")
+    nothing_partial(results)
+
+
+def holders(sid: int, cell: str) -> list[int]:
+    """The processes of session `sid` holding the lock of the run folder whose name contains `cell` (the worker
+    running that cell, local or Ray)."""
+    found = []
+    for pid in session(sid):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if any(cell in link and link.endswith("/.lock") for link in links):
+            found.append(pid)
+    return found
+
+
+def kill_workers(sid: int, cell: str, proc: subprocess.Popen, times: int, inside: Path | None = None) -> int:
+    """SIGKILL the worker running `cell` up to `times` times while the sweep runs (once `inside` exists, if given:
+    mid-cell); returns how many were killed."""
+    killed = 0
+    while killed < times and proc.poll() is None:
+        pids = holders(sid, cell) if inside is None or any(inside.parent.glob(inside.name)) else []
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+            wait_until(lambda pid=pid: pid not in session(sid), 30, "the killed worker to go")
+        time.sleep(0.05)
+    return killed
+
+
+def worker_deaths(reference, tmp_path, sweeps, *backend: str) -> None:
+    """Seed 1's worker is killed whenever it runs, seed 2's once mid-cell: seed 1 fails after its retries with the
+    reason, seeds 2 and 3 finish with the records of an uninterrupted sweep, the sweep exits 2 naming seed 1; a rerun
+    in peace completes the sweep with the same records."""
+    sweep, whole = reference
+    results = tmp_path / "results"
+    sweeps.append(start(sweep, results, *backend))
+    sid = sweeps[0].pid
+    once = threading.Thread(
+        target=kill_workers, args=(sid, "-naive-s2-", sweeps[0], 1, results / "runs" / "*-naive-s2-*" / "progress.json")
+    )
+    once.start()
+    assert kill_workers(sid, "-naive-s1-", sweeps[0], 3) == 3
+    code, output = finish(sweeps[0])
+    once.join()
+    assert code == 2, output
+    assert "1 of 3 cells failed" in output and "naive tiny/default seed 1:" in output, output
+    assert "Traceback" not in output, output
+    kept = records(results)
+    assert sorted(kept) == sorted(k for k in whole if "-s1-" not in k)
+    assert all(kept[k] == whole[k] for k in kept)
+    nothing_partial(results)
+    sweeps.append(start(sweep, results, "--workers", "2"))
+    code, output = finish(sweeps[1])
+    assert code == 0, output
+    assert records(results) == whole
+
+
+def test_a_local_worker_killed_mid_cell_is_retried_then_reported(reference, tmp_path, sweeps):
+    worker_deaths(reference, tmp_path, sweeps, "--workers", "2")
