@@ -208,3 +208,28 @@ def worker_deaths(reference, tmp_path, sweeps, *backend: str) -> None:
 
 def test_a_local_worker_killed_mid_cell_is_retried_then_reported(reference, tmp_path, sweeps):
     worker_deaths(reference, tmp_path, sweeps, "--workers", "2")
+
+
+def test_sigterm_to_a_ray_driver_cancels_its_tasks_and_shuts_ray_down(reference, tmp_path, sweeps):
+    """With a local Ray instance: SIGTERM inside a cell cancels the tasks, ends Ray's processes (raylet, workers) and
+    exits 143 with what is left; the rerun finishes with the records of an uninterrupted sweep."""
+    pytest.importorskip("ray")
+    sweep, whole = reference
+    results = tmp_path / "results"
+    sweeps.append(start(sweep, results, "--backend", "ray", "--workers", "2"))
+    wait_until(inside_a_cell(results), 180, "a cell to start")
+    os.kill(sweeps[0].pid, signal.SIGTERM)
+    code, output = finish(sweeps[0], timeout=90)
+    assert code == 143, output
+    assert "finished: " in output and "left: " in output and "Traceback" not in output, output
+    wait_until(lambda: not session(sweeps[0].pid), 60, "every Ray process of the sweep to exit")
+    nothing_partial(results)
+    sweeps.append(start(sweep, results, "--workers", "2"))
+    code, output = finish(sweeps[1])
+    assert code == 0, output
+    assert records(results) == whole
+
+
+def test_a_ray_worker_killed_mid_cell_is_retried_then_reported(reference, tmp_path, sweeps):
+    pytest.importorskip("ray")
+    worker_deaths(reference, tmp_path, sweeps, "--backend", "ray", "--workers", "2")

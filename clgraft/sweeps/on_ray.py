@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
 from clgraft.sweeps.cells import RETRIES, CellArgs, Outcome, attempt
+from clgraft.sweeps.stopping import deferred
 
 _POLL_S = 1.0
-"""How long the driver waits on Ray at a time: a signal is handled between waits, not inside one."""
+"""How long the driver waits on Ray at a time: a signal is acted on when a wait returns."""
 
 
 def start_ray(address: str | None, cores: int) -> bool:
@@ -37,14 +38,19 @@ def run_on_ray(todo: list[RunConfig], args: CellArgs, started: bool, retries: in
     import ray
 
     remote = ray.remote(num_cpus=args[-1], max_retries=retries)(attempt)
-    pending = {remote.remote(config.model_dump(), args): config for config in todo}
+    pending: dict = {}
     try:
+        with deferred():
+            for config in todo:
+                pending[remote.remote(config.model_dump(), args)] = config
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
+            with deferred():
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
             for ref in ready:
                 config = pending.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    with deferred():
+                        outcome = ray.get(ref)
                 except ray.exceptions.WorkerCrashedError:
                     outcome = Outcome(config, failure=f"its Ray worker died, {retries + 1} times")
                 except ray.exceptions.RayError as e:

@@ -13,13 +13,32 @@ from clgraft.errors import Stopped
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+_deferred: list[int | None] = []
+"""While a `deferred()` block runs: one entry, the signal that arrived in it (None until one does)."""
+
 
 def _stop(signum: int, frame: object) -> None:
     """The handler: ignore further signals (the sweep is already winding down; a second Ctrl-C must not cut the
-    ending of its workers short), then raise Stopped."""
+    ending of its workers short), then raise Stopped — or, inside a `deferred()` block, note it for the block's end."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+    if _deferred:
+        _deferred[0] = signum
+        return
     raise Stopped(signum)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Around a call into native code that checks for signals itself and breaks when a handler raises inside it
+    (Ray's `ray.wait` turns the exception into a SystemError): a signal is raised as Stopped when the call returns."""
+    _deferred.append(None)
+    try:
+        yield
+    finally:
+        signum = _deferred.pop()
+    if signum is not None:
+        raise Stopped(signum)
 
 
 @contextmanager
