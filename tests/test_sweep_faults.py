@@ -233,3 +233,34 @@ def test_sigterm_to_a_ray_driver_cancels_its_tasks_and_shuts_ray_down(reference,
 def test_a_ray_worker_killed_mid_cell_is_retried_then_reported(reference, tmp_path, sweeps):
     pytest.importorskip("ray")
     worker_deaths(reference, tmp_path, sweeps, "--backend", "ray", "--workers", "2")
+
+
+def clgraft(*args: str) -> tuple[int, str, str]:
+    """Any `clgraft` command as a separate process; (exit code, stdout, stderr)."""
+    command = [sys.executable, "-c", "from clgraft.cli import main; main()", *args]
+    done = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    return done.returncode, done.stdout, done.stderr
+
+
+def ran_here(output: str) -> int:
+    """How many cells a sweep ran itself: the cells it set out to run, less those another sweep finished meanwhile."""
+    import re
+
+    todo = int(re.search(r"sweep: (\d+) cells in", output).group(1))
+    reused = re.search(r"(\d+) of them finished meanwhile by another sweep", output)
+    return todo - (int(reused.group(1)) if reused else 0)
+
+
+def test_two_sweeps_on_one_results_folder_run_each_cell_once(reference, tmp_path, sweeps):
+    """The same sweep started twice on one results folder: between them each cell runs once (the run folder's lock),
+    both end with the records of one uninterrupted sweep, and the leaderboard counts each seed once."""
+    sweep, whole = reference
+    results = tmp_path / "results"
+    sweeps.extend(start(sweep, results, "--workers", "2") for _ in "ab")
+    outputs = [finish(proc) for proc in sweeps]
+    assert [code for code, _ in outputs] == [0, 0], outputs
+    assert sum(ran_here(output) for _, output in outputs) == CELLS, outputs
+    assert records(results) == whole
+    code, table, warnings = clgraft("leaderboard", "--results", str(results), "--format", "json")
+    assert code == 0 and "counted once" not in warnings, warnings
+    assert [row["n"] for row in json.loads(table)["rows"]] == [CELLS]

@@ -284,7 +284,7 @@ def run_sweep(
     bar.close()
     wall = time.perf_counter() - start
     overhead = (wall * workers - tally.cell_s) / tally.cell_s if tally.cell_s else 0.0
-    reused = f"; {tally.reused} finished meanwhile by another sweep on {results}" if tally.reused else ""
+    reused = f"; {tally.reused} of them finished meanwhile by another sweep on {results}" if tally.reused else ""
     echo(
         f"sweep: {len(todo)} cells in {wall:.1f} s (cells' own time {tally.cell_s:.1f} s; overhead "
         f"{100 * overhead:.1f}%){reused}"
