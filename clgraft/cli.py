@@ -728,17 +728,16 @@ def leaderboard(
     cite; the id column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever the sort).
     Rows that share stream, order, method and options say in `setting` what tells them apart (e.g. head=shared,
     steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from each run's
-    predictions.npz and checked against its record first. The header says how many cells of each sweep run into
-    RESULTS are finished ("k of n cells") until the sweep is complete."""
+    predictions.npz and checked against its record first (a record whose R differs stops the leaderboard). The header
+    says how many cells of each sweep run into RESULTS are finished ("k of n cells") until the sweep is complete, and
+    names any record skipped as unreadable (truncated, from a newer clgraft, edited out of shape) with what is wrong."""
     from clgraft.io.records import write_text
-    from clgraft.results.leaderboard import header, load_records, render, summarize, verify_predictions
+    from clgraft.results.leaderboard import load, render, summarize, title, verify_predictions
     from clgraft.sweeps.sweep import sweep_progress
 
-    verified, total = verify_predictions(results)
-    records = load_records(results)
-    progress = "".join(f"\n\n**{line}.**" for line in sweep_progress(results))
-    title = f"{header(records)} R of {verified} of {total} runs recomputed from their kept predictions.{progress}"
-    text = render(summarize(records, sort_by=sort, ascending=ascending), fmt, title)
+    found, skipped = load(results)
+    heading = title(found, verify_predictions(found), skipped, sweep_progress(results))
+    text = render(summarize(list(found.values()), sort_by=sort, ascending=ascending), fmt, heading)
     if out is not None:
         write_text(out, text)
     typer.echo(text)
@@ -753,12 +752,14 @@ def report(
     folder, ACC and forgetting per method and stream."""
     from clgraft.results.leaderboard import load_records
     from clgraft.results.report import report_results, report_run
+    from clgraft.results.run_records import check_record
 
     if (run_dir is None) == (results is None):
         raise ClgraftError("give a RUN_DIR or --results DIR (one of the two)")
     if run_dir is not None:
         if not (run_dir / "run.json").is_file():
             raise ClgraftError(f"{run_dir} holds no finished run (no run.json)")
+        check_record(run_dir / "run.json")
         paths = report_run(run_dir)
     else:
         paths = report_results(results, load_records(results))

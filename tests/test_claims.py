@@ -263,12 +263,12 @@ def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_fu
         v is None
         for v in [
             STATISTICS["critical_layers_of_full"].read(r, critical.evidence)
-            for r in seed_records(tmp_path, critical).values()
+            for r in seed_records(tmp_path, critical)[0].values()
         ]
     )
     run_claim(tmp_path, critical, None, lambda s: None, progress=False)  # closeness again, now with k = 1
     measured = measure(tmp_path, critical)
-    for seed, records in seed_records(tmp_path, critical).items():
+    for seed, records in seed_records(tmp_path, critical)[0].items():
         ((record, _),) = records.values()
         tasks = [t for k, t in record["analysis"]["closeness"].items() if k != "details"]
         shares = [t["critical_layers"]["of_full"] for t in tasks]

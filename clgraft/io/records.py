@@ -29,6 +29,9 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+RECORD_FORMAT = 1
+"""The run.json format this clgraft writes (its `format` key); a reader refuses a record of a newer one."""
+
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 """The errors of a write that more space would fix: disk full, quota exceeded, file size limit."""
 

@@ -26,6 +26,7 @@ from clgraft.data.registry import Registry, Task
 from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.io.phases import phase, spent_since, totals
 from clgraft.io.records import (
+    RECORD_FORMAT,
     config_hash,
     hardware,
     read_json,
@@ -540,7 +541,7 @@ class Runner:
     def _record(self, R: list, losses: list[list[float]], wall: float, method_report: dict) -> dict:
         blocks = set(block_parameter_names(self.backbone.model))
         record = {
-            "format": 1,
+            "format": RECORD_FORMAT,
             "stream": {
                 "name": self.stream.stream,
                 "version": self.stream.version,

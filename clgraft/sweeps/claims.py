@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from clgraft.data.registry import builtin_tasks_dir
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.io.records import read_json
 from clgraft.metrics.seeds import confidence_interval
+from clgraft.results.run_records import Skipped, read_records, readable_record, skipped_note
 from clgraft.runs.identity import identity, record_identity
 
 MIN_SEEDS = 3
@@ -339,17 +340,19 @@ def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
     return record_identity(record) == identity(_config(evidence, method, seed), evidence.test_subset)
 
 
-def seed_records(results: Path, claim: Claim) -> dict[int, dict[str, tuple[dict, Path]]]:
-    """The finished records of each seed of the claim, by method (seeds missing a method are left out)."""
+def seed_records(results: Path, claim: Claim) -> tuple[dict[int, dict[str, tuple[dict, Path]]], list[Skipped]]:
+    """The finished records of each seed of the claim, by method (seeds missing a method are left out), and the
+    records of its folder skipped as unreadable (not JSON, a newer format: clgraft/results/run_records.py), with
+    why."""
     evidence = claim.evidence
     found: dict[int, dict[str, tuple[dict, Path]]] = {}
-    for path in sorted(claim_runs_dir(results, claim).glob("*/run.json")):
-        record = read_json(path)
+    records, skipped = read_records(claim_runs_dir(results, claim), check=readable_record)
+    for folder, record in records.items():
         for method in evidence.methods:
             for seed in evidence.seeds:
                 if _matches(record, evidence, method, seed):
-                    found.setdefault(seed, {})[method] = (record, path.parent)
-    return {s: r for s, r in found.items() if len(r) == len(evidence.methods)}
+                    found.setdefault(seed, {})[method] = (record, folder)
+    return {s: r for s, r in found.items() if len(r) == len(evidence.methods)}, skipped
 
 
 @dataclass
@@ -363,6 +366,8 @@ class Measured:
     verdict: str
     why: str
     setting: str
+    skipped: list[Skipped] = field(default_factory=list)
+    """Records in the claim's folder left out as unreadable, with why."""
 
 
 def verdict(claim: Claim, low: float, high: float, n: int) -> tuple[str, str]:
@@ -403,7 +408,12 @@ def measure(results: Path, claim: Claim) -> Measured:
     """The claim's number per seed from its records, the mean, its 95% interval and the verdict."""
     if claim.needs is not None and claim.evidence is None:
         return Measured({}, None, None, None, "needs " + claim.needs, "not testable in clgraft yet", "")
-    records = seed_records(results, claim)
+    records, skipped = seed_records(results, claim)
+    return replace(_measured(claim, records), skipped=skipped)
+
+
+def _measured(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> Measured:
+    """measure() from the claim's records by seed."""
     statistic = STATISTICS[claim.evidence.statistic]
     values = {s: v for s, r in sorted(records.items()) if (v := statistic.read(r, claim.evidence)) is not None}
     setting = _setting(claim, records)
@@ -484,6 +494,12 @@ def _measured_text(m: Measured) -> str:
     return f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
 
 
+def _skipped_lines(measured: list[tuple[Claim, Measured]]) -> list[str]:
+    """The report's line on records skipped as unreadable (each once, though claims share folders), if any."""
+    skipped = list({str(s.path): s for _, m in measured for s in m.skipped}.values())
+    return [f"**{skipped_note(skipped)}**", ""] if skipped else []
+
+
 def report(results: Path, claims: list[Claim]) -> str:
     """RESULTS/CLAIMS.md: a summary table, then per claim its statement, setting, values per seed and verdict."""
     measured = [(c, measure(results, c)) for c in claims]
@@ -494,6 +510,7 @@ def report(results: Path, claims: list[Claim]) -> str:
         "mean over seeds [95% Student-t interval]. A verdict needs the whole interval on one side of the paper's",
         "threshold and at least 3 seeds.",
         "",
+        *_skipped_lines(measured),
         "| claim | paper | expected | measured | n | verdict |",
         "|---|---|---|---|---|---|",
     ]
