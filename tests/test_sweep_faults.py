@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -30,9 +31,12 @@ def sweep_file(folder: Path, model: Path, steps: int = STEPS, seeds: int = CELLS
     return path
 
 
-def start(sweep: Path, results: Path, *extra: str) -> subprocess.Popen:
-    """`clgraft sweep` in a new session (this interpreter, this PYTHONPATH), its output captured."""
+def start(sweep: Path, results: Path, *extra: str, largest_file: int | None = None) -> subprocess.Popen:
+    """`clgraft sweep` in a new session (this interpreter, this PYTHONPATH), its output captured; with
+    `largest_file`, the driver and its workers cannot write a file larger than that many bytes (RLIMIT_FSIZE: a
+    write past it fails with EFBIG, as a full disk fails with ENOSPC)."""
     command = [sys.executable, "-c", "from clgraft.cli import main; main()", "sweep", str(sweep)]
+    limit = None if largest_file is None else lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (largest_file,) * 2)
     return subprocess.Popen(
         [*command, "--results", str(results), "--no-progress", *extra],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -40,6 +44,7 @@ def start(sweep: Path, results: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=limit,
     )
 
 
@@ -264,3 +269,25 @@ def test_two_sweeps_on_one_results_folder_run_each_cell_once(reference, tmp_path
     code, table, warnings = clgraft("leaderboard", "--results", str(results), "--format", "json")
     assert code == 0 and "counted once" not in warnings, warnings
     assert [row["n"] for row in json.loads(table)["rows"]] == [CELLS]
+
+
+def test_a_full_disk_fails_the_cell_cleanly_stops_the_sweep_and_the_rerun_resumes(reference, tmp_path, sweeps):
+    """No room for a weights file: the cell fails with the reason, the sweep stops at once with one line saying what
+    is left and exits 2, no partial file is visible, no temp file is left; with room again the same command finishes
+    with the records of an uninterrupted sweep."""
+    sweep, whole = reference
+    results = tmp_path / "results"
+    sweeps.append(start(sweep, results, "--workers", "2", largest_file=256 * 1024))
+    code, output = finish(sweeps[0])
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("clgraft: error: ")]
+    assert len(error) == 1 and "Traceback" not in output, output
+    assert "File too large" in error[0] and "free disk space" in error[0] and "the sweep stopped" in error[0], error
+    assert "rerun the same command to resume" in error[0], error
+    wait_until(lambda: not session(sweeps[0].pid), 20, "every process of the sweep to exit")
+    nothing_partial(results)
+    assert not list(results.rglob(".*.tmp")) and not records(results)
+    sweeps.append(start(sweep, results, "--workers", "2"))
+    code, output = finish(sweeps[1])
+    assert code == 0, output
+    assert records(results) == whole
