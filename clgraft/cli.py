@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -180,37 +181,48 @@ def data_list(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir
 
 @data_app.command("verify")
 def data_verify(names: Names = None, tasks_dir: TasksDir = None, data_dir: DataDir = None) -> None:
-    """Check the sha256 of every data file present; exit 2 if one differs from the manifest."""
+    """Check the sha256 of the data files of the streams or tasks named (default: the whole data pack); exit 2 if
+    one differs from the manifest or is missing."""
     from clgraft.data.datapack import files_for, manifest, status
 
     root, known = _target_dir(data_dir), manifest()
-    paths = sorted({p for ps in files_for(_registry(tasks_dir), names or []).values() for p in ps if p in known})
+    wanted = files_for(_registry(tasks_dir), names).values() if names else [known]
+    paths = sorted({p for ps in wanted for p in ps if p in known})
     states = {p: status(root, p, known) for p in paths}
     changed = [p for p, s in states.items() if s == "changed"]
-    present = sum(s == "ok" for s in states.values())
-    typer.echo(f"{root}: {present} files ok, {len(changed)} changed, {len(paths) - present - len(changed)} missing")
+    missing = [p for p, s in states.items() if s == "missing"]
+    typer.echo(
+        f"{root}: {len(paths) - len(changed) - len(missing)} files ok, {len(changed)} changed, {len(missing)} missing"
+    )
     if changed:
         raise ClgraftError(f"{root / changed[0]}: checksum differs from the manifest; `clgraft data fetch` restores it")
+    if missing:
+        which = " ".join(names) if names else "--all"
+        raise ClgraftError(
+            f"{root / missing[0]}: missing ({len(missing)} file(s) in all); `clgraft data fetch {which} --data-dir "
+            f"{root}` gets them"
+        )
 
 
 @data_app.command("fetch")
 def data_fetch(
     names: Names = None,
-    all_: Annotated[bool, _opt("every task's files", "--all")] = False,
+    all_: Annotated[bool, _opt("the whole data pack: every shipped task's files and sentence-full/", "--all")] = False,
     mirror: Annotated[
         str | None, _opt("a URL or folder laid out like the data directory, instead of the public sources")
     ] = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Download the data files of streams or tasks (or --all) from their public sources, each checked against
-    its sha256 before it is moved into place; files already there and intact are kept (a rerun resumes)."""
+    """Download the data files of streams or tasks (or the whole pack, --all) from their public sources, each checked
+    against its sha256 before it is moved into place; files already there and intact are kept (a rerun resumes, and
+    removes what a killed fetch left), and DIR/MANIFEST.sha256 lists the pack files present."""
     from clgraft.data.datapack import fetch, files_for, manifest
 
     if not names and not all_:
         raise ClgraftError("name streams or tasks to fetch (clgraft tasks list), or pass --all")
     root, known = _target_dir(data_dir), manifest()
-    paths = [p for ps in files_for(_registry(tasks_dir), names or []).values() for p in ps]
+    paths = list(known) if all_ else [p for ps in files_for(_registry(tasks_dir), names or []).values() for p in ps]
     if unknown := sorted({p for p in paths if p not in known}):
         raise ClgraftError(f"{unknown[0]}: no public source is known for this file; put it under {root} yourself")
     from tqdm.auto import tqdm
@@ -959,6 +971,12 @@ def _parse_opts(pairs: list[str]) -> dict:
     return parse_option_pairs(pairs, "--opt")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler, `kill`): unwind like Ctrl-C, so that temp files are removed and locks released on the
+    way out; a sweep handles it itself (clgraft/sweeps/stopping.py), ending its workers first."""
+    raise Stopped(signum)
+
+
 def main() -> None:
     """Entry point: one line on stderr instead of a traceback (shown with --debug).
 
@@ -967,6 +985,7 @@ def main() -> None:
     what finished and what is left), 1 for anything unexpected.
     """
     debug = "--debug" in sys.argv
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except SystemExit as e:
@@ -977,7 +996,8 @@ def main() -> None:
             )
         raise
     except Stopped as e:
-        typer.echo(f"clgraft: stopped by {e.name}; {e.detail}", err=True)
+        detail = e.detail or "everything finished so far is saved — rerun the same command to resume"
+        typer.echo(f"clgraft: stopped by {e.name}; {detail}", err=True)
         sys.exit(128 + e.signum)
     except ClgraftError as e:
         if debug:

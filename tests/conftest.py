@@ -8,19 +8,50 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("CLGRAFT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pack_problem(folder: Path) -> str | None:
+    """Why `folder` is not a whole data pack (no MANIFEST.sha256, or pack files missing), or None when it is one."""
+    from clgraft.data.datapack import CHECKSUMS, manifest
+
+    if not (folder / CHECKSUMS).is_file():
+        return f"no {CHECKSUMS} in {folder}"
+    missing = [rel for rel in manifest() if not (folder / rel).is_file()]
+    return f"{len(missing)} pack files missing from {folder}, e.g. {missing[0]}" if missing else None
+
+
+def _pack_candidates() -> list[Path]:
+    """Where a data pack may be, in order: CLGRAFT_SHARED_DATA, ../shared/data next to the checkout, then where
+    `clgraft data fetch --all` puts one (CLGRAFT_DATA_DIR, else ~/.cache/clgraft/data)."""
+    from clgraft.data.loading import DATA_DIR_ENV, default_data_dir
+
+    if os.environ.get("CLGRAFT_SHARED_DATA"):
+        return [Path(os.environ["CLGRAFT_SHARED_DATA"])]
+    fetched = Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else default_data_dir()
+    return [REPO.parent / "shared" / "data", fetched]
+
+
+CANDIDATES = _pack_candidates()
+"""Found before the tests change the environment (the autouse fixture below points the cache elsewhere)."""
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The data pack (../shared/data next to the checkout, or CLGRAFT_SHARED_DATA): its tests are skipped where it
-    is absent, unless CLGRAFT_REQUIRE_DATA=1 (CI sets it where the pack is present, so they cannot skip there)."""
-    if not (SHARED_DATA / "MANIFEST.sha256").is_file():
-        message = f"data pack not found at {SHARED_DATA} (set CLGRAFT_SHARED_DATA to the pack's folder)"
-        if os.environ.get("CLGRAFT_REQUIRE_DATA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return SHARED_DATA
+    """The data pack (the first whole one of _pack_candidates): its tests are skipped where there is none, with what
+    is missing and how to get it, unless CLGRAFT_REQUIRE_DATA=1 (CI sets it where the pack is present, so they cannot
+    skip there)."""
+    problems = []
+    for folder in CANDIDATES:
+        if (problem := pack_problem(folder)) is None:
+            return folder
+        problems.append(problem)
+    message = (
+        f"no whole data pack: {'; '.join(problems)} — run `clgraft data fetch --all` (add --data-dir DIR and set "
+        "CLGRAFT_SHARED_DATA=DIR for another folder) to run these tests"
+    )
+    if os.environ.get("CLGRAFT_REQUIRE_DATA") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
+
+from filelock import FileLock
 
 from clgraft.data.registry import Registry, Stream, Task
 from clgraft.errors import ClgraftError
@@ -95,6 +98,7 @@ class Entry:
         return SOURCES[self.path.split("/", 1)[0]]
 
 
+@cache
 def manifest() -> dict[str, Entry]:
     """Every known data file, by path relative to the data directory."""
     text = resources.files("clgraft.data").joinpath("datapack.tsv").read_text()
@@ -187,6 +191,10 @@ def _download(url: str, target: Path, entry: Entry) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+CHECKSUMS = "MANIFEST.sha256"
+"""The data directory's list of the expected sha256 of each pack file present (`sha256sum -c MANIFEST.sha256`)."""
+
+
 def fetch(
     root: Path,
     paths: Iterable[str],
@@ -195,20 +203,49 @@ def fetch(
     progress: Callable[[str, str], None] = lambda path, state: None,
 ) -> dict[str, int]:
     """Bring every path into `root` from its public source (or from `mirror`, a URL or folder laid out like the
-    data directory), skipping files already there with the right checksum. Returns counts by outcome."""
+    data directory), skipping files already there with the right checksum, then write MANIFEST.sha256. One fetch
+    at a time per data directory (a file lock), so the temp files that a killed fetch left beside its targets can be
+    removed. Returns counts by outcome."""
     known = manifest() if known is None else known
     wanted = sorted(set(paths))
     if unknown := [p for p in wanted if p not in known]:
         raise ClgraftError(f"{unknown[0]}: not a file clgraft knows a source for; put it under the data directory")
     counts = {"fetched": 0, "present": 0}
-    for rel in wanted:
-        target = root / rel
-        if target.is_file() and sha256_of(target) == known[rel].sha256:
-            counts["present"] += 1
-            progress(rel, "present")
-            continue
-        url = f"{mirror.rstrip('/')}/{rel}" if mirror else known[rel].source.url(rel)
-        _download(url, target, known[rel])
-        counts["fetched"] += 1
-        progress(rel, "fetched")
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".fetch.lock")):
+        for rel in wanted:
+            target = root / rel
+            _remove_stale_temps(target)
+            if target.is_file() and sha256_of(target) == known[rel].sha256:
+                counts["present"] += 1
+                progress(rel, "present")
+                continue
+            url = f"{mirror.rstrip('/')}/{rel}" if mirror else known[rel].source.url(rel)
+            _download(url, target, known[rel])
+            counts["fetched"] += 1
+            progress(rel, "fetched")
+        _write_checksums(root, known)
     return counts
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete the temp files of downloads of `target` that a killed fetch left (SIGKILL, SIGTERM to a library
+    caller): only call it holding the data directory's fetch lock, so that no live download's file is removed."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _write_checksums(root: Path, known: dict[str, Entry]) -> None:
+    """MANIFEST.sha256 in `root`: the manifest's sha256 of every pack file present with its size, in `sha256sum`'s
+    format, so that the data directory can be checked without clgraft and the tests find a pack (tests/conftest.py)."""
+    from clgraft.io.records import write_text
+
+    there = [e for e in known.values() if (root / e.path).is_file() and (root / e.path).stat().st_size == e.size]
+    write_text(root / CHECKSUMS, "".join(f"{e.sha256}  ./{e.path}\n" for e in sorted(there, key=lambda e: e.path)))
+
+
+def changed_from_pack(checksums: dict[str, str], known: dict[str, Entry] | None = None) -> list[str]:
+    """The files among `checksums` (data-directory path → sha256 as read) that the data pack lists with another
+    sha256: edited by hand, or another version of the file."""
+    known = manifest() if known is None else known
+    return [rel for rel, sha in checksums.items() if rel in known and known[rel].sha256 != sha]

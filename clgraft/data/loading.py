@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,6 +234,41 @@ def _hub_splits(task: Task, seed: int | None) -> tuple[dict[str, Split], dict[st
     return splits, fingerprints
 
 
+ALLOW_CHANGED_DATA_ENV = "CLGRAFT_ALLOW_CHANGED_DATA"
+"""Set to 1 to train on data-pack files whose sha256 differs from the pack's (the run records their checksums)."""
+
+
+def _check_against_pack(task: Task, root: Path, checksums: dict[str, str]) -> None:
+    """Refuse a data-pack file whose bytes are not the pack's (edited by hand, another version): its numbers would
+    not be the benchmark's, and only run.json's sha256 would show it. With CLGRAFT_ALLOW_CHANGED_DATA=1 the run goes
+    on, with a warning on stderr naming each such file."""
+    from clgraft.data.datapack import changed_from_pack
+
+    changed = changed_from_pack(checksums)
+    if not changed:
+        return
+    what = f"{root / changed[0]}" + (f" and {len(changed) - 1} more file(s)" if len(changed) > 1 else "")
+    if os.environ.get(ALLOW_CHANGED_DATA_ENV) != "1":
+        raise ClgraftError(
+            f"task {task.task}: {what} differ(s) from the data pack (sha256 {checksums[changed[0]][:12]}…, the pack's "
+            f"{_pack_sha(changed[0])}…): edited or another version, so the numbers would not be the benchmark's; "
+            f"`clgraft data fetch {task.task}` restores it, or set {ALLOW_CHANGED_DATA_ENV}=1 to train on it anyway"
+        )
+    for rel in changed:
+        print(
+            f"clgraft: WARNING: {root / rel} differs from the data pack (sha256 {checksums[rel][:12]}…, the pack's "
+            f"{_pack_sha(rel)}…); training on it because {ALLOW_CHANGED_DATA_ENV}=1 — its numbers are not the "
+            "benchmark's",
+            file=sys.stderr,
+        )
+
+
+def _pack_sha(rel: str) -> str:
+    from clgraft.data.datapack import manifest
+
+    return manifest()[rel].sha256[:12]
+
+
 def load_task(task: Task, data_dir: Path | None, seed: int | None = None) -> TaskData:
     """All three splits of a task; the data seed picks the k-shot split where the task ships several."""
     data_seed = task.data_seed_for(seed)
@@ -250,6 +286,8 @@ def load_task(task: Task, data_dir: Path | None, seed: int | None = None) -> Tas
         else:
             root = data_dir
         splits, sums = _local_splits(task, root, data_seed)
+        if src.kind == "local":
+            _check_against_pack(task, root, sums)
     if src.kshot:
         pool = splits.pop(src.kshot.pool)
         k_seed = src.kshot.seed if src.kshot.seed is not None else (data_seed if data_seed is not None else 42)
