@@ -793,8 +793,13 @@ def cite(
     if (row is None) == (not all_rows):
         raise ClgraftError("give a ROW (a row id from `clgraft leaderboard` or a method name) or --all")
     if row is not None and not is_row_id(row):
-        from clgraft.methods import get_method, resolve
+        from clgraft.methods import ALIASES, METHODS, get_method, resolve
 
+        if row not in METHODS and row not in ALIASES:
+            raise ClgraftError(
+                f"'{row}' is neither a leaderboard row id (the hex digits of the id column of `clgraft leaderboard "
+                f"--results {results}`) nor a method; methods: {', '.join([*METHODS, *ALIASES])}"
+            )
         method, options = resolve(row, {})
         typer.echo(bibtex([*get_method(method).citations(options), "clgraft"]))
         return
@@ -984,17 +989,22 @@ def main() -> None:
     cells are kept; the same command resumes), 128 + the signal for a sweep stopped by SIGTERM or SIGINT (it says
     what finished and what is left), 1 for anything unexpected.
     """
+    from typer.exceptions import Abort, TyperException
+
     debug = "--debug" in sys.argv
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        app()
-    except SystemExit as e:
-        if e.code == 130:  # typer turns Ctrl-C into exit code 130 without a word
-            typer.echo(
-                "clgraft: interrupted; everything finished so far is saved — rerun the same command to resume",
-                err=True,
-            )
-        raise
+        code = app(standalone_mode=False)  # usage errors come here rather than as typer's framed box
+    except TyperException as e:  # typer's own click's usage errors (a missing argument, an unknown command)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `clgraft` or `clgraft tasks` alone: the help
+            e.show()
+            sys.exit(2)
+        where = getattr(getattr(e, "ctx", None), "command_path", None) or "clgraft"
+        typer.echo(f"clgraft: error: {e.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(2)
+    except Abort:
+        typer.echo("clgraft: aborted", err=True)
+        sys.exit(1)
     except Stopped as e:
         detail = e.detail or "everything finished so far is saved — rerun the same command to resume"
         typer.echo(f"clgraft: stopped by {e.name}; {detail}", err=True)
@@ -1022,6 +1032,12 @@ def main() -> None:
             f"clgraft: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)", err=True
         )
         sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C into exit code 130 without a word
+        typer.echo(
+            "clgraft: interrupted; everything finished so far is saved — rerun the same command to resume", err=True
+        )
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
