@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -976,6 +977,13 @@ def _parse_opts(pairs: list[str]) -> dict:
     return parse_option_pairs(pairs, "--opt")
 
 
+def one_line(text: str) -> str:
+    """A message on one line whatever it quotes: line breaks (and the indentation after them, as in YAML's errors)
+    become one space, other control characters their escapes (a key or a value may hold any character)."""
+    joined = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in joined)
+
+
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM (a scheduler, `kill`): unwind like Ctrl-C, so that temp files are removed and locks released on the
     way out; a sweep handles it itself (clgraft/sweeps/stopping.py), ending its workers first."""
@@ -1000,7 +1008,7 @@ def main() -> None:
             e.show()
             sys.exit(2)
         where = getattr(getattr(e, "ctx", None), "command_path", None) or "clgraft"
-        typer.echo(f"clgraft: error: {e.format_message()} (see `{where} --help`)", err=True)
+        typer.echo(f"clgraft: error: {one_line(e.format_message())} (see `{where} --help`)", err=True)
         sys.exit(2)
     except Abort:
         typer.echo("clgraft: aborted", err=True)
@@ -1012,15 +1020,15 @@ def main() -> None:
     except ClgraftError as e:
         if debug:
             raise
-        typer.echo(f"clgraft: error: {e}", err=True)
+        typer.echo(f"clgraft: error: {one_line(str(e))}", err=True)
         sys.exit(2)
     except OSError as e:  # a folder that cannot be created or written, a file that cannot be read
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(
-            f"clgraft: error: {where}{e.strerror or e}; check the path and its permissions or free disk space "
-            "(results finished before are kept)",
+            f"clgraft: error: {one_line(where + str(e.strerror or e))}; check the path and its permissions or free "
+            "disk space (results finished before are kept)",
             err=True,
         )
         sys.exit(2)
@@ -1029,7 +1037,8 @@ def main() -> None:
             raise
         first = str(e).splitlines()[0] if str(e) else ""
         typer.echo(
-            f"clgraft: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)", err=True
+            f"clgraft: internal error: {type(e).__name__}: {one_line(first)} (rerun with --debug for the traceback)",
+            err=True,
         )
         sys.exit(1)
     if code == 130:  # typer turns Ctrl-C into exit code 130 without a word

@@ -136,7 +136,15 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
 
 
 def _rows(path: Path, fmt: str, src: Source) -> list[tuple[tuple[str, ...], str]]:
-    """(texts, raw label) pairs for one file of a local format."""
+    """(texts, raw label) pairs for one file of a local format; a file the csv module cannot parse (a NUL byte, a
+    stray carriage return inside a field) is a one-line error naming it."""
+    try:
+        return _parse(path, fmt, src)
+    except csv.Error as e:
+        raise ClgraftError(f"{path}: not a valid {fmt} file ({e})") from e
+
+
+def _parse(path: Path, fmt: str, src: Source) -> list[tuple[tuple[str, ...], str]]:
     text = _read_text(path, src.encoding)
     if fmt == "glue-tsv":
         reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.io.records import RECORD_FORMAT, read_json
+from clgraft.runs.identity import record_identity
 
 LISTED = 5
 """How many skipped records a header names before it says 'and N more'."""
@@ -31,37 +32,70 @@ class Skipped:
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class _Stream(_Open):
     name: str
     version: int
     order: str
+    citation: str | None = None
+
+
+class _Report(_Open):
+    examples_seen_per_task: list[float] | None = None
+    extra_bytes_per_task: float = 0
 
 
 class _Method(_Open):
     name: str
     options: dict
+    revision: int = 1
+    report: _Report = _Report()
+
+
+class _Task(_Open):
+    name: str
+    version: int
+    citation: str | None = None
+    checksums: dict[str, str] = {}
+
+
+class _Metrics(_Open):
+    acc: float | None
+    bwt: float | None
+    forgetting: float | None
+    fwt: float | None
+    la: float | None
 
 
 class _Model(_Open):
     sha256: str
 
 
+class _Versions(_Open):
+    clgraft: str | None = None
+    git_commit: str | None = None
+
+
 class _Record(_Open):
-    """What the readers of a record use; anything else a record holds is left alone."""
+    """What the readers of a record use, with the types they use it as; anything else a record holds is left
+    alone."""
 
     format: int
     stream: _Stream
     method: _Method
-    tasks: list[dict] = Field(min_length=1)
+    tasks: list[_Task] = Field(min_length=1)
     config: dict
     R: list[list[float | None] | None]
-    metrics: dict[str, float | None]
+    metrics: _Metrics
+    metrics_by_construction: dict = {}
+    test_subset: str | None = None
     seed: int
     model: _Model
     wall_s: float
+    versions: _Versions = _Versions()
+    hardware: dict = {}
 
 
 def readable_record(path: Path) -> dict:
@@ -97,6 +131,7 @@ def check_record(path: Path) -> dict:
         raise ClgraftError(f"{path}: key 'R': not {tasks + 1} rows of {tasks} entries (one per task); it was edited")
     try:
         parse_options(get_method(shape.method.name), shape.method.options)
+        record_identity(record)
     except ClgraftError as e:
         raise ClgraftError(f"{path}: {e}") from None
     return record

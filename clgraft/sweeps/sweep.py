@@ -116,11 +116,15 @@ def expand(sweep: Sweep, registry: Registry, where: Path) -> list[RunConfig]:
     stream and order, its methods (the stream's own list, else the sweep's) × option values × run settings × its
     seeds."""
     cells = []
-    for entry in sweep.streams:
-        stream = registry.stream(entry.stream)
-        orders = entry.orders or [stream.order(None)[0]]
+    for i, entry in enumerate(sweep.streams):
+        try:
+            stream = registry.stream(entry.stream)
+            orders = entry.orders or [stream.order(None)[0]]
+            for order in orders:
+                stream.order(order)
+        except ClgraftError as e:
+            raise ClgraftError(f"{where}: streams.{i}: {e}") from None
         for order in orders:
-            stream.order(order)
             for item in entry.methods or sweep.methods:
                 method, option_sets = _method_options(sweep, item, where)
                 for opts in option_sets:
