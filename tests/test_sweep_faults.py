@@ -291,3 +291,33 @@ def test_a_full_disk_fails_the_cell_cleanly_stops_the_sweep_and_the_rerun_resume
     code, output = finish(sweeps[1])
     assert code == 0, output
     assert records(results) == whole
+
+
+def test_sigterm_to_a_run_unwinds_it_and_the_rerun_resumes(tiny_model_dir, tmp_path, sweeps):
+    """`clgraft run` stopped by SIGTERM inside its stream: exit 143 with one line, no temp file or partial record
+    left, and the same command resumes to the R and losses of a run never stopped."""
+    command = [sys.executable, "-c", "from clgraft.cli import main; main()", "run", "--stream", "tiny"]
+    options = ["--model", str(tiny_model_dir), "--steps", str(STEPS), "--batch-size", "4", "--max-length", "32"]
+
+    def run(out: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*command, *options, "--out", str(out), "--no-progress"],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    sweeps.append(run(tmp_path / "cut"))
+    wait_until(lambda: (tmp_path / "cut" / "progress.json").exists(), 120, "the run to finish row 0")
+    os.kill(sweeps[0].pid, signal.SIGTERM)
+    _, err = sweeps[0].communicate(timeout=60)
+    assert sweeps[0].returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("clgraft: stopped by SIGTERM; everything finished so far is saved")
+    assert not list((tmp_path / "cut").rglob(".*.tmp")) and not (tmp_path / "cut" / "run.json").exists()
+    for out in ("cut", "whole"):
+        sweeps.append(run(tmp_path / out))
+        assert sweeps[-1].wait(timeout=300) == 0
+    cut, whole = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("cut", "whole"))
+    assert (cut["R"], cut["train_loss"]) == (whole["R"], whole["train_loss"])

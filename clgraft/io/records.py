@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save
 
 import clgraft
+from clgraft.config import CUDA_R_TOLERANCE
 from clgraft.errors import ClgraftError, DiskFull
 from clgraft.io.phases import phase
 
@@ -159,4 +160,6 @@ def hardware(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
+        info["r_tolerance_vs_cpu"] = CUDA_R_TOLERANCE
     return info

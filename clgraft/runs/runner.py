@@ -7,6 +7,7 @@ checkpoints. Rerunning the same config resumes after the last finished task; a f
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -78,9 +79,16 @@ def head_layout(tasks: list[Task], mode: str) -> tuple[dict[str, int], dict[str,
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device, refusing CUDA where none is present."""
+    """The torch device, refusing CUDA where none is present. On CUDA, deterministic algorithms are switched on
+    (cuBLAS with a fixed workspace, no cuDNN autotuning; an operation without a deterministic kernel warns rather
+    than fails), so that a seed gives the same numbers on the same GPU every time; R then stays within
+    CUDA_R_TOLERANCE of the CPU's."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ClgraftError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    if name == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     return torch.device(name)
 
 
