@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
@@ -197,8 +197,10 @@ class Runner:
         root: Path = Path("runs"),
         tensorboard: Path | None = None,
         share: bool = True,
+        waiting: Callable[[str], None] | None = None,
     ):
         self.config = config
+        self.waiting = waiting or echo  # says that another process holds this run's lock (a sweep's workers: stderr)
         self.reused = False  # set by run(): the finished record was there already
         self.share = share  # reuse row 0 and fine-tunes from θ₀ across runs (clgraft/training/shared_work.py)
         self.tensorboard = tensorboard
@@ -388,8 +390,19 @@ class Runner:
         """Run (or resume, or reuse) the stream; returns the run record. One process at a time per run directory (a
         file lock): a second `clgraft run` or sweep on the same cell waits, then reuses the finished run."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.dir / ".lock")):
+        lock = FileLock(str(self.dir / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.waiting(
+                f"{self.dir}: another clgraft process is running this configuration; waiting for it, then reusing or "
+                "resuming its work"
+            )
+            lock.acquire()
+        try:
             return self._run()
+        finally:
+            lock.release()
 
     def _run(self) -> dict:
         remove_stale_temps(self.dir)
