@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -759,19 +760,19 @@ def leaderboard(
     keys to cite; the id column names the row for `clgraft cite ID` (a hash of its configuration, the same whatever
     the sort). Rows that share stream, order, method and options say in `setting` what tells them apart (e.g.
     head=shared, steps=50); a second record of a seed is counted once, with a warning on stderr. R is recomputed from
-    each run's predictions.npz and checked against its record first. The header says how many cells of each sweep run
-    into RESULTS are finished ("k of n cells") until the sweep is complete."""
+    each run's predictions.npz and checked against its record first (a record whose R differs stops the
+    leaderboard). The header says how many cells of each sweep run into RESULTS are finished ("k of n cells") until
+    the sweep is complete, and names any record skipped as unreadable (truncated, from a newer clgraft, edited out of
+    shape) with what is wrong."""
     from clgraft.data.loading import data_dir_from
     from clgraft.io.records import write_text
-    from clgraft.results.leaderboard import header, load_records, render, summarize, verify_predictions
+    from clgraft.results.leaderboard import load, render, summarize, title, verify_predictions
     from clgraft.sweeps.sweep import sweep_progress
 
-    verified, total = verify_predictions(results)
-    records = load_records(results)
-    progress = "".join(f"\n\n**{line}.**" for line in sweep_progress(results))
-    title = f"{header(records)} R of {verified} of {total} runs recomputed from their kept predictions.{progress}"
-    table = summarize(records, sort_by=sort, ascending=ascending, data_dir=data_dir_from(data_dir))
-    text = render(table, fmt, title)
+    found, skipped = load(results)
+    heading = title(found, verify_predictions(found), skipped, sweep_progress(results))
+    table = summarize(list(found.values()), sort_by=sort, ascending=ascending, data_dir=data_dir_from(data_dir))
+    text = render(table, fmt, heading)
     if out is not None:
         write_text(out, text)
     typer.echo(text)
@@ -792,9 +793,9 @@ def frontier(
     recomputed from each run's predictions.npz and checked first."""
     from clgraft.data.loading import data_dir_from
     from clgraft.results.frontier import write_frontier
-    from clgraft.results.leaderboard import verify_predictions
+    from clgraft.results.leaderboard import load, verify_predictions
 
-    verify_predictions(results)
+    verify_predictions(load(results)[0])
     paths = write_frontier(results, out or results / "frontier", data_dir_from(data_dir))
     typer.echo("\n".join(f"written: {p}" for p in paths))
 
@@ -808,12 +809,14 @@ def report(
     folder, ACC and forgetting per method and stream."""
     from clgraft.results.leaderboard import load_records
     from clgraft.results.report import report_results, report_run
+    from clgraft.results.run_records import check_record
 
     if (run_dir is None) == (results is None):
         raise ClgraftError("give a RUN_DIR or --results DIR (one of the two)")
     if run_dir is not None:
         if not (run_dir / "run.json").is_file():
             raise ClgraftError(f"{run_dir} holds no finished run (no run.json)")
+        check_record(run_dir / "run.json")
         paths = report_run(run_dir)
     else:
         paths = report_results(results, load_records(results))
@@ -835,8 +838,13 @@ def cite(
     if (row is None) == (not all_rows):
         raise ClgraftError("give a ROW (a row id from `clgraft leaderboard` or a method name) or --all")
     if row is not None and not is_row_id(row):
-        from clgraft.methods import get_method, resolve
+        from clgraft.methods import ALIASES, METHODS, get_method, resolve
 
+        if row not in METHODS and row not in ALIASES:
+            raise ClgraftError(
+                f"'{row}' is neither a leaderboard row id (the hex digits of the id column of `clgraft leaderboard "
+                f"--results {results}`) nor a method; methods: {', '.join([*METHODS, *ALIASES])}"
+            )
         method, options = resolve(row, {})
         typer.echo(bibtex([*get_method(method).citations(options), "clgraft"]))
         return
@@ -1037,6 +1045,13 @@ def _parse_opts(pairs: list[str]) -> dict:
     return parse_option_pairs(pairs, "--opt")
 
 
+def one_line(text: str) -> str:
+    """A message on one line whatever it quotes: line breaks (and the indentation after them, as in YAML's errors)
+    become one space, other control characters their escapes (a key or a value may hold any character)."""
+    joined = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in joined)
+
+
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM (a scheduler, `kill`): unwind like Ctrl-C, so that temp files are removed and locks released on the
     way out; a sweep handles it itself (clgraft/sweeps/stopping.py), ending its workers first."""
@@ -1050,17 +1065,22 @@ def main() -> None:
     cells are kept; the same command resumes), 128 + the signal for a sweep stopped by SIGTERM or SIGINT (it says
     what finished and what is left), 1 for anything unexpected.
     """
+    from typer.exceptions import Abort, TyperException
+
     debug = "--debug" in sys.argv
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        app()
-    except SystemExit as e:
-        if e.code == 130:  # typer turns Ctrl-C into exit code 130 without a word
-            typer.echo(
-                "clgraft: interrupted; everything finished so far is saved — rerun the same command to resume",
-                err=True,
-            )
-        raise
+        code = app(standalone_mode=False)  # usage errors come here rather than as typer's framed box
+    except TyperException as e:  # typer's own click's usage errors (a missing argument, an unknown command)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `clgraft` or `clgraft tasks` alone: the help
+            e.show()
+            sys.exit(2)
+        where = getattr(getattr(e, "ctx", None), "command_path", None) or "clgraft"
+        typer.echo(f"clgraft: error: {one_line(e.format_message())} (see `{where} --help`)", err=True)
+        sys.exit(2)
+    except Abort:
+        typer.echo("clgraft: aborted", err=True)
+        sys.exit(1)
     except Stopped as e:
         detail = e.detail or "everything finished so far is saved — rerun the same command to resume"
         typer.echo(f"clgraft: stopped by {e.name}; {detail}", err=True)
@@ -1068,15 +1088,15 @@ def main() -> None:
     except ClgraftError as e:
         if debug:
             raise
-        typer.echo(f"clgraft: error: {e}", err=True)
+        typer.echo(f"clgraft: error: {one_line(str(e))}", err=True)
         sys.exit(2)
     except OSError as e:  # a folder that cannot be created or written, a file that cannot be read
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(
-            f"clgraft: error: {where}{e.strerror or e}; check the path and its permissions or free disk space "
-            "(results finished before are kept)",
+            f"clgraft: error: {one_line(where + str(e.strerror or e))}; check the path and its permissions or free "
+            "disk space (results finished before are kept)",
             err=True,
         )
         sys.exit(2)
@@ -1085,9 +1105,16 @@ def main() -> None:
             raise
         first = str(e).splitlines()[0] if str(e) else ""
         typer.echo(
-            f"clgraft: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)", err=True
+            f"clgraft: internal error: {type(e).__name__}: {one_line(first)} (rerun with --debug for the traceback)",
+            err=True,
         )
         sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C into exit code 130 without a word
+        typer.echo(
+            "clgraft: interrupted; everything finished so far is saved — rerun the same command to resume", err=True
+        )
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -428,7 +428,7 @@ def test_claims_run_makes_runs_and_localizations_then_reuses_them(tiny_model_dir
     )
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)
     first = measure(tmp_path, claim)
-    for seed, records in seed_records(tmp_path, claim).items():
+    for seed, records in seed_records(tmp_path, claim)[0].items():
         ((record, run_dir),) = records.values()
         rows = read_json(run_dir / "localize.json")["results"]
         assert [(p.task, p.num, p.den) for p in first.parts[seed]] == [
@@ -467,11 +467,11 @@ def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_fu
     )
     assert all(
         STATISTICS["critical_layers_of_full"].read(r, critical.evidence).value is None
-        for r in seed_records(tmp_path, critical).values()
+        for r in seed_records(tmp_path, critical)[0].values()
     )
     run_claim(tmp_path, critical, None, lambda s: None, progress=False)  # closeness again, now with k = 1
     measured = measure(tmp_path, critical)
-    for seed, records in seed_records(tmp_path, critical).items():
+    for seed, records in seed_records(tmp_path, critical)[0].items():
         ((record, run_dir),) = records.values()
         summary = record["analysis"]["closeness"]
         tasks = [t for t in summary.values() if isinstance(t, dict)]

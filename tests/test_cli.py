@@ -39,8 +39,8 @@ def test_run_prints_R_and_metrics_and_reuses_a_finished_run(tiny_model_dir, tmp_
         (["run", "--head", "both"], "--head: Input should be 'task', 'shared' or 'prompt'"),
         (["run", "--stream", "lmbff-mixed"], "`clgraft data fetch sst2` (or a stream name), or pass --data-dir DIR"),
         (["run", "--data-dir", "/no/such/dir"], "data directory '/no/such/dir' does not exist"),
-        (["run", "--model", "/no/such/model"], "cannot load model '/no/such/model'"),
-        (["tasks", "show", "nothing"], "unknown task 'nothing'"),
+        (["run", "--model", "/no/such/model"], "--model /no/such/model: no such folder"),
+        (["tasks", "show", "nothing"], "unknown stream or task 'nothing'"),
         (["tasks", "list", "--tasks-dir", "/no/such/dir"], "tasks folder '/no/such/dir' does not exist"),
     ],
 )

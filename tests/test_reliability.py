@@ -120,7 +120,7 @@ CASES = {
         lambda d, r, m: validate(d / "l.yaml", "- a\n- b\n"),
         "expected a mapping",
     ),
-    "unknown task": (lambda d, r, m: ["tasks", "show", "nothing"], "unknown task 'nothing'"),
+    "unknown task": (lambda d, r, m: ["tasks", "show", "nothing"], "unknown stream or task 'nothing'"),
     "unknown stream": (lambda d, r, m: ["run", "--stream", "nope", "--out", str(d / "o")], "unknown stream 'nope'"),
     "unknown order": (lambda d, r, m: ["run", "--order", "sideways", "--out", str(d / "o")], "has no order 'sideways'"),
     "unknown method": (lambda d, r, m: ["run", "--method", "magic", "--out", str(d / "o")], "unknown method 'magic'"),
@@ -130,7 +130,7 @@ CASES = {
     ),
     "unknown model": (
         lambda d, r, m: ["run", "--model", str(d / "no-model"), "--out", str(d / "o")],
-        "cannot load model",
+        "no such folder",
     ),
     "missing key": (
         lambda d, r, m: validate(d / "s.yaml", "stream: x\nversion: 1\n"),

@@ -221,6 +221,7 @@ def _record(seed: int, acc: float, method: str = "naive", **run) -> dict:
 
     config = RunConfig(**{"stream": "tiny", "order": "default", "method": method, "seed": seed, "steps": 12, **run})
     return {
+        "format": 1,
         "stream": {"name": "tiny", "version": 1, "order": "default"},
         "method": {"name": method, "options": parse_options(get_method(method), {}).model_dump()},
         "tasks": [{"name": "tiny-sst2", "version": 1, "citation": "socher2013sst"}],
@@ -229,6 +230,7 @@ def _record(seed: int, acc: float, method: str = "naive", **run) -> dict:
         "model": {"id": config.model, "sha256": "ab" * 32},
         "seed": seed,
         "wall_s": 1.0,
+        "R": [[0.5], [acc]],
         "metrics": {m: acc for m in ("acc", "bwt", "forgetting", "fwt", "la")},
     }
 

@@ -291,3 +291,64 @@ def test_a_full_disk_fails_the_cell_cleanly_stops_the_sweep_and_the_rerun_resume
     code, output = finish(sweeps[1])
     assert code == 0, output
     assert records(results) == whole
+
+
+def test_sigterm_to_a_run_unwinds_it_and_the_rerun_resumes(tiny_model_dir, tmp_path, sweeps):
+    """`clgraft run` stopped by SIGTERM inside its stream: exit 143 with one line, no temp file or partial record
+    left, and the same command resumes to the R and losses of a run never stopped."""
+    command = [sys.executable, "-c", "from clgraft.cli import main; main()", "run", "--stream", "tiny"]
+    options = ["--model", str(tiny_model_dir), "--steps", str(STEPS), "--batch-size", "4", "--max-length", "32"]
+
+    def run(out: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*command, *options, "--out", str(out), "--no-progress"],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    sweeps.append(run(tmp_path / "cut"))
+    wait_until(lambda: (tmp_path / "cut" / "progress.json").exists(), 120, "the run to finish row 0")
+    os.kill(sweeps[0].pid, signal.SIGTERM)
+    _, err = sweeps[0].communicate(timeout=60)
+    assert sweeps[0].returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("clgraft: stopped by SIGTERM; everything finished so far is saved")
+    assert not list((tmp_path / "cut").rglob(".*.tmp")) and not (tmp_path / "cut" / "run.json").exists()
+    for out in ("cut", "whole"):
+        sweeps.append(run(tmp_path / out))
+        assert sweeps[-1].wait(timeout=300) == 0
+    cut, whole = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("cut", "whole"))
+    assert (cut["R"], cut["train_loss"]) == (whole["R"], whole["train_loss"])
+
+
+def test_a_sweep_waiting_on_another_process_says_so(reference, tmp_path, sweeps):
+    """A cell whose run folder another process holds (a sweep still running, a second machine): the sweep says it
+    is waiting for it instead of sitting silent, and goes on once the folder is free."""
+    from filelock import FileLock
+
+    sweep, whole = reference
+    results = tmp_path / "results"
+    locks = [FileLock(str(results / "runs" / name / ".lock")) for name in whole]
+    for lock in locks:
+        Path(lock.lock_file).parent.mkdir(parents=True)
+        lock.acquire()
+    log = tmp_path / "stderr.txt"
+    command = [sys.executable, "-c", "from clgraft.cli import main; main()", "sweep", str(sweep)]
+    with log.open("w") as err:
+        sweeps.append(
+            subprocess.Popen(
+                [*command, "--results", str(results), "--workers", "2", "--no-progress"],
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        )
+    said = "another clgraft process is running this configuration; waiting for it"
+    wait_until(lambda: said in log.read_text(), 120, "the sweep to say it waits")
+    for lock in locks:
+        lock.release()
+    assert sweeps[0].wait(timeout=300) == 0, log.read_text()
+    assert records(results) == whole

@@ -161,7 +161,7 @@ def _copy_checked(source, out, entry: Entry) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _download(url: str, target: Path, entry: Entry) -> None:
+def _download(url: str, target: Path, entry: Entry, mirror: bool) -> None:
     """Stream `url` (or a local path) into a temp file beside `target`, check size and sha256, then rename it into
     place with the permissions a new file gets."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,14 +181,27 @@ def _download(url: str, target: Path, entry: Entry) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
+    except (urllib.error.HTTPError, FileNotFoundError) as e:
+        if isinstance(e, urllib.error.HTTPError) and e.code not in (403, 404, 410):
+            raise _retry_later(entry, url, e) from e
+        where = "--mirror" if mirror else "the source"
         raise ClgraftError(
-            f"{entry.path}: download from {url} failed ({reason}); nothing was written — rerun `clgraft data fetch` "
-            "to resume"
+            f"{entry.path}: not found at {url} ({getattr(e, 'code', None) or e.strerror}); nothing was written — "
+            f"rerunning will not help: check {where} (a folder or URL laid out like the data directory)"
         ) from e
+    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
+        raise _retry_later(entry, url, e) from e
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _retry_later(entry: Entry, url: str, e: Exception) -> ClgraftError:
+    """The error of a download that may work later (no connection, dropped, a server error)."""
+    reason = getattr(e, "reason", None) or e
+    return ClgraftError(
+        f"{entry.path}: download from {url} failed ({reason}); nothing was written — rerun `clgraft data fetch` "
+        "to resume"
+    )
 
 
 CHECKSUMS = "MANIFEST.sha256"
@@ -221,7 +234,7 @@ def fetch(
                 progress(rel, "present")
                 continue
             url = f"{mirror.rstrip('/')}/{rel}" if mirror else known[rel].source.url(rel)
-            _download(url, target, known[rel])
+            _download(url, target, known[rel], mirror is not None)
             counts["fetched"] += 1
             progress(rel, "fetched")
         _write_checksums(root, known)

@@ -136,7 +136,15 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
 
 
 def _rows(path: Path, fmt: str, src: Source) -> list[tuple[tuple[str, ...], str]]:
-    """(texts, raw label) pairs for one file of a local format."""
+    """(texts, raw label) pairs for one file of a local format; a file the csv module cannot parse (a NUL byte, a
+    stray carriage return inside a field) is a one-line error naming it."""
+    try:
+        return _parse(path, fmt, src)
+    except csv.Error as e:
+        raise ClgraftError(f"{path}: not a valid {fmt} file ({e})") from e
+
+
+def _parse(path: Path, fmt: str, src: Source) -> list[tuple[tuple[str, ...], str]]:
     text = _read_text(path, src.encoding)
     if fmt == "glue-tsv":
         reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -202,9 +210,40 @@ def _local_splits(task: Task, root: Path, seed: int | None) -> tuple[dict[str, S
     for split, template in src.files.items():
         rel = template.format(seed=task.seed_token(seed))
         path = _resolve(root, rel)
+        if src.kind == "bundled" and not path.is_file():
+            raise ClgraftError(
+                f"data file {path} not found: task {task.task} is bundled, its files live next to its YAML "
+                f"({task.origin}); restore the file there (it is not a data-pack file)"
+            )
         splits[split] = _to_split(_rows(path, src.format, src), task, str(path))
         sums[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return splits, sums
+
+
+_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_PROBE_S = 5.0
+"""How long to wait for the hub to answer a connection before saying it cannot be reached."""
+
+
+def _check_hub_reachable(task: Task) -> None:
+    """Fail at once, with what to do, when the hub cannot be reached: `datasets` would retry for half a minute and
+    then say only that it couldn't reach the repository. Offline mode (HF_HUB_OFFLINE=1) reads the cache instead, and
+    is left to `datasets`."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on") for name in _OFFLINE):
+        return
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=_PROBE_S).close()
+    except OSError as e:
+        raise ClgraftError(
+            f"task {task.task} reads {task.source.path} from the Hugging Face hub, and {endpoint.hostname}:{port} "
+            f"cannot be reached ({e.strerror or e}); connect to the network, or, if the data set was downloaded "
+            "before, set HF_HUB_OFFLINE=1 to read it from the cache"
+        ) from e
 
 
 def _hub_splits(task: Task, seed: int | None) -> tuple[dict[str, Split], dict[str, str]]:
@@ -212,6 +251,8 @@ def _hub_splits(task: Task, seed: int | None) -> tuple[dict[str, Split], dict[st
     import datasets
 
     src = task.source
+    if not Path(src.path).exists():
+        _check_hub_reachable(task)
     splits, fingerprints = {}, {}
     for split, hub_split in src.splits.items():
         try:

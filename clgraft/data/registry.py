@@ -341,8 +341,14 @@ class Registry:
         return stream
 
     def lookup(self, name: str) -> Task | Stream:
-        """A stream or a task by name (streams first), for `clgraft tasks show`."""
+        """A stream or a task by name (streams first), for `clgraft tasks show` and `clgraft data`; an unknown name
+        is an error listing both."""
         ref_name, _ = parse_ref(name)
         if any(n == ref_name for n, _ in self.streams):
             return self.stream(name)
+        if not any(n == ref_name for n, _ in self.tasks):
+            streams, tasks = (", ".join(sorted({n for n, _ in table})) for table in (self.streams, self.tasks))
+            raise ClgraftError(
+                f"unknown stream or task '{ref_name}'; streams: {streams}; tasks: {tasks}{self._unread()}"
+            )
         return self.task(name)

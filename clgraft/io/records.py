@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save
 
 import clgraft
+from clgraft.config import CUDA_R_TOLERANCE
 from clgraft.errors import ClgraftError, DiskFull
 from clgraft.io.phases import phase
 
@@ -28,6 +29,9 @@ def _umask_mode() -> int:
     os.umask(mask)
     return 0o666 & ~mask
 
+
+RECORD_FORMAT = 1
+"""The run.json format this clgraft writes (its `format` key); a reader refuses a record of a newer one."""
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 """The errors of a write that more space would fix: disk full, quota exceeded, file size limit."""
@@ -156,4 +160,6 @@ def hardware(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
+        info["r_tolerance_vs_cpu"] = CUDA_R_TOLERANCE
     return info

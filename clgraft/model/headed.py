@@ -55,6 +55,21 @@ def weights_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _check_local(spec: str) -> None:
+    """Refuse a model given as a path that is not a model folder, before transformers reads it as a hub repo id
+    and answers with a message about repo ids."""
+    path = Path(spec).expanduser()
+    if not (spec.startswith(("/", ".", "~")) or path.exists()):
+        return  # a hub id (ORG/NAME)
+    if not path.is_dir():
+        raise ClgraftError(
+            f"--model {spec}: no such folder (a local model is a folder as save_pretrained writes it, with "
+            "config.json and the weights; a hub id is ORG/NAME)"
+        )
+    if not (path / "config.json").is_file():
+        raise ClgraftError(f"--model {spec}: not a model folder (no config.json); give the folder from save_pretrained")
+
+
 def load_backbone(spec: str, masked_lm: bool = False) -> Backbone:
     """Load tokenizer and body with transformers (hub ids need network; local folders never do); with masked_lm,
     the body with its pre-trained masked-LM head, which prompt-based fine-tuning predicts label words with."""
@@ -64,6 +79,7 @@ def load_backbone(spec: str, masked_lm: bool = False) -> Backbone:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     where = resolve_model(spec)
+    _check_local(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         if masked_lm:

@@ -9,6 +9,7 @@ import json
 import math
 import re
 import sys
+import zipfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +18,9 @@ import pandas as pd
 
 from clgraft.config import HASHED_WHEN_SET, RunConfig
 from clgraft.errors import ClgraftError
-from clgraft.io.records import config_hash, read_json
+from clgraft.io.records import config_hash
 from clgraft.metrics.seeds import confidence_interval, paired_difference
+from clgraft.results.run_records import LISTED, Skipped, read_records, skipped_note
 from clgraft.runs.identity import record_identity
 
 METRICS = ("acc", "bwt", "forgetting", "fwt", "la")
@@ -37,35 +39,49 @@ hash, so that adding an option never changes the id of a row it does not touch."
 PAIRED = ("acc", "forgetting")
 
 
-def run_dirs(results: Path) -> list[Path]:
-    """Every finished run folder under RESULTS/runs/ (or RESULTS itself when it holds run folders), by name."""
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load(results: Path) -> tuple[dict[Path, dict], list[Skipped]]:
+    """The readable finished records under RESULTS/runs/ (or RESULTS itself when it holds run folders) by run folder,
+    and the records skipped with why (clgraft/results/run_records.py); no readable record at all is an error."""
     runs = results / "runs" if (results / "runs").is_dir() else results
-    dirs = [p.parent for p in sorted(runs.glob("*/run.json"))]
-    if not dirs:
+    records, skipped = read_records(runs)
+    if not records and not skipped:
         raise ClgraftError(f"no finished runs under {runs}; run `clgraft sweep FILE --results {results}` first")
-    return dirs
+    if not records:
+        raise ClgraftError(f"no readable run record under {runs}: {skipped_note(skipped)}")
+    return records, skipped
 
 
-def load_records(results: Path) -> list[dict]:
-    """Every finished run record under RESULTS/runs/ (or RESULTS itself when it holds run folders)."""
-    return [read_json(d / "run.json") for d in run_dirs(results)]
+def load_records(results: Path, warn: Callable[[str], None] = _to_stderr) -> list[dict]:
+    """The readable finished records of a results folder; each skipped record is named with why (`warn`)."""
+    records, skipped = load(results)
+    for s in skipped:
+        warn(f"clgraft: warning: skipped, not counted: {s}")
+    return list(records.values())
 
 
-def verify_predictions(results: Path) -> tuple[int, int]:
-    """Recompute R from the predictions each run kept (predictions.npz) and check it against run.json, so that a
-    row's numbers are the examples' and not an edited record's; returns (runs verified, runs). A run whose R differs
-    is a one-line error; records written before predictions were kept are counted as not verified."""
+def verify_predictions(records: dict[Path, dict]) -> list[Path]:
+    """Recompute R from the predictions each run kept (predictions.npz) and check it against its record, so that a
+    row's numbers are the examples' and not an edited record's; returns the run folders that kept no predictions
+    (written before predictions were kept: not verified). An R that differs, or predictions that cannot be read, is
+    a one-line error: a number changed by hand is neither counted nor silently dropped."""
     from clgraft.runs.predictions import FILE, recompute_R
 
-    dirs, verified = run_dirs(results), 0
-    for d in dirs:
+    unverified = []
+    for d, record in records.items():
         if not (d / FILE).is_file():
+            unverified.append(d)
             continue
-        recorded = read_json(d / "run.json")["R"]
-        if recompute_R(d / FILE, recorded) != recorded:
+        try:
+            recomputed = recompute_R(d / FILE, record["R"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise ClgraftError(f"{d / FILE}: unreadable ({e}); delete the run folder to recompute it") from None
+        if recomputed != record["R"]:
             raise ClgraftError(f"{d}: R in run.json differs from the R of its predictions.npz; the record was edited")
-        verified += 1
-    return verified, len(dirs)
+    return unverified
 
 
 def citations(record: dict) -> list[str]:
@@ -137,10 +153,6 @@ def is_row_id(text: str) -> bool:
     """Whether a `clgraft cite` argument is meant as a row id rather than a method: ids are hex digits, which no
     method name or alias is."""
     return re.fullmatch(r"[0-9a-f]+", text) is not None
-
-
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def _one_per_seed(records: list[dict], keys: list[str], warn: Callable[[str], None]) -> list[int]:
@@ -378,6 +390,22 @@ def header(records: list[dict]) -> str:
         "heads per task, in KB of 1,024 bytes; wall_s = mean seconds per run on: "
         f"{'; '.join(machines)}."
     )
+
+
+def title(records: dict[Path, dict], unverified: list[Path], skipped: list[Skipped], progress: list[str]) -> str:
+    """The leaderboard's header: what the numbers are (`header`), whose R was recomputed from their predictions (the
+    runs that kept none named), each sweep's progress, and the records skipped with why."""
+    checked = f"{len(records) - len(unverified)} of {len(records)}"
+    text = f"{header(list(records.values()))} R of {checked} runs recomputed from their kept predictions"
+    if unverified:
+        names = ", ".join(d.name for d in unverified[:LISTED]) + _more(unverified)
+        text += f" (not {names}: no predictions.npz, written before runs kept them)"
+    notes = [f"{line}." for line in progress] + ([skipped_note(skipped)] if skipped else [])
+    return text + "." + "".join(f"\n\n**{note}**" for note in notes)
+
+
+def _more(items: list) -> str:
+    return f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
 
 
 def _short_commit(commit: str | None) -> str:

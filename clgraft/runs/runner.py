@@ -7,13 +7,14 @@ checkpoints. Rerunning the same config resumes after the last finished task; a f
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
@@ -26,6 +27,7 @@ from clgraft.data.registry import Registry, Task
 from clgraft.errors import ClgraftError, NonFiniteLoss, validation_message
 from clgraft.io.phases import phase, spent_since, totals
 from clgraft.io.records import (
+    RECORD_FORMAT,
     config_hash,
     hardware,
     read_json,
@@ -77,9 +79,16 @@ def head_layout(tasks: list[Task], mode: str) -> tuple[dict[str, int], dict[str,
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device, refusing CUDA where none is present."""
+    """The torch device, refusing CUDA where none is present. On CUDA, deterministic algorithms are switched on
+    (cuBLAS with a fixed workspace, no cuDNN autotuning; an operation without a deterministic kernel warns rather
+    than fails), so that a seed gives the same numbers on the same GPU every time; R then stays within
+    CUDA_R_TOLERANCE of the CPU's."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ClgraftError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    if name == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     return torch.device(name)
 
 
@@ -188,8 +197,10 @@ class Runner:
         root: Path = Path("runs"),
         tensorboard: Path | None = None,
         share: bool = True,
+        waiting: Callable[[str], None] | None = None,
     ):
         self.config = config
+        self.waiting = waiting or echo  # says that another process holds this run's lock (a sweep's workers: stderr)
         self.reused = False  # set by run(): the finished record was there already
         self.share = share  # reuse row 0 and fine-tunes from θ₀ across runs (clgraft/training/shared_work.py)
         self.tensorboard = tensorboard
@@ -387,8 +398,19 @@ class Runner:
         """Run (or resume, or reuse) the stream; returns the run record. One process at a time per run directory (a
         file lock): a second `clgraft run` or sweep on the same cell waits, then reuses the finished run."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.dir / ".lock")):
+        lock = FileLock(str(self.dir / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.waiting(
+                f"{self.dir}: another clgraft process is running this configuration; waiting for it, then reusing or "
+                "resuming its work"
+            )
+            lock.acquire()
+        try:
             return self._run()
+        finally:
+            lock.release()
 
     def _run(self) -> dict:
         remove_stale_temps(self.dir)
@@ -548,7 +570,7 @@ class Runner:
     def _record(self, R: list, losses: list[list[float]], wall: float, method_report: dict) -> dict:
         blocks = set(block_parameter_names(self.backbone.model))
         record = {
-            "format": 1,
+            "format": RECORD_FORMAT,
             "stream": {
                 "name": self.stream.stream,
                 "version": self.stream.version,

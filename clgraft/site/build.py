@@ -11,6 +11,7 @@ import functools
 import json
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +23,7 @@ from clgraft.data.references import bibtex
 from clgraft.errors import ClgraftError
 from clgraft.io.records import write_text
 from clgraft.methods import get_method
-from clgraft.results.leaderboard import METRICS, header, load_records, render, run_dirs, summarize, verify_predictions
+from clgraft.results.leaderboard import METRICS, header, load, render, summarize, verify_predictions
 from clgraft.site.charts import accuracy_over_time, claim_chart, frontier_chart, interval_chart, r_heatmap
 from clgraft.site.data import (
     NOT_FORGETTING,
@@ -59,11 +60,15 @@ def build_site(results: Path, out: Path, data_dir: Path | None = None) -> list[P
     """Write the site for the finished runs under RESULTS into OUT; returns the files written. OUT must be new,
     empty, or a folder a previous build wrote (its files are replaced). `data_dir` holds the task data the memory
     of example-keeping methods is counted from (as `clgraft leaderboard --data-dir`)."""
-    verified, total = verify_predictions(results)
-    records = load_records(results)
+    found, skipped = load(results)
+    for s in skipped:
+        print(f"clgraft: warning: skipped, not counted: {s}", file=sys.stderr)
+    total = len(found)
+    verified = total - len(verify_predictions(found))
+    records = list(found.values())
     table = summarize(records, sort_by=SORT_BY, data_dir=data_dir)
     docs = method_docs((docs_dir() / "methods.md").read_text(encoding="utf-8"))
-    rows = leaderboard_rows(table, records, run_dirs(results), docs)
+    rows = leaderboard_rows(table, records, list(found), docs)
     pages = _Pages(out, docs)
     _clear_previous(out)
     written = [pages.asset(name) for name in SCRIPTS]

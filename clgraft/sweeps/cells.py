@@ -3,6 +3,7 @@ and what came of it: the run's record, or why the cell failed, in words the swee
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, ro
         root=Path(root),
         progress=False,
         echo=lambda s: None,
+        waiting=lambda s: print(f"clgraft: {s}", file=sys.stderr, flush=True),
     )
     started = time.perf_counter()
     record = runner.run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clgraft.metrics.chance import LEARNED_ALPHA
+from clgraft.results.run_records import skipped_note
 from clgraft.sweeps.claim_statistics import CALIBRATION_KEEP, STATISTICS, TaskPart
 from clgraft.sweeps.claim_verdicts import MIN_SEEDS, multiplicity, setting_words
 from clgraft.sweeps.claims import Claim, Measured, measure
@@ -17,10 +18,16 @@ def report(results: Path, claims: list[Claim]) -> str:
     """RESULTS/CLAIMS.md for these claims."""
     measured = [(c, measure(results, c)) for c in claims]
     decided = sum(len(m.values) >= MIN_SEEDS for _, m in measured)
-    lines = _rules(decided) + _table(measured)
+    lines = _rules(decided) + _skipped_lines(measured) + _table(measured)
     for c, m in measured:
         lines += _section(c, m)
     return "\n".join(lines) + "\n"
+
+
+def _skipped_lines(measured: list[tuple[Claim, Measured]]) -> list[str]:
+    """The report's line on records skipped as unreadable (each once, though claims share folders), if any."""
+    skipped = list({str(s.path): s for _, m in measured for s in m.skipped}.values())
+    return [f"**{skipped_note(skipped)}**", ""] if skipped else []
 
 
 def _rules(decided: int) -> list[str]:

@@ -25,6 +25,7 @@ from clgraft.data.registry import builtin_tasks_dir
 from clgraft.errors import ClgraftError, validation_message
 from clgraft.io.records import read_json
 from clgraft.metrics.seeds import confidence_interval
+from clgraft.results.run_records import Skipped, read_records, readable_record
 from clgraft.runs.identity import identity, record_identity
 from clgraft.sweeps.claim_statistics import (
     STATISTICS,
@@ -208,17 +209,19 @@ def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
     return record_identity(record) == identity(_config(evidence, method, seed), evidence.test_subset)
 
 
-def seed_records(results: Path, claim: Claim) -> dict[int, dict[str, tuple[dict, Path]]]:
-    """The finished records of each seed of the claim, by method (seeds missing a method are left out)."""
+def seed_records(results: Path, claim: Claim) -> tuple[dict[int, dict[str, tuple[dict, Path]]], list[Skipped]]:
+    """The finished records of each seed of the claim, by method (seeds missing a method are left out), and the
+    records of its folder skipped as unreadable (not JSON, a newer format: clgraft/results/run_records.py), with
+    why."""
     evidence = claim.evidence
     found: dict[int, dict[str, tuple[dict, Path]]] = {}
-    for path in sorted(claim_runs_dir(results, claim).glob("*/run.json")):
-        record = read_json(path)
+    records, skipped = read_records(claim_runs_dir(results, claim), check=readable_record)
+    for folder, record in records.items():
         for method in evidence.methods:
             for seed in evidence.seeds:
                 if _matches(record, evidence, method, seed):
-                    found.setdefault(seed, {})[method] = (record, path.parent)
-    return {s: r for s, r in found.items() if len(r) == len(evidence.methods)}
+                    found.setdefault(seed, {})[method] = (record, folder)
+    return {s: r for s, r in found.items() if len(r) == len(evidence.methods)}, skipped
 
 
 @dataclass
@@ -234,6 +237,8 @@ class Measured:
     setting: str
     parts: dict[int, list[TaskPart]] = field(default_factory=dict)
     learned: dict[int, dict[str, bool]] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+    """Records in the claim's folder left out as unreadable, with why."""
 
 
 def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> str:
@@ -256,13 +261,14 @@ def measure(results: Path, claim: Claim) -> Measured:
     parts and learned tasks."""
     if claim.needs is not None and claim.evidence is None:
         return Measured({}, None, None, None, "needs " + claim.needs, "not testable in clgraft yet", "")
-    records = seed_records(results, claim)
+    records, skipped = seed_records(results, claim)
     setting = _setting(claim, records)
     if not records and claim.requires is not None:
         why = f"no records; on a machine with {claim.requires}: `clgraft claims run {claim.claim}`"
-        return Measured({}, None, None, None, f"needs {claim.requires.split(':')[0]}", why, setting)
+        return Measured({}, None, None, None, f"needs {claim.requires.split(':')[0]}", why, setting, skipped=skipped)
     if not records:
-        return Measured({}, None, None, None, "not run", f"no records; `clgraft claims run {claim.claim}`", setting)
+        why = f"no records; `clgraft claims run {claim.claim}`"
+        return Measured({}, None, None, None, "not run", why, setting, skipped=skipped)
     statistic = STATISTICS[claim.evidence.statistic]
     read = {s: statistic.read(r, claim.evidence) for s, r in sorted(records.items())}
     values = {s: v.value for s, v in read.items() if v.value is not None}
@@ -271,7 +277,7 @@ def measure(results: Path, claim: Claim) -> Measured:
     why = "" if claim.needs is None else f"partial: still needs {claim.needs}"
     parts = {s: v.parts for s, v in read.items()}
     learned = {s: learned_in(r) for s, r in sorted(records.items())}
-    return Measured(values, mean, low, high, verdict_words(claim, reading), why, setting, parts, learned)
+    return Measured(values, mean, low, high, verdict_words(claim, reading), why, setting, parts, learned, skipped)
 
 
 def run_claim(

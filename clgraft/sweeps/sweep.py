@@ -19,14 +19,15 @@ from tqdm.auto import tqdm
 
 from clgraft.config import DEFAULT_MODEL, Optimizer, RunConfig
 from clgraft.data.registry import Registry, task_dirs
-from clgraft.errors import ClgraftError, DiskFull, Stopped, validation_message
+from clgraft.errors import ClgraftError, Stopped, validation_message
 from clgraft.io.records import config_hash, read_json, write_json
 from clgraft.methods import get_method, parse_method_spec, parse_options
 from clgraft.runs.identity import identity, record_identity
-from clgraft.sweeps.cells import CellArgs, Outcome, attempt, describe
+from clgraft.sweeps.cells import CellArgs, Outcome, attempt
 from clgraft.sweeps.local import run_local
 from clgraft.sweeps.on_ray import run_on_ray, start_ray
 from clgraft.sweeps.stopping import stop_on_signals
+from clgraft.sweeps.tally import Tally
 
 
 class _Strict(BaseModel):
@@ -118,11 +119,15 @@ def expand(sweep: Sweep, registry: Registry, where: Path) -> list[RunConfig]:
     stream and order, its methods (the stream's own list, else the sweep's) × option values × run settings × its
     seeds."""
     cells = []
-    for entry in sweep.streams:
-        stream = registry.stream(entry.stream)
-        orders = entry.orders or [stream.order(None)[0]]
+    for i, entry in enumerate(sweep.streams):
+        try:
+            stream = registry.stream(entry.stream)
+            orders = entry.orders or [stream.order(None)[0]]
+            for order in orders:
+                stream.order(order)
+        except ClgraftError as e:
+            raise ClgraftError(f"{where}: streams.{i}: {e}") from None
         for order in orders:
-            stream.order(order)
             for item in entry.methods or sweep.methods:
                 method, option_sets = _method_options(sweep, item, where)
                 for opts in option_sets:
@@ -271,7 +276,7 @@ def run_sweep(
         f"({workers} worker(s) × {threads} torch thread(s))"
     )
     args = ([str(p) for p in tasks_dir] if tasks_dir else None, str(data_dir) if data_dir else None, str(runs), threads)
-    tally = _Tally(len(cells), todo)
+    tally = Tally(len(cells), todo)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell", disable=not progress)
     start = time.perf_counter()
     outcomes = _backend(backend, todo, args, workers, address, echo)
@@ -294,62 +299,6 @@ def run_sweep(
     if tally.failed:
         raise ClgraftError(tally.failures())
     return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "cell_s": tally.cell_s, "overhead": overhead}
-
-
-_RESUME = "rerun the same command to resume"
-_LISTED = 5
-"""How many cells a message names before it says 'and N more'."""
-
-
-class _Tally:
-    """What a sweep's cells came to so far (finished, reused, failed, left) and the words it ends with."""
-
-    def __init__(self, total: int, todo: list[RunConfig]):
-        self.total, self.before = total, total - len(todo)
-        self.left = list(todo)
-        self.finished, self.reused, self.cell_s = 0, 0, 0.0
-        self.failed: list[str] = []
-
-    def add(self, outcome: Outcome, runs: Path, echo: Callable[[str], None]) -> None:
-        """Count one cell's outcome. A record that was written on another machine (Ray without a shared results
-        folder) is written here; a failure is printed at once; a full disk stops the sweep."""
-        self.left.remove(outcome.config)
-        if outcome.failure is not None:
-            self.failed.append(f"{describe(outcome.config)}: {outcome.failure}")
-            echo(f"cell failed: {self.failed[-1]}")
-            if outcome.disk_full:
-                raise DiskFull(f"{self.failed[-1]} — the sweep stopped ({self._counts()}); {_RESUME}")
-            return
-        result = outcome.result
-        target = runs / result["dir"] / "run.json"
-        if not target.exists():
-            write_json(target, result["record"])
-        self.finished += 1
-        self.reused += result["reused"]
-        self.cell_s += 0.0 if result["reused"] else result["cell_s"]
-
-    def _counts(self) -> str:
-        failed = f", {len(self.failed)} failed" if self.failed else ""
-        return f"finished: {self.before + self.finished} of {self.total} cells{failed}; left: {len(self.left)}"
-
-    def stopped(self) -> str:
-        """What a stopped sweep prints: the counts, the cells left (a few named), and how to resume."""
-        return f"{self._counts()}{_named([describe(c) for c in self.left])} — {_RESUME}"
-
-    def failures(self) -> str:
-        """The one-line error of a sweep whose cells failed: how many, each with its reason."""
-        return (
-            f"{len(self.failed)} of {self.total} cells failed, the others finished: {'; '.join(self.failed[:_LISTED])}"
-            f"{_more(self.failed)} — rerun the same command to run the failed cells again"
-        )
-
-
-def _named(cells: list[str]) -> str:
-    return f" ({', '.join(cells[:_LISTED])}{_more(cells)})" if cells else ""
-
-
-def _more(items: list) -> str:
-    return f" and {len(items) - _LISTED} more" if len(items) > _LISTED else ""
 
 
 def _backend(
