@@ -162,7 +162,7 @@ def _user_task(tmp_path: Path, fmt: str, files: dict, kind: str = "bundled") -> 
 @pytest.mark.parametrize(
     "setup, expected",
     [
-        (lambda d: None, r"train.csv not found; run `clgraft data fetch`"),
+        (lambda d: None, r"train.csv not found: task u is bundled, its files live next to its YAML.*restore the file"),
         (lambda d: (d / "train.csv").write_text(""), r"train.csv: the file is empty"),
         (lambda d: (d / "train.csv").write_bytes(b"0,caf\xe9\n"), r"train.csv: not utf-8 \(byte 5\).*encoding"),
         (lambda d: (d / "train.csv").write_text("0,good\n7,bad\n"), r"train.csv: unknown label\(s\) \['7'\]"),

@@ -332,7 +332,8 @@ RECORDS: dict[str, Callable[[dict], object]] = {
     "run.json: no tasks": _edited(lambda r: r.update(tasks=[])),
     "run.json: unknown method": _edited(lambda r: r["method"].update(name="magic")),
     "run.json: unknown method option": _edited(lambda r: r["method"]["options"].update(nope=1)),
-    "run.json: unknown config key (a newer clgraft's)": _edited(lambda r: r["config"].update(l1_to_init=0.0)),
+    "run.json: heads not an object (what the memory column is sized by)": _edited(lambda r: r.update(heads=None)),
+    "run.json: unknown config key (a newer clgraft's)": _edited(lambda r: r["config"].update(schedule="cosine")),
 }
 """Bad run records, each alone in a results folder read by `clgraft leaderboard`."""
 

@@ -42,6 +42,10 @@ def run_memory(record: dict, data_dir: Path | None) -> Memory:
         items = method.kept(parse_options(method, record["method"]["options"]), run)
     except KeyError as e:
         raise ClgraftError(f"run {record.get('config_hash')}: its record lacks {e}, which its memory needs") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ClgraftError(
+            f"run {record.get('config_hash')}: its method's report is not what its memory reads ({e})"
+        ) from None
     if not any(isinstance(item, Examples) for item in items):
         return memory_bytes(items, run)
     return memory_bytes(items, run, [_tokens_per_example(record, t, data_dir) for t in range(run.tasks)])

@@ -54,9 +54,14 @@ class _Method(_Open):
     report: _Report = _Report()
 
 
+class _Sizes(_Open):
+    train: int
+
+
 class _Task(_Open):
     name: str
     version: int
+    sizes: _Sizes
     citation: str | None = None
     checksums: dict[str, str] = {}
 
@@ -70,7 +75,14 @@ class _Metrics(_Open):
 
 
 class _Model(_Open):
+    id: str
     sha256: str
+    block_parameters: int
+
+
+class _Heads(_Open):
+    mode: str
+    sizes: dict[str, int]
 
 
 class _Versions(_Open):
@@ -93,6 +105,8 @@ class _Record(_Open):
     test_subset: str | None = None
     seed: int
     model: _Model
+    heads: _Heads
+    freeze_embeddings: bool
     wall_s: float
     versions: _Versions = _Versions()
     hardware: dict = {}
