@@ -535,6 +535,7 @@ def localize(
     seed: Annotated[int, _opt("seed of S's initialisation and of the batches")] = 0,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
+    progress: Progress = True,
 ) -> None:
     """Learn a sparse mask γ per task (docs/protocols.md), write grafts/TASK-METHOD-sS.safetensors and localize.json.
 
@@ -551,7 +552,8 @@ def localize(
     for v in values:
         LocalizeOptions(sparsity=v)
     opts = LocalizeOptions(sparsity=values[0], method=method, steps=steps, lr=lr, scale=scale, seed=seed)
-    rows = localize_run(run_dir, _registry(tasks_dir), data_dir_from(data_dir), values, opts, task, typer.echo)
+    registry, folder = _registry(tasks_dir), data_dir_from(data_dir)
+    rows = localize_run(run_dir, registry, folder, values, opts, task, typer.echo, progress)
     typer.echo(table(rows))
     if len(values) > 1:
         plot_recovered(rows, run_dir / "localize-recovered.png")

@@ -1,5 +1,5 @@
 """Tokenise a split once and cut it into padded batches (random for training, length-sorted with little padding for
-evaluation)."""
+evaluation and for the mask search's gradients)."""
 
 from __future__ import annotations
 
@@ -60,16 +60,22 @@ EVAL_BATCH_COST = 256
 smaller batches; measured on the mixed stream's test sets, benchmarks/README.md)."""
 
 
-def eval_batches(data: Encoded, batch_size: int, batch_cost: int = EVAL_BATCH_COST) -> list[list[int]]:
+def eval_batches(
+    data: Encoded, batch_size: int, batch_cost: int = EVAL_BATCH_COST, max_tokens: int | None = None
+) -> list[list[int]]:
     """Batches of at most batch_size examples, taken in length order and cut where the padded tokens plus
     `batch_cost` per batch are fewest (dynamic programming over the sorted lengths): an outlier in length gets a
-    batch of its own instead of padding a whole batch to its length."""
+    batch of its own instead of padding a whole batch to its length. With `max_tokens`, no batch of several
+    examples holds more padded tokens than that (a bound on a batch's activations where they are kept for a
+    backward pass)."""
     order = sorted(range(len(data)), key=lambda i: len(data.ids[i]))
     lengths = np.array([len(data.ids[i]) for i in order], dtype=np.float64)
     cost = np.zeros(len(order) + 1)
     start_of = np.zeros(len(order) + 1, dtype=np.int64)
     for end in range(1, len(order) + 1):
         starts = np.arange(max(0, end - batch_size), end)
+        if max_tokens is not None:
+            starts = starts[((end - starts) * lengths[end - 1] <= max_tokens) | (starts == end - 1)]
         total = cost[starts] + (end - starts) * lengths[end - 1] + batch_cost
         best = int(np.argmin(total))
         cost[end], start_of[end] = total[best], starts[best]

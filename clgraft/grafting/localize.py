@@ -22,20 +22,29 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from clgraft.data.batches import Encoded
+from clgraft.data.batches import Encoded, eval_batches
 from clgraft.errors import ClgraftError
 from clgraft.model.headed import BlockView, HeadedModel
 from clgraft.training.loop import accuracy, f1, predict
 
 SCORE_BATCH = 16  # small: the scored sets are few-shot, and larger batches' activations would set the memory peak
+
+GRAD_TOKENS_CPU = 256
+"""Padded tokens per batch of the gradient pass on a CPU: the GEMMs run as fast at 256 rows as at 1,024 (an MbPA
+train set's pass took the same time at 256, 512 and 1,024 tokens a batch; benchmarks/README.md), and a batch's
+stored activations (about 0.1 MiB a token for MiniLM) set the search's memory peak."""
+
+GRAD_TOKENS_ACCELERATOR = 8192
+"""Padded tokens per gradient batch on a GPU, where larger batches fill the device (not measured: a few-shot train
+set in one or two batches)."""
 
 
 Method = Literal["official", "scaled", "stitch", "sparsify"]
@@ -181,13 +190,14 @@ def official_step(
 ) -> None:
     """One update of the official rule, in place: S ← S − (1 − 2γ_base)⊙(lr·∂L/∂θ⊙τ)⊙σ'(S − b).
 
-    `work` is a scratch vector shaped like S (allocated when None); no other N-sized temporary is made.
+    `work` is a scratch vector shaped like S (allocated when None); the sign flip makes one more temporary of S's
+    size, which the learner keeps small by updating one parameter at a time.
     """
     work = torch.empty_like(S) if work is None else work
     torch.sub(S, bias, out=work).sigmoid_()
     work.addcmul_(work, work, value=-1)  # σ'(x) = σ(x) − σ(x)²
     work.mul_(grad_tau).mul_(lr)
-    work[base.bool()] *= -1  # (1 − 2γ_base) is −1 on the base entries, +1 elsewhere
+    torch.where(base.bool(), work.neg(), work, out=work)  # (1 − 2γ_base) is −1 on the base entries, +1 elsewhere
     S.sub_(work)
 
 
@@ -201,45 +211,11 @@ def within_budget(rounded: torch.Tensor, S: torch.Tensor, base: torch.Tensor, bi
     departure from the official rounding). The official rule has no sparsity term: once it moves at all, each step
     adds entries faster than it drops them (after a 50-step MiniLM fine-tuning a moving search grew a 1% mask to 7–9%
     in ten steps), so a region would no longer be the sparsity it was asked for."""
-    if int(rounded.sum()) <= k:
+    if int(torch.count_nonzero(rounded)) <= k:
         return rounded
     gamma = torch.sub(S, bias).sigmoid_()
     gamma[base] = 1 - gamma[base]
     return top_k_mask(gamma, k)
-
-
-@contextmanager
-def _checkpointing(model: HeadedModel) -> Iterator[list[nn.Module]]:
-    """Activation checkpointing of the body's layers for the duration of a mask search; yields the checkpointed
-    layers (none where the model has no such support).
-
-    Mask learning holds five N-sized vectors (θ₀, τ, S, weights, gradients); one batch's stored activations would
-    add about the parameter memory again, while re-computing each layer in the backward pass costs ~15% of a
-    gradient. The layers checkpoint only in training mode, so `_grad` raises their own flags and leaves every
-    dropout off; the gradient is the same to the bit. Turned off afterwards: training goes on without it.
-    """
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    body = model.body
-    if not getattr(body, "supports_gradient_checkpointing", False):
-        yield []
-        return
-    had_input_hook = bool(getattr(body, "_require_grads_hooks", None) or hasattr(body, "_require_grads_hook"))
-    if hasattr(body, "activation_checkpointing_enable"):  # transformers ≥ 5.2x; older ones name it "gradient"
-        body.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        disable = body.activation_checkpointing_disable
-    else:
-        body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        disable = body.gradient_checkpointing_disable
-    try:
-        yield [m for m in body.modules() if isinstance(m, GradientCheckpointingLayer)]
-    finally:
-        disable()
-        # transformers ≥ 5 also hooks the input embeddings to require grad when checkpointing starts, and keeps the
-        # hook after it stops: remove it, or every later training step would build a graph through the embeddings
-        if not had_input_hook and hasattr(body, "disable_input_require_grads"):
-            body.disable_input_require_grads()
-        model.eval()
 
 
 @dataclass
@@ -269,12 +245,41 @@ def sigmoid_slope(x: float) -> float:
     return s * (1 - s)
 
 
+def example_weights(batches: list[list[int]], n: int) -> torch.Tensor:
+    """Each of n examples' weight in the mean over `batches` of the batch-mean losses: 1/(|B|·len(batches)) for an
+    example in batch B, 0 for one in none (a last, smaller batch weighs its examples more, as the official loader
+    does)."""
+    weights = torch.zeros(n, dtype=torch.float64)
+    for index in batches:
+        weights[index] += 1 / (len(index) * len(batches))
+    return weights.float()
+
+
+def gradient_batches(
+    task: ScoredTask, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The train set in length-sorted batches of at most GRAD_TOKENS_CPU padded tokens (GRAD_TOKENS_ACCELERATOR off
+    the CPU), each as (example positions, input ids, attention mask, labels with the task's offset) on the device:
+    collated once for every gradient of a search."""
+    tokens = GRAD_TOKENS_CPU if device.type == "cpu" else GRAD_TOKENS_ACCELERATOR
+    out = []
+    for index in eval_batches(task.train, len(task.train), max_tokens=tokens):
+        input_ids, mask, labels = task.train.collate(index)
+        tensors = (torch.tensor(index), input_ids, mask, labels + task.label_offset)
+        out.append(tuple(t.to(device) for t in tensors))
+    return out
+
+
 class MaskLearner:
     """Learns masks for one fine-tuned model: θ₀ and the candidate change over a body bound to flat vectors.
 
     Only the block parameters take gradients while it is open; `close()` (or leaving its `with` block) drops every
     gradient it bound and gives each parameter back the `requires_grad` it had, so nothing of the search reaches
     the next task's training.
+
+    The train set is cut once into length-sorted gradient batches (collated on the device), which every step's
+    gradient reuses: the official loss is a weighted sum over examples, so the batches it was averaged in need not
+    be the ones it is computed in (`_grad`).
     """
 
     def __init__(self, model: HeadedModel, view: BlockView, theta0: torch.Tensor, task: ScoredTask, device):
@@ -291,8 +296,7 @@ class MaskLearner:
         except BaseException:
             self.close()
             raise
-        self.loss_fn = nn.CrossEntropyLoss()
-        self.checkpointed: list[nn.Module] = []
+        self.grad_batches = gradient_batches(task, torch.device(device))
 
     def __enter__(self) -> MaskLearner:
         return self
@@ -316,11 +320,10 @@ class MaskLearner:
         return self.view.flatten(dict(zip(self.view.names, self.params, strict=True)))
 
     def set_mask(self, mask: torch.Tensor, delta: torch.Tensor) -> None:
-        """Weights θ₀ + γ⊙δ for a boolean γ (touches only the selected entries after one copy)."""
+        """Weights θ₀ + γ⊙δ for a boolean γ: θ₀ + δ where selected, θ₀ itself elsewhere."""
         with torch.no_grad():
             for p, t0, m, d in self._pieces(self.theta0, mask, delta):
-                p.copy_(t0)
-                p[m] += d[m]
+                torch.where(m, t0 + d, t0, out=p)
 
     def _set_relaxed(self, gamma: torch.Tensor, delta: torch.Tensor) -> None:
         """Weights θ₀ + γ⊙δ for a real-valued γ."""
@@ -329,15 +332,18 @@ class MaskLearner:
                 torch.addcmul(t0, g, d, out=p)
 
     def _grad(self, batches: list[list[int]]) -> torch.Tensor:
-        """Mean over batches of ∂L/∂θ at the current weights (dropout off: the official code scores in eval mode)."""
+        """∂L/∂θ at the current weights, in the gradient buffer, for the official loss of one epoch: the mean over
+        `batches` of each batch's mean cross-entropy (dropout off: the official code scores in eval mode).
+
+        That loss is Σ_i w_i·CE_i with w_i = 1/(|batch of i|·number of batches), so it is summed over the cached
+        length-sorted batches instead, each example with its weight: the same gradient up to float rounding, with
+        little padding, and no batch's activations re-computed (the small batches bound the memory)."""
+        weights = example_weights(batches, len(self.task.train)).to(self.device)
         self.model.eval()
-        for layer in self.checkpointed:
-            layer.training = True  # only the layer's own flag: its dropout sub-modules stay off
         self.grads.zero_()
-        for index in batches:
-            input_ids, mask, labels = (t.to(self.device) for t in self.task.train.collate(index))
-            loss = self.loss_fn(self.model(input_ids, mask, self.task.head), labels + self.task.label_offset)
-            (loss / len(batches)).backward()
+        for index, input_ids, mask, labels in self.grad_batches:
+            losses = F.cross_entropy(self.model(input_ids, mask, self.task.head), labels, reduction="none")
+            losses.dot(weights[index]).backward()
         return self.grads
 
     def _split_score(self, data: Encoded) -> float:
@@ -352,32 +358,49 @@ class MaskLearner:
         self.set_mask(mask, delta)
         return self._split_score(self.task.train), self._split_score(self.task.dev)
 
-    def learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions) -> MaskResult:
+    def learn(
+        self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions, progress: bool = False, desc: str = ""
+    ) -> MaskResult:
         """Search a mask of about ⌊sN⌋ entries for the candidate change δ (τ, or −θ₀ for sparsify), starting from
-        the top-⌊sN⌋ entries of |init| (|τ|: where fine-tuning moved most)."""
-        with _checkpointing(self.model) as self.checkpointed:
-            return self._learn(delta, init, opts)
+        the top-⌊sN⌋ entries of |init| (|τ|: where fine-tuning moved most); with `progress`, a bar over its steps
+        labelled `desc`."""
+        with tqdm(total=opts.steps, desc=desc or "mask search", leave=False, disable=not progress, unit="step") as bar:
+            return self._learn(delta, init, opts, bar)
 
     def _epoch(self, gen: torch.Generator, batch_size: int) -> list[list[int]]:
         """The whole train set once, in seeded random batches: what the official code averages per mask step."""
         order = torch.randperm(len(self.task.train), generator=gen).tolist()
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
-    def _record(self, step: int, mask: torch.Tensor, base: torch.Tensor, delta: torch.Tensor) -> dict:
-        train, dev = self.score(mask, delta)
-        changed = int((mask ^ base).sum())
-        return {"step": step, "changed": changed, "size": int(mask.sum()), "train": train, "dev": dev}
+    def _record(
+        self,
+        step: int,
+        mask: torch.Tensor,
+        base: torch.Tensor,
+        delta: torch.Tensor,
+        last: tuple[torch.Tensor, dict] | None = None,
+    ) -> dict:
+        """Step `step`'s entry of the search, its mask scored on train and dev. `last` is the previous (mask, entry):
+        an equal mask is the same model, so its scores are copied rather than computed again (the official rule
+        often leaves the rounded mask as it was)."""
+        if last is not None and torch.equal(mask, last[0]):
+            train, dev = last[1]["train"], last[1]["dev"]
+        else:
+            train, dev = self.score(mask, delta)
+        changed, size = int(torch.count_nonzero(mask ^ base)), int(torch.count_nonzero(mask))
+        return {"step": step, "changed": changed, "size": size, "train": train, "dev": dev}
 
-    def _learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions) -> MaskResult:
+    def _learn(self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions, bar: tqdm) -> MaskResult:
         k = math.floor(opts.sparsity * self.view.numel)
         if k < 1:
             raise ClgraftError(f"--sparsity {opts.sparsity} selects no entry of {self.view.numel} block parameters")
         base = top_k_magnitude(init, k)
         gen = torch.Generator().manual_seed(opts.seed)
         if opts.method == "stitch":
-            return self._stitch(delta, base, k, gen, opts)
+            return self._stitch(delta, base, k, gen, opts, bar)
         S = torch.rand(self.view.numel, generator=gen).to(delta.device)  # drawn on the CPU: the same S on any device
         search = [self._record(0, base, base, delta)]
+        last = (base, search[0])
         # the official code keeps the first step's mask (its baseline score is 0) and never γ_base itself
         best_mask, best, best_step, lr = base, -math.inf, 0, opts.lr
         for step in range(1, opts.steps + 1):
@@ -390,10 +413,12 @@ class MaskLearner:
             rounded = rounded_official(S, base, opts.bias)
             if opts.method == "scaled":
                 rounded = within_budget(rounded, S, base, opts.bias, k)
-            search.append(self._record(step, rounded, base, delta))
+            search.append(self._record(step, rounded, base, delta, last))
+            last = (rounded, search[-1])
             score = search[-1]["train"] + search[-1]["dev"]
             if score > best:
                 best_mask, best, best_step = rounded, score, step
+            bar.update()
         return MaskResult(best_mask, best_step, search, lr)
 
     def relaxed_gradient(
@@ -406,7 +431,7 @@ class MaskLearner:
         with torch.no_grad():
             for p, s, b, t0, d in self._pieces(S, base, self.theta0, delta):
                 torch.sub(s, bias, out=p).sigmoid_()
-                p[b] = 1 - p[b]  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
+                torch.where(b, 1 - p, p, out=p)  # γ(S) = γ_base + (1 − 2γ_base)σ(S − b)
                 p.mul_(d).add_(t0)  # θ̄ = θ₀ + γ⊙δ, in place
         return self._grad(batches).mul_(delta)
 
@@ -424,7 +449,7 @@ class MaskLearner:
             for p, s, b, g in self._pieces(S, base, grad_tau):
                 official_step(s, b, g, opts.lr, opts.bias, work=p)
 
-    def _stitch(self, delta, base, k: int, gen: torch.Generator, opts: LocalizeOptions) -> MaskResult:
+    def _stitch(self, delta, base, k: int, gen: torch.Generator, opts: LocalizeOptions, bar: tqdm) -> MaskResult:
         S = torch.where(base, 3.0, -3.0)
         work = torch.empty_like(S)
         search = [self._record(0, base, base, delta)]
@@ -435,8 +460,9 @@ class MaskLearner:
             grad.mul_(delta).add_(opts.l1 / self.view.numel)  # ∂(L + l1·mean γ)/∂γ
             work.addcmul_(work, work, value=-1).mul_(grad).mul_(opts.lr)  # ⊙ σ'(S)
             S.sub_(work)
+            bar.update()
         mask = top_k_mask(S, k)  # σ is monotone: the top-k of σ(S) are the top-k of S
-        search.append(self._record(opts.steps, mask, base, delta))
+        search.append(self._record(opts.steps, mask, base, delta, (base, search[0])))
         return MaskResult(mask, opts.steps, search, opts.lr)
 
     def restore(self, flat: torch.Tensor) -> None:

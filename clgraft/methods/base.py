@@ -178,11 +178,17 @@ class Method:
             seed=step.seed,
             device=self.ctx.device,
             label_offset=task.label_offset,
-            desc=f"task {step.index + 1} {task.task.task}{f' ({label})' if label else ''}",
+            desc=self.step_label(step, label),
             on_step=step.on_step,
             progress=self.ctx.progress,
             grad_hook=self.grad_hook,
         )
+
+    def step_label(self, step: TaskStep, label: str = "") -> str:
+        """How a progress bar names task `step.index`'s work: the task's position and name, and what runs
+        (`label`: the method in a fit, "mask search")."""
+        task = self.ctx.tasks[step.index]
+        return f"task {step.index + 1} {task.task.task}{f' ({label})' if label else ''}"
 
     def dev_accuracy(self, model: HeadedModel, upto: int) -> float:
         """Mean dev accuracy of tasks 0..upto: the only data a method's own choices (λ grids) may look at."""

@@ -80,10 +80,13 @@ def localize_task(
     opts: GraftOptions,
     device: torch.device,
     seed: int,
+    progress: bool = False,
+    desc: str = "",
 ) -> tuple[torch.Tensor, torch.Tensor, MaskResult]:
     """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score
     (docs/protocols.md), searched and scored on exactly the model its graft builds: the start body (embeddings
-    included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
+    included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ; with `progress`, a
+    bar labelled `desc` counts the search's steps."""
     from clgraft.grafting.localize import MaskLearner
     from clgraft.io.phases import phase
 
@@ -91,7 +94,7 @@ def localize_task(
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
     start.restore(model)
     with phase("localize"), MaskLearner(model, view, start.blocks, scored_task(task), device) as learner:
-        found = learner.learn(tau, tau, localize_opts(opts, seed))
+        found = learner.learn(tau, tau, localize_opts(opts, seed), progress, desc)
     region = found.mask & (tau != 0)
     start.restore(model, start.blocks + region * tau)
     return region, tau, found

@@ -72,8 +72,10 @@ def localize_run(
     opts: LocalizeOptions,
     task_names: list[str] | None = None,
     echo: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> list[dict]:
-    """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json).
+    """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json). With
+    `progress`, a bar counts each mask search's steps.
 
     Masks are searched, scored and reported on exactly the model a graft file builds: θ₀ everywhere (embeddings
     included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it. Each row's `cpu_s` is
@@ -104,7 +106,8 @@ def localize_run(
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
             delta = -theta0.blocks if run_opts.method == "sparsify" else tau
             with MaskLearner(model, view, theta0.blocks, scored_task(task), runner.device) as learner:
-                found = learner.learn(delta, tau, run_opts)
+                desc = f"{task.task.task} s={s:g} (mask search)"
+                found = learner.learn(delta, tau, run_opts, progress, desc)
                 learner.set_mask(found.mask, delta)
             acc_g, ece_g = _test_metrics(model, task, runner.device)
             ood_g = _ood_accuracy(model, task, ood, runner.device)
