@@ -142,3 +142,12 @@ def test_localize_shows_the_search_steps(tiny_run, invoke):
     args = ("localize", tiny_run, "--sparsity", "0.05", "--task", "tiny-trec", "--steps", "2")
     assert "tiny-trec s=0.05 (mask search)" in invoke(*args)
     assert "mask search" not in invoke(*args, "--no-progress")
+
+
+def test_a_grafting_run_shows_each_mask_search(tiny_model_dir, tmp_path, invoke):
+    """`run --method graft-freeze` names each task's mask search on its progress bar, as `run` names training."""
+    args = ("run", "--stream", "tiny", "--model", tiny_model_dir, "--method", "graft-freeze", "--steps", "2")
+    shown = invoke(*args, "--batch-size", "4", "--max-length", "32", "--out", tmp_path / "a")
+    assert "task 1 tiny-sst2 (mask search)" in shown and "task 3 tiny-trec (mask search)" in shown
+    quiet = invoke(*args, "--batch-size", "4", "--max-length", "32", "--out", tmp_path / "b", "--no-progress")
+    assert "mask search" not in quiet
