@@ -388,6 +388,34 @@ def test_plan_carries_a_methods_measured_cost_ratio_to_naive_across_streams(tmp_
     assert table["source"].tolist() == ["naive's × 3 (measured on stream-a)", rough]
 
 
+def test_plan_prices_a_memory_knobs_new_point_from_the_methods_other_points(tmp_path):
+    """A replay cell at a memory size never run (a sweep varying per_class) costs what replay's measured cells on
+    that stream cost at other sizes, its other options equal (not naive's × a ratio); on a stream where replay never
+    ran, naive's × its relative cost as before."""
+    from clgraft.sweeps.cost import plan
+
+    def write(name: str, method: str, stream: str, cpu: float, **options) -> None:
+        record = _record(1, 0.5, method)
+        record["config"]["stream"] = stream
+        record["method"]["options"].update(options)
+        write_json(tmp_path / "res" / "runs" / name / "run.json", {**record, "cpu_s": cpu})
+
+    write("naive-a", "naive", "stream-a", 10.0)
+    write("replay-a", "replay", "stream-a", 30.0, per_class=2)
+    write("replay-a4", "replay", "stream-a", 50.0, per_class=4)
+    write("naive-b", "naive", "stream-b", 7.0)
+    write("replay-a-big", "replay", "stream-a", 900.0, per_class=2, mem_batch_size=64)  # another variant: not pooled
+    cells = [
+        RunConfig(stream=s, order="default", method="replay", method_options={"per_class": n}, seed=1, steps=12)
+        for s in ("stream-a", "stream-b")
+        for n in (1, 8)
+    ]
+    table = plan(cells, tmp_path / "res", [])
+    assert table["s_per_cell"].tolist()[:2] == [40.0, 40.0]
+    assert table["source"].tolist()[0] == "other per_class measured (2 runs)"
+    assert table["source"].tolist()[2] == f"naive's × {METHODS['replay'].relative_cost:g} (relative cost)"
+
+
 def test_leaderboard_header_names_each_commit_and_says_when_a_record_has_none():
     """Records from a git checkout give their commit; one run from a plain copy of the source says it has none,
     not 'None'."""

@@ -1,10 +1,12 @@
 """What a sweep still costs, from measured cells (`clgraft sweep SPEC --plan`): per stream, order, method and run
 settings, how many cells are finished and how many are left, and the seconds a cell takes — the mean cost of
-finished records of the same configuration (any seed), else naive's at the same settings times the method's cost
-over naive's measured on other streams at otherwise the same settings, else times the method's rough relative cost
-(`Method.relative_cost`), else unknown. A record's cost is its CPU seconds (`cpu_s`: core-seconds, which other jobs
-on the machine barely change) where it has them, else its wall seconds (inflated by whatever ran beside it). A plan
-to fit a budget is made from these numbers, not from guesses."""
+finished records of the same configuration (any seed), else of the same method with other values of the options
+the sweep varies for it, on the same stream at the same settings (a memory knob's other points), else
+naive's at the same settings times the method's cost over naive's measured on other streams at otherwise the same
+settings, else times the method's rough relative cost (`Method.relative_cost`), else unknown. A record's cost is
+its CPU seconds (`cpu_s`: core-seconds, which other jobs on the machine barely change) where it has them, else its
+wall seconds (inflated by whatever ran beside it). A plan to fit a budget is made from these numbers, not from
+guesses."""
 
 from __future__ import annotations
 
@@ -34,13 +36,22 @@ def _across_streams_key(ident: dict) -> str:
     return cost_key({**ident, "config": {k: v for k, v in ident["config"].items() if k != "stream"}})
 
 
+def _other_values_key(ident: dict, knobs: frozenset[str]) -> str:
+    """_across_streams_key without the values of the method's options in `knobs` (those a sweep varies for it): the
+    key under which a method's cells at other points of its knobs are pooled (marked so that it cannot equal a
+    configuration's own key)."""
+    options = {k: v for k, v in ident["method_options"].items() if k not in knobs}
+    return "other values " + _across_streams_key({**ident, "method_options": options})
+
+
 Costs = dict[str, dict[str, list[float]]]
-"""Measured seconds by _across_streams_key, then by stream (the pair is the cost_key)."""
+"""Measured seconds by _across_streams_key, then by stream (the pair is the cost_key); also by _other_values_key."""
 
 
-def measured_seconds(folders: list[Path]) -> Costs:
+def measured_seconds(folders: list[Path], knobs: dict[str, frozenset[str]] | None = None) -> Costs:
     """The cost of every finished run under the folders (each a results folder or a folder of run folders): CPU
-    seconds, or wall seconds for records made before runs kept them; unreadable records skipped."""
+    seconds, or wall seconds for records made before runs kept them; unreadable records skipped. `knobs`: per
+    method, the options a sweep varies (its runs are also pooled over their values)."""
     out: Costs = {}
     for folder in folders:
         runs = folder / "runs" if (folder / "runs").is_dir() else folder
@@ -50,8 +61,11 @@ def measured_seconds(folders: list[Path]) -> Costs:
                 ident, seconds = record_identity(record), float(record.get("cpu_s", record["wall_s"]))
             except (ClgraftError, KeyError, TypeError, ValueError):
                 continue
-            streams = out.setdefault(_across_streams_key(ident), {})
-            streams.setdefault(ident["config"]["stream"], []).append(seconds)
+            keys = [_across_streams_key(ident)]
+            if (knobs or {}).get(ident["config"]["method"]):
+                keys.append(_other_values_key(ident, knobs[ident["config"]["method"]]))
+            for key in keys:
+                out.setdefault(key, {}).setdefault(ident["config"]["stream"], []).append(seconds)
     return out
 
 
@@ -75,11 +89,16 @@ def measured_ratio(config: RunConfig, measured: Costs) -> tuple[float, list[str]
     return mean(mean(own[s]) / mean(naive[s]) for s in streams), streams
 
 
-def cell_seconds(config: RunConfig, measured: Costs) -> tuple[float | None, str]:
-    """A cell's expected cost in seconds (core-seconds where the records kept them) and where the figure comes from."""
+def cell_seconds(config: RunConfig, measured: Costs, knobs: frozenset[str] = frozenset()) -> tuple[float | None, str]:
+    """A cell's expected cost in seconds (core-seconds where the records kept them) and where the figure comes from;
+    `knobs`: the options the sweep varies for its method."""
     own = _by_stream(config, measured).get(config.stream)
     if own:
         return mean(own), f"measured ({len(own)} run{'s' * (len(own) != 1)})"
+    other = measured.get(_other_values_key(identity(config), knobs), {}).get(config.stream) if knobs else None
+    if other:
+        named = ", ".join(sorted(knobs))
+        return mean(other), f"other {named} measured ({len(other)} run{'s' * (len(other) != 1)})"
     naive = _by_stream(_naive_twin(config), measured).get(config.stream)
     if not naive:
         return None, "unknown: no run of it or of naive at these settings"
@@ -90,18 +109,28 @@ def cell_seconds(config: RunConfig, measured: Costs) -> tuple[float | None, str]
     return factor * mean(naive), f"naive's × {factor:g} (relative cost)"
 
 
+def varied_options(cells: list[RunConfig]) -> dict[str, frozenset[str]]:
+    """Per method, the options whose values differ among its cells (a memory knob's grid)."""
+    values: dict[str, dict[str, set[str]]] = {}
+    for config in cells:
+        for key, value in identity(config)["method_options"].items():
+            values.setdefault(config.method, {}).setdefault(key, set()).add(repr(value))
+    return {m: frozenset(k for k, v in options.items() if len(v) > 1) for m, options in values.items()}
+
+
 def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:
     """One row per stream, method (with options) and the run settings that vary among the cells (e.g. `steps=50`):
     cells, finished, left, seconds per cell (core-seconds where measured so) and their source, and the seconds the
     cells left should take."""
     done = finished_runs(results / "runs")
-    measured = measured_seconds([results, *costs])
+    knobs = varied_options(cells)
+    measured = measured_seconds([results, *costs], knobs)
     fixed = {"seed", "stream", "order", "method", "method_options"}
     dumps = [c.model_dump(exclude=fixed) for c in cells]
     varying = sorted(k for k in dumps[0] if len({repr(d[k]) for d in dumps}) > 1) if dumps else []
     rows = []
     for config, dump in zip(cells, dumps, strict=True):
-        seconds, source = cell_seconds(config, measured)
+        seconds, source = cell_seconds(config, measured, knobs.get(config.method, frozenset()))
         options = ", ".join(f"{k}={v}" for k, v in config.method_options.items())
         rows.append(
             {
