@@ -605,9 +605,9 @@ def sweep(
         bool,
         _opt(
             "run nothing: print per stream, method and varied run setting the cells finished and left, seconds "
-            "per cell (the CPU seconds of finished runs of the same configuration, else naive's × the method's cost "
-            "over naive's measured on other streams at the same settings, else × its rough relative cost) and the "
-            "total in core-hours",
+            "per cell (the CPU seconds of finished runs of the same configuration, else of the method's runs at "
+            "other values of the options the sweep varies, else naive's × the method's cost over naive's measured "
+            "on other streams at the same settings, else × its rough relative cost) and the total in core-hours",
             "--plan",
         ),
     ] = False,
