@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from safetensors import safe_open
-from scipy import stats
 
 from clgraft.analysis.run_files import OpenRun
 from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft, load
 from clgraft.io.figures import NOT_EVALUATED, pyplot, run_line, save, wrap
+from clgraft.metrics.mantel import correlate
 from clgraft.metrics.overlap import (
     empty_mask_matrix,
     jaccard_matrix,
@@ -29,7 +29,6 @@ from clgraft.training.loop import pooled_features
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PERMUTATIONS = 9999
 CELL_IN = 0.5  # inches per overlap cell: room for a 4-digit value; three panels of an 8-task stream stay on a page
 JACCARD = "Jaccard |γ_i ∧ γ_j| / |γ_i ∨ γ_j|"
 
@@ -139,29 +138,6 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
         taus.append(run.blocks(state) - run.start(i))
     tau_cos = np.array([[float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for b in taus] for a in taus])
     return {"transfer": transfer, "tau_cosine": tau_cos, "embedding_cosine": emb_cos, "same_type": same_type}
-
-
-def correlate(similarity: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict:
-    """Spearman ρ between two symmetric T×T matrices over the pairs i < j, with a Mantel permutation p-value
-    (task labels of the reference permuted jointly over rows and columns, two-sided)."""
-    reference = (reference + reference.T) / 2
-    iu = np.triu_indices(len(similarity), k=1)
-    x = similarity[iu]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(reference[iu]) == 0:
-        return {"rho": None, "p": None, "pairs": len(x), "note": "constant or too few pairs"}
-
-    def rho(order: np.ndarray) -> float:
-        return float(stats.spearmanr(x, reference[np.ix_(order, order)][iu]).statistic)
-
-    result = stats.permutation_test(
-        (np.arange(len(similarity)),),
-        rho,
-        permutation_type="pairings",
-        n_resamples=PERMUTATIONS,
-        alternative="two-sided",
-        rng=np.random.default_rng(seed),
-    )
-    return {"rho": float(result.statistic), "p": float(result.pvalue), "pairs": len(x)}
 
 
 def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None) -> dict:

@@ -256,6 +256,24 @@ def _memory_kb(record: dict, data_dir: Path | None, warn: Callable[[str], None])
     return {"extra_kb_per_task": memory.per_task / 1024, "head_kb_per_task": memory.heads_per_task / 1024}
 
 
+def _regions(record: dict) -> dict:
+    """A record's regions (clgraft/runs/regions.py): the mean Jaccard of its tasks' regions over task pairs, that of
+    random regions of the same sizes, and Spearman ρ of Jaccard with same-type; NaN for a run that kept no region per
+    task (or a record older than `regions`)."""
+    regions = record.get("regions") or {}
+    rho = (regions.get("jaccard_vs_same_type") or {}).get("rho")
+    return {
+        "region_jaccard": _number(regions.get("mean_jaccard")),
+        "region_random_jaccard": _number(regions.get("mean_random_jaccard")),
+        "region_type_rho": _number(rho),
+    }
+
+
+def _number(value: object) -> float:
+    """A record's number, NaN where absent."""
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
 def _row(record: dict, key: str, data_dir: Path | None, warn: Callable[[str], None]) -> dict:
     """One record's line of the table before aggregation (key: its configuration's hash)."""
     return {
@@ -268,6 +286,7 @@ def _row(record: dict, key: str, data_dir: Path | None, warn: Callable[[str], No
         "seed": record["seed"],
         "wall_s": record["wall_s"],
         **_memory_kb(record, data_dir, warn),
+        **_regions(record),
         "cite": ", ".join(citations(record)),
         **_assumptions(record),
         **{m: record["metrics"][m] for m in METRICS},
@@ -309,7 +328,7 @@ def summarize(
     frame = seed_rows(records, warn, data_dir)
     settings = dict(zip(frame["key"], frame["setting"], strict=True))
     grouped = frame.groupby("key", sort=False)
-    numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task", "head_kb_per_task"]].mean()
+    numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task", "head_kb_per_task", *REGIONS]].mean()
     table = grouped.agg(**{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, _cell) for m in METRICS})
     table.insert(0, "id", table.index.map(row_id))
     table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], settings))
@@ -325,6 +344,15 @@ def summarize(
         table[column] = grouped[column].first()
     for column in ("extra_kb_per_task", "head_kb_per_task"):
         table[column] = numeric[column].map(kb_cell)
+    measured = grouped["region_jaccard"].count()
+    table["region_jaccard"] = [
+        region_cell(numeric.loc[k, "region_jaccard"], numeric.loc[k, "region_random_jaccard"], measured[k])
+        for k in table.index
+    ]
+    rho_seeds = grouped["region_type_rho"].count()
+    table["region_type_rho"] = [
+        "-" if not rho_seeds[k] else f"{numeric.loc[k, 'region_type_rho']:+.2f} (n={rho_seeds[k]})" for k in table.index
+    ]
     table["wall_s"] = numeric["wall_s"].map(lambda v: f"{v:.0f}")
     table["cite"] = grouped["cite"].first()
     if sort_by is not None:
@@ -332,6 +360,18 @@ def summarize(
             raise ClgraftError(f"--sort {sort_by!r}: choose one of {', '.join(numeric.columns)}")
         table = table.loc[numeric[sort_by].sort_values(ascending=ascending, na_position="last").index]
     return table.reset_index(drop=True)
+
+
+REGIONS = ("region_jaccard", "region_random_jaccard", "region_type_rho")
+"""The per-seed region columns (`_regions`), averaged over seeds into the row's two region cells."""
+
+
+def region_cell(jaccard: float, random: float, seeds: int) -> str:
+    """The mean Jaccard of a row's task regions beside random regions' ('-' for a row that keeps no region per
+    task)."""
+    if not seeds:
+        return "-"
+    return f"{jaccard:.3g} (random {random:.2g}; n={seeds})"
 
 
 MEMORY_UNKNOWN = "n/a"
@@ -387,7 +427,11 @@ def header(records: list[dict]) -> str:
         "naive in the same setting over the seeds both have [95% t interval] and the two-sided paired t-test's p; "
         "extra_kb_per_task = what the method keeps from task to task beyond θ₀ and its one model, after the stream, "
         "per task (shared state as its share; docs/metrics.md, one rule for every method), head_kb_per_task = its "
-        "heads per task, in KB of 1,024 bytes; wall_s = mean seconds per run on: "
+        "heads per task, in KB of 1,024 bytes; region_jaccard = for a method that keeps a region per task, the "
+        "mean over seeds of the tasks' regions' mean pairwise Jaccard (random = regions of the same sizes drawn at "
+        "random), region_type_rho = the mean over seeds of Spearman ρ between Jaccard and same task type "
+        "(clgraft/runs/regions.py; runs recorded before 2026-12-05 have no regions: -); "
+        "wall_s = mean seconds per run on: "
         f"{'; '.join(machines)}."
     )
 

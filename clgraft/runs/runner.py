@@ -51,6 +51,7 @@ from clgraft.model.headed import (
 )
 from clgraft.runs import predictions
 from clgraft.runs.identity import identity
+from clgraft.runs.regions import regions_record, task_regions
 from clgraft.training.loop import SGD_WEIGHT_DECAY, TrainOptions, accuracy, predict
 from clgraft.training.shared_work import SHARED_DIR, SharedWork
 from clgraft.training.tensorboard_log import TensorBoardLog
@@ -477,6 +478,10 @@ class Runner:
                 self._train_sequentially(model, method, ctx, R, losses, checkpoint)
             elapsed = wall + time.perf_counter() - start
             record = self._record(R, losses, elapsed, method.report())
+            names = [task.task.task for task in ctx.tasks]
+            regions = task_regions(method.grafts(), names)
+            if regions is not None:
+                record["regions"] = regions_record(regions, names, [task.task.type for task in ctx.tasks])
             record["time_s"] = spent_since(phases_before, elapsed, earlier_phases)
             record["cpu_s"] = round(cpu + time.process_time() - cpu_start, 3)
             write_json(self.dir / "run.json", record)
