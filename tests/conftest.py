@@ -106,3 +106,16 @@ def invoke():
         return result.output
 
     return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    """A naive run of the tiny stream (6 steps a task, its weights kept), made once per test module: the modules
+    that localize in it write grafts into it, so no two modules share one."""
+    from clgraft.data.registry import Registry
+    from clgraft.runs.runner import RunConfig, Runner
+
+    out = tmp_path_factory.mktemp("run")
+    config = RunConfig(stream="tiny", model=str(tiny_model_dir), steps=6, batch_size=4, max_length=32, lr=1e-3)
+    Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
+    return out

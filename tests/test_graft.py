@@ -151,17 +151,6 @@ def test_sparsity_outside_0_1_is_refused():
             LocalizeOptions(sparsity=s)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir, tmp_path_factory):
-    from clgraft.data.registry import Registry
-    from clgraft.runs.runner import RunConfig, Runner
-
-    out = tmp_path_factory.mktemp("run")
-    config = RunConfig(stream="tiny", model=str(tiny_model_dir), steps=6, batch_size=4, max_length=32, lr=1e-3)
-    Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
-    return out
-
-
 def test_one_learner_step_matches_a_direct_restatement(tiny_run):
     """MaskLearner's step on the tiny model against the rule written out with autograd on a plain copy."""
     import copy

@@ -36,17 +36,6 @@ class OfficialBatches(MaskLearner):
         return self.grads
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir, tmp_path_factory):
-    from clgraft.data.registry import Registry
-    from clgraft.runs.runner import RunConfig, Runner
-
-    out = tmp_path_factory.mktemp("run")
-    config = RunConfig(stream="tiny", model=str(tiny_model_dir), steps=6, batch_size=4, max_length=32, lr=1e-3)
-    Runner(config, Registry.discover(), None, out, progress=False, echo=lambda s: None).run()
-    return out
-
-
 def _tiny_case(tiny_run_dir, task_index: int = 2):
     """The tiny run's model after task `task_index` (tiny-trec: 24 train examples), its θ₀ and τ over the blocks."""
     from clgraft.data.registry import Registry

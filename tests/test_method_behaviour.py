@@ -411,8 +411,8 @@ def test_mask_search_leaves_no_gradient_behind(tiny_model_dir, tmp_path, monkeyp
     seen = []
     original = graft_freeze.localize_task
 
-    def watch(model, *args, **kwargs):
-        out = original(model, *args, **kwargs)
+    def watch(method, model, *args, **kwargs):
+        out = original(method, model, *args, **kwargs)
         seen.append(
             (
                 all(p.grad is None for p in model.parameters()),

@@ -81,16 +81,7 @@ class GraftCompose(FromTheta0):
     def _localize(self, model: HeadedModel, step: TaskStep) -> None:
         """Keep the graft of the task just trained (and how its mask search went)."""
         task = self.ctx.tasks[step.index]
-        region, tau, found = localize_task(
-            model,
-            self.theta0,
-            task,
-            self.options,
-            self.ctx.device,
-            step.seed,
-            self.ctx.progress,
-            self.step_label(step, "mask search"),
-        )
+        region, tau, found = localize_task(self, model, self.theta0, step)
         self.by_task[step.index] = task_graft(model, self.view, task, region, tau, self.name, self.options.sparsity)
         self.searches.append(search_summary(found))
 

@@ -75,16 +75,7 @@ class GraftFreeze(Method):
         losses = super().train(model, step)
         if self.ctx.opts.weight_decay and self.frozen.any():
             self._put_back_frozen(model, start)
-        region, tau, found = localize_task(
-            model,
-            start,
-            task,
-            self.options,
-            self.ctx.device,
-            step.seed,
-            self.ctx.progress,
-            self.step_label(step, "mask search"),
-        )
+        region, tau, found = localize_task(self, model, start, step)
         assert not (region & self.frozen).any(), "graft-freeze regions must be disjoint"
         self.frozen |= region
         self.sizes.append(int(region.sum()))

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from clgraft.grafting.graft import Graft
     from clgraft.grafting.localize import LocalizeOptions, MaskResult, ScoredTask
-    from clgraft.methods.base import PreparedTask
+    from clgraft.methods.base import Method, PreparedTask, TaskStep
     from clgraft.model.headed import BlockView, BodySnapshot, HeadedModel
 
 
@@ -74,27 +74,21 @@ def localize_opts(opts: GraftOptions, seed: int) -> LocalizeOptions:
 
 
 def localize_task(
-    model: HeadedModel,
-    start: BodySnapshot,
-    task: PreparedTask,
-    opts: GraftOptions,
-    device: torch.device,
-    seed: int,
-    progress: bool = False,
-    desc: str = "",
+    method: Method, model: HeadedModel, start: BodySnapshot, step: TaskStep
 ) -> tuple[torch.Tensor, torch.Tensor, MaskResult]:
-    """The region γ of the update τ = θ_now − start (blocks) that keeps the task's train + dev score
+    """The region γ of task `step`'s update τ = θ_now − start (blocks) in a grafting method's run, with the method's
+    options, device, the task's seed and the run's progress bar: the region that keeps the task's train + dev score
     (docs/protocols.md), searched and scored on exactly the model its graft builds: the start body (embeddings
-    included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ; with `progress`, a
-    bar labelled `desc` counts the search's steps."""
+    included) + γ⊙τ. Returns (γ, τ, the search) and leaves the body at the start body + γ⊙τ."""
     from clgraft.grafting.localize import MaskLearner
     from clgraft.io.phases import phase
 
     view = start.view
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
     start.restore(model)
-    with phase("localize"), MaskLearner(model, view, start.blocks, scored_task(task), device) as learner:
-        found = learner.learn(tau, tau, localize_opts(opts, seed), progress, desc)
+    task, desc = method.ctx.tasks[step.index], method.step_label(step, "mask search")
+    with phase("localize"), MaskLearner(model, view, start.blocks, scored_task(task), method.ctx.device) as learner:
+        found = learner.learn(tau, tau, localize_opts(method.options, step.seed), method.ctx.progress, desc)
     region = found.mask & (tau != 0)
     start.restore(model, start.blocks + region * tau)
     return region, tau, found
