@@ -142,10 +142,20 @@ REAL = {  # method and options of a mixed-stream record (seed 13) → bytes per 
 
 
 def _mixed_record(method: str, mode: str | None, seed: int = 13) -> dict:
+    """The standard sweep's record of this method (and mode) on the mixed stream: a cell of its manifest, not one of
+    the frontier sweep's other memory sizes."""
+    from clgraft.io.records import config_hash
+    from clgraft.runs.identity import record_identity
+
+    standard = {cell["hash"] for cell in json.loads((RUNS.parent / "sweeps" / "standard.json").read_text())["cells"]}
     for path in sorted(RUNS.glob(f"lmbff-mixed-forward-{method}-s{seed}-*/run.json")):
         record = json.loads(path.read_text())
         options = record["method"]["options"]
-        if mode in (None, options.get("mode"), options.get("compose")):
+        if config_hash(record_identity(record)) in standard and mode in (
+            None,
+            options.get("mode"),
+            options.get("compose"),
+        ):
             return record
     raise AssertionError(f"no committed {method} {mode} record of seed {seed}")
 
