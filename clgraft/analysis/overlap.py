@@ -18,12 +18,12 @@ from clgraft.grafting.graft import Graft, load
 from clgraft.io.figures import NOT_EVALUATED, pyplot, run_line, save, wrap
 from clgraft.metrics.mantel import correlate
 from clgraft.metrics.overlap import (
-    empty_mask_matrix,
     jaccard_matrix,
     overlap_matrix,
     random_overlap,
     segment_intersection_counts,
 )
+from clgraft.runs.regions import region_matrix
 from clgraft.training.loop import pooled_features
 
 if TYPE_CHECKING:
@@ -62,14 +62,6 @@ def find_grafts(run: OpenRun, sparsity: float | None, method: str | None) -> lis
             raise ClgraftError(f"task {name} has grafts of several methods ({', '.join(options)}); pass --method")
         grafts.append(load(next(iter(options.values()))))
     return grafts
-
-
-def _masks(grafts: list[Graft]) -> np.ndarray:
-    """The grafts' regions as one T×N bool matrix, laid out so that the pair counts read it in place."""
-    matrix = empty_mask_matrix(len(grafts), grafts[0].numel)
-    for row, graft in zip(matrix, grafts, strict=True):
-        row[graft.positions.numpy()] = True
-    return matrix
 
 
 def _layer_counts(masks: np.ndarray, layers: dict[str, tuple[int, int]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -144,7 +136,7 @@ def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None) ->
     """Overlap, Jaccard and null matrices (overall and per layer), references and correlations; writes
     analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png."""
     grafts = find_grafts(run, sparsity, method)
-    masks = _masks(grafts)
+    masks = region_matrix(grafts)
     counts, layer_counts = _layer_counts(masks, run.layers())
     overlap, jac = overlap_matrix(counts), jaccard_matrix(counts)
     null = random_overlap(counts, grafts[0].numel)

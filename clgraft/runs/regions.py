@@ -28,6 +28,14 @@ def task_regions(grafts: dict[str, Graft], names: list[str]) -> list[Graft] | No
     return [by_task[name][0] for name in names]
 
 
+def region_matrix(grafts: list[Graft]) -> np.ndarray:
+    """The grafts' regions as one T×N bool matrix, laid out so that the pair counts read it in place."""
+    matrix = empty_mask_matrix(len(grafts), grafts[0].numel)
+    for row, graft in zip(matrix, grafts, strict=True):
+        row[graft.positions.numpy()] = True
+    return matrix
+
+
 def random_jaccard(sizes: np.ndarray, numel: int) -> np.ndarray:
     """The expected Jaccard of independent random regions of these sizes over `numel` entries, E|a ∧ b| / (|a| + |b|
     − E|a ∧ b|) with E|a ∧ b| = |a|·|b| / N (1 on the diagonal)."""
@@ -43,10 +51,7 @@ def regions_record(regions: list[Graft], names: list[str], types: list[str]) -> 
     """`regions` of run.json: per task its size; the T×T Jaccard matrix; the mean over task pairs of Jaccard and of
     its random-region null; and Spearman ρ of Jaccard with same-type (1 for two tasks of one type, else 0) with its
     Mantel p-value (None where every pair has the same type, or there are fewer than 3 pairs)."""
-    masks = empty_mask_matrix(len(regions), regions[0].numel)
-    for row, graft in zip(masks, regions, strict=True):
-        row[graft.positions.numpy()] = True
-    counts = intersection_counts(masks)
+    counts = intersection_counts(region_matrix(regions))
     jaccard = jaccard_matrix(counts)
     sizes = np.diag(counts).astype(float)
     null = random_jaccard(sizes, regions[0].numel)
