@@ -169,24 +169,28 @@ def holders(sid: int, cell: str) -> list[int]:
     return found
 
 
-def kill_workers(sid: int, cell: str, proc: subprocess.Popen, times: int, inside: Path | None = None) -> int:
+def kill_workers(sid: int, cell: str, proc: subprocess.Popen, times: float, inside: Path | None = None) -> int:
     """SIGKILL the worker running `cell` up to `times` times while the sweep runs (once `inside` exists, if given:
     mid-cell); returns how many were killed."""
     killed = 0
     while killed < times and proc.poll() is None:
         pids = holders(sid, cell) if inside is None or any(inside.parent.glob(inside.name)) else []
         for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended between the look and the kill
+                continue
             killed += 1
             wait_until(lambda pid=pid: pid not in session(sid), 30, "the killed worker to go")
         time.sleep(0.05)
     return killed
 
 
-def worker_deaths(reference, tmp_path, sweeps, *backend: str) -> None:
-    """Seed 1's worker is killed whenever it runs, seed 2's once mid-cell: seed 1 fails after its retries with the
-    reason, seeds 2 and 3 finish with the records of an uninterrupted sweep, the sweep exits 2 naming seed 1; a rerun
-    in peace completes the sweep with the same records."""
+def worker_deaths(reference, tmp_path, sweeps, *backend: str, deaths: Callable[[int], bool]) -> None:
+    """Seed 1's worker is killed whenever it runs, until the sweep ends; seed 2's once mid-cell: seed 1 fails after its
+    retries with the reason, `deaths` holds for the number of its workers killed, seeds 2 and 3 finish with the records
+    of an uninterrupted sweep, the sweep exits 2 naming seed 1; a rerun in peace completes the sweep with the same
+    records."""
     sweep, whole = reference
     results = tmp_path / "results"
     sweeps.append(start(sweep, results, *backend))
@@ -195,9 +199,10 @@ def worker_deaths(reference, tmp_path, sweeps, *backend: str) -> None:
         target=kill_workers, args=(sid, "-naive-s2-", sweeps[0], 1, results / "runs" / "*-naive-s2-*" / "progress.json")
     )
     once.start()
-    assert kill_workers(sid, "-naive-s1-", sweeps[0], 3) == 3
+    killed = kill_workers(sid, "-naive-s1-", sweeps[0], float("inf"))
     code, output = finish(sweeps[0])
     once.join()
+    assert deaths(killed), f"seed 1's worker killed {killed} times"
     assert code == 2, output
     assert "1 of 3 cells failed" in output and "naive tiny/default seed 1:" in output, output
     assert "Traceback" not in output, output
@@ -212,7 +217,10 @@ def worker_deaths(reference, tmp_path, sweeps, *backend: str) -> None:
 
 
 def test_a_local_worker_killed_mid_cell_is_retried_then_reported(reference, tmp_path, sweeps):
-    worker_deaths(reference, tmp_path, sweeps, "--workers", "2")
+    """The local backend counts its workers' deaths itself: a cell is given up after exactly RETRIES + 1."""
+    from clgraft.sweeps.cells import RETRIES
+
+    worker_deaths(reference, tmp_path, sweeps, "--workers", "2", deaths=lambda killed: killed == RETRIES + 1)
 
 
 def test_sigterm_to_a_ray_driver_cancels_its_tasks_and_shuts_ray_down(reference, tmp_path, sweeps):
@@ -236,8 +244,15 @@ def test_sigterm_to_a_ray_driver_cancels_its_tasks_and_shuts_ray_down(reference,
 
 
 def test_a_ray_worker_killed_mid_cell_is_retried_then_reported(reference, tmp_path, sweeps):
+    """Ray counts the deaths (max_retries): a cell is given up after at least RETRIES + 1. Not exactly: a CI run saw
+    Ray let a third attempt of seed 1 run to its end after three of its workers were killed, so the test kills every
+    attempt until the sweep ends rather than a fixed three."""
     pytest.importorskip("ray")
-    worker_deaths(reference, tmp_path, sweeps, "--backend", "ray", "--workers", "2")
+    from clgraft.sweeps.cells import RETRIES
+
+    worker_deaths(
+        reference, tmp_path, sweeps, "--backend", "ray", "--workers", "2", deaths=lambda killed: killed >= RETRIES + 1
+    )
 
 
 def clgraft(*args: str) -> tuple[int, str, str]:
