@@ -620,6 +620,14 @@ def sweep(
             "run (or --plan) only the cells of this stream (repeatable); the manifest still lists them all", "--stream"
         ),
     ] = None,
+    only_methods: Annotated[
+        list[str] | None,
+        _opt(
+            "run (or --plan) only the cells of this method (repeatable): a name or alias, optionally with options "
+            "(graft-compose:sparsity=0.2) that the cells' options must include",
+            "--method",
+        ),
+    ] = None,
 ) -> None:
     """Run every cell of a sweep (streams × orders × methods × option values × run settings × seeds) that is not
     finished yet.
@@ -629,7 +637,7 @@ def sweep(
     that the leaderboard says "k of n cells" while it runs. Then: clgraft leaderboard --results RESULTS.
     """
     from clgraft.data.loading import data_dir_from
-    from clgraft.sweeps.sweep import expand, load_sweep, run_sweep, write_manifest
+    from clgraft.sweeps.sweep import expand, load_sweep, run_sweep, select_cells, write_manifest
 
     if backend not in ("local", "ray"):
         raise ClgraftError(f"--backend {backend!r}: choose local or ray")
@@ -637,11 +645,7 @@ def sweep(
         raise ClgraftError("--workers must be ≥ 1")
     plan, path = load_sweep(spec, tasks_dir)
     cells = expand(plan, _registry(tasks_dir), path)
-    chosen = [c for c in cells if not only or c.stream in only]
-    if only and not chosen:
-        raise ClgraftError(
-            f"--stream {', '.join(only)}: the sweep has no such stream ({', '.join(sorted({c.stream for c in cells}))})"
-        )
+    chosen = select_cells(cells, only, only_methods)
     if plan_only:
         from clgraft.sweeps.cost import plan as cost_plan
         from clgraft.sweeps.cost import render, summary

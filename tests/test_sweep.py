@@ -471,3 +471,33 @@ def test_a_fixed_methods_row_is_still_paired_with_naive():
     naive = {r["seed"]: r["metrics"]["acc"] for r in records if r["method"]["name"] == "naive"}
     expected = 100 * sum(by_seed[s] - naive[s] for s in (13, 21)) / 2
     assert ties["acc_vs_naive"].startswith(f"{expected:+.2f}")
+
+
+def test_stream_and_method_select_the_cells_a_sweep_runs(tmp_path, invoke):
+    """--stream and --method pick cells by stream, by method, and by an alias or options the cells' must include;
+    a choice that selects nothing is one line naming what the sweep has."""
+    from clgraft.sweeps.sweep import select_cells
+
+    grid = {"graft-compose": {"sparsity": [0.01, 0.2]}}
+    doc = {**yaml.safe_load(TINY.read_text()), "methods": ["naive", "graft-compose", "ties"], "grid": grid}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    sweep, where = load_sweep(str(path))
+    cells = expand(sweep, Registry.discover(), where)
+    picked = select_cells(cells, None, ["graft-compose"])
+    assert len(picked) == 4 and {c.method for c in picked} == {"graft-compose"}
+    picked = select_cells(cells, ["tiny"], ["graft-compose:sparsity=0.2", "naive"])
+    assert sorted((c.method, c.method_options.get("sparsity"), c.seed) for c in picked) == [
+        ("graft-compose", 0.2, 1),
+        ("graft-compose", 0.2, 2),
+        ("naive", None, 1),
+        ("naive", None, 2),
+    ]
+    assert {c.method for c in select_cells(cells, None, ["ties"])} == {"merge"}  # an alias selects its method's cells
+    assert select_cells(cells, None, None) == cells
+    with pytest.raises(ClgraftError, match=r"--method replay: no cell of the sweep \(naive, graft-compose, merge\)"):
+        select_cells(cells, None, ["replay"])
+    with pytest.raises(ClgraftError, match="--method graft-compose:sparsity=0.05: no cell"):
+        select_cells(cells, None, ["graft-compose:sparsity=0.05"])
+    output = invoke("sweep", str(path), "--plan", "--results", tmp_path / "res", "--method", "naive")
+    assert "2 of 2 cells left" in output

@@ -165,6 +165,26 @@ def _method_options(sweep: Sweep, item: str, where: Path) -> tuple[str, list[dic
     return method, out
 
 
+def select_cells(cells: list[RunConfig], streams: list[str] | None, methods: list[str] | None) -> list[RunConfig]:
+    """The cells of the given streams and methods (None: all). A method is a name or an alias with options
+    (`ties`, `graft-compose:sparsity=0.2`): it selects the cells of that method whose options include those given.
+    A stream or method that selects nothing is an error naming what the sweep has."""
+    chosen = [c for c in cells if not streams or c.stream in streams]
+    if streams and not chosen:
+        have = ", ".join(sorted({c.stream for c in cells}))
+        raise ClgraftError(f"--stream {', '.join(streams)}: the sweep has no such stream ({have})")
+    if not methods:
+        return chosen
+    wanted = [parse_method_spec(m) for m in methods]
+    for spec, (method, options) in zip(methods, wanted, strict=True):
+        if not any(c.method == method and options.items() <= c.method_options.items() for c in chosen):
+            have = ", ".join(dict.fromkeys(c.method for c in chosen))
+            raise ClgraftError(
+                f"--method {spec}: no cell of the sweep{' on those streams' if streams else ''} ({have})"
+            )
+    return [c for c in chosen if any(c.method == m and o.items() <= c.method_options.items() for m, o in wanted)]
+
+
 def finished_runs(runs_dir: Path) -> set[str]:
     """The configurations (hashes of config.identity) of the finished runs under runs_dir, as run.json records
     them; a record that cannot be read is not a finished run."""
