@@ -524,7 +524,8 @@ def localize(
         _opt(
             "official (grafting's rule and lr), scaled (the official rule, lr scaled to τ so short fine-tunings "
             "move; the grafting methods' default), stitch (Localize-and-Stitch) or sparsify (zero θ₀ instead of "
-            "adding τ)"
+            "adding τ); or a control region of the same size, searched for nothing: top-tau (γ_base, the largest "
+            "|τ|), random (uniform, --seed), bias (the largest |τ| among biases)"
         ),
     ] = "scaled",
     steps: Annotated[int, _opt("mask-learning steps (the official code uses 10–100)")] = 10,
@@ -542,12 +543,14 @@ def localize(
     Reports accuracy of θ_t (fine-tuned), θ̄(γ) = θ₀ + γ⊙τ (grafted) and θ₀ with the task's head, recovered =
     acc(θ̄)/acc(θ_t), and ECE (15 bins); with several sparsities also localize-recovered.png.
     """
+    from typing import get_args
+
     from clgraft.data.loading import data_dir_from
-    from clgraft.grafting.localize import LocalizeOptions
+    from clgraft.grafting.localize import LocalizeOptions, Method
     from clgraft.runs.localize_run import localize_run, plot_recovered, table
 
-    if method not in ("official", "scaled", "stitch", "sparsify"):
-        raise ClgraftError(f"--method {method!r}: choose official, scaled, stitch or sparsify")
+    if method not in get_args(Method):
+        raise ClgraftError(f"--method {method!r}: choose {', '.join(get_args(Method))}")
     values = _parse_list(sparsity, float, "--sparsity", "1e-4,1e-3")
     for v in values:
         LocalizeOptions(sparsity=v)

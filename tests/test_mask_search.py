@@ -2,6 +2,8 @@
 whole search finds the same masks as with the official batches, scores are reused only for an unchanged mask, and
 `localize` shows a progress bar."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -140,3 +142,52 @@ def test_a_grafting_run_shows_each_mask_search(tiny_model_dir, tmp_path, invoke)
     assert "task 1 tiny-sst2 (mask search)" in shown and "task 3 tiny-trec (mask search)" in shown
     quiet = invoke(*args, "--batch-size", "4", "--max-length", "32", "--out", tmp_path / "b", "--no-progress")
     assert "mask search" not in quiet
+
+
+def _control(learner: MaskLearner, tau: torch.Tensor, method: str, sparsity: float, seed: int = 0):
+    return learner.learn(tau, tau, LocalizeOptions(sparsity=sparsity, method=method, steps=5, seed=seed))
+
+
+def test_control_regions_are_the_size_asked_and_searched_for_nothing(tiny_run):
+    """top-tau is γ_base (the official rule's mask at 0 steps); random is k uniform entries, fixed by the seed; bias
+    is the k largest |τ| among the bias entries, restated on the flat vector, or all of them where they are fewer.
+    None of them takes a gradient: the record holds step 0 only."""
+    model, view, theta0, tau, task = _tiny_case(tiny_run)
+    k = math.floor(0.01 * view.numel)
+    biases = torch.zeros(view.numel, dtype=torch.bool)
+    for name in view.names:
+        if name.endswith("bias"):
+            biases[view.offsets[name] : view.offsets[name] + view.sizes[name]] = True
+    with MaskLearner(model, view, theta0, task, CPU) as learner:
+        zero_steps = learner.learn(tau, tau, LocalizeOptions(sparsity=0.01, method="official", steps=0)).mask
+        learner._grad = None  # a control that took a gradient would fail here
+        top = _control(learner, tau, "top-tau", 0.01)
+        assert torch.equal(top.mask, zero_steps) and top.best_step == 0 and [e["step"] for e in top.search] == [0]
+        one, again, other = (_control(learner, tau, "random", 0.01, seed).mask for seed in (0, 0, 1))
+        assert int(one.sum()) == k and torch.equal(one, again) and not torch.equal(one, other)
+        assert int((one & top.mask).sum()) < k // 4  # about k²/N in common with where τ is largest, not k
+        bias = _control(learner, tau, "bias", 0.01).mask
+        assert int(bias.sum()) == k < int(biases.sum()) and not (bias & ~biases).any()
+        kth = tau.abs()[bias].min()
+        assert (tau.abs()[biases & ~bias] <= kth).all()  # nothing left out among the biases is larger
+        every = _control(learner, tau, "bias", 0.5).mask
+        assert torch.equal(every, biases)  # fewer bias entries than ⌊sN⌋: BitFit's whole region
+
+
+def test_a_grafting_method_with_a_random_region_runs_and_records_it(tiny_model_dir, tmp_path):
+    """graft-compose's localizer=random grafts a region chosen blind: no search steps (the scaled search records
+    its 10), and tasks' regions that overlap as much as independent random regions of their sizes."""
+    from clgraft.data.registry import Registry
+    from clgraft.runs.runner import RunConfig, Runner
+
+    settings = dict(stream="tiny", model=str(tiny_model_dir), steps=6, batch_size=4, max_length=32, seed=1)
+    records = {}
+    for localizer in ("scaled", "random"):
+        options = {"sparsity": 0.01, "localizer": localizer}
+        config = RunConfig(**settings, method="graft-compose", method_options=options)
+        records[localizer] = Runner(config, Registry.discover(), None, tmp_path / localizer, progress=False).run()
+    searches = records["random"]["method"]["report"]["mask_search"]
+    assert [len(s["steps"]) for s in searches] == [1, 1, 1] and all(s["best_step"] == 0 for s in searches)
+    assert [len(s["steps"]) for s in records["scaled"]["method"]["report"]["mask_search"]] == [11, 11, 11]
+    blind = records["random"]["regions"]
+    assert blind["mean_jaccard"] == pytest.approx(blind["mean_random_jaccard"], rel=0.5)

@@ -15,6 +15,10 @@ larger than ⌊sN⌋ keeps its ⌊sN⌋ entries of largest γ(S) (`within_budget
 then the top-⌊sN⌋ of σ(S) is the mask.
 `sparsify` places "sparsification as fine-tuning" beside grafting: the same learner, but the candidate change is
 −θ₀ (setting the selected pre-trained weights to zero) instead of τ.
+The controls search nothing; each is a region of ⌊sN⌋ entries chosen without looking at any score, to graft beside a
+searched one at equal size: `top-tau` is γ_base itself (where fine-tuning moved most: the search's starting point,
+as `--steps 0` of the official rule), `random` ⌊sN⌋ entries drawn uniformly with the search's seed, `bias` the
+largest |τ| among the bias parameters alone (every bias entry where there are fewer than ⌊sN⌋: BitFit's region).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ GRAD_TOKENS_ACCELERATOR = 8192
 set in one or two batches)."""
 
 
-Method = Literal["official", "scaled", "stitch", "sparsify"]
+Method = Literal["official", "scaled", "stitch", "sparsify", "top-tau", "random", "bias"]
+CONTROLS = ("top-tau", "random", "bias")
+"""The regions chosen without a search (the module's docstring)."""
 
 
 @dataclass(frozen=True)
@@ -396,6 +402,9 @@ class MaskLearner:
             raise ClgraftError(f"--sparsity {opts.sparsity} selects no entry of {self.view.numel} block parameters")
         base = top_k_magnitude(init, k)
         gen = torch.Generator().manual_seed(opts.seed)
+        if opts.method in CONTROLS:
+            mask = control_region(opts.method, base, init, k, self.view, gen)
+            return MaskResult(mask, 0, [self._record(0, mask, base, delta)], 0.0)
         if opts.method == "stitch":
             return self._stitch(delta, base, k, gen, opts, bar)
         S = torch.rand(self.view.numel, generator=gen).to(delta.device)  # drawn on the CPU: the same S on any device
@@ -470,6 +479,26 @@ class MaskLearner:
         with torch.no_grad():
             for p, f in self._pieces(flat):
                 p.copy_(f)
+
+
+def control_region(
+    method: str, base: torch.Tensor, init: torch.Tensor, k: int, view: BlockView, gen: torch.Generator
+) -> torch.Tensor:
+    """A control's region (CONTROLS) of k entries: γ_base (`top-tau`, passed in as `base`), k uniformly random
+    entries (`random`, drawn on the CPU from `gen`: the same region on any device), or the k of largest |init| among
+    the bias parameters (`bias`, all of them where there are fewer)."""
+    if method == "top-tau":
+        return base
+    if method == "random":
+        return top_k_mask(torch.rand(view.numel, generator=gen), k).to(init.device)
+    biases = torch.zeros(view.numel, dtype=torch.bool, device=init.device)
+    for name in view.names:
+        if name.endswith("bias"):
+            biases[view.offsets[name] : view.offsets[name] + view.sizes[name]] = True
+    if not biases.any():
+        raise ClgraftError("--method bias: the model's blocks have no bias parameters")
+    scores = torch.where(biases, init.abs(), torch.tensor(-1.0, dtype=init.dtype, device=init.device))
+    return top_k_mask(scores, min(k, int(biases.sum())))
 
 
 def scaled_lr(grad_tau: torch.Tensor, k: int, opts: LocalizeOptions) -> float:

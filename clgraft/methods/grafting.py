@@ -24,9 +24,11 @@ class GraftOptions(BaseModel):
     localize_scale: float = Field(
         default=0.1, gt=0, description="scaled rule: move of S at the k-th largest |∂L/∂θ⊙τ| in step 1, in units of b"
     )
-    localizer: Literal["official", "scaled", "stitch"] = Field(
+    localizer: Literal["official", "scaled", "stitch", "top-tau", "random", "bias"] = Field(
         default="scaled",
-        description="mask learner: grafting's official rule, the same rule with lr scaled to τ, or Localize-and-Stitch",
+        description="mask learner: grafting's official rule, the same rule with lr scaled to τ, or Localize-and-Stitch;"
+        " or a control region of the same size, searched for nothing: top-tau (the largest |τ|), random, bias (the"
+        " largest |τ| among biases)",
     )
 
 

@@ -17,7 +17,7 @@ from clgraft.data.batches import Encoded
 from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft
-from clgraft.grafting.localize import LocalizeOptions, MaskLearner, Method
+from clgraft.grafting.localize import CONTROLS, LocalizeOptions, MaskLearner, Method
 from clgraft.io.figures import pyplot, run_line, save, wrap
 from clgraft.io.records import read_json, write_json
 from clgraft.methods.base import PreparedTask
@@ -121,7 +121,7 @@ def localize_run(
                     "method": run_opts.method,
                     "sparsity": s,
                     "k": graft.k,
-                    "steps": run_opts.steps,
+                    "steps": 0 if run_opts.method in CONTROLS else run_opts.steps,
                     "lr": found.lr,
                     "best_step": found.best_step,
                     "acc_finetuned": acc_ft,
