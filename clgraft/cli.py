@@ -1012,6 +1012,14 @@ def analyze_closeness(
     critical_layers: Annotated[
         int | None, _opt("fine-tune only the k blocks that moved most and compare with full fine-tuning")
     ] = None,
+    controls: Annotated[
+        bool,
+        _opt(
+            "with --critical-layers: also fine-tune the k blocks that moved least, k random blocks and the head alone "
+            "(three more fine-tunes per task)",
+            "--controls",
+        ),
+    ] = False,
     task: AnalyzeTasks = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
@@ -1023,8 +1031,10 @@ def analyze_closeness(
 
     if critical_layers is not None and critical_layers < 1:
         raise ClgraftError("--critical-layers must be ≥ 1")
+    if controls and critical_layers is None:
+        raise ClgraftError("--controls compares with the critical layers: give --critical-layers K too")
     run = _open(run_dir, tasks_dir, data_dir)
-    results = run_analysis(run, run.select(task), critical_layers)
+    results = run_analysis(run, run.select(task), critical_layers, controls)
     typer.echo(table(results))
     typer.echo(f"written: {run_dir / 'analysis'}/closeness.json, closeness.csv, closeness.png; run.json analysis")
 

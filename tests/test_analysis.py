@@ -152,6 +152,36 @@ def test_closeness_and_critical_layers(analysis_run, invoke):
     assert (analysis_run / "analysis" / "closeness.csv").read_text().startswith("parameter,")
 
 
+def test_critical_layer_controls_are_the_least_moved_random_and_no_blocks():
+    """bottom is the k least moved, random k drawn by the seed (the same for the same seed, in model order), and
+    head_only trains no block."""
+    from clgraft.analysis.closeness import control_layers
+
+    ranked = ["layer 4", "layer 5", "layer 0", "layer 2", "layer 1", "layer 3"]  # most moved first
+    chosen = control_layers(ranked, 2, seed=7)
+    assert chosen["bottom"] == ["layer 1", "layer 3"] and chosen["head_only"] == []
+    assert chosen["random"] == control_layers(ranked, 2, seed=7)["random"] and len(set(chosen["random"])) == 2
+    assert chosen["random"] == sorted(chosen["random"], key=lambda n: int(n.split()[-1]))
+    draws = {tuple(control_layers(ranked, 2, seed)["random"]) for seed in range(20)}
+    assert len(draws) > 5  # the seed draws, not a fixed pick
+
+
+def test_critical_layers_with_controls_trains_each_control_beside_them(analysis_run, invoke):
+    """--controls adds the least-moved, random and head-only fine-tunes to the critical-layers entry, each with its
+    share of full fine-tuning's accuracy; --controls alone is refused in one line."""
+    with pytest.raises(ClgraftError, match="give --critical-layers"):
+        invoke("analyze", "closeness", analysis_run, "--controls")
+    output = invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--controls", "--task", "tiny-trec")
+    assert "control head_only (no block)" in output and "bottom" in output
+    entry = json.loads((analysis_run / "analysis" / "closeness.json").read_text())["tasks"]["tiny-trec"]
+    crit, least = entry["critical_layers"], min(entry["per_layer"], key=lambda la: entry["per_layer"][la]["rel_l2"])
+    assert set(crit["controls"]) == {"bottom", "random", "head_only"}
+    assert crit["controls"]["bottom"]["layers"] == [least] != crit["layers"]
+    assert crit["controls"]["head_only"]["layers"] == [] and len(crit["controls"]["random"]["layers"]) == 1
+    for c in crit["controls"].values():
+        assert c["of_full"] == pytest.approx(c["acc"] / crit["full_acc"])
+
+
 def test_bad_analysis_input_fails_in_one_line(analysis_run, tmp_path, invoke):
     with pytest.raises(ClgraftError, match="no finished run"):
         invoke("analyze", "closeness", tmp_path)

@@ -1,6 +1,7 @@
 """How far each layer moves in fine-tuning (docs/protocols.md, Radiya-Dixit & Wang 2020): per-tensor L1/D, relative L2
 and angular distance for every task, aggregated per transformer block; "critical layers" fine-tunes only the k blocks
-that moved most and compares its accuracy with full fine-tuning."""
+that moved most and compares its accuracy with full fine-tuning, and, with controls, the k blocks that moved least,
+k blocks drawn at random and the head alone: whether it is the critical blocks that suffice, or any k."""
 
 from __future__ import annotations
 
@@ -67,8 +68,21 @@ def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
     return run.test_accuracy(model, t)
 
 
-def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
-    """Closeness for each task (per tensor and per block); with k, the critical-layers comparison. Writes
+def control_layers(ranked: list[str], k: int, seed: int) -> dict[str, list[str]]:
+    """The critical-layers controls for blocks `ranked` from most to least moved: the k that moved least (`bottom`),
+    k drawn uniformly with `seed` (`random`, in model order), and none (`head_only`: the head alone is trained)."""
+    drawn = torch.randperm(len(ranked), generator=torch.Generator().manual_seed(seed))[:k].tolist()
+    return {"bottom": ranked[-k:], "random": sorted((ranked[i] for i in drawn), key=layer_rank), "head_only": []}
+
+
+def layer_rank(name: str) -> int:
+    """A block's position in the model: N of its name "layer N" (layer_of)."""
+    return int(name.split()[-1])
+
+
+def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: bool = False) -> dict:
+    """Closeness for each task (per tensor and per block); with k, the critical-layers comparison, and with
+    `controls` the same fine-tuning of the control blocks (`control_layers`) beside it. Writes
     analysis/closeness.json, closeness.csv (per tensor) and closeness.png."""
     refuse_joint(run, "closeness")
     results, frames = {}, []
@@ -78,10 +92,17 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None) -> dict:
         frames.append(per_tensor.assign(task=name))
         entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
         if k:
-            top = list(per_layer.sort_values("rel_l2", ascending=False).index[:k])
-            acc, full = critical_layers(run, t, top), run.finetuned_accuracy(t)
-            entry["critical_layers"] = {"k": k, "layers": top, "acc": acc, "full_acc": full, "of_full": acc / full}
-            run.echo(f"{name}: only {', '.join(top)} trained: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+            ranked = list(per_layer.sort_values("rel_l2", ascending=False).index)
+            acc, full = critical_layers(run, t, ranked[:k]), run.finetuned_accuracy(t)
+            critical = {"k": k, "layers": ranked[:k], "acc": acc, "full_acc": full, "of_full": acc / full}
+            run.echo(f"{name}: only {', '.join(ranked[:k])} trained: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+            if controls:
+                critical["controls"] = {}
+                for control, layers in control_layers(ranked, k, run.runner.config.seed * 1000 + t).items():
+                    acc = critical_layers(run, t, layers)
+                    critical["controls"][control] = {"layers": layers, "acc": acc, "of_full": acc / full}
+                    run.echo(f"{name}: control {control} ({', '.join(layers) or 'no block'}): acc {100 * acc:.1f}")
+            entry["critical_layers"] = critical
         results[name] = entry
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -124,10 +145,14 @@ def table(results: dict) -> str:
             "layers": ", ".join(e["critical_layers"]["layers"]),
             "acc": round(100 * e["critical_layers"]["acc"], 1),
             "full": round(100 * e["critical_layers"]["full_acc"], 1),
+            **{control: round(100 * c["acc"], 1) for control, c in e["critical_layers"].get("controls", {}).items()},
         }
         for name, e in results.items()
         if "critical_layers" in e
     }
     if crit:
-        text += "\n\ncritical layers only vs full fine-tuning (test accuracy %)\n" + pd.DataFrame(crit).T.to_string()
+        text += (
+            "\n\ncritical layers only vs full fine-tuning (test accuracy %; controls: the k blocks that moved least, "
+            "k random blocks, the head alone)\n" + pd.DataFrame(crit).T.to_string()
+        )
     return text
