@@ -486,6 +486,55 @@ def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_fu
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), analyze="closeness")
 
 
+def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_model_dir, tmp_path):
+    """A claim with `critical_controls` reruns closeness where the controls are missing; each control's number is
+    read from the same records, pooled as the claim's statistic, and the report puts it beside the claim's with the
+    paired difference claim − control over the seeds."""
+    from clgraft.metrics.seeds import confidence_interval
+    from clgraft.sweeps.claim_report import report
+    from clgraft.sweeps.claims import measure_controls
+
+    run = {"model": str(tiny_model_dir), "steps": 60, "lr": 3e-3, "batch_size": 4, "max_length": 32}
+    evidence = dict(run={**run, "evaluate": "final"}, analyze="closeness", critical_layers=1)
+    names = ["critical_layers_control_bottom", "critical_layers_control_random", "critical_layers_control_head_only"]
+    without = _claim("critical_layers_of_full", ["independent"], (">=", 0.95), **evidence)
+    run_claim(tmp_path, without, None, lambda s: None, progress=False)
+    claim = _claim(
+        "critical_layers_of_full",
+        ["independent"],
+        (">=", 0.95),
+        claim={"controls": names},
+        **evidence,
+        critical_controls=True,
+    )
+    assert "the k least-moved blocks: not run" in report(tmp_path, [claim])
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)  # closeness again, with the controls
+    measured = measure(tmp_path, claim)
+    controls = measure_controls(tmp_path, claim, measured)
+    assert [c.name for c in controls] == ["the k least-moved blocks", "k random blocks", "the head alone"]
+    for name, control in zip(names, controls, strict=True):
+        for seed, records in seed_records(tmp_path, claim)[0].items():
+            ((record, _),) = records.values()
+            tasks = [t for t in record["analysis"]["closeness"].values() if isinstance(t, dict)]
+            learned = [p.left_out is None for p in measured.parts[seed]]
+            num = sum(
+                t["critical_layers"]["controls"][name.rsplit("_control_")[1]]["acc"]
+                for t, k in zip(tasks, learned, strict=True)
+                if k
+            )
+            den = sum(t["critical_layers"]["full_acc"] for t, k in zip(tasks, learned, strict=True) if k)
+            assert control.values.get(seed) == pytest.approx(num / den) if den else seed not in control.values
+        both = [s for s in control.values if s in measured.values]
+        paired = [measured.values[s] - control.values[s] for s in both]
+        assert control.difference == (pytest.approx(confidence_interval(paired)) if len(both) >= 2 else None)
+    text = report(tmp_path, [claim])
+    assert "- controls (the same runs" in text and "the head alone: " in text and "claim − control " in text
+    with pytest.raises(ValueError, match="control 'nope'"):
+        _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": ["nope"]}, **evidence)
+    with pytest.raises(ValueError, match="set `critical_controls: true`"):
+        _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": names[:1]}, **evidence)
+
+
 def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_is_run_only_by_name(
     invoke, tmp_path, monkeypatch
 ):

@@ -11,7 +11,7 @@ from clgraft.metrics.chance import LEARNED_ALPHA
 from clgraft.results.run_records import skipped_note
 from clgraft.sweeps.claim_statistics import CALIBRATION_KEEP, STATISTICS, TaskPart
 from clgraft.sweeps.claim_verdicts import MIN_SEEDS, multiplicity, setting_words
-from clgraft.sweeps.claims import Claim, Measured, measure
+from clgraft.sweeps.claims import Claim, ControlMeasured, Measured, measure, measure_controls
 
 
 def report(results: Path, claims: list[Claim]) -> str:
@@ -20,7 +20,7 @@ def report(results: Path, claims: list[Claim]) -> str:
     decided = sum(len(m.values) >= MIN_SEEDS for _, m in measured)
     lines = _rules(decided) + _skipped_lines(measured) + _table(measured)
     for c, m in measured:
-        lines += _section(c, m)
+        lines += _section(c, m, measure_controls(results, c, m))
     return "\n".join(lines) + "\n"
 
 
@@ -72,9 +72,9 @@ def measured_text(m: Measured) -> str:
     return f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
 
 
-def _section(c: Claim, m: Measured) -> list[str]:
-    """A claim's section: statement, expectation, statistic, setting, values per seed, what was left out, verdict,
-    and the per-task table."""
+def _section(c: Claim, m: Measured, controls: list[ControlMeasured]) -> list[str]:
+    """A claim's section: statement, expectation, statistic, setting, values per seed, its controls, what was left
+    out, verdict, and the per-task table."""
     lines = ["", f"## {c.claim}", "", f"**{c.paper}, {c.where}:** {c.statement}", ""]
     lines.append(f"- expected: {c.expect.text} (tested as measured {c.expect.op} {c.expect.value:g})")
     if c.expect.sesoi is not None:
@@ -87,11 +87,32 @@ def _section(c: Claim, m: Measured) -> list[str]:
         lines.append("- quantity: clgraft's own, stricter than the paper's: the verdict is a clgraft finding")
     if m.values:
         lines.append("- per seed: " + ", ".join(f"{s}: {v:.4g}" for s, v in m.values.items()))
+    lines += _control_lines(c, controls)
     lines += _left_out(c, m)
     lines.append(f"- verdict: **{m.verdict}**" + (f" — {m.why}" if m.why else ""))
     if c.setting_note:
         lines.append(f"- note: {c.setting_note}")
     return lines + _task_table(c, m)
+
+
+def _control_lines(c: Claim, controls: list[ControlMeasured]) -> list[str]:
+    """Each control beside the claim's number: its value over seeds and the paired difference claim − control (the
+    claim's effect is the critical part's only where that difference excludes 0)."""
+    if not controls:
+        return []
+    lines = ["- controls (the same runs, the same statistic with another region):"]
+    for k in controls:
+        if not k.values:
+            lines.append(f"  - {k.name}: not run (`clgraft claims run {c.claim}`)")
+            continue
+        value = measured_text(Measured(k.values, k.mean, k.low, k.high, "", "", ""))
+        paired = "" if k.difference is None else f"; claim − control {_interval(*k.difference)}"
+        lines.append(f"  - {k.name}: {value}{paired}")
+    return lines
+
+
+def _interval(mean: float, low: float, high: float) -> str:
+    return f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
 
 
 def _departures(c: Claim) -> list[str]:

@@ -236,6 +236,17 @@ def _critical_layers(entry: dict) -> tuple[float, float] | None:
     return None if critical is None else (critical["acc"], critical["full_acc"])
 
 
+def _critical_control(control: str) -> Callable[[dict], tuple[float, float] | None]:
+    """A critical-layers control's (accuracy, full fine-tuning's) from a task's closeness summary (None without it)."""
+
+    def formula(entry: dict) -> tuple[float, float] | None:
+        critical = entry.get("critical_layers", {})
+        found = critical.get("controls", {}).get(control)
+        return None if found is None else (found["acc"], critical["full_acc"])
+
+    return formula
+
+
 def _overlap_rho(records: Records, evidence: Evidence) -> float | None:
     summary = analysis_summary(records, evidence, "overlap")
     return None if summary is None else summary["correlations_with_jaccard"]["same_type"]["rho"]
@@ -312,4 +323,23 @@ STATISTICS: dict[str, Statistic] = {
         _analysis_parts("closeness", _critical_layers),
         ratio=True,
     ),
+    **{
+        f"critical_layers_control_{control}": Statistic(
+            "closeness",
+            f"test accuracy of fine-tuning only {what} over full fine-tuning's, {POOLED}",
+            _analysis_parts("closeness", _critical_control(control)),
+            ratio=True,
+        )
+        for control, what in (
+            ("bottom", "the k blocks that moved least"),
+            ("random", "k blocks drawn at random"),
+            ("head_only", "the head (no block)"),
+        )
+    },
 }
+CONTROL_NAMES = {
+    "critical_layers_control_bottom": "the k least-moved blocks",
+    "critical_layers_control_random": "k random blocks",
+    "critical_layers_control_head_only": "the head alone",
+}
+"""How the report names each control statistic (Claim.controls)."""

@@ -28,6 +28,7 @@ from clgraft.metrics.seeds import confidence_interval
 from clgraft.results.run_records import Skipped, read_records, readable_record
 from clgraft.runs.identity import identity, record_identity
 from clgraft.sweeps.claim_statistics import (
+    CONTROL_NAMES,
     STATISTICS,
     TaskPart,
     analysis_key,
@@ -96,6 +97,11 @@ class Evidence(_Strict):
         gt=0,
         description="closeness analysis: fine-tune only the k blocks that moved most (--critical-layers)",
     )
+    critical_controls: bool = Field(
+        default=False,
+        description="closeness analysis: also the k least-moved blocks, k random blocks and the head alone "
+        "(--controls)",
+    )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claim_statistics.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
@@ -121,6 +127,8 @@ class Evidence(_Strict):
             raise ValueError("the subspace analysis reads checkpoints: set `run: {trajectory: N}` with N ≥ 2")
         if self.statistic == "critical_layers_of_full" and not self.critical_layers:
             raise ValueError("statistic 'critical_layers_of_full' needs `critical_layers: k`")
+        if self.critical_controls and not self.critical_layers:
+            raise ValueError("`critical_controls` compares with the critical layers: give `critical_layers: k`")
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
@@ -152,12 +160,21 @@ class Claim(_Strict):
         "the gain), whose verdict is a clgraft finding and not one on the paper",
     )
     setting_note: str = Field(default="", description="why this setting; what the departures do not say")
+    controls: list[str] = Field(
+        default=[],
+        description="statistics of a control read from the same records (CONTROL_NAMES), each reported beside the "
+        "claim's number with the paired difference claim − control over seeds",
+    )
     origin: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
     def _testable(self) -> Claim:
         if self.evidence is None and self.needs is None:
             raise ValueError("give `evidence` (the runs that test the claim) or `needs` (why it cannot be run yet)")
+        if unknown := [c for c in self.controls if c not in CONTROL_NAMES]:
+            raise ValueError(f"control '{unknown[0]}': choose one of {', '.join(CONTROL_NAMES)}")
+        if self.controls and (self.evidence is None or not self.evidence.critical_controls):
+            raise ValueError("`controls` are read from the critical-layers controls: set `critical_controls: true`")
         aspects = [d.what for d in self.departures]
         if repeated := sorted({a for a in aspects if aspects.count(a) > 1}):
             raise ValueError(f"departure '{repeated[0]}' is listed twice: one entry per aspect")
@@ -314,7 +331,9 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
     from clgraft.analysis.run_files import open_run
 
     done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
-    if done is not None and (not evidence.critical_layers or _has_critical_layers(done, evidence.critical_layers)):
+    if done is not None and (
+        not evidence.critical_layers or _has_critical_layers(done, evidence.critical_layers, evidence.critical_controls)
+    ):
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
@@ -328,9 +347,42 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
     else:
         from clgraft.analysis.closeness import analyze_closeness
 
-        analyze_closeness(run, run.select(None), evidence.critical_layers)
+        analyze_closeness(run, run.select(None), evidence.critical_layers, evidence.critical_controls)
 
 
-def _has_critical_layers(summary: dict, k: int) -> bool:
-    """Whether a closeness summary holds the critical-layers comparison at k for every task."""
-    return all(task.get("critical_layers", {}).get("k") == k for _, task in summary_tasks(summary))
+def _has_critical_layers(summary: dict, k: int, controls: bool) -> bool:
+    """Whether a closeness summary holds the critical-layers comparison at k for every task (and its controls, when
+    asked)."""
+    return all(
+        task.get("critical_layers", {}).get("k") == k and (not controls or "controls" in task["critical_layers"])
+        for _, task in summary_tasks(summary)
+    )
+
+
+@dataclass
+class ControlMeasured:
+    """A control beside a claim: its value per seed, mean and interval, and the paired difference claim − control
+    over the seeds both have (mean, interval)."""
+
+    name: str
+    values: dict[int, float]
+    mean: float | None
+    low: float | None
+    high: float | None
+    difference: tuple[float, float, float] | None
+
+
+def measure_controls(results: Path, claim: Claim, measured: Measured) -> list[ControlMeasured]:
+    """Each of the claim's controls read from its records, with the paired difference from the claim's number."""
+    if not claim.controls:
+        return []
+    records, _ = seed_records(results, claim)
+    out = []
+    for control in claim.controls:
+        read = {s: STATISTICS[control].read(r, claim.evidence).value for s, r in sorted(records.items())}
+        values = {s: v for s, v in read.items() if v is not None}
+        mean, low, high = confidence_interval(list(values.values())) if values else (None, None, None)
+        both = [s for s in values if s in measured.values]
+        difference = confidence_interval([measured.values[s] - values[s] for s in both]) if len(both) >= 2 else None
+        out.append(ControlMeasured(CONTROL_NAMES[control], values, mean, low, high, difference))
+    return out
