@@ -982,13 +982,22 @@ def analyze_subspace(
             "fine-tuning included, so the subspace contains the answer)"
         ),
     ] = 0.5,
+    controls: Annotated[
+        bool,
+        _opt(
+            "with --finetune-in-subspace: at the largest d also fine-tune in a random d-dimensional subspace, in the "
+            "next task's subspace, and in none (the head alone)",
+            "--controls",
+        ),
+    ] = False,
     task: AnalyzeTasks = None,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
 ) -> None:
     """Energy spectrum, d90 and d99 of each task's fine-tuning trajectory (whole model and per layer), from the t×t
     Gram matrix of the saved checkpoints (the run needs `clgraft run --trajectory N`, N ≥ max t); with
-    --finetune-in-subspace, intrinsic-subspace accuracy and the outlier-dimension ablation."""
+    --finetune-in-subspace, intrinsic-subspace accuracy and the outlier-dimension ablation (and with --controls, the
+    same fine-tuning in control subspaces)."""
     from clgraft.analysis.subspace import analyze_subspace as run_analysis
     from clgraft.analysis.subspace import table
 
@@ -1000,8 +1009,10 @@ def analyze_subspace(
         raise ClgraftError("--t values must be ≥ 2 and --finetune-in-subspace values ≥ 1")
     if dims and max(dims) > max(counts):
         raise ClgraftError(f"--finetune-in-subspace {max(dims)}: at most max --t = {max(counts)} directions exist")
+    if controls and not dims:
+        raise ClgraftError("--controls compares with fine-tuning in the subspace: give --finetune-in-subspace D too")
     run = _open(run_dir, tasks_dir, data_dir)
-    results = run_analysis(run, counts, dims, run.select(task), subspace_lr, basis_part)
+    results = run_analysis(run, counts, dims, run.select(task), subspace_lr, basis_part, controls)
     typer.echo(table(results))
     typer.echo(f"written: {run_dir / 'analysis'}/subspace.json, subspace.png; run.json analysis")
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from clgraft.analysis.overlap import _layer_counts
@@ -97,6 +98,32 @@ def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):
     assert 0 <= section["endpoint_in_basis"] < 1  # the first half of the trajectory does not contain its end
     summary = json.loads((analysis_run / "run.json").read_text())["analysis"]["subspace"]["tiny-sst2"]
     assert summary["d90_centred"]["8"] == centred["d90"]
+
+
+def test_random_basis_is_orthonormal_and_seeded():
+    from clgraft.analysis.subspace import random_basis
+
+    V = random_basis(3, 500, seed=4)
+    assert V.shape == (3, 500) and torch.allclose(V @ V.T, torch.eye(3), atol=1e-5)
+    assert torch.equal(V, random_basis(3, 500, seed=4)) and not torch.equal(V, random_basis(3, 500, seed=5))
+
+
+def test_subspace_controls_fine_tune_in_a_random_another_tasks_and_no_subspace(analysis_run, invoke):
+    """--controls adds, at the largest d, intrinsic fine-tuning in a random subspace of that d, in the next task's
+    subspace and with d = 0 (the head alone), each with its share of full fine-tuning; a second call reuses them."""
+    with pytest.raises(ClgraftError, match="give --finetune-in-subspace"):
+        invoke("analyze", "subspace", analysis_run, "--t", "4", "--controls")
+    args = ["analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "2", "--task", "tiny-trec"]
+    output = invoke(*args, "--controls")
+    assert "control random (d=2)" in output and "control head_only (d=0)" in output
+    section = json.loads((analysis_run / "analysis" / "subspace.json").read_text())["tasks"]["tiny-trec"]
+    controls = section["finetune_in_subspace"]["controls"]
+    assert set(controls) == {"random", "other_task", "head_only"}
+    assert controls["random"]["d"] == 2 and controls["head_only"]["d"] == 0
+    assert controls["other_task"]["task"] == "tiny-sst2"  # the last task's other is the first
+    full = section["finetune_in_subspace"]["full_acc"]
+    assert all(c["of_full"] == pytest.approx(c["acc"] / full) for c in controls.values())
+    assert "control" not in invoke(*args, "--controls")  # computed before: kept, not trained again
 
 
 def test_a_basis_from_the_whole_trajectory_contains_its_end(analysis_run, invoke):

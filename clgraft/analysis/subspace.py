@@ -1,6 +1,8 @@
 """Subspace dimension of each task's fine-tuning trajectory (docs/protocols.md, Zhang et al. 2023): energy spectra of
 the t×D checkpoint-difference matrix overall and per layer, d90/d99; intrinsic-subspace fine-tuning (train only z in
-θ_start + Vᵀz); outlier dimensions of the subspace-trained update and their ablation."""
+θ_start + Vᵀz); outlier dimensions of the subspace-trained update and their ablation; and, as controls at the
+largest d, the same fine-tuning in a random subspace of that d, in another task's subspace, and with no subspace at
+all (the head alone)."""
 
 from __future__ import annotations
 
@@ -145,10 +147,12 @@ def analyze_subspace(
     tasks: list[int],
     lr: float,
     basis_part: float = 0.5,
+    controls: bool = False,
 ) -> dict:
     """Spectra for each t in counts; with dims, intrinsic fine-tuning at each d (basis from the first `basis_part` of
     the largest t's checkpoints, so that it does not contain the end of the fine-tuning) and the outlier ablation at
-    the largest d. Writes analysis/subspace.json and subspace.png.
+    the largest d, and with `controls` the control subspaces at the largest d (`_controls`). Writes
+    analysis/subspace.json and subspace.png.
 
     Earlier results are merged, part by part: other tasks, spectra at other t, and subspace fine-tuning at other d
     (same basis and learning rate) are kept, and whatever was already computed is not computed again — an interrupted
@@ -163,7 +167,7 @@ def analyze_subspace(
     for t in tasks:
         name = run.names[t]
         before = earlier.get(name, {})
-        entry = _task(run, t, counts, dims, lr, basis_part, before)
+        entry = _task(run, t, counts, dims, lr, basis_part, before, controls)
         if entry == before:
             run.echo(f"{name}: analysed before with these settings; kept")
             continue
@@ -185,7 +189,9 @@ def _earlier_cpu_s(run: OpenRun) -> float:
     return read_json(path).get("cpu_s", 0.0) if path.exists() else 0.0
 
 
-def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, basis_part: float, before: dict) -> dict:
+def _task(
+    run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, basis_part: float, before: dict, controls: bool
+) -> dict:
     """Task t's entry: `before` with the spectra and subspace fine-tuning it lacks added."""
     name = run.names[t]
     entry = {**before, "spectra": dict(before.get("spectra", {}))}
@@ -199,7 +205,7 @@ def _task(run: OpenRun, t: int, counts: list[int], dims: list[int], lr: float, b
     entry["spectra"] = {c: entry["spectra"][c] for c in sorted(entry["spectra"], key=int)}
     if dims:
         entry["finetune_in_subspace"] = _finetune(
-            run, t, max(counts), basis_part, dims, lr, before.get("finetune_in_subspace")
+            run, t, max(counts), basis_part, dims, lr, before.get("finetune_in_subspace"), controls
         )
     return entry
 
@@ -216,11 +222,19 @@ def endpoint_share(basis: torch.Tensor, update: torch.Tensor) -> float:
 
 
 def _finetune(
-    run: OpenRun, t: int, basis_t: int, basis_part: float, dims: list[int], lr: float, before: dict | None
+    run: OpenRun,
+    t: int,
+    basis_t: int,
+    basis_part: float,
+    dims: list[int],
+    lr: float,
+    before: dict | None,
+    controls: bool = False,
 ) -> dict:
-    """Intrinsic fine-tuning at each d in dims, the outlier ablation at the largest; rows of `before` with the same
-    basis (t and part) and learning rate are reused, and a different basis or lr starts the section afresh (a
-    section from before `basis_part` existed was built from every checkpoint: part 1)."""
+    """Intrinsic fine-tuning at each d in dims, the outlier ablation at the largest, and (controls) the control
+    subspaces at the largest; rows and controls of `before` with the same basis (t and part) and learning rate are
+    reused, and a different basis or lr starts the section afresh (a section from before `basis_part` existed was
+    built from every checkpoint: part 1)."""
     setting = {"lr": lr, "basis_t": basis_t, "basis_part": basis_part}
     same = before is not None and {k: before.get(k, 1.0 if k == "basis_part" else None) for k in setting} == setting
     if before is not None and not same:
@@ -244,6 +258,41 @@ def _finetune(
             X = X[:k]
         out["by_d"][str(d)] = _fit_row(run, t, X, d, lr, out["full_acc"], ablate=d == max(dims))
     out["by_d"] = {d: out["by_d"][d] for d in sorted(out["by_d"], key=int)}
+    if controls and out.get("controls", {}).get("random", {}).get("d") != max(dims):
+        out["controls"] = _controls(run, t, max(dims), basis_t, k, lr, out["full_acc"])
+    return out
+
+
+def random_basis(d: int, numel: int, seed: int) -> torch.Tensor:
+    """d orthonormal rows spanning a uniformly random d-dimensional subspace of R^numel (QR of a Gaussian matrix,
+    drawn on the CPU from `seed`)."""
+    gaussian = torch.randn(numel, d, generator=torch.Generator().manual_seed(seed))
+    q, r = torch.linalg.qr(gaussian)
+    return (q * torch.sign(torch.diagonal(r))).T.contiguous()  # signs fixed: the same basis for the same draw
+
+
+def other_task(run: OpenRun, t: int) -> int:
+    """The task whose subspace is task t's `other_task` control: the next in the stream (the first for the last)."""
+    return (t + 1) % len(run.names)
+
+
+def _controls(run: OpenRun, t: int, d: int, basis_t: int, k: int, lr: float, full: float) -> dict:
+    """Intrinsic fine-tuning of task t in a random d-dimensional subspace, in another task's d-dimensional one
+    (built as task t's, from the first k of its basis_t checkpoints), and in none (d = 0: the head alone)."""
+    seed = run.runner.config.seed * 1000 + t
+    u = other_task(run, t)
+    bases = {
+        "random": random_basis(d, run.view.numel, seed),
+        "other_task": subspace_basis(trajectory(run, u, basis_t)[:k], d),
+        "head_only": torch.zeros(0, run.view.numel),
+    }
+    out = {}
+    for name, basis in bases.items():
+        acc = run.test_accuracy(_fit_subspace(run, t, basis, lr, seed), t)
+        out[name] = {"d": basis.shape[0], "acc": acc, "of_full": acc / full if full else None}
+        if name == "other_task":
+            out[name]["task"] = run.names[u]
+        run.echo(f"{run.names[t]} control {name} (d={basis.shape[0]}): acc {100 * acc:.1f} vs full {100 * full:.1f}")
     return out
 
 
@@ -318,5 +367,7 @@ def table(results: dict) -> str:
                 row["outliers %"] = round(100 * o["outlier_fraction"], 2)
                 row["acc −outliers"] = round(100 * o["acc_zero_outliers"], 1)
                 row["acc −random"] = round(100 * o["acc_zero_random"], 1)
+        for control, c in entry.get("finetune_in_subspace", {}).get("controls", {}).items():
+            row[f"{control} % of full"] = round(100 * c["of_full"], 1) if c["of_full"] is not None else None
         rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)
