@@ -487,7 +487,7 @@ def test_critical_layers_claim_reruns_closeness_with_k_and_reads_its_share_of_fu
 
 
 def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_model_dir, tmp_path):
-    """A claim with `critical_controls` reruns closeness where the controls are missing; each control's number is
+    """A claim with `analysis_controls` reruns closeness where the controls are missing; each control's number is
     read from the same records, pooled as the claim's statistic, and the report puts it beside the claim's with the
     paired difference claim − control over the seeds."""
     from clgraft.metrics.seeds import confidence_interval
@@ -505,7 +505,7 @@ def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_mode
         (">=", 0.95),
         claim={"controls": names},
         **evidence,
-        critical_controls=True,
+        analysis_controls=True,
     )
     assert "the k least-moved blocks: not run" in report(tmp_path, [claim])
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)  # closeness again, with the controls
@@ -531,7 +531,7 @@ def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_mode
     assert "- controls (the same runs" in text and "the head alone: " in text and "claim − control " in text
     with pytest.raises(ValueError, match="control 'nope'"):
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": ["nope"]}, **evidence)
-    with pytest.raises(ValueError, match="set `critical_controls: true`"):
+    with pytest.raises(ValueError, match="set `analysis_controls: true`"):
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": names[:1]}, **evidence)
 
 
@@ -550,3 +550,23 @@ def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_i
     assert "grafting-recovery-prompt" not in ran and "grafting-recovery" in ran
     invoke("claims", "run", "grafting-recovery-prompt", "--results", tmp_path)
     assert ran[-1] == "grafting-recovery-prompt"
+
+
+def test_subspace_claims_take_their_own_analysis_controls_only():
+    """The subspace controls need `analysis_controls` and a subspace claim; a closeness claim cannot list them."""
+    names = ["subspace_control_random", "subspace_control_other_task", "subspace_control_head_only"]
+    subspace = dict(run={"trajectory": 8}, analyze="subspace", subspace_dims=[4], analysis_controls=True)
+    claim = _claim("subspace_recovery", ["independent"], (">=", 0.95), claim={"controls": names}, **subspace)
+    assert claim.controls == names
+    with pytest.raises(ValueError, match="own analysis"):
+        _claim(
+            "critical_layers_of_full",
+            ["independent"],
+            (">=", 0.95),
+            claim={"controls": names[:1]},
+            analyze="closeness",
+            critical_layers=1,
+            analysis_controls=True,
+        )
+    with pytest.raises(ValueError, match="`analysis_controls` needs what they are compared with"):
+        _claim("subspace_recovery", ["independent"], (">=", 0.95), **{**subspace, "subspace_dims": []})

@@ -247,6 +247,17 @@ def _critical_control(control: str) -> Callable[[dict], tuple[float, float] | No
     return formula
 
 
+def _subspace_control(control: str) -> Callable[[dict], tuple[float, float] | None]:
+    """A subspace control's (accuracy, full fine-tuning's) from a task's subspace summary (None without it)."""
+
+    def formula(entry: dict) -> tuple[float, float] | None:
+        section = entry.get("finetune_in_subspace", {})
+        found = section.get("controls", {}).get(control)
+        return None if found is None else (found["acc"], section["full_acc"])
+
+    return formula
+
+
 def _overlap_rho(records: Records, evidence: Evidence) -> float | None:
     summary = analysis_summary(records, evidence, "overlap")
     return None if summary is None else summary["correlations_with_jaccard"]["same_type"]["rho"]
@@ -336,10 +347,26 @@ STATISTICS: dict[str, Statistic] = {
             ("head_only", "the head (no block)"),
         )
     },
+    **{
+        f"subspace_control_{control}": Statistic(
+            "subspace",
+            f"accuracy of fine-tuning only in {what} (the largest d) over full fine-tuning's, {POOLED}",
+            _analysis_parts("subspace", _subspace_control(control)),
+            ratio=True,
+        )
+        for control, what in (
+            ("random", "a random subspace of the same d"),
+            ("other_task", "the next task's subspace of the same d"),
+            ("head_only", "no subspace (d = 0: the head alone)"),
+        )
+    },
 }
 CONTROL_NAMES = {
     "critical_layers_control_bottom": "the k least-moved blocks",
     "critical_layers_control_random": "k random blocks",
     "critical_layers_control_head_only": "the head alone",
+    "subspace_control_random": "a random subspace of the same d",
+    "subspace_control_other_task": "the next task's subspace",
+    "subspace_control_head_only": "d = 0 (the head alone)",
 }
 """How the report names each control statistic (Claim.controls)."""

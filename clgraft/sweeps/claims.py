@@ -97,10 +97,11 @@ class Evidence(_Strict):
         gt=0,
         description="closeness analysis: fine-tune only the k blocks that moved most (--critical-layers)",
     )
-    critical_controls: bool = Field(
+    analysis_controls: bool = Field(
         default=False,
-        description="closeness analysis: also the k least-moved blocks, k random blocks and the head alone "
-        "(--controls)",
+        description="the analysis's controls (--controls): closeness, the k least-moved blocks, k random blocks and "
+        "the head alone beside the critical layers; subspace, a random subspace, the next task's and none beside the "
+        "intrinsic one",
     )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claim_statistics.py)")
     records: str | None = Field(
@@ -127,8 +128,14 @@ class Evidence(_Strict):
             raise ValueError("the subspace analysis reads checkpoints: set `run: {trajectory: N}` with N ≥ 2")
         if self.statistic == "critical_layers_of_full" and not self.critical_layers:
             raise ValueError("statistic 'critical_layers_of_full' needs `critical_layers: k`")
-        if self.critical_controls and not self.critical_layers:
-            raise ValueError("`critical_controls` compares with the critical layers: give `critical_layers: k`")
+        if self.analysis_controls and not (
+            (self.analyze == "closeness" and self.critical_layers)
+            or (self.analyze == "subspace" and self.subspace_dims)
+        ):
+            raise ValueError(
+                "`analysis_controls` needs what they are compared with: `critical_layers` (closeness) or "
+                "`subspace_dims` (subspace)"
+            )
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
@@ -173,8 +180,10 @@ class Claim(_Strict):
             raise ValueError("give `evidence` (the runs that test the claim) or `needs` (why it cannot be run yet)")
         if unknown := [c for c in self.controls if c not in CONTROL_NAMES]:
             raise ValueError(f"control '{unknown[0]}': choose one of {', '.join(CONTROL_NAMES)}")
-        if self.controls and (self.evidence is None or not self.evidence.critical_controls):
-            raise ValueError("`controls` are read from the critical-layers controls: set `critical_controls: true`")
+        if self.controls and (self.evidence is None or not self.evidence.analysis_controls):
+            raise ValueError("`controls` are read from the analysis's controls: set `analysis_controls: true`")
+        if self.controls and any(STATISTICS[c].needs != self.evidence.analyze for c in self.controls):
+            raise ValueError(f"`controls` must be read from the claim's own analysis ({self.evidence.analyze})")
         aspects = [d.what for d in self.departures]
         if repeated := sorted({a for a in aspects if aspects.count(a) > 1}):
             raise ValueError(f"departure '{repeated[0]}' is listed twice: one entry per aspect")
@@ -331,9 +340,7 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
     from clgraft.analysis.run_files import open_run
 
     done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
-    if done is not None and (
-        not evidence.critical_layers or _has_critical_layers(done, evidence.critical_layers, evidence.critical_controls)
-    ):
+    if done is not None and _has_everything(done, evidence):
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
@@ -343,20 +350,33 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
     elif evidence.analyze == "subspace":
         from clgraft.analysis.subspace import analyze_subspace
 
-        analyze_subspace(run, [evidence.run["trajectory"]], evidence.subspace_dims, run.select(None), 0.05)
+        analyze_subspace(
+            run,
+            [evidence.run["trajectory"]],
+            evidence.subspace_dims,
+            run.select(None),
+            0.05,
+            controls=evidence.analysis_controls,
+        )
     else:
         from clgraft.analysis.closeness import analyze_closeness
 
-        analyze_closeness(run, run.select(None), evidence.critical_layers, evidence.critical_controls)
+        analyze_closeness(run, run.select(None), evidence.critical_layers, evidence.analysis_controls)
 
 
-def _has_critical_layers(summary: dict, k: int, controls: bool) -> bool:
-    """Whether a closeness summary holds the critical-layers comparison at k for every task (and its controls, when
-    asked)."""
-    return all(
-        task.get("critical_layers", {}).get("k") == k and (not controls or "controls" in task["critical_layers"])
-        for _, task in summary_tasks(summary)
-    )
+def _has_everything(summary: dict, evidence: Evidence) -> bool:
+    """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
+    at k, and the controls where asked (a subspace summary without controls is completed by the analysis itself)."""
+    tasks = [task for _, task in summary_tasks(summary)]
+    if evidence.analyze == "closeness" and evidence.critical_layers:
+        return all(
+            task.get("critical_layers", {}).get("k") == evidence.critical_layers
+            and (not evidence.analysis_controls or "controls" in task["critical_layers"])
+            for task in tasks
+        )
+    if evidence.analyze == "subspace" and evidence.analysis_controls:
+        return all("controls" in task.get("finetune_in_subspace", {}) for task in tasks)
+    return True
 
 
 @dataclass
