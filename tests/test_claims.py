@@ -570,3 +570,38 @@ def test_subspace_claims_take_their_own_analysis_controls_only():
         )
     with pytest.raises(ValueError, match="`analysis_controls` needs what they are compared with"):
         _claim("subspace_recovery", ["independent"], (">=", 0.95), **{**subspace, "subspace_dims": []})
+
+
+def test_a_claim_run_whose_weights_are_gone_makes_them_again_only_if_r_is_the_records(tiny_model_dir, tmp_path):
+    """Committed records have no weights: a claim whose analysis is still to do runs the same configuration again in
+    a scratch folder and takes its weights only where its R equals the record's; otherwise one line, nothing moved."""
+    import shutil
+
+    from clgraft.io.records import write_json
+
+    run = {"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"}
+    plain = _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), run=run, analyze="closeness")
+    run_claim(tmp_path, plain, None, lambda s: None, progress=False)
+    folders = sorted(p.parent for p in claim_runs_dir(tmp_path, plain).glob("*/run.json"))
+    before = {f: (f / "weights" / "task-01.safetensors").read_bytes() for f in folders}
+    for folder in folders:
+        shutil.rmtree(folder / "weights")
+    critical = _claim(
+        "critical_layers_of_full", ["independent"], (">=", 0.95), run=run, analyze="closeness", critical_layers=1
+    )
+    said = []
+    run_claim(tmp_path, critical, None, said.append, progress=False)
+    assert sum("running it again to make them" in s for s in said) == len(folders)
+    assert all((f / "weights" / "task-01.safetensors").read_bytes() == before[f] for f in folders)  # the same bits
+    for folder in folders:
+        summary = json.loads((folder / "run.json").read_text())["analysis"]["closeness"]
+        assert all(t["critical_layers"]["k"] == 1 for t in summary.values() if isinstance(t, dict))
+    assert not list(claim_runs_dir(tmp_path, plain).glob(".weights-*"))
+    record = json.loads((folders[0] / "run.json").read_text())
+    record["R"][1][0] = 0.0 if record["R"][1][0] else 1.0
+    del record["analysis"]
+    write_json(folders[0] / "run.json", record)
+    shutil.rmtree(folders[0] / "weights")
+    with pytest.raises(ClgraftError, match="gives another R than its record"):
+        run_claim(tmp_path, critical, None, lambda s: None, progress=False)
+    assert not (folders[0] / "weights").exists() and not list(claim_runs_dir(tmp_path, plain).glob(".weights-*"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -37,6 +37,10 @@ from clgraft.sweeps.claim_statistics import (
     summary_tasks,
 )
 from clgraft.sweeps.claim_verdicts import MIN_SEEDS, NO_VALUE, read_interval, verdict_words
+
+if TYPE_CHECKING:
+    from clgraft.data.registry import Registry
+    from clgraft.runs.runner import Runner
 
 
 class _Strict(BaseModel):
@@ -330,17 +334,48 @@ def run_claim(
                 config, registry, data_dir, root=claim_runs_dir(results, claim), progress=progress, echo=echo
             )
             runner.run()
-            if evidence.localize and not localize_rows(runner.dir, evidence):
+            localize = evidence.localize is not None and not localize_rows(runner.dir, evidence)
+            if localize or (evidence.analyze and not _analysed(runner.dir, evidence)):
+                ensure_weights(runner, registry, data_dir, echo, progress)
+            if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
             if evidence.analyze:
                 _analyze(runner.dir, evidence, registry, data_dir, echo)
 
 
+def ensure_weights(
+    runner: Runner, registry: Registry, data_dir: Path | None, echo: Callable[[str], None], progress: bool
+) -> None:
+    """Give a finished run back the weights its record was made with, where they are gone (results are committed
+    without weights): the same configuration is run again in a scratch folder beside it, and its weights are moved
+    in only if its R is the record's, entry for entry (a run is deterministic on one machine and software stack; a
+    different R means other code, data or rounding, and weights that did not make the record's numbers)."""
+    import shutil
+
+    from clgraft.runs.runner import Runner, weights_path
+
+    tasks = len(runner.tasks)
+    if all(weights_path(runner.dir, runner.config.method, t, tasks).is_file() for t in range(tasks)):
+        return
+    record = read_json(runner.dir / "run.json")
+    scratch = runner.dir.parent / f".weights-{runner.dir.name}"
+    echo(f"{runner.dir.name}: its weights are not here; running it again to make them")
+    twin = Runner(runner.config, registry, data_dir, out=scratch, progress=progress, echo=lambda s: None).run()
+    if twin["R"] != record["R"]:
+        shutil.rmtree(scratch)
+        raise ClgraftError(
+            f"{runner.dir}: the run made again gives another R than its record (other code, data or rounding), so "
+            "its weights would not be the record's; move the folder aside to make the claim's runs anew"
+        )
+    shutil.rmtree(runner.dir / "weights", ignore_errors=True)
+    (scratch / "weights").rename(runner.dir / "weights")
+    shutil.rmtree(scratch)
+
+
 def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
     from clgraft.analysis.run_files import open_run
 
-    done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
-    if done is not None and _has_everything(done, evidence):
+    if _analysed(run_dir, evidence):
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
@@ -362,6 +397,12 @@ def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None,
         from clgraft.analysis.closeness import analyze_closeness
 
         analyze_closeness(run, run.select(None), evidence.critical_layers, evidence.analysis_controls)
+
+
+def _analysed(run_dir: Path, evidence: Evidence) -> bool:
+    """Whether the run's record holds the evidence's analysis with everything it asks for."""
+    done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
+    return done is not None and _has_everything(done, evidence)
 
 
 def _has_everything(summary: dict, evidence: Evidence) -> bool:
