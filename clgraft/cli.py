@@ -712,6 +712,18 @@ def claims_run(
     results: Annotated[Path, _opt("results folder; runs go to RESULTS/claims/CLAIM/runs")] = Path("results"),
     data_dir: DataDir = None,
     progress: Progress = True,
+    plan_only: Annotated[
+        bool,
+        _opt(
+            "run nothing: print per claim its runs finished and left with seconds per run (priced as `sweep --plan` "
+            "prices cells), the runs to make again for their weights, the analysis fine-tunes and localizations "
+            "still to do, and the total in core-hours",
+            "--plan",
+        ),
+    ] = False,
+    costs: Annotated[
+        list[Path] | None, _opt("with --plan: more results folders whose finished runs give seconds per run")
+    ] = None,
 ) -> None:
     """Make (or reuse, or resume) the runs, localizations and analyses that test the claims; claims that cannot be
     tested yet are listed and skipped, and so are claims that require more than the default machine (a hub model,
@@ -719,13 +731,22 @@ def claims_run(
     from clgraft.data.loading import data_dir_from
     from clgraft.sweeps.claims import run_claim
 
+    chosen = []
     for claim in _claims(names):
         if claim.evidence is None:
             typer.echo(f"{claim.claim}: skipped, needs {claim.needs}")
-            continue
-        if claim.requires is not None and not names:
+        elif claim.requires is not None and not names:
             typer.echo(f"{claim.claim}: skipped, requires {claim.requires} (name it to run it)")
-            continue
+        else:
+            chosen.append(claim)
+    if plan_only:
+        from clgraft.sweeps.claim_plan import claim_plan, render, summary
+        from clgraft.sweeps.sweep import cores
+
+        table = claim_plan(results, chosen, costs or [])
+        typer.echo(f"{render(table)}\n\n{summary(table, cores())}")
+        return
+    for claim in chosen:
         run_claim(results, claim, data_dir_from(data_dir), typer.echo, progress)
 
 

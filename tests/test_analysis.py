@@ -195,11 +195,14 @@ def test_critical_layer_controls_are_the_least_moved_random_and_no_blocks():
 
 def test_critical_layers_with_controls_trains_each_control_beside_them(analysis_run, invoke):
     """--controls adds the least-moved, random and head-only fine-tunes to the critical-layers entry, each with its
-    share of full fine-tuning's accuracy; --controls alone is refused in one line."""
+    share of full fine-tuning's accuracy, keeping the earlier critical fine-tune; --controls alone is refused in one
+    line."""
     with pytest.raises(ClgraftError, match="give --critical-layers"):
         invoke("analyze", "closeness", analysis_run, "--controls")
+    invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--task", "tiny-trec")
     output = invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--controls", "--task", "tiny-trec")
     assert "control head_only (no block)" in output and "bottom" in output
+    assert "trained: acc" not in output  # the critical blocks' fine-tune of the earlier call is kept, not redone
     entry = json.loads((analysis_run / "analysis" / "closeness.json").read_text())["tasks"]["tiny-trec"]
     crit, least = entry["critical_layers"], min(entry["per_layer"], key=lambda la: entry["per_layer"][la]["rel_l2"])
     assert set(crit["controls"]) == {"bottom", "random", "head_only"}

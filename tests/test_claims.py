@@ -605,3 +605,36 @@ def test_a_claim_run_whose_weights_are_gone_makes_them_again_only_if_r_is_the_re
     with pytest.raises(ClgraftError, match="gives another R than its record"):
         run_claim(tmp_path, critical, None, lambda s: None, progress=False)
     assert not (folders[0] / "weights").exists() and not list(claim_runs_dir(tmp_path, plain).glob(".weights-*"))
+
+
+def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(tiny_model_dir, tmp_path, invoke):
+    """`claims run --plan` runs nothing; a claim's runs left are priced from measured runs, and its records whose
+    analysis lacks what is asked (here the controls: 3 fine-tunes a task) add those fine-tunes and, where the
+    weights are gone, the run again — once per run folder, though two claims read it."""
+    import shutil
+
+    from clgraft.sweeps.claim_plan import claim_plan, finetunes_per_task
+
+    run = {"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"}
+    evidence = dict(run=run, analyze="closeness", critical_layers=1)
+    made = _claim("critical_layers_of_full", ["independent"], (">=", 0.95), **evidence)
+    one_seed = made.model_copy(update={"evidence": made.evidence.model_copy(update={"seeds": [1]})})
+    run_claim(tmp_path, one_seed, None, lambda s: None, progress=False)
+    table = claim_plan(tmp_path, [made], [])
+    row = table.iloc[0]
+    cost = json.loads(next(claim_runs_dir(tmp_path, made).glob("*/run.json")).read_text())["cpu_s"]
+    assert (row["runs"], row["finished"], row["left"]) == (3, 1, 2) and row["s_per_run"] == pytest.approx(cost)
+    assert row["analysis_finetunes"] == 2 * 1 and row["remake_weights"] == 0  # the runs left: one critical each
+    assert row["s_left"] == pytest.approx(cost * (2 + 2))
+    controls = _claim("critical_layers_of_full", ["independent"], (">=", 0.95), **evidence, analysis_controls=True)
+    for folder in claim_runs_dir(tmp_path, made).glob("*/weights"):
+        shutil.rmtree(folder)
+    shared = str(claim_runs_dir(tmp_path, made).relative_to(tmp_path))
+    reader = _claim(
+        "critical_layers_of_full", ["independent"], (">=", 0.95), **evidence, analysis_controls=True, records=shared
+    )
+    table = claim_plan(tmp_path, [controls, reader.model_copy(update={"claim": "same-runs"})], [])
+    assert table["remake_weights"].tolist() == [1, 0] and table["analysis_finetunes"].tolist() == [3 + 2 * 4] * 2
+    assert finetunes_per_task(controls.evidence, None) == 4
+    output = invoke("claims", "run", "--plan", "--results", tmp_path, "closeness")
+    assert "| closeness " in output and "claims' work left: ≈" in output

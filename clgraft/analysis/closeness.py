@@ -12,6 +12,7 @@ import torch
 
 from clgraft.analysis.run_files import OpenRun, layer_of, refuse_joint
 from clgraft.io.figures import finish_lines, pyplot, run_line, save
+from clgraft.io.records import read_json
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.training.loop import train_task
 
@@ -80,11 +81,40 @@ def layer_rank(name: str) -> int:
     return int(name.split()[-1])
 
 
+def _earlier_critical(run: OpenRun) -> dict[str, dict]:
+    """Each task's critical-layers entry of an earlier analysis/closeness.json of this run (none if absent)."""
+    path = run.dir / "analysis" / "closeness.json"
+    tasks = read_json(path).get("tasks", {}) if path.exists() else {}
+    return {name: e["critical_layers"] for name, e in tasks.items() if "critical_layers" in e}
+
+
+def _critical(run: OpenRun, t: int, ranked: list[str], k: int, controls: bool, before: dict) -> dict:
+    """Task t's critical-layers entry: fine-tuning only the k most moved of the `ranked` blocks, and with `controls`
+    the control blocks (`control_layers`). What `before` (an earlier entry with the same k and blocks) holds is kept,
+    not trained again: adding the controls costs the controls alone."""
+    name, full = run.names[t], run.finetuned_accuracy(t)
+    if before.get("k") == k and before.get("layers") == ranked[:k]:
+        critical = dict(before)
+    else:
+        acc = critical_layers(run, t, ranked[:k])
+        critical = {"k": k, "layers": ranked[:k], "acc": acc, "full_acc": full, "of_full": acc / full}
+        run.echo(f"{name}: only {', '.join(ranked[:k])} trained: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+    if controls and "controls" not in critical:
+        critical["controls"] = {}
+        for control, layers in control_layers(ranked, k, run.runner.config.seed * 1000 + t).items():
+            acc = critical_layers(run, t, layers)
+            critical["controls"][control] = {"layers": layers, "acc": acc, "of_full": acc / full}
+            run.echo(f"{name}: control {control} ({', '.join(layers) or 'no block'}): acc {100 * acc:.1f}")
+    return critical
+
+
 def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: bool = False) -> dict:
     """Closeness for each task (per tensor and per block); with k, the critical-layers comparison, and with
-    `controls` the same fine-tuning of the control blocks (`control_layers`) beside it. Writes
-    analysis/closeness.json, closeness.csv (per tensor) and closeness.png."""
+    `controls` the same fine-tuning of the control blocks (`control_layers`) beside it (an earlier analysis's
+    fine-tunes of the same blocks are kept). Writes analysis/closeness.json, closeness.csv (per tensor) and
+    closeness.png."""
     refuse_joint(run, "closeness")
+    earlier = _earlier_critical(run)
     results, frames = {}, []
     for t in tasks:
         name = run.names[t]
@@ -93,16 +123,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
         entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
         if k:
             ranked = list(per_layer.sort_values("rel_l2", ascending=False).index)
-            acc, full = critical_layers(run, t, ranked[:k]), run.finetuned_accuracy(t)
-            critical = {"k": k, "layers": ranked[:k], "acc": acc, "full_acc": full, "of_full": acc / full}
-            run.echo(f"{name}: only {', '.join(ranked[:k])} trained: acc {100 * acc:.1f} vs full {100 * full:.1f}")
-            if controls:
-                critical["controls"] = {}
-                for control, layers in control_layers(ranked, k, run.runner.config.seed * 1000 + t).items():
-                    acc = critical_layers(run, t, layers)
-                    critical["controls"][control] = {"layers": layers, "acc": acc, "of_full": acc / full}
-                    run.echo(f"{name}: control {control} ({', '.join(layers) or 'no block'}): acc {100 * acc:.1f}")
-            entry["critical_layers"] = critical
+            entry["critical_layers"] = _critical(run, t, ranked, k, controls, earlier.get(name, {}))
         results[name] = entry
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)

@@ -225,7 +225,7 @@ def claim_runs_dir(results: Path, claim: Claim) -> Path:
     return results / "claims" / claim.claim / "runs"
 
 
-def _config(evidence: Evidence, method: str, seed: int) -> RunConfig:
+def run_config(evidence: Evidence, method: str, seed: int) -> RunConfig:
     """The RunConfig of this method spec (NAME[:KEY=VALUE...]) and seed in the claim's setting."""
     from clgraft.methods import parse_method_spec
 
@@ -236,7 +236,7 @@ def _config(evidence: Evidence, method: str, seed: int) -> RunConfig:
 def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
     """Whether a record is the run of this method spec and seed in the claim's setting: the same configuration
     exactly (config.identity), not one whose options or settings merely contain the claim's."""
-    return record_identity(record) == identity(_config(evidence, method, seed), evidence.test_subset)
+    return record_identity(record) == identity(run_config(evidence, method, seed), evidence.test_subset)
 
 
 def seed_records(results: Path, claim: Claim) -> tuple[dict[int, dict[str, tuple[dict, Path]]], list[Skipped]]:
@@ -279,7 +279,7 @@ def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> 
         config, tests = record["config"], [t["test_size"] for t in record["tasks"]]
         test = f"test {min(tests)}{f'–{max(tests)}' if max(tests) > min(tests) else ''} per task"
     else:  # what `claims run` would make
-        config = _config(evidence, evidence.methods[0], evidence.seeds[0]).model_dump()
+        config = run_config(evidence, evidence.methods[0], evidence.seeds[0]).model_dump()
         test = f"test ≤ {config['max_test']} per task" if config["max_test"] else "whole test sets"
     parts += [f"model {config['model']}, head {config['head']}, {config['steps']} steps", test]
     parts.append(f"seeds {', '.join(str(s) for s in sorted(records) or evidence.seeds)}")
@@ -328,7 +328,7 @@ def run_claim(
         return
     for seed in evidence.seeds:
         for spec in evidence.methods:
-            config = _config(evidence, spec, seed)
+            config = run_config(evidence, spec, seed)
             echo(f"{claim.claim}: {spec} seed {seed}")
             runner = Runner(
                 config, registry, data_dir, root=claim_runs_dir(results, claim), progress=progress, echo=echo

@@ -118,11 +118,11 @@ def varied_options(cells: list[RunConfig]) -> dict[str, frozenset[str]]:
     return {m: frozenset(k for k, v in options.items() if len(v) > 1) for m, options in values.items()}
 
 
-def plan(cells: list[RunConfig], results: Path, costs: list[Path]) -> pd.DataFrame:
+def plan(cells: list[RunConfig], results: Path, costs: list[Path], runs: Path | None = None) -> pd.DataFrame:
     """One row per stream, method (with options) and the run settings that vary among the cells (e.g. `steps=50`):
     cells, finished, left, seconds per cell (core-seconds where measured so) and their source, and the seconds the
-    cells left should take."""
-    done = finished_runs(results / "runs")
+    cells left should take. A cell is finished where a record of it is in `runs` (default RESULTS/runs)."""
+    done = finished_runs(runs or results / "runs")
     knobs = varied_options(cells)
     measured = measured_seconds([results, *costs], knobs)
     fixed = {"seed", "stream", "order", "method", "method_options"}

@@ -1,0 +1,110 @@
+"""What the claims' runs still cost (`clgraft claims run --plan`), priced as `clgraft sweep --plan` prices cells: per
+claim its runs finished and left, with seconds per run from measured runs (`clgraft/sweeps/cost.py`), and the work
+after the runs that is still to do — runs made again where their weights are gone, and the analysis fine-tunes not
+made yet, each priced at the run's own cost (an analysis fine-tune trains one task with the run's steps; a run trains
+every task once and evaluates them, so the price is an upper bound); a localization not made yet is priced at the
+CPU time the claim's other localizations recorded, else left unknown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import mean
+
+import pandas as pd
+
+from clgraft.config import TEST_SUBSET
+from clgraft.runs.runner import weights_path
+from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
+from clgraft.sweeps.claims import Claim, Evidence, claim_runs_dir, run_config, seed_records
+from clgraft.sweeps.cost import plan
+
+
+def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
+    """The analysis fine-tunes per task the evidence asks for that `summary` (the run's analysis, None when not made)
+    lacks: one for the critical layers and for each subspace d, three for the controls."""
+    tasks = [task for _, task in summary_tasks(summary)] if summary else []
+    if evidence.analyze == "closeness" and evidence.critical_layers:
+        critical = tasks and all(t.get("critical_layers", {}).get("k") == evidence.critical_layers for t in tasks)
+        controls = tasks and all("controls" in t.get("critical_layers", {}) for t in tasks)
+        return (0 if critical else 1) + (3 if evidence.analysis_controls and not controls else 0)
+    if evidence.analyze == "subspace" and evidence.subspace_dims:
+        have = [set(t.get("finetune_in_subspace", {}).get("by_d", {})) for t in tasks]
+        missing = [d for d in evidence.subspace_dims if not have or any(str(d) not in h for h in have)]
+        controls = tasks and all("controls" in t.get("finetune_in_subspace", {}) for t in tasks)
+        return len(missing) + (3 if evidence.analysis_controls and not controls else 0)
+    return 0
+
+
+def _localize_seconds(folders: list[Path], evidence: Evidence) -> float | None:
+    """The mean CPU seconds of the claim's localizations made so far (a run's rows summed), None where none records
+    them."""
+    spent = [sum(r.get("cpu_s") or 0.0 for r in localize_rows(f, evidence)) for f in folders]
+    spent = [s for s in spent if s > 0]
+    return mean(spent) if spent else None
+
+
+def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.DataFrame:
+    """One row per claim with runs to make (not those read from records of another test subset): runs (cells),
+    finished, left, seconds per run and their source, runs to make
+    again for their weights, analysis fine-tunes per task still to do, localizations still to do, and the seconds
+    all of it should take (NaN where a part has no price)."""
+    rows, remade = [], set()
+    folders = [*costs, *(claim_runs_dir(results, c) for c in claims if c.evidence is not None)]
+    for claim in claims:
+        evidence = claim.evidence
+        if evidence is None or evidence.test_subset != TEST_SUBSET:  # read from its records: nothing to run
+            continue
+        cells = [run_config(evidence, m, s) for s in evidence.seeds for m in evidence.methods]
+        runs = claim_runs_dir(results, claim)
+        table = plan(cells, results, folders, runs=runs)
+        per_run = float(table["s_per_cell"].mean()) if table["s_per_cell"].notna().all() else float("nan")
+        found, _ = seed_records(results, claim)
+        made = [(record, folder) for by_method in found.values() for record, folder in by_method.values()]
+        remake, finetunes, to_localize = 0, 0, 0
+        for record, folder in made:
+            key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
+            todo = finetunes_per_task(evidence, record.get("analysis", {}).get(key)) if key else 0
+            localize = evidence.localize is not None and not localize_rows(folder, evidence)
+            tasks = len(record["tasks"])
+            weights = all(weights_path(folder, record["method"]["name"], t, tasks).is_file() for t in range(tasks))
+            if (todo > 0 or localize) and not weights and folder not in remade:  # claims may share runs
+                remade.add(folder)
+                remake += 1
+            finetunes += todo
+            to_localize += int(localize)
+        left = int(table["left"].sum())
+        finetunes += left * (finetunes_per_task(evidence, None) if evidence.analyze else 0)
+        to_localize += left if evidence.localize else 0
+        localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
+        seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
+        rows.append(
+            {
+                "claim": claim.claim,
+                "runs": int(table["cells"].sum()),
+                "finished": int(table["finished"].sum()),
+                "left": left,
+                "s_per_run": per_run,
+                "source": "; ".join(dict.fromkeys(table["source"])),
+                "remake_weights": remake,
+                "analysis_finetunes": finetunes,
+                "localize": to_localize,
+                "s_left": seconds if localize_s is not None or not to_localize else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame, cores: int) -> str:
+    """The plan's total in one line: core-hours and wall hours on `cores` busy cores, and the claims without a price."""
+    unknown = table.loc[table["s_left"].isna(), "claim"].tolist()
+    hours = float(table["s_left"].sum(skipna=True)) / 3600
+    line = f"claims' work left: ≈ {hours:.1f} core-hours (≈ {hours / cores:.1f} h wall on {cores} cores kept busy)"
+    return line + (f"; without a price: {', '.join(unknown)}" if unknown else "")
+
+
+def render(table: pd.DataFrame) -> str:
+    """The plan as a Markdown table, seconds rounded."""
+    shown = table.copy()
+    for column in ("s_per_run", "s_left"):
+        shown[column] = shown[column].map(lambda v: "?" if pd.isna(v) else f"{v:.0f}")
+    return shown.to_markdown(index=False)
