@@ -82,6 +82,15 @@ def test_bar_labels_keep_only_the_options_that_differ_within_a_method():
     assert bar_labels(long)[0] == "m (k=a-value-far-too…)"  # 16 characters at most
 
 
+def test_bar_labels_name_a_run_setting_only_where_it_is_not_the_usual_one():
+    """Three rows of one method at the usual settings and one under another recipe: only that one says how (two
+    rows with a setting each, as many of one as of the other, both say theirs)."""
+    usual = {"optimizer": "adamw", "steps": 25}
+    methods = [{"name": "g", "options": {"s": s}, "setting": usual} for s in (0.1, 0.2, 0.3)]
+    methods.append({"name": "g", "options": {"s": 0.1}, "setting": {"optimizer": "sgd", "steps": 25}})
+    assert bar_labels(methods) == ["g (s=0.1)", "g (s=0.2)", "g (s=0.3)", "g (s=0.1, optimizer=sgd)"]
+
+
 def test_method_bars_have_short_labels_and_nothing_cut_off():
     other = {**LONG_OPTIONS, "sparsity": 0.05, "compose": "union"}
     records = [

@@ -5,6 +5,7 @@ analysis/ folder are listed with them."""
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -100,23 +101,33 @@ def _value(value) -> str:
 
 def bar_labels(methods: list[dict]) -> list[str]:
     """A short label per bar entry ({'name', 'options'} and, for a leaderboard row, its 'setting'): the method's name
-    (or the alias its options make it: `ties`, `stitch`, `consensus`), plus only the options and settings whose values
-    differ among entries of the same name (`steps=50` for a run with other steps), wrapped to LABEL_WIDTH. Whole
-    option strings would take most of the plot."""
+    (or the alias its options make it: `ties`, `stitch`, `consensus`), plus only the options whose values differ
+    among entries of the same name, and the run settings where an entry's value is not the one most entries of that
+    name share (`steps=50` on the run with other steps, nothing on the others), wrapped to LABEL_WIDTH. Whole option
+    strings would take most of the plot."""
     labels = []
     names = [_known_as(m) for m in methods]
     for method, known_as in zip(methods, names, strict=True):
         same = [m for m, n in zip(methods, names, strict=True) if n == known_as]
+        options = method.get("options", {})
         shown = [
-            f"{k}={_value(values[k])}"
-            for part in ("options", "setting")
-            for values in [method.get(part, {})]
-            for k in values
-            if k not in _IN_OPTIONS and len({repr(m.get(part, {}).get(k)) for m in same}) > 1
+            f"{k}={_value(options[k])}" for k in options if len({repr(m.get("options", {}).get(k)) for m in same}) > 1
+        ]
+        setting = method.get("setting", {})
+        shown += [
+            f"{k}={_value(setting[k])}" for k in setting if k not in _IN_OPTIONS and _unusual(same, k, setting[k])
         ]
         name = f"{known_as} ({', '.join(shown)})" if shown else known_as
         labels.append(textwrap.fill(name, LABEL_WIDTH, break_on_hyphens=False))
     return labels
+
+
+def _unusual(same: list[dict], key: str, value: object) -> bool:
+    """Whether `value` of run setting `key` is not the one most of `same` share (with no single most common value,
+    every value is named)."""
+    counts = Counter(repr(m.get("setting", {}).get(key)) for m in same)
+    most = max(counts.values())
+    return len(counts) > 1 and (counts[repr(value)] < most or list(counts.values()).count(most) > 1)
 
 
 def _known_as(method: dict) -> str:
