@@ -494,6 +494,7 @@ def test_stream_and_method_select_the_cells_a_sweep_runs(tmp_path, invoke):
         ("naive", None, 2),
     ]
     assert {c.method for c in select_cells(cells, None, ["ties"])} == {"merge"}  # an alias selects its method's cells
+    assert len(select_cells(cells, None, ["graft-compose:localizer=scaled"])) == 4  # a default counts as set
     assert select_cells(cells, None, None) == cells
     with pytest.raises(ClgraftError, match=r"--method replay: no cell of the sweep \(naive, graft-compose, merge\)"):
         select_cells(cells, None, ["replay"])

@@ -186,11 +186,15 @@ def kill_workers(sid: int, cell: str, proc: subprocess.Popen, times: float, insi
     return killed
 
 
+KILL_CAP = 10
+"""Kills of seed 1's workers after which a sweep still retrying it is failing (it retries RETRIES = 2 times)."""
+
+
 def worker_deaths(reference, tmp_path, sweeps, *backend: str, deaths: Callable[[int], bool]) -> None:
-    """Seed 1's worker is killed whenever it runs, until the sweep ends; seed 2's once mid-cell: seed 1 fails after its
-    retries with the reason, `deaths` holds for the number of its workers killed, seeds 2 and 3 finish with the records
-    of an uninterrupted sweep, the sweep exits 2 naming seed 1; a rerun in peace completes the sweep with the same
-    records."""
+    """Seed 1's worker is killed whenever it runs, until the sweep ends (at most KILL_CAP times); seed 2's once
+    mid-cell: seed 1 fails after its retries with the reason, `deaths` holds for the number of its workers killed,
+    seeds 2 and 3 finish with the records of an uninterrupted sweep, the sweep exits 2 naming seed 1; a rerun in peace
+    completes the sweep with the same records."""
     sweep, whole = reference
     results = tmp_path / "results"
     sweeps.append(start(sweep, results, *backend))
@@ -199,9 +203,10 @@ def worker_deaths(reference, tmp_path, sweeps, *backend: str, deaths: Callable[[
         target=kill_workers, args=(sid, "-naive-s2-", sweeps[0], 1, results / "runs" / "*-naive-s2-*" / "progress.json")
     )
     once.start()
-    killed = kill_workers(sid, "-naive-s1-", sweeps[0], float("inf"))
+    killed = kill_workers(sid, "-naive-s1-", sweeps[0], KILL_CAP)
     code, output = finish(sweeps[0])
     once.join()
+    assert killed < KILL_CAP, "seed 1 was retried without end"
     assert deaths(killed), f"seed 1's worker killed {killed} times"
     assert code == 2, output
     assert "1 of 3 cells failed" in output and "naive tiny/default seed 1:" in output, output

@@ -167,7 +167,8 @@ def _method_options(sweep: Sweep, item: str, where: Path) -> tuple[str, list[dic
 
 def select_cells(cells: list[RunConfig], streams: list[str] | None, methods: list[str] | None) -> list[RunConfig]:
     """The cells of the given streams and methods (None: all). A method is a name or an alias with options
-    (`ties`, `graft-compose:sparsity=0.2`): it selects the cells of that method whose options include those given.
+    (`ties`, `graft-compose:sparsity=0.2`): it selects the cells of that method whose options, defaults filled in,
+    include those given.
     A stream or method that selects nothing is an error naming what the sweep has."""
     chosen = [c for c in cells if not streams or c.stream in streams]
     if streams and not chosen:
@@ -177,12 +178,18 @@ def select_cells(cells: list[RunConfig], streams: list[str] | None, methods: lis
         return chosen
     wanted = [parse_method_spec(m) for m in methods]
     for spec, (method, options) in zip(methods, wanted, strict=True):
-        if not any(c.method == method and options.items() <= c.method_options.items() for c in chosen):
+        if not any(_picks(c, method, options) for c in chosen):
             have = ", ".join(dict.fromkeys(c.method for c in chosen))
             raise ClgraftError(
                 f"--method {spec}: no cell of the sweep{' on those streams' if streams else ''} ({have})"
             )
-    return [c for c in chosen if any(c.method == m and o.items() <= c.method_options.items() for m, o in wanted)]
+    return [c for c in chosen if any(_picks(c, m, o) for m, o in wanted)]
+
+
+def _picks(cell: RunConfig, method: str, options: dict[str, Any]) -> bool:
+    """Whether `cell` is of `method` with these option values, its own options read with their defaults filled in
+    (`localizer=scaled` picks the cells that leave it at its default)."""
+    return cell.method == method and options.items() <= identity(cell)["method_options"].items()
 
 
 def finished_runs(runs_dir: Path) -> set[str]:

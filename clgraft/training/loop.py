@@ -83,6 +83,8 @@ class L1Pull:
         self.pairs = [(p, p.detach().clone()) for _, p in body_parameters(model)]
 
     def distance(self) -> torch.Tensor:
+        if not self.pairs:  # no body parameter is trained (a head-only fine-tune): nothing to pull
+            return torch.zeros(())
         return torch.stack([(p - start).abs().sum() for p, start in self.pairs]).sum()
 
 
