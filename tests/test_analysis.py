@@ -184,12 +184,13 @@ def test_critical_layer_controls_are_the_least_moved_random_and_no_blocks():
     head_only trains no block."""
     from clgraft.analysis.closeness import control_layers
 
-    ranked = ["layer 4", "layer 5", "layer 0", "layer 2", "layer 1", "layer 3"]  # most moved first
-    chosen = control_layers(ranked, 2, seed=7)
-    assert chosen["bottom"] == ["layer 1", "layer 3"] and chosen["head_only"] == []
-    assert chosen["random"] == control_layers(ranked, 2, seed=7)["random"] and len(set(chosen["random"])) == 2
-    assert chosen["random"] == sorted(chosen["random"], key=lambda n: int(n.split()[-1]))
-    draws = {tuple(control_layers(ranked, 2, seed)["random"]) for seed in range(20)}
+    order = [f"h.{i}" for i in range(6)]  # any block names: GPT-2's, say
+    ranked = ["h.4", "h.5", "h.0", "h.2", "h.1", "h.3"]  # most moved first
+    chosen = control_layers(ranked, 2, 7, order)
+    assert chosen["bottom"] == ["h.1", "h.3"] and chosen["head_only"] == []
+    assert chosen["random"] == control_layers(ranked, 2, 7, order)["random"] and len(set(chosen["random"])) == 2
+    assert chosen["random"] == [b for b in order if b in chosen["random"]]  # model order
+    draws = {tuple(control_layers(ranked, 2, seed, order)["random"]) for seed in range(20)}
     assert len(draws) > 5  # the seed draws, not a fixed pick
 
 

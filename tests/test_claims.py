@@ -610,7 +610,7 @@ def test_a_claim_run_whose_weights_are_gone_makes_them_again_only_if_r_is_the_re
 def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(tiny_model_dir, tmp_path, invoke):
     """`claims run --plan` runs nothing; a claim's runs left are priced from measured runs, and its records whose
     analysis lacks what is asked (here the controls: 3 fine-tunes a task) add those fine-tunes and, where the
-    weights are gone, the run again — once per run folder, though two claims read it."""
+    weights are gone, the run again — all of it once, though two claims read the same runs."""
     import shutil
 
     from clgraft.sweeps.claim_plan import claim_plan, finetunes_per_task
@@ -634,7 +634,26 @@ def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(
         "critical_layers_of_full", ["independent"], (">=", 0.95), **evidence, analysis_controls=True, records=shared
     )
     table = claim_plan(tmp_path, [controls, reader.model_copy(update={"claim": "same-runs"})], [])
-    assert table["remake_weights"].tolist() == [1, 0] and table["analysis_finetunes"].tolist() == [3 + 2 * 4] * 2
+    assert table["remake_weights"].tolist() == [1, 0] and table["analysis_finetunes"].tolist() == [3 + 2 * 4, 0]
+    assert table["left"].tolist() == [2, 0]  # the second claim reads the first's runs: priced once
     assert finetunes_per_task(controls.evidence, None) == 4
     output = invoke("claims", "run", "--plan", "--results", tmp_path, "closeness")
     assert "| closeness " in output and "claims' work left: ≈" in output
+
+
+def test_a_run_that_saved_a_trajectory_needs_its_checkpoints_back_too(tmp_path):
+    """has_weights: the weights after every task, and for a run with `trajectory`, each task's checkpoints."""
+    from clgraft.sweeps.claims import has_weights
+
+    record = {"tasks": [{}, {}], "method": {"name": "independent"}, "config": {"trajectory": 4}}
+    for t in (1, 2):
+        (tmp_path / "weights").mkdir(exist_ok=True)
+        (tmp_path / "weights" / f"task-{t:02d}.safetensors").write_bytes(b"")
+    assert not has_weights(tmp_path, record)
+    for t in (1, 2):
+        (tmp_path / "trajectory" / f"task-{t:02d}").mkdir(parents=True)
+        (tmp_path / "trajectory" / f"task-{t:02d}" / "step-000004.safetensors").write_bytes(b"")
+    assert has_weights(tmp_path, record)
+    assert has_weights(tmp_path, {**record, "config": {"trajectory": 0}})
+    (tmp_path / "weights" / "task-02.safetensors").unlink()
+    assert not has_weights(tmp_path, record)

@@ -69,16 +69,13 @@ def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
     return run.test_accuracy(model, t)
 
 
-def control_layers(ranked: list[str], k: int, seed: int) -> dict[str, list[str]]:
+def control_layers(ranked: list[str], k: int, seed: int, order: list[str]) -> dict[str, list[str]]:
     """The critical-layers controls for blocks `ranked` from most to least moved: the k that moved least (`bottom`),
-    k drawn uniformly with `seed` (`random`, in model order), and none (`head_only`: the head alone is trained)."""
+    k drawn uniformly with `seed` (`random`, listed in the model's `order`), and none (`head_only`: the head alone
+    is trained)."""
     drawn = torch.randperm(len(ranked), generator=torch.Generator().manual_seed(seed))[:k].tolist()
-    return {"bottom": ranked[-k:], "random": sorted((ranked[i] for i in drawn), key=layer_rank), "head_only": []}
-
-
-def layer_rank(name: str) -> int:
-    """A block's position in the model: N of its name "layer N" (layer_of)."""
-    return int(name.split()[-1])
+    picked = {ranked[i] for i in drawn}
+    return {"bottom": ranked[-k:], "random": [b for b in order if b in picked], "head_only": []}
 
 
 def _earlier_critical(run: OpenRun) -> dict[str, dict]:
@@ -88,12 +85,13 @@ def _earlier_critical(run: OpenRun) -> dict[str, dict]:
     return {name: e["critical_layers"] for name, e in tasks.items() if "critical_layers" in e}
 
 
-def _critical(run: OpenRun, t: int, ranked: list[str], k: int, controls: bool, before: dict) -> dict:
-    """Task t's critical-layers entry: fine-tuning only the k most moved of the `ranked` blocks, and with `controls`
-    the control blocks (`control_layers`). What `before` (an earlier entry with the same k and blocks) holds is kept,
-    not trained again: adding the controls costs the controls alone."""
+def _critical(run: OpenRun, t: int, ranked: list[str], order: list[str], k: int, controls: bool, before: dict) -> dict:
+    """Task t's critical-layers entry: fine-tuning only the k most moved of the `ranked` blocks (`order`: the same
+    blocks in model order), and with `controls` the control blocks (`control_layers`). What `before` (an earlier entry
+    with the same k, blocks and full fine-tuning accuracy) holds is kept, not trained again: adding the controls costs
+    the controls alone."""
     name, full = run.names[t], run.finetuned_accuracy(t)
-    if before.get("k") == k and before.get("layers") == ranked[:k]:
+    if before.get("k") == k and before.get("layers") == ranked[:k] and before.get("full_acc") == full:
         critical = dict(before)
     else:
         acc = critical_layers(run, t, ranked[:k])
@@ -101,7 +99,7 @@ def _critical(run: OpenRun, t: int, ranked: list[str], k: int, controls: bool, b
         run.echo(f"{name}: only {', '.join(ranked[:k])} trained: acc {100 * acc:.1f} vs full {100 * full:.1f}")
     if controls and "controls" not in critical:
         critical["controls"] = {}
-        for control, layers in control_layers(ranked, k, run.runner.config.seed * 1000 + t).items():
+        for control, layers in control_layers(ranked, k, run.runner.config.seed * 1000 + t, order).items():
             acc = critical_layers(run, t, layers)
             critical["controls"][control] = {"layers": layers, "acc": acc, "of_full": acc / full}
             run.echo(f"{name}: control {control} ({', '.join(layers) or 'no block'}): acc {100 * acc:.1f}")
@@ -123,7 +121,8 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
         entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
         if k:
             ranked = list(per_layer.sort_values("rel_l2", ascending=False).index)
-            entry["critical_layers"] = _critical(run, t, ranked, k, controls, earlier.get(name, {}))
+            order = list(per_layer.index)
+            entry["critical_layers"] = _critical(run, t, ranked, order, k, controls, earlier.get(name, {}))
         results[name] = entry
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)

@@ -259,6 +259,7 @@ def _finetune(
         out["by_d"][str(d)] = _fit_row(run, t, X, d, lr, out["full_acc"], ablate=d == max(dims))
     out["by_d"] = {d: out["by_d"][d] for d in sorted(out["by_d"], key=int)}
     if controls and out.get("controls", {}).get("random", {}).get("d") != max(dims):
+        X = None  # the task's own trajectory is no longer needed: one d × D basis at a time from here
         out["controls"] = _controls(run, t, max(dims), basis_t, k, lr, out["full_acc"])
     return out
 
@@ -266,33 +267,43 @@ def _finetune(
 def random_basis(d: int, numel: int, seed: int) -> torch.Tensor:
     """d orthonormal rows spanning a uniformly random d-dimensional subspace of R^numel (QR of a Gaussian matrix,
     drawn on the CPU from `seed`)."""
-    gaussian = torch.randn(numel, d, generator=torch.Generator().manual_seed(seed))
-    q, r = torch.linalg.qr(gaussian)
-    return (q * torch.sign(torch.diagonal(r))).T.contiguous()  # signs fixed: the same basis for the same draw
+    q, r = torch.linalg.qr(torch.randn(numel, d, generator=torch.Generator().manual_seed(seed)))
+    return q.mul_(torch.sign(torch.diagonal(r))).T.contiguous()  # signs fixed: the same basis for the same draw
 
 
 def other_task(run: OpenRun, t: int) -> int:
     """The task whose subspace is task t's `other_task` control: the next in the stream (the first for the last)."""
+    if len(run.names) < 2:
+        raise ClgraftError(f"{run.dir}: --controls fine-tunes in another task's subspace; the run has one task")
     return (t + 1) % len(run.names)
 
 
+CONTROLS = ("random", "other_task", "head_only")
+
+
+def control_basis(run: OpenRun, t: int, control: str, d: int, basis_t: int, k: int) -> torch.Tensor:
+    """A control's basis for task t: d random orthonormal directions (seed run seed × 1000 + t), the next task's
+    top-d directions from the first k of its basis_t checkpoints (as task t's own), or none (`head_only`)."""
+    if control == "random":
+        return random_basis(d, run.view.numel, run.runner.config.seed * 1000 + t)
+    if control == "other_task":
+        return subspace_basis(trajectory(run, other_task(run, t), basis_t)[:k].clone(), d)
+    return torch.zeros(0, run.view.numel)
+
+
 def _controls(run: OpenRun, t: int, d: int, basis_t: int, k: int, lr: float, full: float) -> dict:
-    """Intrinsic fine-tuning of task t in a random d-dimensional subspace, in another task's d-dimensional one
-    (built as task t's, from the first k of its basis_t checkpoints), and in none (d = 0: the head alone)."""
+    """Intrinsic fine-tuning of task t in each control subspace (CONTROLS) at dimension d, one basis in memory at a
+    time (each is d × D floats)."""
     seed = run.runner.config.seed * 1000 + t
-    u = other_task(run, t)
-    bases = {
-        "random": random_basis(d, run.view.numel, seed),
-        "other_task": subspace_basis(trajectory(run, u, basis_t)[:k], d),
-        "head_only": torch.zeros(0, run.view.numel),
-    }
     out = {}
-    for name, basis in bases.items():
+    for name in CONTROLS:
+        basis = control_basis(run, t, name, d, basis_t, k)
         acc = run.test_accuracy(_fit_subspace(run, t, basis, lr, seed), t)
         out[name] = {"d": basis.shape[0], "acc": acc, "of_full": acc / full if full else None}
         if name == "other_task":
-            out[name]["task"] = run.names[u]
+            out[name]["task"] = run.names[other_task(run, t)]
         run.echo(f"{run.names[t]} control {name} (d={basis.shape[0]}): acc {100 * acc:.1f} vs full {100 * full:.1f}")
+        del basis
     return out
 
 

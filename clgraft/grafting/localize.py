@@ -491,14 +491,13 @@ def control_region(
         return base
     if method == "random":
         return top_k_mask(torch.rand(view.numel, generator=gen), k).to(init.device)
-    biases = torch.zeros(view.numel, dtype=torch.bool, device=init.device)
-    for name in view.names:
-        if name.endswith("bias"):
-            biases[view.offsets[name] : view.offsets[name] + view.sizes[name]] = True
-    if not biases.any():
+    spans = [torch.arange(view.offsets[n], view.offsets[n] + view.sizes[n]) for n in view.names if n.endswith("bias")]
+    if not spans:
         raise ClgraftError("--method bias: the model's blocks have no bias parameters")
-    scores = torch.where(biases, init.abs(), torch.tensor(-1.0, dtype=init.dtype, device=init.device))
-    return top_k_mask(scores, min(k, int(biases.sum())))
+    positions = torch.cat(spans).to(init.device)
+    mask = torch.zeros(view.numel, dtype=torch.bool, device=init.device)
+    mask[positions[top_k_magnitude(init[positions], min(k, len(positions)))]] = True
+    return mask
 
 
 def scaled_lr(grad_tau: torch.Tensor, k: int, opts: LocalizeOptions) -> float:

@@ -7,16 +7,19 @@ CPU time the claim's other localizations recorded, else left unknown."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
 import pandas as pd
 
 from clgraft.config import TEST_SUBSET
-from clgraft.runs.runner import weights_path
+from clgraft.io.records import config_hash
+from clgraft.runs.identity import identity
 from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
-from clgraft.sweeps.claims import Claim, Evidence, claim_runs_dir, run_config, seed_records
+from clgraft.sweeps.claims import Claim, Evidence, claim_runs_dir, has_weights, run_config, seed_records
 from clgraft.sweeps.cost import plan
+from clgraft.sweeps.sweep import finished_runs
 
 
 def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
@@ -43,55 +46,83 @@ def _localize_seconds(folders: list[Path], evidence: Evidence) -> float | None:
     return mean(spent) if spent else None
 
 
+@dataclass
+class _Counted:
+    """The work the claims planned so far already price, so that claims reading one folder of runs (critical-layers
+    and subspace read the closeness claim's) do not price the same work twice: runs left, runs made again for their
+    weights, and analysis fine-tunes per task by (run, analysis)."""
+
+    runs: set = field(default_factory=set)
+    remade: set = field(default_factory=set)
+    finetunes: dict = field(default_factory=dict)
+
+    def new_runs(self, todo: set) -> int:
+        fresh = todo - self.runs
+        self.runs |= todo
+        return len(fresh)
+
+    def remake(self, folder: Path) -> int:
+        fresh = folder not in self.remade
+        self.remade.add(folder)
+        return int(fresh)
+
+    def new_finetunes(self, run: object, analysis: str | None, n: int) -> int:
+        before = self.finetunes.get((run, analysis), 0)
+        self.finetunes[(run, analysis)] = max(before, n)
+        return max(0, n - before)
+
+
 def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.DataFrame:
     """One row per claim with runs to make (not those read from records of another test subset): runs (cells),
-    finished, left, seconds per run and their source, runs to make
-    again for their weights, analysis fine-tunes per task still to do, localizations still to do, and the seconds
-    all of it should take (NaN where a part has no price)."""
-    rows, remade = [], set()
+    finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes per
+    task still to do (summed over runs), localizations still to do, and the seconds all of it should take (NaN where
+    a part has no price). Work another claim of the list already prices is not priced again."""
+    counted = _Counted()
     folders = [*costs, *(claim_runs_dir(results, c) for c in claims if c.evidence is not None)]
-    for claim in claims:
-        evidence = claim.evidence
-        if evidence is None or evidence.test_subset != TEST_SUBSET:  # read from its records: nothing to run
-            continue
-        cells = [run_config(evidence, m, s) for s in evidence.seeds for m in evidence.methods]
-        runs = claim_runs_dir(results, claim)
-        table = plan(cells, results, folders, runs=runs)
-        per_run = float(table["s_per_cell"].mean()) if table["s_per_cell"].notna().all() else float("nan")
-        found, _ = seed_records(results, claim)
-        made = [(record, folder) for by_method in found.values() for record, folder in by_method.values()]
-        remake, finetunes, to_localize = 0, 0, 0
-        for record, folder in made:
-            key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
-            todo = finetunes_per_task(evidence, record.get("analysis", {}).get(key)) if key else 0
-            localize = evidence.localize is not None and not localize_rows(folder, evidence)
-            tasks = len(record["tasks"])
-            weights = all(weights_path(folder, record["method"]["name"], t, tasks).is_file() for t in range(tasks))
-            if (todo > 0 or localize) and not weights and folder not in remade:  # claims may share runs
-                remade.add(folder)
-                remake += 1
-            finetunes += todo
-            to_localize += int(localize)
-        left = int(table["left"].sum())
-        finetunes += left * (finetunes_per_task(evidence, None) if evidence.analyze else 0)
-        to_localize += left if evidence.localize else 0
-        localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
-        seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
-        rows.append(
-            {
-                "claim": claim.claim,
-                "runs": int(table["cells"].sum()),
-                "finished": int(table["finished"].sum()),
-                "left": left,
-                "s_per_run": per_run,
-                "source": "; ".join(dict.fromkeys(table["source"])),
-                "remake_weights": remake,
-                "analysis_finetunes": finetunes,
-                "localize": to_localize,
-                "s_left": seconds if localize_s is not None or not to_localize else float("nan"),
-            }
-        )
+    rows = [
+        _claim_row(results, claim, folders, counted)
+        for claim in claims
+        if claim.evidence is not None and claim.evidence.test_subset == TEST_SUBSET  # else read from its records
+    ]
     return pd.DataFrame(rows)
+
+
+def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Counted) -> dict:
+    evidence = claim.evidence
+    cells = [run_config(evidence, m, s) for s in evidence.seeds for m in evidence.methods]
+    runs = claim_runs_dir(results, claim)
+    table = plan(cells, results, folders, runs=runs)
+    per_run = float(table["s_per_cell"].mean()) if table["s_per_cell"].notna().all() else float("nan")
+    done = finished_runs(runs)
+    todo = {(runs, h) for h in (config_hash(identity(c)) for c in cells) if h not in done}
+    left = counted.new_runs(todo)
+    finetunes = sum(counted.new_finetunes(run, evidence.analyze, finetunes_per_task(evidence, None)) for run in todo)
+    to_localize = len(todo) if evidence.localize else 0
+    found, _ = seed_records(results, claim)
+    made = [(record, folder) for by_method in found.values() for record, folder in by_method.values()]
+    remake = 0
+    for record, folder in made:
+        key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
+        asked = finetunes_per_task(evidence, record.get("analysis", {}).get(key)) if key else 0
+        localize = evidence.localize is not None and not localize_rows(folder, evidence)
+        if (asked > 0 or localize) and not has_weights(folder, record):
+            remake += counted.remake(folder)
+        finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
+        to_localize += int(localize)
+    localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
+    seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
+    return {
+        "claim": claim.claim,
+        "runs": int(table["cells"].sum()),
+        "finished": int(table["finished"].sum()),
+        "left": left,
+        "s_per_run": per_run,
+        "source": "; ".join(dict.fromkeys(table["source"])),
+        "remake_weights": remake,
+        "analysis_finetunes": finetunes,
+        "localize": to_localize,
+        "s_left": seconds if localize_s is not None else float("nan"),
+    }
 
 
 def summary(table: pd.DataFrame, cores: int) -> str:

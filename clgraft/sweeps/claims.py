@@ -346,20 +346,20 @@ def run_claim(
 def ensure_weights(
     runner: Runner, registry: Registry, data_dir: Path | None, echo: Callable[[str], None], progress: bool
 ) -> None:
-    """Give a finished run back the weights its record was made with, where they are gone (results are committed
-    without weights): the same configuration is run again in a scratch folder beside it, and its weights are moved
-    in only if its R is the record's, entry for entry (a run is deterministic on one machine and software stack; a
-    different R means other code, data or rounding, and weights that did not make the record's numbers)."""
+    """Give a finished run back the weights (and trajectory checkpoints) its record was made with, where they are
+    gone (results are committed without them): the same configuration is run again in a scratch folder beside it,
+    and what it saved is moved in only if its R is the record's, entry for entry (a run is deterministic on one
+    machine and software stack; a different R means other code, data or rounding, and weights that did not make the
+    record's numbers)."""
     import shutil
 
-    from clgraft.runs.runner import Runner, weights_path
+    from clgraft.runs.runner import Runner
 
-    tasks = len(runner.tasks)
-    if all(weights_path(runner.dir, runner.config.method, t, tasks).is_file() for t in range(tasks)):
+    if has_weights(runner.dir, read_json(runner.dir / "run.json")):
         return
     record = read_json(runner.dir / "run.json")
     scratch = runner.dir.parent / f".weights-{runner.dir.name}"
-    echo(f"{runner.dir.name}: its weights are not here; running it again to make them")
+    echo(f"{runner.dir.name}: its weights (or checkpoints) are not here; running it again to make them")
     twin = Runner(runner.config, registry, data_dir, out=scratch, progress=progress, echo=lambda s: None).run()
     if twin["R"] != record["R"]:
         shutil.rmtree(scratch)
@@ -367,9 +367,24 @@ def ensure_weights(
             f"{runner.dir}: the run made again gives another R than its record (other code, data or rounding), so "
             "its weights would not be the record's; move the folder aside to make the claim's runs anew"
         )
-    shutil.rmtree(runner.dir / "weights", ignore_errors=True)
-    (scratch / "weights").rename(runner.dir / "weights")
+    for part in ("weights", "trajectory"):
+        if (scratch / part).is_dir():
+            shutil.rmtree(runner.dir / part, ignore_errors=True)
+            (scratch / part).rename(runner.dir / part)
     shutil.rmtree(scratch)
+
+
+def has_weights(run_dir: Path, record: dict) -> bool:
+    """Whether a finished run's folder holds what its analyses read: the weights after every task and, for a run
+    that saved a trajectory, each task's checkpoints."""
+    from clgraft.runs.runner import weights_path
+
+    tasks, method = len(record["tasks"]), record["method"]["name"]
+    if not all(weights_path(run_dir, method, t, tasks).is_file() for t in range(tasks)):
+        return False
+    if record["config"].get("trajectory", 0) > 0:
+        return all(any((run_dir / "trajectory" / f"task-{t:02d}").glob("step-*")) for t in range(1, tasks + 1))
+    return True
 
 
 def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
@@ -407,7 +422,7 @@ def _analysed(run_dir: Path, evidence: Evidence) -> bool:
 
 def _has_everything(summary: dict, evidence: Evidence) -> bool:
     """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
-    at k, and the controls where asked (a subspace summary without controls is completed by the analysis itself)."""
+    at k, every subspace dimension asked, and the controls where asked."""
     tasks = [task for _, task in summary_tasks(summary)]
     if evidence.analyze == "closeness" and evidence.critical_layers:
         return all(
@@ -415,8 +430,13 @@ def _has_everything(summary: dict, evidence: Evidence) -> bool:
             and (not evidence.analysis_controls or "controls" in task["critical_layers"])
             for task in tasks
         )
-    if evidence.analyze == "subspace" and evidence.analysis_controls:
-        return all("controls" in task.get("finetune_in_subspace", {}) for task in tasks)
+    if evidence.analyze == "subspace" and evidence.subspace_dims:
+        wanted = {str(d) for d in evidence.subspace_dims}
+        return all(
+            wanted <= set(task.get("finetune_in_subspace", {}).get("by_d", {}))
+            and (not evidence.analysis_controls or "controls" in task["finetune_in_subspace"])
+            for task in tasks
+        )
     return True
 
 
