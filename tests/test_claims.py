@@ -541,7 +541,7 @@ def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_i
     claim = next(c for c in load_claims() if c.claim == "grafting-recovery-prompt")
     m = measure(tmp_path, claim)
     assert m.verdict == "needs GPU/network" and "`clgraft claims run grafting-recovery-prompt`" in m.why
-    assert "model roberta-base, head prompt, 200 steps" in m.setting and "test ≤ 500 per task" in m.setting
+    assert "model roberta-base, head prompt, 1000 steps" in m.setting and "test ≤ 500 per task" in m.setting
 
     ran = []
     monkeypatch.setattr("clgraft.sweeps.claims.run_claim", lambda results, claim, *a, **k: ran.append(claim.claim))
