@@ -534,6 +534,14 @@ def localize(
         float, _opt("scaled: first-step move of S at the k-th largest |∂L/∂θ⊙τ|, in units of b = 10")
     ] = 0.1,
     seed: Annotated[int, _opt("seed of S's initialisation and of the batches")] = 0,
+    seed_per_task: Annotated[
+        bool,
+        _opt(
+            "seed task t's search (0-based, stream order) with SEED + t, so that the regions of several tasks "
+            "searched in one model (a joint run) start from different S",
+            "--seed-per-task",
+        ),
+    ] = False,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
     progress: Progress = True,
@@ -556,7 +564,7 @@ def localize(
         LocalizeOptions(sparsity=v)
     opts = LocalizeOptions(sparsity=values[0], method=method, steps=steps, lr=lr, scale=scale, seed=seed)
     registry, folder = _registry(tasks_dir), data_dir_from(data_dir)
-    rows = localize_run(run_dir, registry, folder, values, opts, task, typer.echo, progress)
+    rows = localize_run(run_dir, registry, folder, values, opts, task, typer.echo, progress, seed_per_task)
     typer.echo(table(rows))
     if len(values) > 1:
         plot_recovered(rows, run_dir / "localize-recovered.png")

@@ -191,3 +191,20 @@ def test_a_grafting_method_with_a_random_region_runs_and_records_it(tiny_model_d
     assert [len(s["steps"]) for s in records["scaled"]["method"]["report"]["mask_search"]] == [11, 11, 11]
     blind = records["random"]["regions"]
     assert blind["mean_jaccard"] == pytest.approx(blind["mean_random_jaccard"], rel=0.5)
+
+
+def test_seed_per_task_seeds_each_tasks_search_apart(tiny_run, invoke):
+    """--seed-per-task: task t's search is seeded SEED + t (its S and batches differ from the other tasks'), recorded
+    in each row; without it every task uses SEED."""
+    import json
+
+    invoke("localize", tiny_run, "--sparsity", "0.01", "--steps", "2", "--seed", "5", "--seed-per-task")
+    rows = [r for r in json.loads((tiny_run / "localize.json").read_text())["results"] if r["sparsity"] == 0.01]
+    assert [(r["task"], r["seed"], r["seed_per_task"]) for r in rows] == [
+        ("tiny-sst2", 5, True),
+        ("tiny-agnews", 6, True),
+        ("tiny-trec", 7, True),
+    ]
+    invoke("localize", tiny_run, "--sparsity", "0.01", "--steps", "2", "--seed", "5", "--task", "tiny-trec")
+    rows = [r for r in json.loads((tiny_run / "localize.json").read_text())["results"] if r["sparsity"] == 0.01]
+    assert [(r["seed"], r["seed_per_task"]) for r in rows if r["task"] == "tiny-trec"] == [(5, False)]

@@ -73,9 +73,12 @@ def localize_run(
     task_names: list[str] | None = None,
     echo: Callable[[str], None] = print,
     progress: bool = False,
+    seed_per_task: bool = False,
 ) -> list[dict]:
     """Learn and store a graft per (task, sparsity); returns the result rows (also merged into localize.json). With
-    `progress`, a bar counts each mask search's steps.
+    `progress`, a bar counts each mask search's steps; with `seed_per_task`, the search of the run's task t (0-based,
+    stream order) is seeded with opts.seed + t instead of every task with opts.seed, so that tasks' regions found in
+    one model (a joint run) do not share the search's initial S and batch order.
 
     Masks are searched, scored and reported on exactly the model a graft file builds: θ₀ everywhere (embeddings
     included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it. Each row's `cpu_s` is
@@ -103,7 +106,8 @@ def localize_run(
         ood_base = _ood_accuracy(model, task, ood, runner.device)
         head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
         for s in sparsities:
-            run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s})
+            seed = opts.seed + t if seed_per_task else opts.seed
+            run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s, "seed": seed})
             delta = -theta0.blocks if run_opts.method == "sparsify" else tau
             with MaskLearner(model, view, theta0.blocks, scored_task(task), runner.device) as learner:
                 desc = f"{task.task.task} s={s:g} (mask search)"
@@ -122,6 +126,8 @@ def localize_run(
                     "sparsity": s,
                     "k": graft.k,
                     "steps": 0 if run_opts.method in CONTROLS else run_opts.steps,
+                    "seed": run_opts.seed,
+                    "seed_per_task": seed_per_task,
                     "lr": found.lr,
                     "best_step": found.best_step,
                     "acc_finetuned": acc_ft,
@@ -156,10 +162,13 @@ def localize_finished_run(
     steps: int = 10,
     tasks: Sequence[str] = (),
     seed: int = 0,
+    seed_per_task: bool = False,
 ) -> list[dict]:
     """`localize_run` at one sparsity with the Python API's defaults (`clgraft.api.localize`, the claims), silently."""
     opts = LocalizeOptions(sparsity=sparsity, method=method, steps=steps, seed=seed)
-    return localize_run(run_dir, registry, data_dir, [sparsity], opts, list(tasks), lambda s: None)
+    return localize_run(
+        run_dir, registry, data_dir, [sparsity], opts, list(tasks), lambda s: None, seed_per_task=seed_per_task
+    )
 
 
 def _graft_meta(record: dict, task: PreparedTask, opts: LocalizeOptions) -> dict[str, str]:

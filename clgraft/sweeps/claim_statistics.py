@@ -117,12 +117,18 @@ def _part(task: str, num: float, den: float, learned: bool, other_rule: str | No
 
 
 def localize_rows(run_dir: Path, evidence: Evidence) -> list[dict]:
-    """The localize.json rows at the claim's sparsity and method."""
+    """The localize.json rows at the claim's sparsity and method (and seed per task where the claim asks for it; rows
+    from before localize.json said so were searched with one seed)."""
     path = run_dir / "localize.json"
     if not path.is_file():
         return []
-    wanted = float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled")
-    return [r for r in read_json(path)["results"] if (float(r["sparsity"]), r["method"]) == wanted]
+    wanted = (
+        float(evidence.localize["sparsity"]),
+        evidence.localize.get("method", "scaled"),
+        bool(evidence.localize.get("seed_per_task", False)),
+    )
+    rows = read_json(path)["results"]
+    return [r for r in rows if (float(r["sparsity"]), r["method"], r.get("seed_per_task", False)) == wanted]
 
 
 def _graft_parts(
@@ -259,8 +265,13 @@ def _subspace_control(control: str) -> Callable[[dict], tuple[float, float] | No
 
 
 def _overlap_rho(records: Records, evidence: Evidence) -> float | None:
+    """ρ of the overlap analysis, read only where the run's grafts are the claim's (its localize.json rows: the
+    analysis compares whatever grafts of that sparsity the folder holds)."""
+    (_, folder), *_ = records.values()
     summary = analysis_summary(records, evidence, "overlap")
-    return None if summary is None else summary["correlations_with_jaccard"]["same_type"]["rho"]
+    if summary is None or not localize_rows(folder, evidence):
+        return None
+    return summary["correlations_with_jaccard"]["same_type"]["rho"]
 
 
 POOLED = "pooled over the learned tasks (Σ numerator / Σ denominator)"

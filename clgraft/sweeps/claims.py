@@ -339,8 +339,10 @@ def run_claim(
                 ensure_weights(runner, registry, data_dir, echo, progress)
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
-            if evidence.analyze:
-                _analyze(runner.dir, evidence, registry, data_dir, echo)
+            if evidence.analyze:  # an analysis of grafts is made again after they are searched again
+                _analyze(
+                    runner.dir, evidence, registry, data_dir, echo, again=localize and evidence.analyze == "overlap"
+                )
 
 
 def ensure_weights(
@@ -387,10 +389,12 @@ def has_weights(run_dir: Path, record: dict) -> bool:
     return True
 
 
-def _analyze(run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None]) -> None:
+def _analyze(
+    run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None], again: bool = False
+) -> None:
     from clgraft.analysis.run_files import open_run
 
-    if _analysed(run_dir, evidence):
+    if _analysed(run_dir, evidence) and not again:
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
