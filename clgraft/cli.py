@@ -313,6 +313,9 @@ FreezeEmbeddings = Annotated[
         "--freeze-embeddings/--train-embeddings",
     ),
 ]
+PlanCosts = Annotated[
+    list[Path] | None, _opt("with --plan: more results folders whose finished runs give seconds per run")
+]
 
 
 ConfigFile = Annotated[
@@ -622,9 +625,7 @@ def sweep(
             "--plan",
         ),
     ] = False,
-    costs: Annotated[
-        list[Path] | None, _opt("with --plan: more results folders whose finished runs give seconds per cell")
-    ] = None,
+    costs: PlanCosts = None,
     only: Annotated[
         list[str] | None,
         _opt(
@@ -729,9 +730,7 @@ def claims_run(
             "--plan",
         ),
     ] = False,
-    costs: Annotated[
-        list[Path] | None, _opt("with --plan: more results folders whose finished runs give seconds per run")
-    ] = None,
+    costs: PlanCosts = None,
 ) -> None:
     """Make (or reuse, or resume) the runs, localizations and analyses that test the claims; claims that cannot be
     tested yet are listed and skipped, and so are claims that require more than the default machine (a hub model,

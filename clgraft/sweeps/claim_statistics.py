@@ -242,24 +242,14 @@ def _critical_layers(entry: dict) -> tuple[float, float] | None:
     return None if critical is None else (critical["acc"], critical["full_acc"])
 
 
-def _critical_control(control: str) -> Callable[[dict], tuple[float, float] | None]:
-    """A critical-layers control's (accuracy, full fine-tuning's) from a task's closeness summary (None without it)."""
+def _control(section: str, control: str) -> Callable[[dict], tuple[float, float] | None]:
+    """A control's (accuracy, full fine-tuning's) from the `section` of a task's analysis summary (critical_layers
+    or finetune_in_subspace), None without it."""
 
     def formula(entry: dict) -> tuple[float, float] | None:
-        critical = entry.get("critical_layers", {})
-        found = critical.get("controls", {}).get(control)
-        return None if found is None else (found["acc"], critical["full_acc"])
-
-    return formula
-
-
-def _subspace_control(control: str) -> Callable[[dict], tuple[float, float] | None]:
-    """A subspace control's (accuracy, full fine-tuning's) from a task's subspace summary (None without it)."""
-
-    def formula(entry: dict) -> tuple[float, float] | None:
-        section = entry.get("finetune_in_subspace", {})
-        found = section.get("controls", {}).get(control)
-        return None if found is None else (found["acc"], section["full_acc"])
+        part = entry.get(section, {})
+        found = part.get("controls", {}).get(control)
+        return None if found is None else (found["acc"], part["full_acc"])
 
     return formula
 
@@ -275,6 +265,30 @@ def _overlap_rho(records: Records, evidence: Evidence) -> float | None:
 
 
 POOLED = "pooled over the learned tasks (Σ numerator / Σ denominator)"
+
+CONTROL_TABLE = (
+    ("closeness", "bottom", "only the k blocks that moved least", "the k least-moved blocks"),
+    ("closeness", "random", "only k blocks drawn at random", "k random blocks"),
+    ("closeness", "head_only", "only the head (no block)", "the head alone"),
+    ("subspace", "random", "only in a random subspace of the largest d", "a random subspace of the same d"),
+    ("subspace", "other_task", "only in the next task's subspace of the largest d", "the next task's subspace"),
+    ("subspace", "head_only", "in no subspace (d = 0: the head alone)", "d = 0 (the head alone)"),
+)
+"""The analyses' controls (--controls): (analysis, control, what its fine-tune trains, the report's name)."""
+_PREFIX = {"closeness": "critical_layers_control_", "subspace": "subspace_control_"}
+
+
+def _control_statistic(analysis: str, control: str, what: str) -> Statistic:
+    """A control's statistic: its fine-tune's test accuracy over full fine-tuning's, pooled like the claim's."""
+    formula = _control("critical_layers" if analysis == "closeness" else "finetune_in_subspace", control)
+    return Statistic(
+        analysis,
+        f"test accuracy of fine-tuning {what} over full fine-tuning's, {POOLED}",
+        _analysis_parts(analysis, formula),
+        ratio=True,
+    )
+
+
 MEAN = "mean over the learned tasks"
 
 STATISTICS: dict[str, Statistic] = {
@@ -345,39 +359,7 @@ STATISTICS: dict[str, Statistic] = {
         _analysis_parts("closeness", _critical_layers),
         ratio=True,
     ),
-    **{
-        f"critical_layers_control_{control}": Statistic(
-            "closeness",
-            f"test accuracy of fine-tuning only {what} over full fine-tuning's, {POOLED}",
-            _analysis_parts("closeness", _critical_control(control)),
-            ratio=True,
-        )
-        for control, what in (
-            ("bottom", "the k blocks that moved least"),
-            ("random", "k blocks drawn at random"),
-            ("head_only", "the head (no block)"),
-        )
-    },
-    **{
-        f"subspace_control_{control}": Statistic(
-            "subspace",
-            f"accuracy of fine-tuning only in {what} (the largest d) over full fine-tuning's, {POOLED}",
-            _analysis_parts("subspace", _subspace_control(control)),
-            ratio=True,
-        )
-        for control, what in (
-            ("random", "a random subspace of the same d"),
-            ("other_task", "the next task's subspace of the same d"),
-            ("head_only", "no subspace (d = 0: the head alone)"),
-        )
-    },
+    **{_PREFIX[a] + control: _control_statistic(a, control, what) for a, control, what, _ in CONTROL_TABLE},
 }
-CONTROL_NAMES = {
-    "critical_layers_control_bottom": "the k least-moved blocks",
-    "critical_layers_control_random": "k random blocks",
-    "critical_layers_control_head_only": "the head alone",
-    "subspace_control_random": "a random subspace of the same d",
-    "subspace_control_other_task": "the next task's subspace",
-    "subspace_control_head_only": "d = 0 (the head alone)",
-}
+CONTROL_NAMES = {_PREFIX[a] + control: name for a, control, _, name in CONTROL_TABLE}
 """How the report names each control statistic (Claim.controls)."""
