@@ -632,6 +632,14 @@ def sweep(
             "run (or --plan) only the cells of this stream (repeatable); the manifest still lists them all", "--stream"
         ),
     ] = None,
+    keep_weights: Annotated[
+        bool,
+        _opt(
+            "keep each finished cell's weights/ (the model after every task, about 0.5 GB a MiniLM cell; what "
+            "`clgraft localize` and `analyze` read); --drop-weights removes them once the cell's record is written",
+            "--keep-weights/--drop-weights",
+        ),
+    ] = True,
     only_methods: Annotated[
         list[str] | None,
         _opt(
@@ -677,6 +685,7 @@ def sweep(
         address=address,
         progress=progress,
         echo=typer.echo,
+        keep_weights=keep_weights,
     )
 
 

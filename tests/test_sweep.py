@@ -502,3 +502,13 @@ def test_stream_and_method_select_the_cells_a_sweep_runs(tmp_path, invoke):
         select_cells(cells, None, ["graft-compose:sparsity=0.05"])
     output = invoke("sweep", str(path), "--plan", "--results", tmp_path / "res", "--method", "naive")
     assert "2 of 2 cells left" in output
+
+
+def test_drop_weights_removes_a_finished_cells_weights_and_keeps_its_record(tmp_path, tiny_model_dir, invoke):
+    """--drop-weights: each finished cell keeps run.json and loses weights/; by default the weights stay."""
+    path = _sweep_file(tmp_path, tiny_model_dir, methods=["naive"], seeds=[1])
+    for flag, kept in (("--drop-weights", False), ("--keep-weights", True)):
+        results = tmp_path / flag.strip("-")
+        invoke("sweep", path, "--results", results, "--no-progress", flag)
+        (cell,) = (p.parent for p in (results / "runs").glob("*/run.json"))
+        assert (cell / "run.json").is_file() and (cell / "weights").is_dir() is kept

@@ -3,6 +3,7 @@ and what came of it: the run's record, or why the cell failed, in words the swee
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ RETRIES = 2
 """How many times a cell whose worker died (killed, out of memory, a lost Ray node) is run again before it is
 reported failed. A cell that fails with an error is not retried: the same input gives the same error."""
 
-CellArgs = tuple[list[str] | None, str | None, str, int]
-"""What every cell of a sweep shares: task folders, data folder, the runs folder, torch threads per cell."""
+CellArgs = tuple[list[str] | None, str | None, str, bool, int]
+"""What every cell of a sweep shares: task folders, data folder, the runs folder, whether a finished cell keeps its
+weights, torch threads per cell (last: the Ray backend reserves that many CPUs)."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,13 @@ def describe(config: RunConfig) -> str:
     return f"{config.method}{options} {config.stream}/{config.order} seed {config.seed}"
 
 
-def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, root: str, threads: int) -> dict:
+def run_cell(
+    config: dict, tasks_dir: list[str] | None, data_dir: str | None, root: str, keep_weights: bool, threads: int
+) -> dict:
     """Run (or reuse, or resume) one cell; returns its run folder's name, its record, the seconds it took and whether
-    the record was there already (another sweep on the same results folder finished it)."""
+    the record was there already (another sweep on the same results folder finished it). Without `keep_weights` a
+    finished cell's weights/ folder (the model after each task, which a resumed run starts from) is removed: its
+    record does not need it, and a sweep's weights fill a disk (about 0.5 GB a MiniLM cell)."""
     import torch
 
     from clgraft.runs.runner import Runner
@@ -57,6 +63,8 @@ def run_cell(config: dict, tasks_dir: list[str] | None, data_dir: str | None, ro
     )
     started = time.perf_counter()
     record = runner.run()
+    if not keep_weights:
+        shutil.rmtree(runner.dir / "weights", ignore_errors=True)
     return {"dir": runner.dir.name, "record": record, "cell_s": time.perf_counter() - started, "reused": runner.reused}
 
 

@@ -283,8 +283,10 @@ def run_sweep(
     address: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    keep_weights: bool = True,
 ) -> dict:
-    """Run every cell not finished yet; returns timing (sweep wall time vs the cells' own time).
+    """Run every cell not finished yet; returns timing (sweep wall time vs the cells' own time). Without
+    `keep_weights` each finished cell's weights/ folder is removed (run_cell).
 
     A cell whose worker dies is run again a bounded number of times, then reported failed with its reason while the
     others finish; a sweep with failed cells ends with a one-line error listing them. A full disk stops the sweep.
@@ -302,7 +304,8 @@ def run_sweep(
         f"{len(cells)} cells, {len(cells) - len(todo)} finished already; {len(todo)} to run on {backend} "
         f"({workers} worker(s) × {threads} torch thread(s))"
     )
-    args = ([str(p) for p in tasks_dir] if tasks_dir else None, str(data_dir) if data_dir else None, str(runs), threads)
+    task_dirs = [str(p) for p in tasks_dir] if tasks_dir else None
+    args = (task_dirs, str(data_dir) if data_dir else None, str(runs), keep_weights, threads)
     tally = Tally(len(cells), todo)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="sweep", unit="cell", disable=not progress)
     start = time.perf_counter()
