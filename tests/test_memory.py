@@ -141,17 +141,26 @@ REAL = {  # method and options of a mixed-stream record (seed 13) → bytes per 
 }
 
 
-def _mixed_record(method: str, mode: str | None, seed: int = 13) -> dict:
-    """The standard sweep's record of this method (and mode) on the mixed stream: a cell of its manifest, not one of
-    the frontier sweep's other memory sizes."""
+def _standard_runs(method: str, seed: str = "*") -> list[Path]:
+    """The run folders of the standard sweep's cells of this method on the mixed stream (cells of its manifest, not
+    the frontier's or the recipe's other memory sizes and settings)."""
     from clgraft.io.records import config_hash
     from clgraft.runs.identity import record_identity
 
     standard = {cell["hash"] for cell in json.loads((RUNS.parent / "sweeps" / "standard.json").read_text())["cells"]}
-    for path in sorted(RUNS.glob(f"lmbff-mixed-forward-{method}-s{seed}-*/run.json")):
-        record = json.loads(path.read_text())
+    return [
+        path.parent
+        for path in sorted(RUNS.glob(f"lmbff-mixed-forward-{method}-s{seed}-*/run.json"))
+        if config_hash(record_identity(json.loads(path.read_text()))) in standard
+    ]
+
+
+def _mixed_record(method: str, mode: str | None, seed: int = 13) -> dict:
+    """The standard sweep's record of this method (and mode) on the mixed stream."""
+    for folder in _standard_runs(method, str(seed)):
+        record = json.loads((folder / "run.json").read_text())
         options = record["method"]["options"]
-        if config_hash(record_identity(record)) in standard and mode in (
+        if mode in (
             None,
             options.get("mode"),
             options.get("compose"),
@@ -214,7 +223,7 @@ def test_examples_need_the_data_and_say_so_in_one_line():
 def test_the_leaderboard_shows_the_one_rules_memory_and_the_heads_apart(tmp_path):
     from clgraft.results.leaderboard import load_records, summarize
 
-    for path in RUNS.glob("lmbff-mixed-forward-graft-freeze-s*"):
+    for path in _standard_runs("graft-freeze"):  # the standard cells alone: one row
         shutil.copytree(path, tmp_path / "runs" / path.name)
     row = summarize(load_records(tmp_path)).iloc[0]
     assert (row["extra_kb_per_task"], row["head_kb_per_task"]) == (f"{math.ceil(N / 8) / T / 1024:.0f}", "4.0")
