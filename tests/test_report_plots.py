@@ -82,6 +82,21 @@ def test_bar_labels_keep_only_the_options_that_differ_within_a_method():
     assert bar_labels(long)[0] == "m (k=a-value-far-too…)"  # 16 characters at most
 
 
+def test_bar_labels_name_a_choice_only_off_its_default_and_a_knob_everywhere():
+    """graft-compose at three sparsities, one with a random region: `sparsity` (a number) is on every label,
+    `localizer` (a choice) only where it is not the default `scaled`."""
+    rows = [{"sparsity": s, "localizer": "scaled"} for s in (1e-4, 0.01, 0.2)] + [
+        {"sparsity": 1e-4, "localizer": "random"}
+    ]
+    labels = [" ".join(label.split()) for label in bar_labels([{"name": "graft-compose", "options": o} for o in rows])]
+    assert labels == [
+        "graft-compose (sparsity=0.0001)",
+        "graft-compose (sparsity=0.01)",
+        "graft-compose (sparsity=0.2)",
+        "graft-compose (sparsity=0.0001, localizer=random)",
+    ]
+
+
 def test_bar_labels_name_a_run_setting_only_where_it_is_not_the_usual_one():
     """Three rows of one method at the usual settings and one under another recipe: only that one says how (two
     rows with a setting each, as many of one as of the other, both say theirs)."""

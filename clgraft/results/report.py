@@ -102,17 +102,17 @@ def _value(value) -> str:
 def bar_labels(methods: list[dict]) -> list[str]:
     """A short label per bar entry ({'name', 'options'} and, for a leaderboard row, its 'setting'): the method's name
     (or the alias its options make it: `ties`, `stitch`, `consensus`), plus only the options whose values differ
-    among entries of the same name, and the run settings where an entry's value is not the one most entries of that
-    name share (`steps=50` on the run with other steps, nothing on the others), wrapped to LABEL_WIDTH. Whole option
-    strings would take most of the plot."""
+    among entries of the same name — a number (a knob, such as `sparsity`) on every entry, any other value (a choice,
+    such as `localizer=random`) only where it is not the method's default — and the run settings
+    where an entry's value is not the one most entries of that name share (`steps=50` on the run with other steps,
+    nothing on the others), wrapped to LABEL_WIDTH. Whole option strings would take most of the plot."""
     labels = []
     names = [_known_as(m) for m in methods]
     for method, known_as in zip(methods, names, strict=True):
         same = [m for m, n in zip(methods, names, strict=True) if n == known_as]
         options = method.get("options", {})
-        shown = [
-            f"{k}={_value(options[k])}" for k in options if len({repr(m.get("options", {}).get(k)) for m in same}) > 1
-        ]
+        defaults = _option_defaults(method["name"])
+        shown = [f"{k}={_value(options[k])}" for k in options if _named(same, k, options[k], defaults)]
         setting = method.get("setting", {})
         shown += [
             f"{k}={_value(setting[k])}" for k in setting if k not in _IN_OPTIONS and _unusual(same, k, setting[k])
@@ -120,6 +120,22 @@ def bar_labels(methods: list[dict]) -> list[str]:
         name = f"{known_as} ({', '.join(shown)})" if shown else known_as
         labels.append(textwrap.fill(name, LABEL_WIDTH, break_on_hyphens=False))
     return labels
+
+
+def _named(same: list[dict], key: str, value: object, defaults: dict) -> bool:
+    """Whether a label names option `key`: its values differ among `same`, and it is a number (a knob: every entry
+    says where it sits) or this value is not the method's default (a choice: only the entries that made another)."""
+    if len({repr(m.get("options", {}).get(key)) for m in same}) < 2:
+        return False
+    knob = isinstance(value, int | float) and not isinstance(value, bool)
+    return knob or key not in defaults or value != defaults[key]
+
+
+def _option_defaults(name: str) -> dict:
+    """A method's option defaults, {} for a name clgraft does not know (a record of a method since removed)."""
+    from clgraft.methods import METHODS
+
+    return METHODS[name].option_defaults() if name in METHODS else {}
 
 
 def _unusual(same: list[dict], key: str, value: object) -> bool:
