@@ -657,3 +657,85 @@ def test_a_run_that_saved_a_trajectory_needs_its_checkpoints_back_too(tmp_path):
     assert has_weights(tmp_path, {**record, "config": {"trajectory": 0}})
     (tmp_path / "weights" / "task-02.safetensors").unlink()
     assert not has_weights(tmp_path, record)
+
+
+def test_region_controls_are_grafted_beside_the_search_and_read_like_the_claim(tiny_model_dir, tmp_path):
+    """`localize_controls` makes, beside the searched graft, a graft of each control region at the same sparsity from
+    the same θ_t; a region control statistic reads those rows with the claim's own formula, and agreement is the
+    share of test examples on which a graft predicts θ_t's label."""
+    from clgraft.sweeps.claims import measure_controls
+
+    regions = ["top-tau", "random", "bias"]
+    names = [f"body_gain_recovered_control_{r}" for r in regions]
+    claim = _claim(
+        "body_gain_recovered",
+        ["independent"],
+        (">", 0.95),
+        claim={"controls": names},
+        run={
+            "model": str(tiny_model_dir),
+            "steps": 30,
+            "lr": 3e-3,
+            "batch_size": 4,
+            "max_length": 32,
+            "evaluate": "final",
+        },
+        localize={"sparsity": 0.05, "method": "scaled", "steps": 2},
+        localize_controls=regions,
+    )
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    measured = measure(tmp_path, claim)
+    controls = measure_controls(tmp_path, claim, measured)
+    assert [c.name for c in controls] == [
+        "the top-|τ| region (no search)",
+        "a random region of the same size",
+        "the bias entries (BitFit's region)",
+    ]
+    for seed, records in seed_records(tmp_path, claim)[0].items():
+        ((_, run_dir),) = records.values()
+        rows = read_json(run_dir / "localize.json")["results"]
+        assert sorted({r["method"] for r in rows}) == sorted(["scaled", *regions])
+        searched = [r for r in rows if r["method"] == "scaled"]
+        for region, control in zip(regions, controls, strict=True):
+            mine = [r for r in rows if r["method"] == region]
+            # ⌊sN⌋, the search's start, task by task (bias: all bias entries where fewer, as in the tiny model)
+            sizes = [(r["k"], s["search"][0]["size"]) for r, s in zip(mine, searched, strict=True)]
+            assert all(k == ks if region != "bias" else k <= ks for k, ks in sizes)
+            counted = [p.left_out is None for p in measured.parts[seed]]
+            num = sum(r["acc_grafted"] - r["acc_base"] for r, c in zip(mine, counted, strict=True) if c)
+            den = sum(r["acc_finetuned"] - r["acc_base"] for r, c in zip(mine, counted, strict=True) if c)
+            expected = num / den if any(counted) and den > 0 else None
+            assert control.values.get(seed) == (pytest.approx(expected) if expected is not None else None)
+        for r in rows:
+            assert 0 <= r["agreement"] <= 1 and 0 <= r["agreement_base"] <= 1
+            # agreeing on a share a of examples, the two accuracies differ by at most 1 − a
+            assert abs(r["acc_grafted"] - r["acc_finetuned"]) <= 1 - r["agreement"] + 1e-6
+    with pytest.raises(ValueError, match="list it in `localize_controls`"):
+        _claim("recovered", ["independent"], (">", 0.95), claim={"controls": ["recovered_control_random"]}, **GRAFT)
+    with pytest.raises(ValueError, match="give `localize`"):
+        _claim("recovered_control_random", ["independent"], (">", 0.95), run={"steps": 5}, localize_controls=["random"])
+
+
+def test_agreement_is_read_as_a_mean_over_the_learned_tasks_and_rows_without_it_are_absent(tmp_path):
+    """The agreement statistic is a plain mean of each learned task's agreement; a localize row from before
+    localize recorded agreement gives that task no part (not a zero)."""
+    claim = _claim("agreement", ["independent"], (">=", 0.95), claim={"controls": ["agreement_control_head"]}, **GRAFT)
+    rows = [
+        {
+            "task": "a",
+            "acc_finetuned": 0.9,
+            "acc_grafted": 0.8,
+            "acc_base": 0.6,
+            "agreement": 0.9,
+            "agreement_base": 0.7,
+        },
+        {"task": "b", "acc_finetuned": 0.9, "acc_grafted": 0.9, "acc_base": 0.6},
+    ]
+    _graft_seeds(tmp_path, claim, {1: rows, 2: rows, 3: rows}, trained=(0.9, 0.9))
+    measured = measure(tmp_path, claim)
+    assert measured.values == {1: pytest.approx(0.9), 2: pytest.approx(0.9), 3: pytest.approx(0.9)}
+    assert [p.task for p in measured.parts[1]] == ["a"]
+    from clgraft.sweeps.claims import measure_controls
+
+    (head,) = measure_controls(tmp_path, claim, measured)
+    assert head.mean == pytest.approx(0.7) and head.difference[0] == pytest.approx(0.2)

@@ -33,10 +33,16 @@ if TYPE_CHECKING:
 MARKERS = "osD^v<>p"  # open markers of different shapes: lines at the same value (often 1.0) all stay visible
 
 
-def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) -> tuple[float, float]:
+def _test_metrics(model: HeadedModel, task: PreparedTask, device: torch.device) -> tuple[float, float, torch.Tensor]:
+    """Test accuracy, ECE and each example's predicted label."""
     logits = predict(model, task.head, task.test, 64, device)
     labels = task.test.labels + task.label_offset
-    return accuracy(logits, labels), ece(logits, labels)
+    return accuracy(logits, labels), ece(logits, labels), logits.argmax(-1)
+
+
+def agreement(predicted: torch.Tensor, reference: torch.Tensor) -> float:
+    """The share of examples on which two models predict the same label."""
+    return float((predicted == reference).float().mean())
 
 
 def ood_tests(runner: Runner, registry: Registry, data_dir: Path | None, task: PreparedTask) -> dict[str, Encoded]:
@@ -81,7 +87,9 @@ def localize_run(
     one model (a joint run) do not share the search's initial S and batch order.
 
     Masks are searched, scored and reported on exactly the model a graft file builds: θ₀ everywhere (embeddings
-    included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it. Each row's `cpu_s` is
+    included) plus γ⊙δ on the block parameters. Only acc_finetuned is θ_t as the run left it; `agreement` is the
+    share of test examples on which the graft predicts θ_t's label, `agreement_base` the same for θ₀ with θ_t's
+    head (what agreement the head alone gives). Each row's `cpu_s` is
     the CPU time since the previous row (or since the call began), so that the rows of one call add up to its cost."""
     clock = time.process_time()
     runner, record = Runner.from_run_dir(run_dir, registry, data_dir)
@@ -98,11 +106,11 @@ def localize_run(
             raise ClgraftError(f"{weights} is missing: the run lacks the weights after task {task.task.task}")
         model.load_state_dict(load_file(weights, device=str(runner.device)))
         ood = ood_tests(runner, registry, data_dir, task)
-        acc_ft, ece_ft = _test_metrics(model, task, runner.device)
+        acc_ft, ece_ft, pred_ft = _test_metrics(model, task, runner.device)
         ood_ft = _ood_accuracy(model, task, ood, runner.device)
         tau = view.flatten(dict(body.named_parameters())) - theta0.blocks
         theta0.restore(model)
-        acc_base, _ = _test_metrics(model, task, runner.device)
+        acc_base, _, pred_base = _test_metrics(model, task, runner.device)
         ood_base = _ood_accuracy(model, task, ood, runner.device)
         head = {k: v.detach().clone() for k, v in model.heads[task.head].state_dict().items()}
         for s in sparsities:
@@ -113,7 +121,7 @@ def localize_run(
                 desc = f"{task.task.task} s={s:g} (mask search)"
                 found = learner.learn(delta, tau, run_opts, progress, desc)
                 learner.set_mask(found.mask, delta)
-            acc_g, ece_g = _test_metrics(model, task, runner.device)
+            acc_g, ece_g, pred_g = _test_metrics(model, task, runner.device)
             ood_g = _ood_accuracy(model, task, ood, runner.device)
             graft = Graft.from_mask(view, found.mask, delta, head, _graft_meta(record, task, run_opts))
             path = run_dir / "grafts" / f"{task.task.task}-{run_opts.method}-s{s:g}.safetensors"
@@ -136,6 +144,8 @@ def localize_run(
                     "recovered": acc_g / acc_ft if acc_ft > 0 else None,
                     "ece_finetuned": ece_ft,
                     "ece_grafted": ece_g,
+                    "agreement": agreement(pred_g, pred_ft),
+                    "agreement_base": agreement(pred_base, pred_ft),
                     "graft": str(path.relative_to(run_dir)),
                     "bytes": size,
                     "search": found.search,

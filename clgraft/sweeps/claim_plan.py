@@ -76,7 +76,8 @@ def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.Data
     """One row per claim with runs to make (not those read from records of another test subset): runs (cells),
     finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes per
     task still to do (summed over runs), localizations still to do, and the seconds all of it should take (NaN where
-    a part has no price). Work another claim of the list already prices is not priced again."""
+    a part has no price). A control region (`localize_controls`) searches nothing, so it is priced only by the run
+    made again for its weights. Work another claim of the list already prices is not priced again."""
     counted = _Counted()
     folders = [*costs, *(claim_runs_dir(results, c) for c in claims if c.evidence is not None)]
     rows = [
@@ -105,7 +106,8 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
         asked = finetunes_per_task(evidence, record.get("analysis", {}).get(key)) if key else 0
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
-        if (asked > 0 or localize) and not has_weights(folder, record):
+        regions = any(not localize_rows(folder, evidence, c) for c in evidence.localize_controls)
+        if (asked > 0 or localize or regions) and not has_weights(folder, record):
             remake += counted.remake(folder)
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
         to_localize += int(localize)

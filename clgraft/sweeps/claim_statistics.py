@@ -74,6 +74,8 @@ class Statistic:
     parts: Callable[[Records, Evidence], list[TaskPart]] | None = None
     whole: Callable[[Records, Evidence], float | None] | None = None
     ratio: bool = False
+    localizer: str | None = None
+    """The localize method whose rows a control reads instead of the claim's (a region searched for nothing)."""
 
     def __post_init__(self) -> None:
         if (self.parts is None) == (self.whole is None):
@@ -116,15 +118,15 @@ def _part(task: str, num: float, den: float, learned: bool, other_rule: str | No
     return TaskPart(task, num, den, learned, NOT_LEARNED if not learned else other_rule)
 
 
-def localize_rows(run_dir: Path, evidence: Evidence) -> list[dict]:
-    """The localize.json rows at the claim's sparsity and method (and seed per task where the claim asks for it; rows
-    from before localize.json said so were searched with one seed)."""
+def localize_rows(run_dir: Path, evidence: Evidence, method: str | None = None) -> list[dict]:
+    """The localize.json rows at the claim's sparsity and method (another `method` for a control's region; seed per
+    task where the claim asks for it; rows from before localize.json said so were searched with one seed)."""
     path = run_dir / "localize.json"
     if not path.is_file():
         return []
     wanted = (
         float(evidence.localize["sparsity"]),
-        evidence.localize.get("method", "scaled"),
+        method or evidence.localize.get("method", "scaled"),
         bool(evidence.localize.get("seed_per_task", False)),
     )
     rows = read_json(path)["results"]
@@ -132,16 +134,19 @@ def localize_rows(run_dir: Path, evidence: Evidence) -> list[dict]:
 
 
 def _graft_parts(
-    formula: Callable[[dict], tuple[float, float]], rule: Callable[[dict], str | None] = lambda row: None
+    formula: Callable[[dict], tuple[float, float] | None],
+    rule: Callable[[dict], str | None] = lambda row: None,
+    method: str | None = None,
 ) -> Callable[[Records, Evidence], list[TaskPart]]:
-    """Parts from the localize.json rows of the seed's one run: `formula(row)` = (num, den), `rule(row)` a reason to
-    leave a learned task out."""
+    """Parts from the localize.json rows of the seed's one run (of `method`'s region where given): `formula(row)` =
+    (num, den), or None where the row lacks what it reads (a row from before localize recorded it: that task is then
+    absent); `rule(row)` a reason to leave a learned task out."""
 
     def parts(records: Records, evidence: Evidence) -> list[TaskPart]:
         learned = learned_in(records)
         (_, run_dir), *_ = records.values()
-        rows = localize_rows(run_dir, evidence)
-        return [_part(row["task"], *formula(row), learned[row["task"]], rule(row)) for row in rows]
+        found = ((row, formula(row)) for row in localize_rows(run_dir, evidence, method))
+        return [_part(row["task"], *numbers, learned[row["task"]], rule(row)) for row, numbers in found if numbers]
 
     return parts
 
@@ -291,18 +296,65 @@ def _control_statistic(analysis: str, control: str, what: str) -> Statistic:
 
 MEAN = "mean over the learned tasks"
 
+
+def _recovered(row: dict) -> tuple[float, float]:
+    return row["acc_grafted"], row["acc_finetuned"]
+
+
+def _body_gain(row: dict) -> tuple[float, float]:
+    return row["acc_grafted"] - row["acc_base"], row["acc_finetuned"] - row["acc_base"]
+
+
+def _agreement(row: dict) -> tuple[float, float] | None:
+    return (row["agreement"], 1.0) if "agreement" in row else None
+
+
+GRAFT_STATISTICS = {
+    "recovered": (_recovered, f"acc(θ̄)/acc(θ_t), {POOLED}", True),
+    "body_gain_recovered": (_body_gain, f"(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), {POOLED}", True),
+    "agreement": (_agreement, f"share of the test examples on which θ̄ predicts θ_t's label, {MEAN}", False),
+}
+"""The graft statistics a region control reads too: name → (formula, description, ratio)."""
+
+REGION_TABLE = (
+    ("top-tau", "the top-⌊sN⌋ entries of |τ| (γ_base, the search's start)", "the top-|τ| region (no search)"),
+    ("random", "⌊sN⌋ entries drawn uniformly", "a random region of the same size"),
+    ("bias", "the bias entries of largest |τ|", "the bias entries (BitFit's region)"),
+)
+"""The localization controls (`localize --method`; Evidence.localize_controls): (method, its region, the report's
+name). Each is grafted at the claim's sparsity from the same θ_t, searched for nothing."""
+
+
+def _region_statistic(claimed: str, region: str, what: str) -> Statistic:
+    """A graft statistic read from the rows of a control region instead of the searched one."""
+    formula, describe, ratio = GRAFT_STATISTICS[claimed]
+    return Statistic(
+        "localize",
+        f"{describe}, θ̄ grafting {what}",
+        _graft_parts(formula, method=region),
+        ratio=ratio,
+        localizer=region,
+    )
+
+
 STATISTICS: dict[str, Statistic] = {
     "recovered": Statistic(
         "localize",
         f"acc(θ̄)/acc(θ_t), {POOLED}: the paper's ratio (a trained head inflates it)",
-        _graft_parts(lambda r: (r["acc_grafted"], r["acc_finetuned"])),
+        _graft_parts(_recovered),
         ratio=True,
     ),
     "body_gain_recovered": Statistic(
         "localize",
         f"(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), {POOLED}",
-        _graft_parts(lambda r: (r["acc_grafted"] - r["acc_base"], r["acc_finetuned"] - r["acc_base"])),
+        _graft_parts(_body_gain),
         ratio=True,
+    ),
+    "agreement": Statistic("localize", GRAFT_STATISTICS["agreement"][1], _graft_parts(_agreement)),
+    "agreement_control_head": Statistic(
+        "localize",
+        f"share of the test examples on which θ₀ with θ_t's head predicts θ_t's label, {MEAN}",
+        _graft_parts(lambda r: (r["agreement_base"], 1.0) if "agreement_base" in r else None),
     ),
     "ece_reduction": Statistic(
         "localize",
@@ -360,6 +412,15 @@ STATISTICS: dict[str, Statistic] = {
         ratio=True,
     ),
     **{_PREFIX[a] + control: _control_statistic(a, control, what) for a, control, what, _ in CONTROL_TABLE},
+    **{
+        f"{claimed}_control_{region}": _region_statistic(claimed, region, what)
+        for claimed in GRAFT_STATISTICS
+        for region, what, _ in REGION_TABLE
+    },
 }
-CONTROL_NAMES = {_PREFIX[a] + control: name for a, control, _, name in CONTROL_TABLE}
+CONTROL_NAMES = {
+    **{_PREFIX[a] + control: name for a, control, _, name in CONTROL_TABLE},
+    **{f"{claimed}_control_{region}": name for claimed in GRAFT_STATISTICS for region, _, name in REGION_TABLE},
+    "agreement_control_head": "θ₀ with θ_t's head (no graft)",
+}
 """How the report names each control statistic (Claim.controls)."""

@@ -107,6 +107,11 @@ class Evidence(_Strict):
         "the head alone beside the critical layers; subspace, a random subspace, the next task's and none beside the "
         "intrinsic one",
     )
+    localize_controls: list[Literal["top-tau", "random", "bias"]] = Field(
+        default=[],
+        description="regions of the localization's size searched for nothing, each grafted from the same θ_t beside "
+        "the searched one (`localize --method`): the top-|τ| region, a random one, the bias entries",
+    )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claim_statistics.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
@@ -140,6 +145,8 @@ class Evidence(_Strict):
                 "`analysis_controls` needs what they are compared with: `critical_layers` (closeness) or "
                 "`subspace_dims` (subspace)"
             )
+        if self.localize_controls and not self.localize:
+            raise ValueError("`localize_controls` are grafted at the localization's sparsity: give `localize`")
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
@@ -184,14 +191,30 @@ class Claim(_Strict):
             raise ValueError("give `evidence` (the runs that test the claim) or `needs` (why it cannot be run yet)")
         if unknown := [c for c in self.controls if c not in CONTROL_NAMES]:
             raise ValueError(f"control '{unknown[0]}': choose one of {', '.join(CONTROL_NAMES)}")
-        if self.controls and (self.evidence is None or not self.evidence.analysis_controls):
-            raise ValueError("`controls` are read from the analysis's controls: set `analysis_controls: true`")
-        if self.controls and any(STATISTICS[c].needs != self.evidence.analyze for c in self.controls):
-            raise ValueError(f"`controls` must be read from the claim's own analysis ({self.evidence.analyze})")
+        for control in self.controls:
+            self._readable(control)
         aspects = [d.what for d in self.departures]
         if repeated := sorted({a for a in aspects if aspects.count(a) > 1}):
             raise ValueError(f"departure '{repeated[0]}' is listed twice: one entry per aspect")
         return self
+
+    def _readable(self, control: str) -> None:
+        """Raise unless the claim's evidence makes what the control reads: a region's localization, the localize
+        rows, or the claim's own analysis with its controls."""
+        statistic, evidence = STATISTICS[control], self.evidence
+        if evidence is None:
+            raise ValueError("`controls` are read from the claim's records: give `evidence`")
+        if statistic.localizer is not None and statistic.localizer not in evidence.localize_controls:
+            raise ValueError(
+                f"control '{control}' grafts the {statistic.localizer} region: list it in `localize_controls`"
+            )
+        if statistic.needs == "localize" and not evidence.localize:
+            raise ValueError(f"control '{control}' reads localize.json: give `localize`")
+        if statistic.needs in ("closeness", "subspace"):
+            if not evidence.analysis_controls:
+                raise ValueError("`controls` are read from the analysis's controls: set `analysis_controls: true`")
+            if statistic.needs != evidence.analyze:
+                raise ValueError(f"`controls` must be read from the claim's own analysis ({evidence.analyze})")
 
 
 def claims_dir() -> Path:
@@ -335,10 +358,14 @@ def run_claim(
             )
             runner.run()
             localize = evidence.localize is not None and not localize_rows(runner.dir, evidence)
-            if localize or (evidence.analyze and not _analysed(runner.dir, evidence)):
+            regions = [c for c in evidence.localize_controls if not localize_rows(runner.dir, evidence, c)]
+            if localize or regions or (evidence.analyze and not _analysed(runner.dir, evidence)):
                 ensure_weights(runner, registry, data_dir, echo, progress)
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
+            for region in regions:
+                options = {**evidence.localize, "method": region}
+                localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
             if evidence.analyze:  # an analysis of grafts is made again after they are searched again
                 _analyze(
                     runner.dir, evidence, registry, data_dir, echo, again=localize and evidence.analyze == "overlap"
