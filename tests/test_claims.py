@@ -661,8 +661,9 @@ def test_a_run_that_saved_a_trajectory_needs_its_checkpoints_back_too(tmp_path):
 
 def test_region_controls_are_grafted_beside_the_search_and_read_like_the_claim(tiny_model_dir, tmp_path):
     """`localize_controls` makes, beside the searched graft, a graft of each control region at the same sparsity from
-    the same θ_t; a region control statistic reads those rows with the claim's own formula, and agreement is the
-    share of test examples on which a graft predicts θ_t's label."""
+    the same θ_t (and `localize_curve` a search at each of its sparsities); a region control statistic reads those
+    rows with the claim's own formula, and agreement is the share of test examples on which a graft predicts θ_t's
+    label."""
     from clgraft.sweeps.claims import measure_controls
 
     regions = ["top-tau", "random", "bias"]
@@ -682,6 +683,7 @@ def test_region_controls_are_grafted_beside_the_search_and_read_like_the_claim(t
         },
         localize={"sparsity": 0.05, "method": "scaled", "steps": 2},
         localize_controls=regions,
+        localize_curve=[0.2],
     )
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)
     measured = measure(tmp_path, claim)
@@ -694,8 +696,10 @@ def test_region_controls_are_grafted_beside_the_search_and_read_like_the_claim(t
     for seed, records in seed_records(tmp_path, claim)[0].items():
         ((_, run_dir),) = records.values()
         rows = read_json(run_dir / "localize.json")["results"]
-        assert sorted({r["method"] for r in rows}) == sorted(["scaled", *regions])
-        searched = [r for r in rows if r["method"] == "scaled"]
+        assert sorted({(r["method"], r["sparsity"]) for r in rows}) == sorted(
+            [("scaled", 0.05), ("scaled", 0.2), *((r, 0.05) for r in regions)]
+        )  # and the curve's point, searched
+        searched = [r for r in rows if r["method"] == "scaled" and r["sparsity"] == 0.05]
         for region, control in zip(regions, controls, strict=True):
             mine = [r for r in rows if r["method"] == region]
             # ⌊sN⌋, the search's start, task by task (bias: all bias entries where fewer, as in the tiny model)
@@ -739,3 +743,54 @@ def test_agreement_is_read_as_a_mean_over_the_learned_tasks_and_rows_without_it_
 
     (head,) = measure_controls(tmp_path, claim, measured)
     assert head.mean == pytest.approx(0.7) and head.difference[0] == pytest.approx(0.2)
+
+
+def test_a_curve_reads_the_statistic_at_each_sparsity_and_names_the_smallest_that_clears_the_threshold(tmp_path):
+    """`localize_curve` reads the claim's statistic from the rows at each sparsity (the claim's own included), pooled
+    as the claim's; the report names the smallest sparsity whose interval lies on the expected side."""
+    from clgraft.sweeps.claim_report import report
+    from clgraft.sweeps.claims import measure_curve
+
+    claim = _claim("recovered", ["independent"], (">", 0.95), **GRAFT, localize_curve=[0.001, 0.1])
+    by_sparsity = {0.001: (0.5, 0.52), 0.01: (0.8, 0.82), 0.1: (0.97, 0.98)}  # recovered of task a, of task b
+    rows = {
+        seed: [
+            {"task": t, "sparsity": s, "acc_finetuned": 0.9, "acc_grafted": 0.9 * r[i] + 0.001 * seed, "acc_base": 0.5}
+            for s, r in by_sparsity.items()
+            for i, t in enumerate("ab")
+        ]
+        for seed in (1, 2, 3)
+    }
+    _graft_seeds(tmp_path, claim, rows, trained=(0.9, 0.9))
+    curve = measure_curve(tmp_path, claim)
+    assert [p.sparsity for p in curve] == [0.001, 0.01, 0.1]
+    for point in curve:
+        a, b = by_sparsity[point.sparsity]
+        for seed, value in point.values.items():
+            assert value == pytest.approx((0.9 * a + 0.9 * b + 0.002 * seed) / 1.8)
+    text = report(tmp_path, [claim])
+    assert "- curve (the same runs and statistic; the verdict reads s = 0.01):" in text
+    assert "the smallest sparsity whose interval lies > 0.95: s = 0.1" in text
+    with pytest.raises(ValueError, match="every sparsity must be in"):
+        _claim("recovered", ["independent"], (">", 0.95), **GRAFT, localize_curve=[2.0])
+
+
+def test_claims_plan_prices_a_shared_folders_localizations_once(tmp_path):
+    """Two claims reading one folder of runs, each with the same curve: the sparsities the runs lack are priced by
+    the first claim only, and a run without its weights is made again once."""
+    from clgraft.sweeps.claim_plan import claim_plan
+
+    first = _claim("recovered", ["independent"], (">", 0.95), **GRAFT, localize_curve=[0.001, 0.1])
+    rows = [{"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8, "acc_base": 0.5, "cpu_s": 10.0} for t in "ab"]
+    _graft_seeds(tmp_path, first, {1: rows, 2: rows, 3: rows}, trained=(0.9, 0.9))
+    second = _claim(
+        "body_gain_recovered",
+        ["independent"],
+        (">", 0.95),
+        **GRAFT,
+        localize_curve=[0.001, 0.1],
+        records=str(claim_runs_dir(tmp_path, first).relative_to(tmp_path)),
+    ).model_copy(update={"claim": "second"})
+    table = claim_plan(tmp_path, [first, second], []).set_index("claim")
+    assert table.loc["test-claim", "localize"] == 6 and table.loc["second", "localize"] == 0  # 3 runs × 2 sparsities
+    assert table.loc["test-claim", "remake_weights"] == 3 and table.loc["second", "remake_weights"] == 0

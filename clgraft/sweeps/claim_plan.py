@@ -17,7 +17,15 @@ from clgraft.config import TEST_SUBSET
 from clgraft.io.records import config_hash
 from clgraft.runs.identity import identity
 from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
-from clgraft.sweeps.claims import Claim, Evidence, claim_runs_dir, has_weights, run_config, seed_records
+from clgraft.sweeps.claims import (
+    Claim,
+    Evidence,
+    claim_runs_dir,
+    has_weights,
+    missing_curve,
+    run_config,
+    seed_records,
+)
 from clgraft.sweeps.cost import plan
 from clgraft.sweeps.sweep import finished_runs
 
@@ -50,11 +58,18 @@ def _localize_seconds(folders: list[Path], evidence: Evidence) -> float | None:
 class _Counted:
     """The work the claims planned so far already price, so that claims reading one folder of runs (critical-layers
     and subspace read the closeness claim's) do not price the same work twice: runs left, runs made again for their
-    weights, and analysis fine-tunes per task by (run, analysis)."""
+    weights, analysis fine-tunes per task by (run, analysis), and localizations by (run, method, sparsity)."""
 
     runs: set = field(default_factory=set)
     remade: set = field(default_factory=set)
     finetunes: dict = field(default_factory=dict)
+    localized: set = field(default_factory=set)
+
+    def new_localizations(self, run: object, evidence: Evidence, sparsities: list[float]) -> int:
+        keys = {(run, evidence.localize.get("method", "scaled"), float(x)) for x in sparsities}
+        fresh = keys - self.localized
+        self.localized |= keys
+        return len(fresh)
 
     def new_runs(self, todo: set) -> int:
         fresh = todo - self.runs
@@ -98,7 +113,8 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     todo = {(runs, h) for h in (config_hash(identity(c)) for c in cells) if h not in done}
     left = counted.new_runs(todo)
     finetunes = sum(counted.new_finetunes(run, evidence.analyze, finetunes_per_task(evidence, None)) for run in todo)
-    to_localize = len(todo) if evidence.localize else 0
+    wanted = [float(evidence.localize["sparsity"]), *evidence.localize_curve] if evidence.localize else []
+    to_localize = sum(counted.new_localizations(run, evidence, wanted) for run in todo)
     found, _ = seed_records(results, claim)
     made = [(record, folder) for by_method in found.values() for record, folder in by_method.values()]
     remake = 0
@@ -107,10 +123,12 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         asked = finetunes_per_task(evidence, record.get("analysis", {}).get(key)) if key else 0
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
         regions = any(not localize_rows(folder, evidence, c) for c in evidence.localize_controls)
-        if (asked > 0 or localize or regions) and not has_weights(folder, record):
+        curve = missing_curve(folder, evidence) if evidence.localize else []
+        if (asked > 0 or localize or regions or curve) and not has_weights(folder, record):
             remake += counted.remake(folder)
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
-        to_localize += int(localize)
+        missing = [float(evidence.localize["sparsity"])] if localize else []
+        to_localize += counted.new_localizations(folder, evidence, missing + curve) if evidence.localize else 0
     localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
     seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
     return {

@@ -10,8 +10,8 @@ from pathlib import Path
 from clgraft.metrics.chance import LEARNED_ALPHA
 from clgraft.results.run_records import skipped_note
 from clgraft.sweeps.claim_statistics import CALIBRATION_KEEP, STATISTICS, TaskPart
-from clgraft.sweeps.claim_verdicts import MIN_SEEDS, multiplicity, setting_words
-from clgraft.sweeps.claims import Claim, ControlMeasured, Measured, measure, measure_controls
+from clgraft.sweeps.claim_verdicts import MIN_SEEDS, multiplicity, read_interval, setting_words
+from clgraft.sweeps.claims import Claim, ControlMeasured, CurvePoint, Measured, measure, measure_controls, measure_curve
 
 
 def report(results: Path, claims: list[Claim]) -> str:
@@ -20,7 +20,7 @@ def report(results: Path, claims: list[Claim]) -> str:
     decided = sum(len(m.values) >= MIN_SEEDS for _, m in measured)
     lines = _rules(decided) + _skipped_lines(measured) + _table(measured)
     for c, m in measured:
-        lines += _section(c, m, measure_controls(results, c, m))
+        lines += _section(c, m, measure_controls(results, c, m), measure_curve(results, c))
     return "\n".join(lines) + "\n"
 
 
@@ -72,9 +72,9 @@ def measured_text(m: Measured) -> str:
     return f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
 
 
-def _section(c: Claim, m: Measured, controls: list[ControlMeasured]) -> list[str]:
-    """A claim's section: statement, expectation, statistic, setting, values per seed, its controls, what was left
-    out, verdict, and the per-task table."""
+def _section(c: Claim, m: Measured, controls: list[ControlMeasured], curve: list[CurvePoint]) -> list[str]:
+    """A claim's section: statement, expectation, statistic, setting, values per seed, its controls and curve, what
+    was left out, verdict, and the per-task table."""
     lines = ["", f"## {c.claim}", "", f"**{c.paper}, {c.where}:** {c.statement}", ""]
     lines.append(f"- expected: {c.expect.text} (tested as measured {c.expect.op} {c.expect.value:g})")
     if c.expect.sesoi is not None:
@@ -88,6 +88,7 @@ def _section(c: Claim, m: Measured, controls: list[ControlMeasured]) -> list[str
     if m.values:
         lines.append("- per seed: " + ", ".join(f"{s}: {v:.4g}" for s, v in m.values.items()))
     lines += _control_lines(c, controls)
+    lines += _curve_lines(c, curve)
     lines += _left_out(c, m)
     lines.append(f"- verdict: **{m.verdict}**" + (f" — {m.why}" if m.why else ""))
     if c.setting_note:
@@ -108,6 +109,26 @@ def _control_lines(c: Claim, controls: list[ControlMeasured]) -> list[str]:
         value = measured_text(Measured(k.values, k.mean, k.low, k.high, "", "", ""))
         paired = "" if k.difference is None else f"; claim − control {_interval(*k.difference)}"
         lines.append(f"  - {k.name}: {value}{paired}")
+    return lines
+
+
+def _curve_lines(c: Claim, curve: list[CurvePoint]) -> list[str]:
+    """The statistic at each sparsity of the claim's curve, and the smallest sparsity whose interval lies on the
+    expected side of the threshold (read as the verdict reads its own)."""
+    if not curve:
+        return []
+    lines = [f"- curve (the same runs and statistic; the verdict reads s = {c.evidence.localize['sparsity']:g}):"]
+    clears = []
+    for point in curve:
+        if not point.values:
+            lines.append(f"  - s = {point.sparsity:g}: not run (`clgraft claims run {c.claim}`)")
+            continue
+        value = measured_text(Measured(point.values, point.mean, point.low, point.high, "", "", ""))
+        lines.append(f"  - s = {point.sparsity:g}: {value}")
+        if read_interval(c.expect, point.low, point.high, len(point.values)).outcome == "holds":
+            clears.append(point.sparsity)
+    smallest = f"s = {min(clears):g}" if clears else "none of these"
+    lines.append(f"  - the smallest sparsity whose interval lies {c.expect.op} {c.expect.value:g}: {smallest}")
     return lines
 
 

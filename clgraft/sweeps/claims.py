@@ -112,6 +112,11 @@ class Evidence(_Strict):
         description="regions of the localization's size searched for nothing, each grafted from the same θ_t beside "
         "the searched one (`localize --method`): the top-|τ| region, a random one, the bias entries",
     )
+    localize_curve: list[float] = Field(
+        default=[],
+        description="more sparsities at which the claim's statistic is read too, as a curve beside the verdict (which "
+        "reads `localize`'s): the localization is made at each with the same options",
+    )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claim_statistics.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
@@ -147,6 +152,10 @@ class Evidence(_Strict):
             )
         if self.localize_controls and not self.localize:
             raise ValueError("`localize_controls` are grafted at the localization's sparsity: give `localize`")
+        if self.localize_curve and needs != "localize":
+            raise ValueError(f"`localize_curve` reads localize.json, statistic '{self.statistic}' does not")
+        if not all(0 < x < 1 for x in self.localize_curve):
+            raise ValueError("`localize_curve`: every sparsity must be in (0, 1), e.g. 1e-5")
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
@@ -359,17 +368,27 @@ def run_claim(
             runner.run()
             localize = evidence.localize is not None and not localize_rows(runner.dir, evidence)
             regions = [c for c in evidence.localize_controls if not localize_rows(runner.dir, evidence, c)]
-            if localize or regions or (evidence.analyze and not _analysed(runner.dir, evidence)):
+            curve = [{**evidence.localize, "sparsity": x} for x in missing_curve(runner.dir, evidence)]
+            if localize or regions or curve or (evidence.analyze and not _analysed(runner.dir, evidence)):
                 ensure_weights(runner, registry, data_dir, echo, progress)
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
-            for region in regions:
-                options = {**evidence.localize, "method": region}
+            for options in [{**evidence.localize, "method": region} for region in regions] + curve:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
             if evidence.analyze:  # an analysis of grafts is made again after they are searched again
                 _analyze(
                     runner.dir, evidence, registry, data_dir, echo, again=localize and evidence.analyze == "overlap"
                 )
+
+
+def at_sparsity(evidence: Evidence, sparsity: float) -> Evidence:
+    """The evidence with its localization at another sparsity (a point of its curve)."""
+    return evidence.model_copy(update={"localize": {**evidence.localize, "sparsity": sparsity}})
+
+
+def missing_curve(run_dir: Path, evidence: Evidence) -> list[float]:
+    """The sparsities of the evidence's curve that the run's localize.json has no rows at."""
+    return [x for x in evidence.localize_curve if not localize_rows(run_dir, at_sparsity(evidence, x))]
 
 
 def ensure_weights(
@@ -482,6 +501,35 @@ class ControlMeasured:
     low: float | None
     high: float | None
     difference: tuple[float, float, float] | None
+
+
+@dataclass
+class CurvePoint:
+    """The claim's statistic at one sparsity: its value per seed, mean and 95% interval."""
+
+    sparsity: float
+    values: dict[int, float]
+    mean: float | None
+    low: float | None
+    high: float | None
+
+
+def measure_curve(results: Path, claim: Claim) -> list[CurvePoint]:
+    """The claim's statistic at its own sparsity and every sparsity of its curve, ascending, read from the same
+    records and pooled the same way."""
+    evidence = claim.evidence
+    if evidence is None or not evidence.localize_curve:
+        return []
+    records, _ = seed_records(results, claim)
+    statistic, out = STATISTICS[evidence.statistic], []
+    for sparsity in sorted({*evidence.localize_curve, float(evidence.localize["sparsity"])}):
+        at = at_sparsity(evidence, sparsity)
+        read = {s: statistic.read(r, at).value for s, r in sorted(records.items())}
+        values = {s: v for s, v in read.items() if v is not None}
+        out.append(
+            CurvePoint(sparsity, values, *(confidence_interval(list(values.values())) if values else [None] * 3))
+        )
+    return out
 
 
 def measure_controls(results: Path, claim: Claim, measured: Measured) -> list[ControlMeasured]:
