@@ -528,7 +528,7 @@ def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_mode
         paired = [measured.values[s] - control.values[s] for s in both]
         assert control.difference == (pytest.approx(confidence_interval(paired)) if len(both) >= 2 else None)
     text = report(tmp_path, [claim])
-    assert "- controls (the same runs" in text and "the head alone: " in text and "claim − control " in text
+    assert "- controls (the same statistic" in text and "the head alone: " in text and "claim − control " in text
     with pytest.raises(ValueError, match="control 'nope'"):
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": ["nope"]}, **evidence)
     with pytest.raises(ValueError, match="set `analysis_controls: true`"):
@@ -794,3 +794,35 @@ def test_claims_plan_prices_a_shared_folders_localizations_once(tmp_path):
     table = claim_plan(tmp_path, [first, second], []).set_index("claim")
     assert table.loc["test-claim", "localize"] == 6 and table.loc["second", "localize"] == 0  # 3 runs × 2 sparsities
     assert table.loc["test-claim", "remake_weights"] == 3 and table.loc["second", "remake_weights"] == 0
+
+
+def test_a_pair_claims_control_method_replaces_its_second_method_and_is_read_with_the_claims_statistic(tmp_path):
+    """`control_methods` of a pair claim: the control's records (graft-freeze with a random region) are read with
+    the claim's statistic in place of the second method's, and the paired difference claim − control is over seeds.
+    Here naive forgets 0.3, the searched region 0.1 and the random one 0.25: the claim 0.2, the control 0.05."""
+    from clgraft.sweeps.claim_report import report
+    from clgraft.sweeps.claims import measure_controls
+
+    random = "graft-freeze:localizer=random"
+    claim = _claim(
+        "forgetting_difference",
+        ["naive", "graft-freeze"],
+        (">", 0.0),
+        claim={"controls": ["random-region"]},
+        run={"steps": 5},
+        control_methods={"random-region": random},
+    )
+    runs = claim_runs_dir(tmp_path, claim)
+    for seed, jitter in ((1, 0.0), (2, 0.01), (3, 0.02)):
+        _write_run(runs, "naive", seed, 0.3)
+        _write_run(runs, "graft-freeze", seed, 0.1)
+        _write_run(runs, "graft-freeze", seed, 0.25 + jitter, options={"localizer": "random"}, tag="-random")
+    m = measure(tmp_path, claim)
+    assert m.values == pytest.approx({1: 0.2, 2: 0.2, 3: 0.2})  # the control's records are not the claim's
+    (control,) = measure_controls(tmp_path, claim, m)
+    assert control.name == f"{random} in place of graft-freeze"
+    assert control.values == pytest.approx({1: 0.05, 2: 0.04, 3: 0.03})
+    assert control.difference[0] == pytest.approx(0.16)
+    assert f"or method):\n  - {random} in place of graft-freeze: " in report(tmp_path, [claim])
+    with pytest.raises(ValueError, match="replace a pair claim's second method"):
+        _claim("recovered", ["independent"], (">", 0.95), **GRAFT, control_methods={"x": "independent"})

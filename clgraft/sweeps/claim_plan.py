@@ -105,7 +105,8 @@ def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.Data
 
 def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Counted) -> dict:
     evidence = claim.evidence
-    cells = [run_config(evidence, m, s) for s in evidence.seeds for m in evidence.methods]
+    methods = [*evidence.methods, *evidence.control_methods.values()]
+    cells = [run_config(evidence, m, s) for s in evidence.seeds for m in methods]
     runs = claim_runs_dir(results, claim)
     table = plan(cells, results, folders, runs=runs)
     per_run = float(table["s_per_cell"].mean()) if table["s_per_cell"].notna().all() else float("nan")

@@ -101,7 +101,7 @@ def _control_lines(c: Claim, controls: list[ControlMeasured]) -> list[str]:
     claim's effect is the critical part's only where that difference excludes 0)."""
     if not controls:
         return []
-    lines = ["- controls (the same runs, the same statistic with another region):"]
+    lines = ["- controls (the same statistic and setting, another region, blocks, subspace or method):"]
     for k in controls:
         if not k.values:
             lines.append(f"  - {k.name}: not run (`clgraft claims run {c.claim}`)")

@@ -117,6 +117,11 @@ class Evidence(_Strict):
         description="more sparsities at which the claim's statistic is read too, as a curve beside the verdict (which "
         "reads `localize`'s): the localization is made at each with the same options",
     )
+    control_methods: dict[str, str] = Field(
+        default={},
+        description="a pair claim's controls: name → method spec (NAME[:KEY=VALUE...]) run in place of the second "
+        "method and read with the claim's statistic, e.g. graft-freeze with a random region of the same size",
+    )
     statistic: str = Field(description="what a seed's records give (STATISTICS in clgraft/sweeps/claim_statistics.py)")
     records: str | None = Field(
         default=None, description="folder of run directories, relative to RESULTS; default claims/CLAIM/runs"
@@ -156,6 +161,8 @@ class Evidence(_Strict):
             raise ValueError(f"`localize_curve` reads localize.json, statistic '{self.statistic}' does not")
         if not all(0 < x < 1 for x in self.localize_curve):
             raise ValueError("`localize_curve`: every sparsity must be in (0, 1), e.g. 1e-5")
+        if self.control_methods and needs != "pair":
+            raise ValueError("`control_methods` replace a pair claim's second method: the statistic compares two")
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
@@ -198,8 +205,9 @@ class Claim(_Strict):
     def _testable(self) -> Claim:
         if self.evidence is None and self.needs is None:
             raise ValueError("give `evidence` (the runs that test the claim) or `needs` (why it cannot be run yet)")
-        if unknown := [c for c in self.controls if c not in CONTROL_NAMES]:
-            raise ValueError(f"control '{unknown[0]}': choose one of {', '.join(CONTROL_NAMES)}")
+        own = self.evidence.control_methods if self.evidence is not None else {}
+        if unknown := [c for c in self.controls if c not in CONTROL_NAMES and c not in own]:
+            raise ValueError(f"control '{unknown[0]}': choose one of {', '.join([*CONTROL_NAMES, *own])}")
         for control in self.controls:
             self._readable(control)
         aspects = [d.what for d in self.departures]
@@ -210,9 +218,12 @@ class Claim(_Strict):
     def _readable(self, control: str) -> None:
         """Raise unless the claim's evidence makes what the control reads: a region's localization, the localize
         rows, or the claim's own analysis with its controls."""
-        statistic, evidence = STATISTICS[control], self.evidence
+        evidence = self.evidence
         if evidence is None:
             raise ValueError("`controls` are read from the claim's records: give `evidence`")
+        if control in evidence.control_methods:
+            return
+        statistic = STATISTICS[control]
         if statistic.localizer is not None and statistic.localizer not in evidence.localize_controls:
             raise ValueError(
                 f"control '{control}' grafts the {statistic.localizer} region: list it in `localize_controls`"
@@ -271,11 +282,13 @@ def _matches(record: dict, evidence: Evidence, method: str, seed: int) -> bool:
     return record_identity(record) == identity(run_config(evidence, method, seed), evidence.test_subset)
 
 
-def seed_records(results: Path, claim: Claim) -> tuple[dict[int, dict[str, tuple[dict, Path]]], list[Skipped]]:
-    """The finished records of each seed of the claim, by method (seeds missing a method are left out), and the
-    records of its folder skipped as unreadable (not JSON, a newer format: clgraft/results/run_records.py), with
-    why."""
-    evidence = claim.evidence
+def seed_records(
+    results: Path, claim: Claim, evidence: Evidence | None = None
+) -> tuple[dict[int, dict[str, tuple[dict, Path]]], list[Skipped]]:
+    """The finished records of each seed of the claim (of `evidence` in its place: a control's), by method (seeds
+    missing a method are left out), and the records of its folder skipped as unreadable (not JSON, a newer format:
+    clgraft/results/run_records.py), with why."""
+    evidence = evidence or claim.evidence
     found: dict[int, dict[str, tuple[dict, Path]]] = {}
     records, skipped = read_records(claim_runs_dir(results, claim), check=readable_record)
     for folder, record in records.items():
@@ -359,7 +372,7 @@ def run_claim(
         echo(f"{claim.claim}: read from its records (made with the earlier random test subset); nothing to run")
         return
     for seed in evidence.seeds:
-        for spec in evidence.methods:
+        for spec in [*evidence.methods, *evidence.control_methods.values()]:
             config = run_config(evidence, spec, seed)
             echo(f"{claim.claim}: {spec} seed {seed}")
             runner = Runner(
@@ -532,17 +545,35 @@ def measure_curve(results: Path, claim: Claim) -> list[CurvePoint]:
     return out
 
 
+def control_evidence(evidence: Evidence, control: str) -> Evidence:
+    """A pair claim's evidence with a control method (`control_methods`) in place of its second method."""
+    return evidence.model_copy(update={"methods": [evidence.methods[0], evidence.control_methods[control]]})
+
+
 def measure_controls(results: Path, claim: Claim, measured: Measured) -> list[ControlMeasured]:
     """Each of the claim's controls read from its records, with the paired difference from the claim's number."""
     if not claim.controls:
         return []
+    evidence = claim.evidence
     records, _ = seed_records(results, claim)
     out = []
     for control in claim.controls:
-        read = {s: STATISTICS[control].read(r, claim.evidence).value for s, r in sorted(records.items())}
-        values = {s: v for s, v in read.items() if v is not None}
-        mean, low, high = confidence_interval(list(values.values())) if values else (None, None, None)
-        both = [s for s in values if s in measured.values]
-        difference = confidence_interval([measured.values[s] - values[s] for s in both]) if len(both) >= 2 else None
-        out.append(ControlMeasured(CONTROL_NAMES[control], values, mean, low, high, difference))
+        if control in evidence.control_methods:
+            own = control_evidence(evidence, control)
+            found, _ = seed_records(results, claim, own)
+            read = {s: STATISTICS[evidence.statistic].read(r, own).value for s, r in sorted(found.items())}
+            name = f"{evidence.control_methods[control]} in place of {evidence.methods[1]}"
+        else:
+            read = {s: STATISTICS[control].read(r, evidence).value for s, r in sorted(records.items())}
+            name = CONTROL_NAMES[control]
+        out.append(_control_measured(name, read, measured))
     return out
+
+
+def _control_measured(name: str, read: dict[int, float | None], measured: Measured) -> ControlMeasured:
+    """A control's values per seed (None: no value), mean, interval and paired difference claim − control."""
+    values = {s: v for s, v in read.items() if v is not None}
+    mean, low, high = confidence_interval(list(values.values())) if values else (None, None, None)
+    both = [s for s in values if s in measured.values]
+    difference = confidence_interval([measured.values[s] - values[s] for s in both]) if len(both) >= 2 else None
+    return ControlMeasured(name, values, mean, low, high, difference)
