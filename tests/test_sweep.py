@@ -121,6 +121,8 @@ def test_a_cell_is_done_only_when_a_record_has_its_exact_configuration(tmp_path,
     said = []
     run_sweep([RunConfig(**settings), tuned], tmp_path, None, None, progress=False, echo=said.append)
     assert said[0].startswith("2 cells, 1 finished already; 1 to run")
+    # without progress bars each finished cell says so, with its time and the counts
+    assert any(line.startswith("cell ewc tiny/default seed 1: done (") and "finished: 2 of 2" in line for line in said)
 
 
 @pytest.mark.parametrize(

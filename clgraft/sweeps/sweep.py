@@ -315,6 +315,8 @@ def run_sweep(
             for outcome in outcomes:
                 tally.add(outcome, runs, echo)
                 bar.update(1)
+                if not progress and (line := tally.finished_line(outcome)):
+                    echo(line)  # a log without bars (nohup, CI) still says what finished when
         except Stopped as e:
             bar.close()
             raise Stopped(e.signum, tally.stopped()) from None

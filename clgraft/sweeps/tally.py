@@ -43,6 +43,14 @@ class Tally:
         self.reused += result["reused"]
         self.cell_s += 0.0 if result["reused"] else result["cell_s"]
 
+    def finished_line(self, outcome: Outcome) -> str | None:
+        """The line a sweep without progress bars prints for a finished cell (None for a failed one, which `add`
+        printed): which cell, its own time, and the counts."""
+        if outcome.failure is not None:
+            return None
+        how = "finished meanwhile by another sweep" if outcome.result["reused"] else f"{outcome.result['cell_s']:.0f} s"
+        return f"cell {describe(outcome.config)}: done ({how}); {self._counts()}"
+
     def _counts(self) -> str:
         failed = f", {len(self.failed)} failed" if self.failed else ""
         return f"finished: {self.before + self.finished} of {self.total} cells{failed}; left: {len(self.left)}"
