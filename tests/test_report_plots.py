@@ -104,6 +104,9 @@ def test_bar_labels_name_a_run_setting_only_where_it_is_not_the_usual_one():
     methods = [{"name": "g", "options": {"s": s}, "setting": usual} for s in (0.1, 0.2, 0.3)]
     methods.append({"name": "g", "options": {"s": 0.1}, "setting": {"optimizer": "sgd", "steps": 25}})
     assert bar_labels(methods) == ["g (s=0.1)", "g (s=0.2)", "g (s=0.3)", "g (s=0.1, optimizer=sgd)"]
+    # the usual recipe is the one most rows share, whatever their method: naive at each recipe names only the other
+    naive = [{"name": "naive", "options": {}, "setting": s} for s in (usual, {"optimizer": "sgd", "steps": 25})]
+    assert bar_labels(methods + naive)[-2:] == ["naive", "naive (optimizer=sgd)"]
 
 
 def test_method_bars_have_short_labels_and_nothing_cut_off():

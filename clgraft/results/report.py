@@ -103,9 +103,10 @@ def bar_labels(methods: list[dict]) -> list[str]:
     """A short label per bar entry ({'name', 'options'} and, for a leaderboard row, its 'setting'): the method's name
     (or the alias its options make it: `ties`, `stitch`, `consensus`), plus only the options whose values differ
     among entries of the same name — a number (a knob, such as `sparsity`) on every entry, any other value (a choice,
-    such as `localizer=random`) only where it is not the method's default — and the run settings
-    where an entry's value is not the one most entries of that name share (`steps=50` on the run with other steps,
-    nothing on the others), wrapped to LABEL_WIDTH. Whole option strings would take most of the plot."""
+    such as `localizer=random`) only where it is not the method's default — and the run settings where an entry's
+    value is not the one most entries of that name share (`steps=50` on the run with other steps, nothing on the
+    others; between two equally common values, the one most entries of any name share goes unnamed), wrapped to
+    LABEL_WIDTH. Whole option strings would take most of the plot."""
     labels = []
     names = [_known_as(m) for m in methods]
     for method, known_as in zip(methods, names, strict=True):
@@ -115,7 +116,9 @@ def bar_labels(methods: list[dict]) -> list[str]:
         shown = [f"{k}={_value(options[k])}" for k in options if _named(same, k, options[k], defaults)]
         setting = method.get("setting", {})
         shown += [
-            f"{k}={_value(setting[k])}" for k in setting if k not in _IN_OPTIONS and _unusual(same, k, setting[k])
+            f"{k}={_value(setting[k])}"
+            for k in setting
+            if k not in _IN_OPTIONS and _unusual(same, methods, k, setting[k])
         ]
         name = f"{known_as} ({', '.join(shown)})" if shown else known_as
         labels.append(textwrap.fill(name, LABEL_WIDTH, break_on_hyphens=False))
@@ -138,12 +141,23 @@ def _option_defaults(name: str) -> dict:
     return METHODS[name].option_defaults() if name in METHODS else {}
 
 
-def _unusual(same: list[dict], key: str, value: object) -> bool:
-    """Whether `value` of run setting `key` is not the one most of `same` share (with no single most common value,
-    every value is named)."""
-    counts = Counter(repr(m.get("setting", {}).get(key)) for m in same)
-    most = max(counts.values())
-    return len(counts) > 1 and (counts[repr(value)] < most or list(counts.values()).count(most) > 1)
+def _unusual(same: list[dict], entries: list[dict], key: str, value: object) -> bool:
+    """Whether `value` of run setting `key` is not the one most of `same` (the entries of one name) share; where
+    several values are as common there (naive once at each recipe), whether it is not the one most of all `entries`
+    share (every value is named where that is a tie too)."""
+
+    def unusual_among(group: list[dict]) -> bool | None:
+        counts = Counter(repr(m.get("setting", {}).get(key)) for m in group)
+        most = max(counts.values())
+        if len(counts) == 1 or counts[repr(value)] < most:
+            return len(counts) > 1
+        return None if list(counts.values()).count(most) > 1 else False
+
+    within = unusual_among(same)
+    if within is not None:
+        return within
+    across = unusual_among(entries)
+    return True if across is None else across
 
 
 def _known_as(method: dict) -> str:
