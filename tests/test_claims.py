@@ -558,7 +558,7 @@ def test_subspace_claims_take_their_own_analysis_controls_only():
     subspace = dict(run={"trajectory": 8}, analyze="subspace", subspace_dims=[4], analysis_controls=True)
     claim = _claim("subspace_recovery", ["independent"], (">=", 0.95), claim={"controls": names}, **subspace)
     assert claim.controls == names
-    with pytest.raises(ValueError, match="own analysis"):
+    with pytest.raises(ValueError, match="read beside 'subspace_recovery', not 'critical_layers_of_full'"):
         _claim(
             "critical_layers_of_full",
             ["independent"],
@@ -716,8 +716,19 @@ def test_region_controls_are_grafted_beside_the_search_and_read_like_the_claim(t
             assert abs(r["acc_grafted"] - r["acc_finetuned"]) <= 1 - r["agreement"] + 1e-6
     with pytest.raises(ValueError, match="list it in `localize_controls`"):
         _claim("recovered", ["independent"], (">", 0.95), claim={"controls": ["recovered_control_random"]}, **GRAFT)
-    with pytest.raises(ValueError, match="give `localize`"):
-        _claim("recovered_control_random", ["independent"], (">", 0.95), run={"steps": 5}, localize_controls=["random"])
+    with pytest.raises(ValueError, match="add to the localization: give `localize`"):
+        _claim(
+            "forgetting_difference", ["naive", "graft-freeze"], (">", 0), run={"steps": 5}, localize_controls=["random"]
+        )
+    with pytest.raises(ValueError, match="is a control of 'recovered'"):
+        _claim("recovered_control_random", ["independent"], (">", 0.95), **GRAFT, localize_controls=["random"])
+    with pytest.raises(ValueError, match="read beside 'agreement', not 'recovered'"):
+        _claim(
+            "recovered", ["independent"], (">", 0.95), **GRAFT, claim={"controls": ["agreement_control_random"]}
+        ).model_copy()
+    own = {"run": {"steps": 5}, "localize": {"sparsity": 0.01, "method": "random"}}
+    with pytest.raises(ValueError, match="the localization's own method"):
+        _claim("recovered", ["independent"], (">", 0.95), **own, localize_controls=["random"])
 
 
 def test_agreement_is_read_as_a_mean_over_the_learned_tasks_and_rows_without_it_are_absent(tmp_path):
@@ -773,6 +784,8 @@ def test_a_curve_reads_the_statistic_at_each_sparsity_and_names_the_smallest_tha
     assert "the smallest sparsity whose interval lies > 0.95: s = 0.1" in text
     with pytest.raises(ValueError, match="every sparsity must be in"):
         _claim("recovered", ["independent"], (">", 0.95), **GRAFT, localize_curve=[2.0])
+    with pytest.raises(ValueError, match="the localization's own sparsity"):
+        _claim("recovered", ["independent"], (">", 0.95), **GRAFT, localize_curve=[0.01])
 
 
 def test_claims_plan_prices_a_shared_folders_localizations_once(tmp_path):
@@ -825,4 +838,40 @@ def test_a_pair_claims_control_method_replaces_its_second_method_and_is_read_wit
     assert control.difference[0] == pytest.approx(0.16)
     assert f"or method):\n  - {random} in place of graft-freeze: " in report(tmp_path, [claim])
     with pytest.raises(ValueError, match="replace a pair claim's second method"):
-        _claim("recovered", ["independent"], (">", 0.95), **GRAFT, control_methods={"x": "independent"})
+        _claim("recovered", ["independent"], (">", 0.95), **GRAFT, control_methods={"x": "graft-freeze"})
+    pair = {"run": {"steps": 5}, "claim": {"controls": ["x"]}}
+    for methods, message in (
+        ({"x": "graft-freeze"}, "one of the claim's own methods"),
+        ({"x": "nope"}, "control method 'x': unknown method 'nope'"),
+        ({"recovered": random}, "a statistic has that name"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            _claim("forgetting_difference", ["naive", "graft-freeze"], (">", 0.0), **pair, control_methods=methods)
+    with pytest.raises(ValueError, match="is not read: list it under `controls`"):
+        _claim("forgetting_difference", ["naive", "graft-freeze"], (">", 0.0), control_methods={"x": random})
+
+
+def test_a_control_method_and_the_claim_it_is_paired_with_read_the_tasks_all_three_runs_learned(tmp_path):
+    """Where the control run did not learn task a (the one naive forgets 0.3 and graft-freeze 0.1), the control and
+    the claim's number it is paired with both read task b alone: claim − control is 0, not the claim's 0.1 on a and
+    b."""
+    from clgraft.sweeps.claims import measure_controls
+
+    claim = _claim(
+        "forgetting_difference",
+        ["naive", "graft-freeze"],
+        (">", 0.0),
+        claim={"controls": ["random-region"]},
+        run={"steps": 5},
+        control_methods={"random-region": "graft-freeze:localizer=random"},
+    )
+    runs = claim_runs_dir(tmp_path, claim)
+    for seed in (1, 2, 3):
+        _write_run(runs, "naive", seed, 0.3, trained=(0.9, 0.9, 0.9))
+        _write_run(runs, "graft-freeze", seed, 0.1, trained=(0.9, 0.9, 0.9))
+        _write_run(runs, "graft-freeze", seed, 0.0, options={"localizer": "random"}, tag="-r", trained=(0.5, 0.9, 0.9))
+    m = measure(tmp_path, claim)
+    assert m.values == pytest.approx({1: 0.1, 2: 0.1, 3: 0.1})  # (0.2 on a + 0 on b) / 2
+    (control,) = measure_controls(tmp_path, claim, m)
+    assert control.values == pytest.approx({1: 0.0, 2: 0.0, 3: 0.0})
+    assert control.difference == pytest.approx((0.0, 0.0, 0.0))

@@ -21,6 +21,7 @@ from clgraft.sweeps.claims import (
     Claim,
     Evidence,
     claim_runs_dir,
+    control_evidence,
     has_weights,
     missing_curve,
     run_config,
@@ -66,7 +67,12 @@ class _Counted:
     localized: set = field(default_factory=set)
 
     def new_localizations(self, run: object, evidence: Evidence, sparsities: list[float]) -> int:
-        keys = {(run, evidence.localize.get("method", "scaled"), float(x)) for x in sparsities}
+        """How many of the evidence's localizations of `run` at these sparsities no claim priced yet (a
+        localization is its options: method, steps, seed per task, sparsity)."""
+        if not sparsities:
+            return 0
+        options = {k: v for k, v in evidence.localize.items() if k != "sparsity"}
+        keys = {(run, repr(sorted(options.items())), float(x)) for x in sparsities}
         fresh = keys - self.localized
         self.localized |= keys
         return len(fresh)
@@ -116,8 +122,12 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     finetunes = sum(counted.new_finetunes(run, evidence.analyze, finetunes_per_task(evidence, None)) for run in todo)
     wanted = [float(evidence.localize["sparsity"]), *evidence.localize_curve] if evidence.localize else []
     to_localize = sum(counted.new_localizations(run, evidence, wanted) for run in todo)
-    found, _ = seed_records(results, claim)
-    made = [(record, folder) for by_method in found.values() for record, folder in by_method.values()]
+    made = [
+        (record, folder)
+        for found in _records_made(results, claim)
+        for by_method in found.values()
+        for record, folder in by_method.values()
+    ]
     remake = 0
     for record, folder in made:
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
@@ -144,6 +154,14 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         "localize": to_localize,
         "s_left": seconds if localize_s is not None else float("nan"),
     }
+
+
+def _records_made(results: Path, claim: Claim) -> list[dict]:
+    """The claim's finished records per seed, and its control methods' (each run once however many claims list
+    it)."""
+    evidence = claim.evidence
+    controls = [control_evidence(evidence, c) for c in evidence.control_methods]
+    return [seed_records(results, claim)[0], *(seed_records(results, claim, e)[0] for e in controls)]
 
 
 def summary(table: pd.DataFrame, cores: int) -> str:

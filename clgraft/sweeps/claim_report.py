@@ -64,12 +64,17 @@ def _table(measured: list[tuple[Claim, Measured]]) -> list[str]:
 
 
 def measured_text(m: Measured) -> str:
-    """The mean and its interval as the report prints them; one seed has no interval and says so."""
-    if m.mean is None:
+    """The claim's mean and its interval as the report prints them (interval_text)."""
+    return interval_text(m.values, m.mean, m.low, m.high)
+
+
+def interval_text(values: dict, mean: float | None, low: float | None, high: float | None) -> str:
+    """A mean over seeds and its interval as the report prints them; one seed has no interval and says so."""
+    if mean is None:
         return "–"
-    if len(m.values) < 2:
-        return f"{m.mean:.3g} (n = 1, no interval)"
-    return f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
+    if len(values) < 2:
+        return f"{mean:.3g} (n = 1, no interval)"
+    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def _section(c: Claim, m: Measured, controls: list[ControlMeasured], curve: list[CurvePoint]) -> list[str]:
@@ -106,7 +111,7 @@ def _control_lines(c: Claim, controls: list[ControlMeasured]) -> list[str]:
         if not k.values:
             lines.append(f"  - {k.name}: not run (`clgraft claims run {c.claim}`)")
             continue
-        value = measured_text(Measured(k.values, k.mean, k.low, k.high, "", "", ""))
+        value = interval_text(k.values, k.mean, k.low, k.high)
         paired = "" if k.difference is None else f"; claim − control {_interval(*k.difference)}"
         lines.append(f"  - {k.name}: {value}{paired}")
     return lines
@@ -117,14 +122,15 @@ def _curve_lines(c: Claim, curve: list[CurvePoint]) -> list[str]:
     expected side of the threshold (read as the verdict reads its own)."""
     if not curve:
         return []
-    lines = [f"- curve (the same runs and statistic; the verdict reads s = {c.evidence.localize['sparsity']:g}):"]
+    lines = [
+        f"- curve (the same runs and statistic; the verdict reads s = {float(c.evidence.localize['sparsity']):g}):"
+    ]
     clears = []
     for point in curve:
         if not point.values:
             lines.append(f"  - s = {point.sparsity:g}: not run (`clgraft claims run {c.claim}`)")
             continue
-        value = measured_text(Measured(point.values, point.mean, point.low, point.high, "", "", ""))
-        lines.append(f"  - s = {point.sparsity:g}: {value}")
+        lines.append(f"  - s = {point.sparsity:g}: {interval_text(point.values, point.mean, point.low, point.high)}")
         if read_interval(c.expect, point.low, point.high, len(point.values)).outcome == "holds":
             clears.append(point.sparsity)
     smallest = f"s = {min(clears):g}" if clears else "none of these"

@@ -76,6 +76,8 @@ class Statistic:
     ratio: bool = False
     localizer: str | None = None
     """The localize method whose rows a control reads instead of the claim's (a region searched for nothing)."""
+    control_of: str | None = None
+    """For a control: the statistic it is read beside (a claim lists it only under that statistic)."""
 
     def __post_init__(self) -> None:
         if (self.parts is None) == (self.whole is None):
@@ -291,6 +293,7 @@ def _control_statistic(analysis: str, control: str, what: str) -> Statistic:
         f"test accuracy of fine-tuning {what} over full fine-tuning's, {POOLED}",
         _analysis_parts(analysis, formula),
         ratio=True,
+        control_of="critical_layers_of_full" if analysis == "closeness" else "subspace_recovery",
     )
 
 
@@ -306,7 +309,13 @@ def _body_gain(row: dict) -> tuple[float, float]:
 
 
 def _agreement(row: dict) -> tuple[float, float] | None:
+    """The graft's agreement with θ_t's predictions (None in a row from before localize recorded it)."""
     return (row["agreement"], 1.0) if "agreement" in row else None
+
+
+def _head_agreement(row: dict) -> tuple[float, float] | None:
+    """θ₀ with θ_t's head: its agreement with θ_t's predictions (None in a row from before it was recorded)."""
+    return (row["agreement_base"], 1.0) if "agreement_base" in row else None
 
 
 GRAFT_STATISTICS = {
@@ -315,6 +324,13 @@ GRAFT_STATISTICS = {
     "agreement": (_agreement, f"share of the test examples on which θ̄ predicts θ_t's label, {MEAN}", False),
 }
 """The graft statistics a region control reads too: name → (formula, description, ratio)."""
+
+
+def _graft_statistic(name: str, note: str = "") -> Statistic:
+    """A graft statistic of GRAFT_STATISTICS, read from the claim's own localize rows."""
+    formula, describe, ratio = GRAFT_STATISTICS[name]
+    return Statistic("localize", describe + note, _graft_parts(formula), ratio=ratio)
+
 
 REGION_TABLE = (
     ("top-tau", "the top-⌊sN⌋ entries of |τ| (γ_base, the search's start)", "the top-|τ| region (no search)"),
@@ -334,27 +350,19 @@ def _region_statistic(claimed: str, region: str, what: str) -> Statistic:
         _graft_parts(formula, method=region),
         ratio=ratio,
         localizer=region,
+        control_of=claimed,
     )
 
 
 STATISTICS: dict[str, Statistic] = {
-    "recovered": Statistic(
-        "localize",
-        f"acc(θ̄)/acc(θ_t), {POOLED}: the paper's ratio (a trained head inflates it)",
-        _graft_parts(_recovered),
-        ratio=True,
-    ),
-    "body_gain_recovered": Statistic(
-        "localize",
-        f"(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), {POOLED}",
-        _graft_parts(_body_gain),
-        ratio=True,
-    ),
-    "agreement": Statistic("localize", GRAFT_STATISTICS["agreement"][1], _graft_parts(_agreement)),
+    "recovered": _graft_statistic("recovered", ": the paper's ratio (a trained head inflates it)"),
+    "body_gain_recovered": _graft_statistic("body_gain_recovered"),
+    "agreement": _graft_statistic("agreement"),
     "agreement_control_head": Statistic(
         "localize",
         f"share of the test examples on which θ₀ with θ_t's head predicts θ_t's label, {MEAN}",
-        _graft_parts(lambda r: (r["agreement_base"], 1.0) if "agreement_base" in r else None),
+        _graft_parts(_head_agreement),
+        control_of="agreement",
     ),
     "ece_reduction": Statistic(
         "localize",

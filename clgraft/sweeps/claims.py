@@ -155,17 +155,44 @@ class Evidence(_Strict):
                 "`analysis_controls` needs what they are compared with: `critical_layers` (closeness) or "
                 "`subspace_dims` (subspace)"
             )
-        if self.localize_controls and not self.localize:
-            raise ValueError("`localize_controls` are grafted at the localization's sparsity: give `localize`")
-        if self.localize_curve and needs != "localize":
-            raise ValueError(f"`localize_curve` reads localize.json, statistic '{self.statistic}' does not")
-        if not all(0 < x < 1 for x in self.localize_curve):
-            raise ValueError("`localize_curve`: every sparsity must be in (0, 1), e.g. 1e-5")
-        if self.control_methods and needs != "pair":
-            raise ValueError("`control_methods` replace a pair claim's second method: the statistic compares two")
+        if (of := STATISTICS[self.statistic].control_of) is not None:
+            raise ValueError(f"statistic '{self.statistic}' is a control of '{of}': list it under `controls`")
+        self._localize_extras()
+        self._control_methods(needs)
         if needs == "pair" and len(self.methods) != 2:
             raise ValueError(f"statistic '{self.statistic}' compares two methods: list two")
         return self
+
+    def _localize_extras(self) -> None:
+        """Raise unless the control regions and the curve add to the localization: no region that is its own
+        method, no curve point at its own sparsity."""
+        if (self.localize_controls or self.localize_curve) and not self.localize:
+            raise ValueError("`localize_controls` and `localize_curve` add to the localization: give `localize`")
+        if self.localize_curve and STATISTICS[self.statistic].needs != "localize":
+            raise ValueError(f"`localize_curve` reads localize.json, statistic '{self.statistic}' does not")
+        if not all(0 < x < 1 for x in self.localize_curve):
+            raise ValueError("`localize_curve`: every sparsity must be in (0, 1), e.g. 1e-5")
+        if self.localize and float(self.localize["sparsity"]) in self.localize_curve:
+            raise ValueError("`localize_curve` lists the localization's own sparsity: the curve reads it already")
+        if self.localize and self.localize.get("method", "scaled") in self.localize_controls:
+            raise ValueError("`localize_controls` lists the localization's own method: a control searches nothing")
+
+    def _control_methods(self, needs: str) -> None:
+        """Raise unless each control method is a valid spec that differs from the claim's own methods and whose
+        name no statistic has."""
+        from clgraft.methods import parse_method_spec
+
+        if self.control_methods and needs != "pair":
+            raise ValueError("`control_methods` replace a pair claim's second method: the statistic compares two")
+        for name, spec in self.control_methods.items():
+            if name in STATISTICS:
+                raise ValueError(f"control method '{name}': a statistic has that name, choose another")
+            if spec in self.methods:
+                raise ValueError(f"control method '{name}': {spec} is one of the claim's own methods")
+            try:
+                parse_method_spec(spec)
+            except ClgraftError as e:
+                raise ValueError(f"control method '{name}': {e}") from None
 
 
 class Claim(_Strict):
@@ -210,31 +237,32 @@ class Claim(_Strict):
             raise ValueError(f"control '{unknown[0]}': choose one of {', '.join([*CONTROL_NAMES, *own])}")
         for control in self.controls:
             self._readable(control)
+        if unlisted := [n for n in (self.evidence.control_methods if self.evidence else {}) if n not in self.controls]:
+            raise ValueError(f"control method '{unlisted[0]}' is not read: list it under `controls`")
         aspects = [d.what for d in self.departures]
         if repeated := sorted({a for a in aspects if aspects.count(a) > 1}):
             raise ValueError(f"departure '{repeated[0]}' is listed twice: one entry per aspect")
         return self
 
     def _readable(self, control: str) -> None:
-        """Raise unless the claim's evidence makes what the control reads: a region's localization, the localize
-        rows, or the claim's own analysis with its controls."""
+        """Raise unless the control is read beside the claim's statistic and the evidence makes what it reads: a
+        region's localization, the localize rows, or the analysis with its controls."""
         evidence = self.evidence
         if evidence is None:
             raise ValueError("`controls` are read from the claim's records: give `evidence`")
         if control in evidence.control_methods:
             return
         statistic = STATISTICS[control]
+        if statistic.control_of != evidence.statistic:
+            raise ValueError(f"control '{control}' is read beside '{statistic.control_of}', not '{evidence.statistic}'")
         if statistic.localizer is not None and statistic.localizer not in evidence.localize_controls:
             raise ValueError(
                 f"control '{control}' grafts the {statistic.localizer} region: list it in `localize_controls`"
             )
         if statistic.needs == "localize" and not evidence.localize:
             raise ValueError(f"control '{control}' reads localize.json: give `localize`")
-        if statistic.needs in ("closeness", "subspace"):
-            if not evidence.analysis_controls:
-                raise ValueError("`controls` are read from the analysis's controls: set `analysis_controls: true`")
-            if statistic.needs != evidence.analyze:
-                raise ValueError(f"`controls` must be read from the claim's own analysis ({evidence.analyze})")
+        if statistic.needs in ("closeness", "subspace") and not evidence.analysis_controls:
+            raise ValueError("`controls` are read from the analysis's controls: set `analysis_controls: true`")
 
 
 def claims_dir() -> Path:
@@ -559,21 +587,34 @@ def measure_controls(results: Path, claim: Claim, measured: Measured) -> list[Co
     out = []
     for control in claim.controls:
         if control in evidence.control_methods:
-            own = control_evidence(evidence, control)
-            found, _ = seed_records(results, claim, own)
-            read = {s: STATISTICS[evidence.statistic].read(r, own).value for s, r in sorted(found.items())}
-            name = f"{evidence.control_methods[control]} in place of {evidence.methods[1]}"
-        else:
-            read = {s: STATISTICS[control].read(r, evidence).value for s, r in sorted(records.items())}
-            name = CONTROL_NAMES[control]
-        out.append(_control_measured(name, read, measured))
+            out.append(_method_control(results, claim, control, records))
+            continue
+        read = {s: STATISTICS[control].read(r, evidence).value for s, r in sorted(records.items())}
+        out.append(_control_measured(CONTROL_NAMES[control], read, measured.values))
     return out
 
 
-def _control_measured(name: str, read: dict[int, float | None], measured: Measured) -> ControlMeasured:
-    """A control's values per seed (None: no value), mean, interval and paired difference claim − control."""
+def _method_control(results: Path, claim: Claim, control: str, records: dict) -> ControlMeasured:
+    """A control method read with the claim's statistic in place of its second method. Both the control and the
+    claim's number it is paired with read only the tasks all three runs learned, so that the first method's terms
+    cancel in claim − control and the difference is the second method's against the control's alone."""
+    evidence = claim.evidence
+    own, statistic = control_evidence(evidence, control), STATISTICS[evidence.statistic]
+    found, _ = seed_records(results, claim, own)
+    read, claimed = {}, {}
+    for seed in sorted(set(records) & set(found)):
+        three = {**records[seed], **found[seed]}  # learned_in reads every run of the dict: tasks all three learned
+        read[seed] = statistic.read(three, own).value
+        claimed[seed] = statistic.read(three, evidence).value
+    name = f"{evidence.control_methods[control]} in place of {evidence.methods[1]}"
+    return _control_measured(name, read, {s: v for s, v in claimed.items() if v is not None})
+
+
+def _control_measured(name: str, read: dict[int, float | None], claimed: dict[int, float]) -> ControlMeasured:
+    """A control's values per seed (None: no value), mean, interval and paired difference claim − control over the
+    seeds both have (`claimed`: the claim's value per seed)."""
     values = {s: v for s, v in read.items() if v is not None}
     mean, low, high = confidence_interval(list(values.values())) if values else (None, None, None)
-    both = [s for s in values if s in measured.values]
-    difference = confidence_interval([measured.values[s] - values[s] for s in both]) if len(both) >= 2 else None
+    both = [s for s in values if s in claimed]
+    difference = confidence_interval([claimed[s] - values[s] for s in both]) if len(both) >= 2 else None
     return ControlMeasured(name, values, mean, low, high, difference)
