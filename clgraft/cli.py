@@ -1063,8 +1063,9 @@ def analyze_closeness(
     controls: Annotated[
         bool,
         _opt(
-            "with --critical-layers: also fine-tune the k blocks that moved least, k random blocks and the head alone "
-            "(three more fine-tunes per task)",
+            "a reference scale for the distances: the same measures between each task's fine-tune and the other "
+            "tasks' (where every task starts at θ₀); with --critical-layers also fine-tune the k blocks that moved "
+            "least, k random blocks and the head alone (three more fine-tunes per task)",
             "--controls",
         ),
     ] = False,
@@ -1079,8 +1080,6 @@ def analyze_closeness(
 
     if critical_layers is not None and critical_layers < 1:
         raise ClgraftError("--critical-layers must be ≥ 1")
-    if controls and critical_layers is None:
-        raise ClgraftError("--controls compares with the critical layers: give --critical-layers K too")
     run = _open(run_dir, tasks_dir, data_dir)
     results = run_analysis(run, run.select(task), critical_layers, controls)
     typer.echo(table(results))

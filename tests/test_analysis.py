@@ -196,10 +196,7 @@ def test_critical_layer_controls_are_the_least_moved_random_and_no_blocks():
 
 def test_critical_layers_with_controls_trains_each_control_beside_them(analysis_run, invoke):
     """--controls adds the least-moved, random and head-only fine-tunes to the critical-layers entry, each with its
-    share of full fine-tuning's accuracy, keeping the earlier critical fine-tune; --controls alone is refused in one
-    line."""
-    with pytest.raises(ClgraftError, match="give --critical-layers"):
-        invoke("analyze", "closeness", analysis_run, "--controls")
+    share of full fine-tuning's accuracy, keeping the earlier critical fine-tune."""
     invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--task", "tiny-trec")
     output = invoke("analyze", "closeness", analysis_run, "--critical-layers", "1", "--controls", "--task", "tiny-trec")
     assert "control head_only (no block)" in output and "bottom" in output
@@ -258,3 +255,33 @@ def test_a_joint_run_is_localized_task_by_task_and_its_regions_compared(tiny_mod
     assert set(summary["correlations_with_jaccard"]) == {"embedding_cosine", "same_type"}
     with pytest.raises(ClgraftError, match="a joint run has one model for all tasks"):
         invoke("analyze", "closeness", run_dir)
+
+
+def test_closeness_controls_give_the_distance_to_the_other_tasks_fine_tunes(analysis_run, tiny_model_dir, invoke):
+    """--controls alone (no fine-tune) adds the reference scale: per block, the mean over the other tasks u of
+    ‖θ_t − θ_u‖₁/D, ‖θ_t − θ_u‖₂/‖θ₀‖₂ and 1 − cos(θ_t, θ_u), restated here from the weight files; run.json's
+    summary carries every measure of both."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    output = invoke("analyze", "closeness", analysis_run, "--controls")
+    assert "to the other tasks' fine-tunes" in output
+    assert "trained: acc" not in output and ": control " not in output  # the reference trains nothing
+    names = ["tiny-sst2", "tiny-agnews", "tiny-trec"]
+    weights = sorted((analysis_run / "weights").glob("*.safetensors"))
+    assert len(weights) == len(names)
+    after = [load_file(w) for w in weights]
+    theta0 = {k: v.detach() for k, v in AutoModel.from_pretrained(tiny_model_dir).named_parameters()}
+    block = [k for k in after[0] if k.startswith("body.") and ".layer.1." in k]
+    entry = json.loads((analysis_run / "analysis" / "closeness.json").read_text())["tasks"]["tiny-trec"]
+    got = entry["reference"]["layer 1"]
+    flat = [torch.cat([a[k].double().flatten() for k in block]) for a in after]
+    start = torch.cat([theta0[k.removeprefix("body.")].double().flatten() for k in block])
+    l1 = np.mean([float((flat[2] - flat[u]).abs().mean()) for u in (0, 1)])
+    rel = np.mean([float((flat[2] - flat[u]).norm() / start.norm()) for u in (0, 1)])
+    cos = np.mean([1 - float(torch.nn.functional.cosine_similarity(flat[2], flat[u], dim=0)) for u in (0, 1)])
+    assert (got["l1"], got["rel_l2"], got["angular"]) == pytest.approx((l1, rel, cos), rel=1e-6)
+    assert got["rel_l2"] > 0 and got["rel_l2"] != entry["per_layer"]["layer 1"]["rel_l2"]
+    summary = json.loads((analysis_run / "run.json").read_text())["analysis"]["closeness"]["tiny-trec"]
+    assert set(summary) >= {"rel_l2_by_layer", "l1_by_layer", "angular_by_layer", "reference"}
+    assert summary["reference"]["angular_by_layer"]["layer 1"] == got["angular"]

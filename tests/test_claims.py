@@ -535,6 +535,42 @@ def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_mode
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": names[:1]}, **evidence)
 
 
+def test_closeness_reference_is_read_beside_closeness_and_keeps_the_critical_layers(tiny_model_dir, tmp_path):
+    """Closeness's control is the distance between two tasks' fine-tunes: asked by a closeness claim with
+    `analysis_controls`, it is added to runs whose analysis lacks it without dropping the critical-layers
+    fine-tunes an earlier analysis made, and read per seed as the mean over the learned tasks of the mean over
+    blocks of the reference's relative L2."""
+    from statistics import fmean
+
+    from clgraft.sweeps.claims import measure_controls
+
+    run = {"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"}
+    critical = _claim(
+        "critical_layers_of_full", ["independent"], (">=", 0.95), run=run, analyze="closeness", critical_layers=1
+    )
+    run_claim(tmp_path, critical, None, lambda s: None, progress=False)
+    name = "closeness_rel_l2_control_reference"
+    plain = dict(run=run, analyze="closeness", records=str(claim_runs_dir(tmp_path, critical).relative_to(tmp_path)))
+    claim = _claim(
+        "closeness_rel_l2", ["independent"], ("<=", 0.1), claim={"controls": [name]}, analysis_controls=True, **plain
+    )
+    said = []
+    run_claim(tmp_path, claim, None, said.append, progress=False)
+    assert not any("trained: acc" in s for s in said)  # the critical fine-tunes are kept, not trained again
+    measured = measure(tmp_path, claim)
+    (control,) = measure_controls(tmp_path, claim, measured)
+    assert control.name == "two tasks' fine-tunes (the reference scale)"
+    for seed, records in seed_records(tmp_path, claim)[0].items():
+        ((record, _),) = records.values()
+        tasks = [t for t in record["analysis"]["closeness"].values() if isinstance(t, dict)]
+        assert all(t["critical_layers"]["k"] == 1 for t in tasks)
+        learned = [p.left_out is None for p in measured.parts[seed]]
+        values = [fmean(t["reference"]["rel_l2_by_layer"].values()) for t, k in zip(tasks, learned, strict=True) if k]
+        assert control.values.get(seed) == pytest.approx(fmean(values)) if values else seed not in control.values
+    with pytest.raises(ValueError, match="set `analysis_controls: true`"):
+        _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), claim={"controls": [name]}, **plain)
+
+
 def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_is_run_only_by_name(
     invoke, tmp_path, monkeypatch
 ):

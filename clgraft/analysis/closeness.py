@@ -1,7 +1,10 @@
 """How far each layer moves in fine-tuning (docs/protocols.md, Radiya-Dixit & Wang 2020): per-tensor L1/D, relative L2
 and angular distance for every task, aggregated per transformer block; "critical layers" fine-tunes only the k blocks
 that moved most and compares its accuracy with full fine-tuning, and, with controls, the k blocks that moved least,
-k blocks drawn at random and the head alone: whether it is the critical blocks that suffice, or any k."""
+k blocks drawn at random and the head alone: whether it is the critical blocks that suffice, or any k. With controls,
+each block's distances also get a reference scale where every task starts from θ₀: the same three measures between
+task t's fine-tune and each other task's, averaged over the other tasks — "close to θ₀" read against how far apart
+two solutions of this model's fine-tuning lie."""
 
 from __future__ import annotations
 
@@ -31,17 +34,30 @@ def closeness_table(run: OpenRun, t: int) -> pd.DataFrame:
 
 def by_layer(run: OpenRun, t: int) -> pd.DataFrame:
     """Per transformer block: ‖Δ‖₁/D, ‖Δ‖₂/‖θ_start‖₂ and 1 − cos over the block's parameters taken together."""
-    start, after = run.start(t), run.blocks(run.state_after(t))
+    start = run.start(t)
+    return distances(run, start, run.blocks(run.state_after(t)), start)
+
+
+def distances(run: OpenRun, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> pd.DataFrame:
+    """Per transformer block, between flat block vectors a and b: ‖b − a‖₁/D, ‖b − a‖₂/‖scale‖₂ and 1 − cos(a, b)."""
     rows = {}
     for layer, (lo, hi) in run.layers().items():
-        a, b = start[lo:hi].double(), after[lo:hi].double()
-        diff = b - a
+        x, y = a[lo:hi].double(), b[lo:hi].double()
+        diff = y - x
         rows[layer] = {
             "l1": float(diff.abs().mean()),
-            "rel_l2": float(diff.norm() / a.norm()),
-            "angular": float(1 - torch.nn.functional.cosine_similarity(a, b, dim=0)),
+            "rel_l2": float(diff.norm() / scale[lo:hi].double().norm()),
+            "angular": float(1 - torch.nn.functional.cosine_similarity(x, y, dim=0)),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def reference_by_layer(run: OpenRun, t: int, finetuned: dict[int, torch.Tensor]) -> pd.DataFrame:
+    """The reference scale of task t's closeness: per block, the distances of `by_layer` between θ_t and each other
+    task's fine-tune θ_u (relative L2 still over ‖θ₀‖), averaged over u. Only where every task starts at θ₀: there
+    θ_t − θ_u = τ_t − τ_u, two solutions of the same fine-tuning from the same start."""
+    others = [distances(run, finetuned[t], theta_u, run.theta0) for u, theta_u in finetuned.items() if u != t]
+    return sum(others[1:], others[0]) / len(others)
 
 
 def critical_layers(run: OpenRun, t: int, layers: list[str]) -> float:
@@ -107,22 +123,28 @@ def _critical(run: OpenRun, t: int, ranked: list[str], order: list[str], k: int,
 
 
 def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: bool = False) -> dict:
-    """Closeness for each task (per tensor and per block); with k, the critical-layers comparison, and with
-    `controls` the same fine-tuning of the control blocks (`control_layers`) beside it (an earlier analysis's
-    fine-tunes of the same blocks are kept). Writes analysis/closeness.json, closeness.csv (per tensor) and
+    """Closeness for each task (per tensor and per block); with `controls` its reference scale (`reference_by_layer`);
+    with k, the critical-layers comparison, and with `controls` the same fine-tuning of the control blocks
+    (`control_layers`) beside it. An earlier analysis's critical-layers fine-tunes are kept: those of the same
+    blocks with k, all of them without. Writes analysis/closeness.json, closeness.csv (per tensor) and
     closeness.png."""
     refuse_joint(run, "closeness")
     earlier = _earlier_critical(run)
+    finetuned = _all_finetuned(run) if controls else {}
     results, frames = {}, []
     for t in tasks:
         name = run.names[t]
         per_tensor, per_layer = closeness_table(run, t), by_layer(run, t)
         frames.append(per_tensor.assign(task=name))
         entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
+        if finetuned:
+            entry["reference"] = reference_by_layer(run, t, finetuned).to_dict(orient="index")
         if k:
             ranked = list(per_layer.sort_values("rel_l2", ascending=False).index)
             order = list(per_layer.index)
             entry["critical_layers"] = _critical(run, t, ranked, order, k, controls, earlier.get(name, {}))
+        elif name in earlier:  # closeness alone keeps what an earlier critical-layers analysis trained
+            entry["critical_layers"] = earlier[name]
         results[name] = entry
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -130,13 +152,28 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
     save(plot_closeness(results, run_line(run.record)), out / "closeness.png")
     summary = {
         name: {
-            "rel_l2_by_layer": {layer: v["rel_l2"] for layer, v in e["per_layer"].items()},
+            **_by_measure(e["per_layer"]),
+            **({"reference": _by_measure(e["reference"])} if "reference" in e else {}),
             **({"critical_layers": e["critical_layers"]} if "critical_layers" in e else {}),
         }
         for name, e in results.items()
     }
     run.write("closeness", {"tasks": results}, summary)
     return results
+
+
+def _all_finetuned(run: OpenRun) -> dict[int, torch.Tensor]:
+    """Every task's fine-tuned block vector, for the reference scale: empty (no reference) unless each task starts at
+    θ₀ and there are two tasks to compare."""
+    if not run.from_theta0 or len(run.names) < 2:
+        run.echo("closeness: no reference scale (it compares fine-tunes that all start at θ₀, two tasks or more)")
+        return {}
+    return {u: run.blocks(run.state_after(u)) for u in range(len(run.names))}
+
+
+def _by_measure(per_layer: dict) -> dict:
+    """{measure}_by_layer for the run.json summary: relative L2, L1/D and 1 − cos of each block."""
+    return {f"{m}_by_layer": {layer: v[m] for layer, v in per_layer.items()} for m in ("rel_l2", "l1", "angular")}
 
 
 def plot_closeness(results: dict, run: str) -> Figure:
@@ -146,7 +183,17 @@ def plot_closeness(results: dict, run: str) -> Figure:
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     for name, entry in results.items():
         layers = list(entry["per_layer"])
-        ax.plot(range(len(layers)), [entry["per_layer"][la]["rel_l2"] for la in layers], marker="o", label=name)
+        (line,) = ax.plot(
+            range(len(layers)), [entry["per_layer"][la]["rel_l2"] for la in layers], marker="o", label=name
+        )
+        if "reference" in entry:
+            ax.plot(
+                range(len(layers)),
+                [entry["reference"][la]["rel_l2"] for la in layers],
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{name}: to the other tasks' fine-tunes",
+            )
     ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_xlabel("transformer block")
     ax.set_ylabel("relative L2 change ‖θ_t − θ_start‖₂ / ‖θ_start‖₂")
@@ -155,11 +202,21 @@ def plot_closeness(results: dict, run: str) -> Figure:
 
 
 def table(results: dict) -> str:
-    """Per-block relative L2 (×10⁻³) for each task, and the critical-layers comparison where run."""
+    """Per-block relative L2 (×10⁻³) for each task; with the reference scale, each measure from θ_start beside the
+    same measure to the other tasks' fine-tunes; and the critical-layers comparison where run."""
     rel = pd.DataFrame(
         {name: {la: 1e3 * v["rel_l2"] for la, v in e["per_layer"].items()} for name, e in results.items()}
     )
     text = "relative L2 change ‖Δ‖₂/‖θ_start‖₂ per block, ×10⁻³\n" + rel.round(3).to_string()
+    reference = {name: e["reference"] for name, e in results.items() if "reference" in e}
+    if reference:
+        text += "\n\nper block: from θ_start / to the other tasks' fine-tunes (the reference scale)"
+        for measure, what in (("rel_l2", "relative L2"), ("l1", "L1/D"), ("angular", "1 − cos")):
+            pairs = {
+                name: {la: f"{v[measure]:.3g} / {ref[la][measure]:.3g}" for la, v in results[name]["per_layer"].items()}
+                for name, ref in reference.items()
+            }
+            text += f"\n{what}\n" + pd.DataFrame(pairs).to_string()
     crit = {
         name: {
             "layers": ", ".join(e["critical_layers"]["layers"]),

@@ -244,6 +244,12 @@ def _rel_l2(entry: dict) -> tuple[float, float]:
     return fmean(entry["rel_l2_by_layer"].values()), 1.0
 
 
+def _reference_rel_l2(entry: dict) -> tuple[float, float] | None:
+    """The reference scale's relative L2 (to the other tasks' fine-tunes), mean over blocks; None without it."""
+    reference = entry.get("reference")
+    return None if reference is None else (fmean(reference["rel_l2_by_layer"].values()), 1.0)
+
+
 def _critical_layers(entry: dict) -> tuple[float, float] | None:
     critical = entry.get("critical_layers")
     return None if critical is None else (critical["acc"], critical["full_acc"])
@@ -420,6 +426,13 @@ STATISTICS: dict[str, Statistic] = {
         ratio=True,
     ),
     **{_PREFIX[a] + control: _control_statistic(a, control, what) for a, control, what, _ in CONTROL_TABLE},
+    "closeness_rel_l2_control_reference": Statistic(
+        "closeness",
+        "‖θ_t − θ_u‖₂/‖θ₀‖₂ between task t's fine-tune and each other task's (every task from θ₀), mean over the "
+        f"other tasks and the blocks, then {MEAN}: the distance between two solutions, as a scale for closeness",
+        _analysis_parts("closeness", _reference_rel_l2),
+        control_of="closeness_rel_l2",
+    ),
     **{
         f"{claimed}_control_{region}": _region_statistic(claimed, region, what)
         for claimed in GRAFT_STATISTICS
@@ -430,5 +443,6 @@ CONTROL_NAMES = {
     **{_PREFIX[a] + control: name for a, control, _, name in CONTROL_TABLE},
     **{f"{claimed}_control_{region}": name for claimed in GRAFT_STATISTICS for region, _, name in REGION_TABLE},
     "agreement_control_head": "θ₀ with θ_t's head (no graft)",
+    "closeness_rel_l2_control_reference": "two tasks' fine-tunes (the reference scale)",
 }
 """How the report names each control statistic (Claim.controls)."""

@@ -103,9 +103,9 @@ class Evidence(_Strict):
     )
     analysis_controls: bool = Field(
         default=False,
-        description="the analysis's controls (--controls): closeness, the k least-moved blocks, k random blocks and "
-        "the head alone beside the critical layers; subspace, a random subspace, the next task's and none beside the "
-        "intrinsic one",
+        description="the analysis's controls (--controls): closeness, the distances between two tasks' fine-tunes "
+        "as a reference scale, and the k least-moved blocks, k random blocks and the head alone beside the critical "
+        "layers; subspace, a random subspace, the next task's and none beside the intrinsic one",
     )
     localize_controls: list[Literal["top-tau", "random", "bias"]] = Field(
         default=[],
@@ -148,12 +148,11 @@ class Evidence(_Strict):
         if self.statistic == "critical_layers_of_full" and not self.critical_layers:
             raise ValueError("statistic 'critical_layers_of_full' needs `critical_layers: k`")
         if self.analysis_controls and not (
-            (self.analyze == "closeness" and self.critical_layers)
-            or (self.analyze == "subspace" and self.subspace_dims)
+            self.analyze == "closeness" or (self.analyze == "subspace" and self.subspace_dims)
         ):
             raise ValueError(
-                "`analysis_controls` needs what they are compared with: `critical_layers` (closeness) or "
-                "`subspace_dims` (subspace)"
+                "`analysis_controls` needs what they are compared with: the closeness analysis, or `subspace_dims` "
+                "(subspace)"
             )
         if (of := STATISTICS[self.statistic].control_of) is not None:
             raise ValueError(f"statistic '{self.statistic}' is a control of '{of}': list it under `controls`")
@@ -513,12 +512,18 @@ def _analysed(run_dir: Path, evidence: Evidence) -> bool:
 
 def _has_everything(summary: dict, evidence: Evidence) -> bool:
     """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
-    at k, every subspace dimension asked, and the controls where asked."""
+    at k, every subspace dimension asked, and the controls where asked (closeness's reference scale among them)."""
     tasks = [task for _, task in summary_tasks(summary)]
-    if evidence.analyze == "closeness" and evidence.critical_layers:
+    if evidence.analyze == "closeness":
         return all(
-            task.get("critical_layers", {}).get("k") == evidence.critical_layers
-            and (not evidence.analysis_controls or "controls" in task["critical_layers"])
+            (not evidence.analysis_controls or "reference" in task)
+            and (
+                not evidence.critical_layers
+                or (
+                    task.get("critical_layers", {}).get("k") == evidence.critical_layers
+                    and (not evidence.analysis_controls or "controls" in task["critical_layers"])
+                )
+            )
             for task in tasks
         )
     if evidence.analyze == "subspace" and evidence.subspace_dims:
