@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -569,6 +570,43 @@ def test_closeness_reference_is_read_beside_closeness_and_keeps_the_critical_lay
         assert control.values.get(seed) == pytest.approx(fmean(values)) if values else seed not in control.values
     with pytest.raises(ValueError, match="set `analysis_controls: true`"):
         _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), claim={"controls": [name]}, **plain)
+
+
+def test_region_overlap_claim_reads_the_mean_overlap_beside_random_regions(tiny_model_dir, tmp_path):
+    """overlap_mean is the mean over task pairs i ≠ j of O(i→j) of the seed's overlap analysis, and its control the
+    same mean of the random-mask null (each task's region size over N), restated from the analysis's matrices."""
+    from clgraft.sweeps.claims import measure_controls
+
+    run = {"model": str(tiny_model_dir), "steps": 5, "batch_size": 4, "max_length": 32}
+    claim = _claim(
+        "overlap_mean",
+        ["independent"],
+        ("<=", 0.1),
+        claim={"controls": ["overlap_mean_control_random"]},
+        run=run,
+        localize={"sparsity": 0.05, "method": "scaled", "steps": 1},
+        analyze="overlap",
+    )
+    claim = claim.model_copy(update={"evidence": claim.evidence.model_copy(update={"seeds": [1]})})
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    (folder,) = [p.parent for p in claim_runs_dir(tmp_path, claim).glob("*/run.json")]
+    payload = json.loads((folder / "analysis" / "overlap-s0.05.json").read_text())
+    overlap, null = np.array(payload["overlap"]), np.array(payload["null_overlap"])
+    off = ~np.eye(len(overlap), dtype=bool)
+    measured = measure(tmp_path, claim)
+    assert measured.values[1] == pytest.approx(overlap[off].mean())
+    (control,) = measure_controls(tmp_path, claim, measured)
+    assert control.values[1] == pytest.approx(null[off].mean()) and control.difference is None  # one seed
+    assert null[off].mean() == pytest.approx(0.05, rel=0.01)  # regions of ⌊sN⌋ entries: s of each other, by chance
+    with pytest.raises(ValueError, match="read beside 'overlap_mean', not 'overlap_same_type_rho'"):
+        _claim(
+            "overlap_same_type_rho",
+            ["independent"],
+            (">", 0.0),
+            claim={"controls": ["overlap_mean_control_random"]},
+            localize={"sparsity": 0.05},
+            analyze="overlap",
+        )
 
 
 def test_a_claim_that_requires_a_hub_model_or_gpu_says_so_with_its_command_and_is_run_only_by_name(

@@ -267,14 +267,22 @@ def _control(section: str, control: str) -> Callable[[dict], tuple[float, float]
     return formula
 
 
-def _overlap_rho(records: Records, evidence: Evidence) -> float | None:
-    """ρ of the overlap analysis, read only where the run's grafts are the claim's (its localize.json rows: the
+def _overlap_summary(records: Records, evidence: Evidence) -> dict | None:
+    """The overlap analysis's summary, read only where the run's grafts are the claim's (its localize.json rows: the
     analysis compares whatever grafts of that sparsity the folder holds)."""
     (_, folder), *_ = records.values()
     summary = analysis_summary(records, evidence, "overlap")
-    if summary is None or not localize_rows(folder, evidence):
-        return None
-    return summary["correlations_with_jaccard"]["same_type"]["rho"]
+    return summary if summary is not None and localize_rows(folder, evidence) else None
+
+
+def _overlap_reader(read: Callable[[dict], float]) -> Callable[[Records, Evidence], float | None]:
+    """A whole-seed statistic read from the overlap summary by `read` (None without the claim's analysis)."""
+
+    def whole(records: Records, evidence: Evidence) -> float | None:
+        summary = _overlap_summary(records, evidence)
+        return None if summary is None else read(summary)
+
+    return whole
 
 
 POOLED = "pooled over the learned tasks (Σ numerator / Σ denominator)"
@@ -392,7 +400,19 @@ STATISTICS: dict[str, Statistic] = {
         "overlap",
         "Spearman ρ of region Jaccard with same task type, over all task pairs (one number per seed: the learned-task "
         "rule does not apply)",
-        whole=_overlap_rho,
+        whole=_overlap_reader(lambda summary: summary["correlations_with_jaccard"]["same_type"]["rho"]),
+    ),
+    "overlap_mean": Statistic(
+        "overlap",
+        "mean over task pairs i ≠ j of the share of task j's region inside task i's, O(i→j) = |γ_i ∧ γ_j| / |γ_j| "
+        "(one number per seed: the learned-task rule does not apply)",
+        whole=_overlap_reader(lambda summary: summary["mean_overlap"]),
+    ),
+    "overlap_mean_control_random": Statistic(
+        "overlap",
+        "the same for random regions of the same sizes: its expectation, O(i→j) = |γ_i| / N",
+        whole=_overlap_reader(lambda summary: summary["mean_null_overlap"]),
+        control_of="overlap_mean",
     ),
     "subspace_d90": Statistic(
         "subspace",
@@ -444,5 +464,6 @@ CONTROL_NAMES = {
     **{f"{claimed}_control_{region}": name for claimed in GRAFT_STATISTICS for region, _, name in REGION_TABLE},
     "agreement_control_head": "θ₀ with θ_t's head (no graft)",
     "closeness_rel_l2_control_reference": "two tasks' fine-tunes (the reference scale)",
+    "overlap_mean_control_random": "random regions of the same sizes (expected)",
 }
 """How the report names each control statistic (Claim.controls)."""
