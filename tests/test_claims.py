@@ -681,6 +681,26 @@ def test_a_claim_run_whose_weights_are_gone_makes_them_again_only_if_r_is_the_re
     assert not (folders[0] / "weights").exists() and not list(claim_runs_dir(tmp_path, plain).glob(".weights-*"))
 
 
+def test_claims_plan_remakes_weights_for_an_analysis_that_trains_nothing(tiny_model_dir, tmp_path):
+    """Closeness's reference scale trains nothing but reads every task's weights: where a record's analysis lacks it
+    and the weights are gone, the plan prices the run again (and no fine-tune); once it is made, nothing."""
+    import shutil
+
+    from clgraft.sweeps.claim_plan import claim_plan
+
+    run = {"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"}
+    plain = _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), run=run, analyze="closeness")
+    plain = plain.model_copy(update={"evidence": plain.evidence.model_copy(update={"seeds": [1]})})
+    run_claim(tmp_path, plain, None, lambda s: None, progress=False)
+    shutil.rmtree(next(claim_runs_dir(tmp_path, plain).glob("*/weights")))
+    reference = plain.model_copy(update={"evidence": plain.evidence.model_copy(update={"analysis_controls": True})})
+    row = claim_plan(tmp_path, [reference], []).iloc[0]
+    assert (row["left"], row["remake_weights"], row["analysis_finetunes"]) == (0, 1, 0)
+    assert claim_plan(tmp_path, [plain], []).iloc[0]["remake_weights"] == 0  # its analysis is complete
+    run_claim(tmp_path, reference, None, lambda s: None, progress=False)
+    assert claim_plan(tmp_path, [reference], []).iloc[0]["remake_weights"] == 0
+
+
 def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(tiny_model_dir, tmp_path, invoke):
     """`claims run --plan` runs nothing; a claim's runs left are priced from measured runs, and its records whose
     analysis lacks what is asked (here the controls: 3 fine-tunes a task) add those fine-tunes and, where the

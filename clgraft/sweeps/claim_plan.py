@@ -1,9 +1,10 @@
 """What the claims' runs still cost (`clgraft claims run --plan`), priced as `clgraft sweep --plan` prices cells: per
 claim its runs finished and left, with seconds per run from measured runs (`clgraft/sweeps/cost.py`), and the work
-after the runs that is still to do — runs made again where their weights are gone, and the analysis fine-tunes not
-made yet, each priced at the run's own cost (an analysis fine-tune trains one task with the run's steps; a run trains
-every task once and evaluates them, so the price is an upper bound); a localization not made yet is priced at the
-CPU time the claim's other localizations recorded, else left unknown."""
+after the runs that is still to do — runs made again where their weights are gone and an analysis, a localization or
+a control region still needs them, and the analysis fine-tunes not made yet, each priced at the run's own cost (an
+analysis fine-tune trains one task with the run's steps; a run trains every task once and evaluates them, so the
+price is an upper bound); a localization not made yet is priced at the CPU time the claim's other localizations
+recorded, else left unknown."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary
 from clgraft.sweeps.claims import (
     Claim,
     Evidence,
+    analysis_complete,
     claim_runs_dir,
     control_evidence,
     has_weights,
@@ -131,11 +133,13 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     remake = 0
     for record, folder in made:
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
-        asked = finetunes_per_task(evidence, record.get("analysis", {}).get(key)) if key else 0
+        summary = record.get("analysis", {}).get(key) if key else None
+        asked = finetunes_per_task(evidence, summary) if key else 0
+        unanalysed = key is not None and (summary is None or not analysis_complete(summary, evidence))
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
         regions = any(not localize_rows(folder, evidence, c) for c in evidence.localize_controls)
         curve = missing_curve(folder, evidence) if evidence.localize else []
-        if (asked > 0 or localize or regions or curve) and not has_weights(folder, record):
+        if (unanalysed or localize or regions or curve) and not has_weights(folder, record):
             remake += counted.remake(folder)
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
         missing = [float(evidence.localize["sparsity"])] if localize else []

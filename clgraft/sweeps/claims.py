@@ -507,10 +507,10 @@ def _analyze(
 def _analysed(run_dir: Path, evidence: Evidence) -> bool:
     """Whether the run's record holds the evidence's analysis with everything it asks for."""
     done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
-    return done is not None and _has_everything(done, evidence)
+    return done is not None and analysis_complete(done, evidence)
 
 
-def _has_everything(summary: dict, evidence: Evidence) -> bool:
+def analysis_complete(summary: dict, evidence: Evidence) -> bool:
     """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
     at k, every subspace dimension asked, and the controls where asked (closeness's reference scale among them)."""
     tasks = [task for _, task in summary_tasks(summary)]
