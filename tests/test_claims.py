@@ -18,7 +18,7 @@ from clgraft.methods import parse_method_spec
 from clgraft.metrics.chance import beats_chance
 from clgraft.metrics.seeds import confidence_interval
 from clgraft.sweeps.claim_report import report
-from clgraft.sweeps.claim_statistics import STATISTICS, pool
+from clgraft.sweeps.claim_statistics import STATISTICS, learned_tasks, pool
 from clgraft.sweeps.claims import Claim, claim_runs_dir, load_claims, measure, run_claim, seed_records
 
 
@@ -536,7 +536,9 @@ def test_critical_layer_controls_are_run_and_reported_beside_the_claim(tiny_mode
         _claim("critical_layers_of_full", ["independent"], (">=", 0.95), claim={"controls": names[:1]}, **evidence)
 
 
-def test_closeness_reference_is_read_beside_closeness_and_keeps_the_critical_layers(tiny_model_dir, tmp_path):
+def test_closeness_reference_is_read_beside_closeness_and_keeps_the_critical_layers(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     """Closeness's control is the distance between two tasks' fine-tunes: asked by a closeness claim with
     `analysis_controls`, it is added to runs whose analysis lacks it without dropping the critical-layers
     fine-tunes an earlier analysis made, and read per seed as the mean over the learned tasks of the mean over
@@ -558,6 +560,10 @@ def test_closeness_reference_is_read_beside_closeness_and_keeps_the_critical_lay
     said = []
     run_claim(tmp_path, claim, None, said.append, progress=False)
     assert not any("trained: acc" in s for s in said)  # the critical fine-tunes are kept, not trained again
+    # 3 steps learn no tiny task; count every task, so that each seed's value is the formula's over all of them
+    monkeypatch.setattr(
+        "clgraft.sweeps.claim_statistics.learned_in", lambda records: dict.fromkeys(learned_tasks(_one(records)), True)
+    )
     measured = measure(tmp_path, claim)
     (control,) = measure_controls(tmp_path, claim, measured)
     assert control.name == "two tasks' fine-tunes (the reference scale)"
@@ -567,7 +573,7 @@ def test_closeness_reference_is_read_beside_closeness_and_keeps_the_critical_lay
         assert all(t["critical_layers"]["k"] == 1 for t in tasks)
         learned = [p.left_out is None for p in measured.parts[seed]]
         values = [fmean(t["reference"]["rel_l2_by_layer"].values()) for t, k in zip(tasks, learned, strict=True) if k]
-        assert control.values.get(seed) == pytest.approx(fmean(values)) if values else seed not in control.values
+        assert len(values) == 3 and control.values[seed] == pytest.approx(fmean(values))
     with pytest.raises(ValueError, match="set `analysis_controls: true`"):
         _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), claim={"controls": [name]}, **plain)
 
@@ -693,7 +699,12 @@ def test_claims_plan_remakes_weights_for_an_analysis_that_trains_nothing(tiny_mo
     plain = plain.model_copy(update={"evidence": plain.evidence.model_copy(update={"seeds": [1]})})
     run_claim(tmp_path, plain, None, lambda s: None, progress=False)
     shutil.rmtree(next(claim_runs_dir(tmp_path, plain).glob("*/weights")))
-    reference = plain.model_copy(update={"evidence": plain.evidence.model_copy(update={"analysis_controls": True})})
+    reference = plain.model_copy(
+        update={
+            "evidence": plain.evidence.model_copy(update={"analysis_controls": True}),
+            "controls": ["closeness_rel_l2_control_reference"],
+        }
+    )
     row = claim_plan(tmp_path, [reference], []).iloc[0]
     assert (row["left"], row["remake_weights"], row["analysis_finetunes"]) == (0, 1, 0)
     assert claim_plan(tmp_path, [plain], []).iloc[0]["remake_weights"] == 0  # its analysis is complete
@@ -969,3 +980,9 @@ def test_a_control_method_and_the_claim_it_is_paired_with_read_the_tasks_all_thr
     (control,) = measure_controls(tmp_path, claim, m)
     assert control.values == pytest.approx({1: 0.0, 2: 0.0, 3: 0.0})
     assert control.difference == pytest.approx((0.0, 0.0, 0.0))
+
+
+def _one(records: dict) -> dict:
+    """The one record of a seed's records (a claim of one method)."""
+    ((record, _),) = records.values()
+    return record

@@ -16,6 +16,7 @@ import torch
 from clgraft.analysis.run_files import OpenRun, layer_of, refuse_joint
 from clgraft.io.figures import finish_lines, pyplot, run_line, save
 from clgraft.io.records import read_json
+from clgraft.methods import get_method
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.training.loop import train_task
 
@@ -54,8 +55,9 @@ def distances(run: OpenRun, a: torch.Tensor, b: torch.Tensor, scale: torch.Tenso
 
 def reference_by_layer(run: OpenRun, t: int, finetuned: dict[int, torch.Tensor]) -> pd.DataFrame:
     """The reference scale of task t's closeness: per block, the distances of `by_layer` between θ_t and each other
-    task's fine-tune θ_u (relative L2 still over ‖θ₀‖), averaged over u. Only where every task starts at θ₀: there
-    θ_t − θ_u = τ_t − τ_u, two solutions of the same fine-tuning from the same start."""
+    task's fine-tune θ_u (relative L2 still over ‖θ₀‖), averaged over u. For independent fine-tunes θ_t − θ_u =
+    τ_t − τ_u, so where the tasks' updates are nearly orthogonal the reference is about √2 × each one's own distance:
+    it says how far apart two solutions lie, which a distance from θ₀ is read against, not how close either is."""
     others = [distances(run, finetuned[t], theta_u, run.theta0) for u, theta_u in finetuned.items() if u != t]
     return sum(others[1:], others[0]) / len(others)
 
@@ -94,11 +96,10 @@ def control_layers(ranked: list[str], k: int, seed: int, order: list[str]) -> di
     return {"bottom": ranked[-k:], "random": [b for b in order if b in picked], "head_only": []}
 
 
-def _earlier_critical(run: OpenRun) -> dict[str, dict]:
-    """Each task's critical-layers entry of an earlier analysis/closeness.json of this run (none if absent)."""
+def _earlier(run: OpenRun) -> dict[str, dict]:
+    """Each task's entry of an earlier analysis/closeness.json of this run (none if absent)."""
     path = run.dir / "analysis" / "closeness.json"
-    tasks = read_json(path).get("tasks", {}) if path.exists() else {}
-    return {name: e["critical_layers"] for name, e in tasks.items() if "critical_layers" in e}
+    return read_json(path).get("tasks", {}) if path.exists() else {}
 
 
 def _critical(run: OpenRun, t: int, ranked: list[str], order: list[str], k: int, controls: bool, before: dict) -> dict:
@@ -125,11 +126,11 @@ def _critical(run: OpenRun, t: int, ranked: list[str], order: list[str], k: int,
 def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: bool = False) -> dict:
     """Closeness for each task (per tensor and per block); with `controls` its reference scale (`reference_by_layer`);
     with k, the critical-layers comparison, and with `controls` the same fine-tuning of the control blocks
-    (`control_layers`) beside it. An earlier analysis's critical-layers fine-tunes are kept: those of the same
-    blocks with k, all of them without. Writes analysis/closeness.json, closeness.csv (per tensor) and
-    closeness.png."""
+    (`control_layers`) beside it. What an earlier analysis made is kept: its critical-layers fine-tunes (those of the
+    same blocks with k, all of them without) and its reference where `controls` does not make it again. Writes
+    analysis/closeness.json, closeness.csv (per tensor) and closeness.png."""
     refuse_joint(run, "closeness")
-    earlier = _earlier_critical(run)
+    earlier = _earlier(run)
     finetuned = _all_finetuned(run) if controls else {}
     results, frames = {}, []
     for t in tasks:
@@ -137,14 +138,17 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
         per_tensor, per_layer = closeness_table(run, t), by_layer(run, t)
         frames.append(per_tensor.assign(task=name))
         entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
+        before = earlier.get(name, {})
         if finetuned:
             entry["reference"] = reference_by_layer(run, t, finetuned).to_dict(orient="index")
+        elif "reference" in before:  # an analysis without --controls keeps the reference an earlier one made
+            entry["reference"] = before["reference"]
         if k:
             ranked = list(per_layer.sort_values("rel_l2", ascending=False).index)
             order = list(per_layer.index)
-            entry["critical_layers"] = _critical(run, t, ranked, order, k, controls, earlier.get(name, {}))
-        elif name in earlier:  # closeness alone keeps what an earlier critical-layers analysis trained
-            entry["critical_layers"] = earlier[name]
+            entry["critical_layers"] = _critical(run, t, ranked, order, k, controls, before.get("critical_layers", {}))
+        elif "critical_layers" in before:  # closeness alone keeps what an earlier critical-layers analysis trained
+            entry["critical_layers"] = before["critical_layers"]
         results[name] = entry
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -163,10 +167,14 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
 
 
 def _all_finetuned(run: OpenRun) -> dict[int, torch.Tensor]:
-    """Every task's fine-tuned block vector, for the reference scale: empty (no reference) unless each task starts at
-    θ₀ and there are two tasks to compare."""
-    if not run.from_theta0 or len(run.names) < 2:
-        run.echo("closeness: no reference scale (it compares fine-tunes that all start at θ₀, two tasks or more)")
+    """Every task's fine-tuned block vector, for the reference scale: empty (no reference) unless the weights after
+    each task are that task's own fine-tune from θ₀ (Method.r_rows_are_transfer: independent fine-tuning, not a
+    method that merges, composes or restores θ₀ after training) and there are two tasks to compare."""
+    if not get_method(run.runner.config.method).r_rows_are_transfer or len(run.names) < 2:
+        run.echo(
+            "closeness: no reference scale (it compares each task's own fine-tune from θ₀, saved after the task, "
+            "as independent fine-tuning saves them; two tasks or more)"
+        )
         return {}
     return {u: run.blocks(run.state_after(u)) for u in range(len(run.names))}
 

@@ -19,6 +19,7 @@ from clgraft.io.records import config_hash
 from clgraft.runs.identity import identity
 from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
 from clgraft.sweeps.claims import (
+    REFERENCE,
     Claim,
     Evidence,
     analysis_complete,
@@ -135,7 +136,8 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
         summary = record.get("analysis", {}).get(key) if key else None
         asked = finetunes_per_task(evidence, summary) if key else 0
-        unanalysed = key is not None and (summary is None or not analysis_complete(summary, evidence))
+        complete = summary is not None and analysis_complete(summary, evidence, REFERENCE in claim.controls)
+        unanalysed = key is not None and not complete
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
         regions = any(not localize_rows(folder, evidence, c) for c in evidence.localize_controls)
         curve = missing_curve(folder, evidence) if evidence.localize else []

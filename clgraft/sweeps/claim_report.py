@@ -106,7 +106,10 @@ def _control_lines(c: Claim, controls: list[ControlMeasured]) -> list[str]:
     claim's effect is the critical part's only where that difference excludes 0)."""
     if not controls:
         return []
-    lines = ["- controls (the same statistic and setting, another region, blocks, subspace or method):"]
+    lines = [
+        "- controls (the same statistic and setting, read on a control: a region, blocks, subspace or method "
+        "in place of the claim's, or a reference it is compared with):"
+    ]
     for k in controls:
         if not k.values:
             lines.append(f"  - {k.name}: not run (`clgraft claims run {c.claim}`)")

@@ -409,16 +409,16 @@ def run_claim(
             localize = evidence.localize is not None and not localize_rows(runner.dir, evidence)
             regions = [c for c in evidence.localize_controls if not localize_rows(runner.dir, evidence, c)]
             curve = [{**evidence.localize, "sparsity": x} for x in missing_curve(runner.dir, evidence)]
-            if localize or regions or curve or (evidence.analyze and not _analysed(runner.dir, evidence)):
+            unanalysed = evidence.analyze and not _analysed(runner.dir, evidence, REFERENCE in claim.controls)
+            if localize or regions or curve or unanalysed:
                 ensure_weights(runner, registry, data_dir, echo, progress)
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
             for options in [{**evidence.localize, "method": region} for region in regions] + curve:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
             if evidence.analyze:  # an analysis of grafts is made again after they are searched again
-                _analyze(
-                    runner.dir, evidence, registry, data_dir, echo, again=localize and evidence.analyze == "overlap"
-                )
+                again = localize and evidence.analyze == "overlap"
+                _analyze(runner.dir, evidence, registry, data_dir, echo, again, REFERENCE in claim.controls)
 
 
 def at_sparsity(evidence: Evidence, sparsity: float) -> Evidence:
@@ -476,11 +476,17 @@ def has_weights(run_dir: Path, record: dict) -> bool:
 
 
 def _analyze(
-    run_dir: Path, evidence: Evidence, registry, data_dir: Path | None, echo: Callable[[str], None], again: bool = False
+    run_dir: Path,
+    evidence: Evidence,
+    registry,
+    data_dir: Path | None,
+    echo: Callable[[str], None],
+    again: bool = False,
+    reference: bool = False,
 ) -> None:
     from clgraft.analysis.run_files import open_run
 
-    if _analysed(run_dir, evidence) and not again:
+    if _analysed(run_dir, evidence, reference) and not again:
         return
     run = open_run(run_dir, registry, data_dir, echo)
     if evidence.analyze == "overlap":
@@ -504,19 +510,26 @@ def _analyze(
         analyze_closeness(run, run.select(None), evidence.critical_layers, evidence.analysis_controls)
 
 
-def _analysed(run_dir: Path, evidence: Evidence) -> bool:
-    """Whether the run's record holds the evidence's analysis with everything it asks for."""
+REFERENCE = "closeness_rel_l2_control_reference"
+"""Closeness's control: the only one its analysis makes without training, and the only one a claim reads from the
+`reference` entries (the critical-layers claim, also with `analysis_controls`, does not ask for them)."""
+
+
+def _analysed(run_dir: Path, evidence: Evidence, reference: bool) -> bool:
+    """Whether the run's record holds the evidence's analysis with everything it asks for (`reference`: closeness's
+    reference scale too)."""
     done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
-    return done is not None and analysis_complete(done, evidence)
+    return done is not None and analysis_complete(done, evidence, reference)
 
 
-def analysis_complete(summary: dict, evidence: Evidence) -> bool:
+def analysis_complete(summary: dict, evidence: Evidence, reference: bool = False) -> bool:
     """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
-    at k, every subspace dimension asked, and the controls where asked (closeness's reference scale among them)."""
+    at k, every subspace dimension asked, the controls where asked, and closeness's reference scale where the claim
+    reads it (`reference`: REFERENCE among its controls)."""
     tasks = [task for _, task in summary_tasks(summary)]
     if evidence.analyze == "closeness":
         return all(
-            (not evidence.analysis_controls or "reference" in task)
+            (not reference or "reference" in task)
             and (
                 not evidence.critical_layers
                 or (
