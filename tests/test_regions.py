@@ -66,3 +66,6 @@ def test_a_grafting_run_records_its_regions(tiny_model_dir, tmp_path, invoke, me
     row = pd.read_csv(tmp_path / "lb.csv", dtype=str).iloc[0]
     assert row["region_jaccard"] == f"{regions['mean_jaccard']:.3g} (random {regions['mean_random_jaccard']:.2g}; n=1)"
     assert row["region_type_rho"] == "-"  # no ρ where every pair of tasks differs in type
+    d90 = [d["d90"] for d in record["trajectory_dims"]]  # 2 steps: both checkpoints of each task
+    assert [d["points"] for d in record["trajectory_dims"]] == [2, 2, 2]
+    assert row["trajectory_d90"] == f"{sum(d90) / len(d90):.2g} (n=1)"

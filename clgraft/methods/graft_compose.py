@@ -37,6 +37,7 @@ class GraftCompose(FromTheta0):
     cite = ("panigrahi2023grafting",)
     Options = ComposeOptions
     keeps_state = True
+    keeps_regions = True
     freezes_embeddings = True
 
     @classmethod

@@ -36,6 +36,7 @@ class GraftFreeze(Method):
     cite = ("panigrahi2023grafting", "mallya2018packnet")
     Options = GraftOptions
     keeps_state = True
+    keeps_regions = True
     freezes_embeddings = True
 
     @classmethod

@@ -59,6 +59,7 @@ class TallMasks(FromTheta0):
     cite = ("wang2024tallmasks",)
     Options = TallOptions
     keeps_state = True
+    keeps_regions = True
 
     @classmethod
     def requires_task_id(cls, options: TallOptions) -> bool:

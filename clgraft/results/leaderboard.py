@@ -269,6 +269,13 @@ def _regions(record: dict) -> dict:
     }
 
 
+def _trajectory(record: dict) -> dict:
+    """The mean over a record's tasks of its trajectories' d90 (clgraft/runs/trajectory.py: 8 checkpoints per task
+    held in memory by a method that keeps a region per task); NaN for a record without them."""
+    d90 = [d["d90"] for d in record.get("trajectory_dims") or [] if d is not None]
+    return {"trajectory_d90": sum(d90) / len(d90) if d90 else math.nan}
+
+
 def _number(value: object) -> float:
     """A record's number, NaN where absent."""
     return float(value) if isinstance(value, int | float) else math.nan
@@ -287,6 +294,7 @@ def _row(record: dict, key: str, data_dir: Path | None, warn: Callable[[str], No
         "wall_s": record["wall_s"],
         **_memory_kb(record, data_dir, warn),
         **_regions(record),
+        **_trajectory(record),
         "cite": ", ".join(citations(record)),
         **_assumptions(record),
         **{m: record["metrics"][m] for m in METRICS},
@@ -328,7 +336,7 @@ def summarize(
     frame = seed_rows(records, warn, data_dir)
     settings = dict(zip(frame["key"], frame["setting"], strict=True))
     grouped = frame.groupby("key", sort=False)
-    numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task", "head_kb_per_task", *REGIONS]].mean()
+    numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task", "head_kb_per_task", *REGIONS, "trajectory_d90"]].mean()
     table = grouped.agg(**{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, _cell) for m in METRICS})
     table.insert(0, "id", table.index.map(row_id))
     table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], settings))
@@ -352,6 +360,10 @@ def summarize(
     rho_seeds = grouped["region_type_rho"].count()
     table["region_type_rho"] = [
         "-" if not rho_seeds[k] else f"{numeric.loc[k, 'region_type_rho']:+.2f} (n={rho_seeds[k]})" for k in table.index
+    ]
+    d90_seeds = grouped["trajectory_d90"].count()
+    table["trajectory_d90"] = [
+        "-" if not d90_seeds[k] else f"{numeric.loc[k, 'trajectory_d90']:.2g} (n={d90_seeds[k]})" for k in table.index
     ]
     table["wall_s"] = numeric["wall_s"].map(lambda v: f"{v:.0f}")
     table["cite"] = grouped["cite"].first()
@@ -430,7 +442,9 @@ def header(records: list[dict]) -> str:
         "heads per task, in KB of 1,024 bytes; region_jaccard = for a method that keeps a region per task, the "
         "mean over seeds of the tasks' regions' mean pairwise Jaccard (random = regions of the same sizes drawn at "
         "random), region_type_rho = the mean over seeds of Spearman ρ between Jaccard and same task type "
-        "(clgraft/runs/regions.py; runs recorded before 2026-12-05 have no regions: -); "
+        "(clgraft/runs/regions.py; runs recorded before 2026-12-05 have no regions: -); trajectory_d90 = for such a "
+        "method, the mean over seeds of the mean over tasks of d90 of each task's fine-tuning trajectory, 8 "
+        "checkpoints (clgraft/runs/trajectory.py; runs recorded before 2026-12-06 have none: -); "
         "wall_s = mean seconds per run on: "
         f"{'; '.join(machines)}."
     )

@@ -52,6 +52,7 @@ from clgraft.model.headed import (
 from clgraft.runs import predictions
 from clgraft.runs.identity import identity
 from clgraft.runs.regions import regions_record, task_regions
+from clgraft.runs.trajectory import TrajectoryDims, both, checkpoint_saver
 from clgraft.training.loop import SGD_WEIGHT_DECAY, TrainOptions, accuracy, predict
 from clgraft.training.shared_work import SHARED_DIR, SharedWork
 from clgraft.training.tensorboard_log import TensorBoardLog
@@ -110,22 +111,6 @@ def _evaluate_row(model: HeadedModel, method: Method, ctx: RunContext, columns: 
             row[j] = accuracy(logits, p.test.labels + p.label_offset)
             predicted[j] = logits.argmax(-1)
     return row, predicted
-
-
-def _trajectory_saver(model: HeadedModel, folder: Path, steps: int, n: int) -> Callable[[int], None] | None:
-    """A per-step callback saving block parameters at n evenly spaced steps (the last one is the final step)."""
-    if n <= 0:
-        return None
-    marks = {round(steps * (i + 1) / n) for i in range(n)}
-    names = [n_ for n_ in block_parameter_names(model.body)]
-    params = dict(model.body.named_parameters())
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def save(step: int) -> None:
-        if step in marks:
-            save_tensors(folder / f"step-{step:06d}.safetensors", {n_: params[n_] for n_ in names})
-
-    return save
 
 
 def _table(R: list[list[float]], names: list[str], metrics: dict, by_construction: dict | None = None) -> str:
@@ -440,6 +425,7 @@ class Runner:
         R: list[list[float] | None] = partial["R"] if partial else []
         wall = partial["wall_s"] if partial else 0.0
         losses: list[list[float]] = partial["losses"] if partial else []
+        dims: list[dict | None] = partial.get("trajectory_dims", []) if partial else []
         if partial and len(R) > 1:
             saved = self.dir / "weights" / f"task-{len(R) - 1:02d}.safetensors"
             model.load_state_dict(load_file(saved, device=str(self.device)))
@@ -460,6 +446,7 @@ class Runner:
                     "config": self.config.model_dump(),
                     "R": R,
                     "losses": losses,
+                    "trajectory_dims": dims,
                     "wall_s": wall + time.perf_counter() - start,
                     "cpu_s": cpu + time.process_time() - cpu_start,
                     "time_s": spent_since(phases_before, wall + time.perf_counter() - start, earlier_phases),
@@ -475,13 +462,15 @@ class Runner:
             if method.joint:
                 self._train_joint(model, method, ctx, R, losses)
             else:
-                self._train_sequentially(model, method, ctx, R, losses, checkpoint)
+                self._train_sequentially(model, method, ctx, R, losses, dims, checkpoint)
             elapsed = wall + time.perf_counter() - start
             record = self._record(R, losses, elapsed, method.report())
             names = [task.task.task for task in ctx.tasks]
             regions = task_regions(method.grafts(), names)
             if regions is not None:
                 record["regions"] = regions_record(regions, names, [task.task.type for task in ctx.tasks])
+            if method.keeps_regions and not method.joint:
+                record["trajectory_dims"] = dims
             record["time_s"] = spent_since(phases_before, elapsed, earlier_phases)
             record["cpu_s"] = round(cpu + time.process_time() - cpu_start, 3)
             write_json(self.dir / "run.json", record)
@@ -498,7 +487,7 @@ class Runner:
         self.echo(f"run record: {self.dir / 'run.json'}")
         return record
 
-    def _train_sequentially(self, model, method, ctx, R, losses, checkpoint) -> None:
+    def _train_sequentially(self, model, method, ctx, R, losses, dims, checkpoint) -> None:
         bar = tqdm(
             total=len(ctx.tasks),
             initial=len(R) - 1,
@@ -511,9 +500,12 @@ class Runner:
             torch.manual_seed(task_seed)
             random.seed(task_seed)  # avalanche-lib draws A-GEM's memory with Python's random
             folder = self.dir / "trajectory" / f"task-{t + 1:02d}"
-            saver = _trajectory_saver(model, folder, self.config.steps, self.config.trajectory)
+            saver = checkpoint_saver(model, folder, self.config.steps, self.config.trajectory)
+            tracker = TrajectoryDims(model, self.config.steps) if method.keeps_regions else None
             with phase("train"):
-                losses.append(method.train(model, TaskStep(t, task_seed, saver)))
+                losses.append(method.train(model, TaskStep(t, task_seed, both(saver, tracker))))
+            if tracker is not None:
+                dims.append(tracker.dims())
             self._save_weights(model, t + 1)
             self._save_grafts(method)
             R.append(self._evaluate_row(model, method, ctx, t + 1))

@@ -104,7 +104,8 @@ def train_task(
     """Fine-tune on one task for opts.steps steps; returns the task's loss per step (without the ℓ1 pull); raises
     NonFiniteLoss on NaN/inf.
 
-    `grad_hook` runs between backward and the optimiser step (graft-freeze masks frozen entries there).
+    `grad_hook` runs between backward and the optimiser step (graft-freeze masks frozen entries there); `on_step`
+    is called with 0 before the first update (the weights training starts from) and with each step after it.
     """
     if opts.probe_steps:
         probe_head(model, head, data, opts, device, label_offset)
@@ -115,6 +116,8 @@ def train_task(
     batches = train_batches(len(data), opts.batch_size, opts.steps, torch.Generator().manual_seed(seed))
     losses = []
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress, unit="step")
+    if on_step is not None:
+        on_step(0)
     for step, index in enumerate(bar, start=1):
         input_ids, mask, labels = (t.to(device) for t in data.collate(index))
         loss = loss_fn(model(input_ids, mask, head), labels + label_offset)
