@@ -914,6 +914,18 @@ def test_claims_plan_prices_a_shared_folders_localizations_once(tmp_path):
     assert table.loc["test-claim", "remake_weights"] == 3 and table.loc["second", "remake_weights"] == 0
 
 
+def _random_region_claim() -> Claim:
+    """grafting-helps-cl's shape: naive − graft-freeze forgetting, with graft-freeze on a random region as control."""
+    return _claim(
+        "forgetting_difference",
+        ["naive", "graft-freeze"],
+        (">", 0.0),
+        claim={"controls": ["random-region"]},
+        run={"steps": 5},
+        control_methods={"random-region": "graft-freeze:localizer=random"},
+    )
+
+
 def test_a_pair_claims_control_method_replaces_its_second_method_and_is_read_with_the_claims_statistic(tmp_path):
     """`control_methods` of a pair claim: the control's records (graft-freeze with a random region) are read with
     the claim's statistic in place of the second method's, and the paired difference claim − control is over seeds.
@@ -922,14 +934,7 @@ def test_a_pair_claims_control_method_replaces_its_second_method_and_is_read_wit
     from clgraft.sweeps.claims import measure_controls
 
     random = "graft-freeze:localizer=random"
-    claim = _claim(
-        "forgetting_difference",
-        ["naive", "graft-freeze"],
-        (">", 0.0),
-        claim={"controls": ["random-region"]},
-        run={"steps": 5},
-        control_methods={"random-region": random},
-    )
+    claim = _random_region_claim()
     runs = claim_runs_dir(tmp_path, claim)
     for seed, jitter in ((1, 0.0), (2, 0.01), (3, 0.02)):
         _write_run(runs, "naive", seed, 0.3)
@@ -941,7 +946,7 @@ def test_a_pair_claims_control_method_replaces_its_second_method_and_is_read_wit
     assert control.name == f"{random} in place of graft-freeze"
     assert control.values == pytest.approx({1: 0.05, 2: 0.04, 3: 0.03})
     assert control.difference[0] == pytest.approx(0.16)
-    assert f"or method):\n  - {random} in place of graft-freeze: " in report(tmp_path, [claim])
+    assert f"compared with):\n  - {random} in place of graft-freeze: " in report(tmp_path, [claim])
     with pytest.raises(ValueError, match="replace a pair claim's second method"):
         _claim("recovered", ["independent"], (">", 0.95), **GRAFT, control_methods={"x": "graft-freeze"})
     pair = {"run": {"steps": 5}, "claim": {"controls": ["x"]}}
@@ -962,14 +967,7 @@ def test_a_control_method_and_the_claim_it_is_paired_with_read_the_tasks_all_thr
     b."""
     from clgraft.sweeps.claims import measure_controls
 
-    claim = _claim(
-        "forgetting_difference",
-        ["naive", "graft-freeze"],
-        (">", 0.0),
-        claim={"controls": ["random-region"]},
-        run={"steps": 5},
-        control_methods={"random-region": "graft-freeze:localizer=random"},
-    )
+    claim = _random_region_claim()
     runs = claim_runs_dir(tmp_path, claim)
     for seed in (1, 2, 3):
         _write_run(runs, "naive", seed, 0.3, trained=(0.9, 0.9, 0.9))
