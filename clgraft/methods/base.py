@@ -79,10 +79,10 @@ class Method:
     joint: ClassVar[bool] = False
     """True for the multitask upper bound: one training phase on all tasks, evaluated once (last row of R)."""
     keeps_state: ClassVar[bool] = False
+    """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
     keeps_regions: ClassVar[bool] = False
     """Keeps one region per task (its grafts): the runner follows each task's fine-tuning trajectory in memory and
     records its dimension (clgraft/runs/trajectory.py), so such a fine-tune is computed in the run, never shared."""
-    """True when state beyond the weights (Fisher, buffers, teacher) carries across tasks; a resume then restarts."""
     cite: ClassVar[tuple[str, ...]] = ()
     """BibTeX keys (clgraft/data/references.bib) of the papers a result of this method should cite."""
     relative_cost: ClassVar[float] = 1.0

@@ -12,7 +12,7 @@ import torch
 
 from clgraft.io.records import save_tensors
 from clgraft.metrics.subspace import effective_dim, subspace_spectrum
-from clgraft.model.headed import BlockView, HeadedModel
+from clgraft.model.headed import BlockView, HeadedModel, block_parameter_names
 
 TRACKED_POINTS = 8
 """Checkpoints of a task's trajectory held in memory for its dimension (as many as `clgraft run --trajectory 8`):
@@ -30,13 +30,13 @@ def checkpoint_saver(model: HeadedModel, folder: Path, steps: int, n: int) -> Ca
     if n <= 0:
         return None
     at = marks(steps, n)
-    view = BlockView(model.body)
+    names = block_parameter_names(model.body)
     params = dict(model.body.named_parameters())
     folder.mkdir(parents=True, exist_ok=True)
 
     def save(step: int) -> None:
         if step in at:
-            save_tensors(folder / f"step-{step:06d}.safetensors", {name: params[name] for name in view.names})
+            save_tensors(folder / f"step-{step:06d}.safetensors", {name: params[name] for name in names})
 
     return save
 
