@@ -24,19 +24,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def closeness_table(run: OpenRun, t: int) -> pd.DataFrame:
-    """Per block-parameter tensor of task t: its block, size, L1/D, relative L2, angular distance."""
-    start = run.view.split(run.start(t))
-    after = run.view.split(run.blocks(run.state_after(t)))
-    table = layer_closeness(start, after)
+def closeness_table(run: OpenRun, start: torch.Tensor, after: torch.Tensor) -> pd.DataFrame:
+    """Per block-parameter tensor, from flat block vectors where a task's fine-tuning started and ended: its block,
+    size, L1/D, relative L2, angular distance."""
+    table = layer_closeness(run.view.split(start), run.view.split(after))
     table.insert(0, "layer", [layer_of(n) for n in table.index])
     return table
 
 
-def by_layer(run: OpenRun, t: int) -> pd.DataFrame:
+def by_layer(run: OpenRun, start: torch.Tensor, after: torch.Tensor) -> pd.DataFrame:
     """Per transformer block: ‖Δ‖₁/D, ‖Δ‖₂/‖θ_start‖₂ and 1 − cos over the block's parameters taken together."""
-    start = run.start(t)
-    return distances(run, start, run.blocks(run.state_after(t)), start)
+    return distances(run, start, after, start)
 
 
 def distances(run: OpenRun, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> pd.DataFrame:
@@ -135,7 +133,9 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
     results, frames = {}, []
     for t in tasks:
         name = run.names[t]
-        per_tensor, per_layer = closeness_table(run, t), by_layer(run, t)
+        start = run.start(t)
+        after = finetuned[t] if finetuned else run.blocks(run.state_after(t))  # each weight file read once
+        per_tensor, per_layer = closeness_table(run, start, after), by_layer(run, start, after)
         frames.append(per_tensor.assign(task=name))
         entry = {"per_layer": per_layer.to_dict(orient="index"), "per_tensor": per_tensor.to_dict(orient="index")}
         before = earlier.get(name, {})
