@@ -953,13 +953,21 @@ def analyze_overlap(
             "compare each task's graft of --method at its own size, not at --sparsity (TALL masks choose it per task)"
         ),
     ] = False,
+    cross_grafts: Annotated[
+        bool,
+        _opt(
+            "a joint run: also graft each task's region on θ₀ and read it on every task (its head), and the union of "
+            "the regions, a random region of the union's size and θ₀ with the heads on each task"
+        ),
+    ] = False,
     tasks_dir: TasksDir = None,
     data_dir: DataDir = None,
 ) -> None:
     """Overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| and Jaccard of the tasks' regions, overall and per layer, against the
     random-mask null; Spearman ρ (Mantel permutation p) against transfer, τ cosine, θ₀ embedding cosine and task
     type. Needs one graft per task at --sparsity (run `clgraft localize RUN_DIR --sparsity S` first), or with
-    --own-size one graft per task of --method (a tall-masks run writes its final TALL masks as grafts)."""
+    --own-size one graft per task of --method (a tall-masks run writes its final TALL masks as grafts). With
+    --cross-grafts (a joint run, whose weights it reads) the cross-graft table too: T² + 3T test evaluations."""
     from clgraft.analysis.overlap import analyze_overlap as run_analysis
     from clgraft.analysis.overlap import overlap_name, table
 
@@ -968,10 +976,11 @@ def analyze_overlap(
     if not own_size and not 0 < sparsity < 1:
         raise ClgraftError(f"--sparsity {sparsity}: must be in (0, 1), e.g. 1e-3")
     chosen = None if own_size else sparsity
-    payload = run_analysis(_open(run_dir, tasks_dir, data_dir), chosen, method)
+    payload = run_analysis(_open(run_dir, tasks_dir, data_dir), chosen, method, cross_grafts)
     typer.echo(table(payload))
     name = overlap_name(chosen, method)
-    typer.echo(f"written: {run_dir / 'analysis'}/{name}.json, .png, -layers.png; run.json analysis")
+    cross = ", -cross.png" if cross_grafts else ""
+    typer.echo(f"written: {run_dir / 'analysis'}/{name}.json, .png, -layers.png{cross}; run.json analysis")
 
 
 @analyze_app.command("agreement")

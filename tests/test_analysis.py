@@ -255,6 +255,64 @@ def test_a_joint_run_is_localized_task_by_task_and_its_regions_compared(tiny_mod
     assert set(summary["correlations_with_jaccard"]) == {"embedding_cosine", "same_type"}
     with pytest.raises(ClgraftError, match="a joint run has one model for all tasks"):
         invoke("analyze", "closeness", run_dir)
+    output = invoke("analyze", "overlap", run_dir, "--sparsity", "0.05", "--cross-grafts")
+    assert "union of all γ" in output and (run_dir / "analysis" / "overlap-s0.05-cross.png").stat().st_size > 0
+    _cross_grafts_restated(run_dir, rows, record)
+
+
+def _cross_grafts_restated(run_dir, rows, record):
+    """Every cross graft scored again from the graft files alone: θ₀ (a fresh body) + region i's τ entries, read
+    through task j's head of the joint model; the union as θ₀ + τ on every entry some region holds."""
+    from safetensors.torch import load_file
+
+    from clgraft.analysis.run_files import open_run
+    from clgraft.data.loading import data_dir_from
+    from clgraft.data.registry import Registry
+    from clgraft.grafting.graft import load
+    from clgraft.training.loop import split_accuracy
+
+    payload = json.loads((run_dir / "analysis" / "overlap-s0.05.json").read_text())["cross_grafts"]
+    summary = json.loads((run_dir / "run.json").read_text())["analysis"]["overlap-s0.05"]["cross_grafts"]
+    run = open_run(run_dir, Registry.discover(), data_dir_from(None), lambda s: None)
+    grafts = [load(run_dir / row["graft"]) for row in rows]
+    heads = {k: v for k, v in load_file(next((run_dir / "weights").glob("*.safetensors"))).items() if "heads." in k}
+
+    def score(apply, j):
+        model = run.fresh_model()
+        model.load_state_dict(heads, strict=False)
+        apply(model)
+        task = run.tasks[j]
+        return split_accuracy(model, task.head, task.test, task.label_offset, 64, torch.device("cpu"))
+
+    t = len(grafts)
+    assert payload["accuracy"] == [[score(g.apply, j) for j in range(t)] for g in grafts]
+    assert [payload["accuracy"][j][j] for j in range(t)] == [r["acc_grafted"] for r in rows]  # localize's own score
+    assert payload["base"] == [r["acc_base"] for r in rows] and payload["full"] == record["R"][-1]
+    delta = torch.zeros(grafts[0].numel)
+    for g in grafts:
+        delta[g.positions] = g.tau  # one τ: a shared entry holds the same value in every graft
+    assert payload["union_k"] == len(set().union(*(g.positions.tolist() for g in grafts)))
+
+    def add_union(model):
+        body = dict(model.body.named_parameters())
+        with torch.no_grad():
+            for name, part in run.view.split(delta).items():
+                body[name].add_(part)
+
+    assert payload["union"] == [score(add_union, j) for j in range(t)]
+    types = payload["types"]
+    for j, name in enumerate(payload["tasks"]):
+        column = [payload["accuracy"][i][j] for i in range(t) if i != j]
+        other = [a for a, i in zip(column, [i for i in range(t) if i != j], strict=True) if types[i] != types[j]]
+        entry = summary["tasks"][name]
+        assert entry["own"] == payload["accuracy"][j][j] and entry["union"] == payload["union"][j]
+        assert entry["other_type"] == pytest.approx(sum(other) / len(other)) if other else entry["other_type"] is None
+
+
+def test_cross_grafts_refuse_a_run_that_fine_tuned_each_task_on_its_own(analysis_run, invoke):
+    invoke("localize", analysis_run, "--sparsity", "0.05", "--steps", "1")
+    with pytest.raises(ClgraftError, match="cross grafts read every task's region from one multi-task model"):
+        invoke("analyze", "overlap", analysis_run, "--sparsity", "0.05", "--cross-grafts")
 
 
 def test_closeness_controls_give_the_distance_to_the_other_tasks_fine_tunes(analysis_run, tiny_model_dir, invoke):

@@ -984,3 +984,91 @@ def _one(records: dict) -> dict:
     """The one record of a seed's records (a claim of one method)."""
     ((record, _),) = records.values()
     return record
+
+
+CROSS = {
+    "run": {"steps": 5},
+    "localize": {"sparsity": 0.01, "method": "scaled"},
+    "analyze": "overlap",
+    "cross_grafts": True,
+}
+"""Evidence of a claim read from the cross grafts of the overlap analysis at s = 0.01."""
+
+
+def _cross_seeds(tmp_path, claim: Claim, entries: dict[str, dict]) -> None:
+    """Three seeds of a joint run of four tasks (d not learned) whose overlap analysis holds these cross grafts."""
+    for seed in (1, 2, 3):
+        folder = _write_run(claim_runs_dir(tmp_path, claim), "joint", seed, 0.0, trained=(0.9, 0.9, 0.9, 0.5))
+        _write_localize(folder, [{"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8} for t in "abcd"])
+        record = read_json(folder / "run.json")
+        record["analysis"] = {"overlap-s0.01": {"cross_grafts": {"union_k": 4, "tasks": entries}}}
+        (folder / "run.json").write_text(json.dumps(record))
+
+
+def test_cross_graft_claims_restate_specificity_and_the_unions_pooled_recovery(tmp_path):
+    """graft_specificity is the mean over the learned tasks j of own − (mean over the other-type regions), its
+    control the same against the same-type regions (a task with none has no part); union_recovered pools
+    Σ acc(union) / Σ acc(θ_joint), its controls the random region's and θ₀ + heads' the same way."""
+    from clgraft.sweeps.claims import measure_controls
+
+    def entry(own, other, same, union, random, base, full=0.9):
+        keys = ("own", "other_type", "same_type", "union", "random_union", "base", "full")
+        return dict(zip(keys, (own, other, same, union, random, base, full), strict=True))
+
+    entries = {
+        "a": entry(0.80, 0.60, 0.70, 0.85, 0.70, 0.65),
+        "b": entry(0.75, 0.60, 0.72, 0.80, 0.66, 0.62, full=0.8),
+        "c": entry(0.70, 0.65, None, 0.60, 0.60, 0.60),
+        "d": entry(0.50, 0.10, 0.10, 0.10, 0.10, 0.10),  # not learned: left out
+    }
+    specific = _claim(
+        "graft_specificity", ["joint"], (">", 0.0), {"controls": ["graft_specificity_control_same_type"]}, **CROSS
+    )
+    _cross_seeds(tmp_path, specific, entries)
+    measured = measure(tmp_path, specific)
+    assert measured.values[1] == pytest.approx((0.20 + 0.15 + 0.05) / 3)
+    assert [p.task for p in measured.parts[1] if p.left_out is None] == ["a", "b", "c"]
+    (same,) = measure_controls(tmp_path, specific, measured)
+    assert same.values[1] == pytest.approx((0.10 + 0.03) / 2)
+    union = _claim(
+        "union_recovered",
+        ["joint"],
+        (">=", 0.95),
+        {"controls": ["union_recovered_control_random", "union_recovered_control_base"]},
+        **CROSS,
+    )
+    measured = measure(tmp_path, union)
+    assert measured.values[2] == pytest.approx((0.85 + 0.80 + 0.60) / (0.9 + 0.8 + 0.9))
+    random, base = measure_controls(tmp_path, union, measured)
+    assert random.values[3] == pytest.approx((0.70 + 0.66 + 0.60) / 2.6)
+    assert base.values[3] == pytest.approx((0.65 + 0.62 + 0.60) / 2.6)
+    assert base.difference[0] == pytest.approx((0.85 + 0.80 + 0.60 - 0.65 - 0.62 - 0.60) / 2.6)
+    with pytest.raises(ValueError, match="reads the cross grafts: set `cross_grafts: true`"):
+        _claim("union_recovered", ["joint"], (">=", 0.95), **{**CROSS, "cross_grafts": False})
+    with pytest.raises(ValueError, match="part of the overlap analysis"):
+        _claim("recovered", ["joint"], (">=", 0.95), **GRAFT, cross_grafts=True)
+
+
+def test_a_cross_graft_claim_runs_the_analysis_it_reads_on_a_joint_run(tiny_model_dir, tmp_path):
+    """`claims run` of a cross-graft claim localizes every task of the joint run and makes the overlap analysis with
+    its cross grafts; the claim's number is read back from them (tiny's tasks are all of different types)."""
+    run = {"model": str(tiny_model_dir), "steps": 30, "batch_size": 8, "max_length": 32, "lr": 3e-3}
+    claim = _claim(
+        "graft_specificity",
+        ["joint"],
+        (">", 0.0),
+        run=run,
+        localize={"sparsity": 0.05, "method": "scaled", "steps": 1},
+        analyze="overlap",
+        cross_grafts=True,
+    )
+    claim = claim.model_copy(update={"evidence": claim.evidence.model_copy(update={"seeds": [1]})})
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    (folder,) = [p.parent for p in claim_runs_dir(tmp_path, claim).glob("*/run.json")]
+    payload = json.loads((folder / "analysis" / "overlap-s0.05.json").read_text())["cross_grafts"]
+    accuracy, learned = np.array(payload["accuracy"]), learned_tasks(read_json(folder / "run.json"))
+    kept = [j for j, name in enumerate(payload["tasks"]) if learned[name]]
+    assert kept, "no tiny task was learned: the test would compare nothing"
+    expected = [accuracy[j, j] - np.delete(accuracy[:, j], j).mean() for j in kept]
+    measured = measure(tmp_path, claim)
+    assert measured.values[1] == pytest.approx(np.mean(expected))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from clgraft.analysis.cross_grafts import cross_grafts, cross_table, plot_cross_grafts, require_joint
 from clgraft.analysis.run_files import OpenRun
 from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft, load
@@ -132,9 +133,12 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
     return {"transfer": transfer, "tau_cosine": tau_cos, "embedding_cosine": emb_cos, "same_type": same_type}
 
 
-def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None) -> dict:
+def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None, cross: bool = False) -> dict:
     """Overlap, Jaccard and null matrices (overall and per layer), references and correlations; writes
-    analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png."""
+    analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png. With `cross` (a joint run), also each region
+    grafted on every task and the regions' union (clgraft/analysis/cross_grafts.py), and overlap-sS-cross.png."""
+    if cross:
+        require_joint(run)
     grafts = find_grafts(run, sparsity, method)
     masks = region_matrix(grafts)
     counts, layer_counts = _layer_counts(masks, run.layers())
@@ -178,6 +182,9 @@ def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None) ->
     regions = scope(sparsity, method)
     save(plot_matrices(run.names, panels, title, regions), plots / f"{name}.png")
     save(plot_layers(run.names, per_layer, title, regions), plots / f"{name}-layers.png")
+    if cross:
+        payload["cross_grafts"], summary["cross_grafts"] = cross_grafts(run, grafts)
+        plot_cross_grafts(payload["cross_grafts"], title, regions, plots / f"{name}-cross.png")
     run.write(name, payload, summary)
     return payload
 
@@ -304,8 +311,9 @@ def table(payload: dict) -> str:
     names = payload["tasks"]
     frame = pd.DataFrame(payload["overlap"], index=names, columns=names).map(lambda v: f"{v:.3f}")
     corr = pd.DataFrame(payload["correlations_with_jaccard"]).T[["rho", "p", "pairs"]]
-    return (
+    text = (
         f"overlap O(i→j) = |γ_i ∧ γ_j| / |γ_j| at {payload['regions']} (random-mask null: O = s_i)\n"
         f"{frame.to_string()}\n\nSpearman ρ of Jaccard against each similarity reference (Mantel permutation p)\n"
         f"{corr.to_string()}"
     )
+    return text + (f"\n\n{cross_table(payload['cross_grafts'])}" if "cross_grafts" in payload else "")

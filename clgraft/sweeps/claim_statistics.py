@@ -69,7 +69,7 @@ class Statistic:
     """A number per seed from that seed's records: pooled from `parts`, or read `whole` (exactly one is given).
     `ratio` marks parts with real denominators, which the report prints beside each task's ratio."""
 
-    needs: Literal["run", "pair", "localize", "overlap", "subspace", "closeness"]
+    needs: Literal["run", "pair", "localize", "overlap", "cross_grafts", "subspace", "closeness"]
     describe: str
     parts: Callable[[Records, Evidence], list[TaskPart]] | None = None
     whole: Callable[[Records, Evidence], float | None] | None = None
@@ -285,6 +285,34 @@ def _overlap_reader(read: Callable[[dict], float]) -> Callable[[Records, Evidenc
     return whole
 
 
+def _cross_parts(
+    formula: Callable[[dict], tuple[float, float] | None],
+) -> Callable[[Records, Evidence], list[TaskPart]]:
+    """Parts from the cross grafts of the overlap analysis (clgraft/analysis/cross_grafts.py), one per task j:
+    `formula(entry)` = (num, den) from task j's summary entry, or None where it lacks what it reads (a task with no
+    other task of its type has no same-type mean: that task is then absent)."""
+
+    def parts(records: Records, evidence: Evidence) -> list[TaskPart]:
+        summary = _overlap_summary(records, evidence)
+        if summary is None or "cross_grafts" not in summary:
+            return []
+        learned = learned_in(records)
+        found = ((task, formula(entry)) for task, entry in summary["cross_grafts"]["tasks"].items())
+        return [_part(task, *numbers, learned[task]) for task, numbers in found if numbers is not None]
+
+    return parts
+
+
+def _beside(key: str) -> Callable[[dict], tuple[float, float] | None]:
+    """Task j's own region's accuracy less the mean accuracy of the other regions `key` (other_type, same_type)."""
+    return lambda entry: None if entry[key] is None else (entry["own"] - entry[key], 1.0)
+
+
+def _of_joint(key: str) -> Callable[[dict], tuple[float, float]]:
+    """A whole-model graft's accuracy on task j (union, random_union, base) over the joint model's."""
+    return lambda entry: (entry[key], entry["full"])
+
+
 POOLED = "pooled over the learned tasks (Σ numerator / Σ denominator)"
 
 CONTROL_TABLE = (
@@ -414,6 +442,39 @@ STATISTICS: dict[str, Statistic] = {
         whole=_overlap_reader(lambda summary: summary["mean_null_overlap"]),
         control_of="overlap_mean",
     ),
+    "graft_specificity": Statistic(
+        "cross_grafts",
+        "acc on task j of θ₀ + γ_j⊙τ (its own region) − the mean acc there of θ₀ + γ_i⊙τ over the regions i of tasks "
+        f"of another type, all read through task j's head of the one joint model, {MEAN} j",
+        _cross_parts(_beside("other_type")),
+    ),
+    "graft_specificity_control_same_type": Statistic(
+        "cross_grafts",
+        "the same against the regions of the other tasks of task j's own type (claim − control: how much better a "
+        "similar task's region serves task j than a dissimilar one's)",
+        _cross_parts(_beside("same_type")),
+        control_of="graft_specificity",
+    ),
+    "union_recovered": Statistic(
+        "cross_grafts",
+        f"acc(θ₀ + (γ_1 ∨ … ∨ γ_T)⊙τ) / acc(θ_joint) on each task through its head, {POOLED}",
+        _cross_parts(_of_joint("union")),
+        ratio=True,
+    ),
+    "union_recovered_control_random": Statistic(
+        "cross_grafts",
+        "the same for a random region of the union's size",
+        _cross_parts(_of_joint("random_union")),
+        ratio=True,
+        control_of="union_recovered",
+    ),
+    "union_recovered_control_base": Statistic(
+        "cross_grafts",
+        "the same for θ₀ with the joint model's heads (no region)",
+        _cross_parts(_of_joint("base")),
+        ratio=True,
+        control_of="union_recovered",
+    ),
     "subspace_d90": Statistic(
         "subspace",
         "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over the "
@@ -465,5 +526,8 @@ CONTROL_NAMES = {
     "agreement_control_head": "θ₀ with θ_t's head (no graft)",
     "closeness_rel_l2_control_reference": "two tasks' fine-tunes (the reference scale)",
     "overlap_mean_control_random": "random regions of the same sizes (expected)",
+    "graft_specificity_control_same_type": "the regions of tasks of the same type",
+    "union_recovered_control_random": "a random region of the union's size",
+    "union_recovered_control_base": "θ₀ with the heads (no region)",
 }
 """How the report names each control statistic (Claim.controls)."""

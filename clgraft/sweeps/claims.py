@@ -107,6 +107,12 @@ class Evidence(_Strict):
         "as a reference scale, and the k least-moved blocks, k random blocks and the head alone beside the critical "
         "layers; subspace, a random subspace, the next task's and none beside the intrinsic one",
     )
+    cross_grafts: bool = Field(
+        default=False,
+        description="overlap analysis of a joint run: each task's region grafted on θ₀ and read on every task, and "
+        "the regions' union, a random region of its size and θ₀ with the heads on each (`analyze overlap "
+        "--cross-grafts`)",
+    )
     localize_controls: list[Literal["top-tau", "random", "bias"]] = Field(
         default=[],
         description="regions of the localization's size searched for nothing, each grafted from the same θ_t beside "
@@ -139,12 +145,17 @@ class Evidence(_Strict):
         needs = STATISTICS[self.statistic].needs
         if needs == "localize" and not self.localize:
             raise ValueError(f"statistic '{self.statistic}' reads localize.json: give `localize`")
-        if needs in ("overlap", "subspace", "closeness") and self.analyze != needs:
-            raise ValueError(f"statistic '{self.statistic}' reads the {needs} analysis: set `analyze: {needs}`")
+        analysis = "overlap" if needs == "cross_grafts" else needs
+        if analysis in ("overlap", "subspace", "closeness") and self.analyze != analysis:
+            raise ValueError(f"statistic '{self.statistic}' reads the {analysis} analysis: set `analyze: {analysis}`")
         if self.analyze == "overlap" and not self.localize:
             raise ValueError("the overlap analysis compares grafts: give `localize` (their sparsity)")
         if self.analyze == "subspace" and self.run.get("trajectory", 0) < 2:
             raise ValueError("the subspace analysis reads checkpoints: set `run: {trajectory: N}` with N ≥ 2")
+        if needs == "cross_grafts" and not self.cross_grafts:
+            raise ValueError(f"statistic '{self.statistic}' reads the cross grafts: set `cross_grafts: true`")
+        if self.cross_grafts and self.analyze != "overlap":
+            raise ValueError("`cross_grafts` are part of the overlap analysis: set `analyze: overlap`")
         if self.statistic == "critical_layers_of_full" and not self.critical_layers:
             raise ValueError("statistic 'critical_layers_of_full' needs `critical_layers: k`")
         if self.analysis_controls and not (
@@ -492,7 +503,8 @@ def _analyze(
     if evidence.analyze == "overlap":
         from clgraft.analysis.overlap import analyze_overlap
 
-        analyze_overlap(run, float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled"))
+        sparsity, method = float(evidence.localize["sparsity"]), evidence.localize.get("method", "scaled")
+        analyze_overlap(run, sparsity, method, cross=evidence.cross_grafts)
     elif evidence.analyze == "subspace":
         from clgraft.analysis.subspace import analyze_subspace
 
@@ -524,8 +536,10 @@ def _analysed(run_dir: Path, evidence: Evidence, reference: bool) -> bool:
 
 def analysis_complete(summary: dict, evidence: Evidence, reference: bool = False) -> bool:
     """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
-    at k, every subspace dimension asked, the controls where asked, and closeness's reference scale where the claim
-    reads it (`reference`: REFERENCE among its controls)."""
+    at k, every subspace dimension asked, the controls where asked, closeness's reference scale where the claim
+    reads it (`reference`: REFERENCE among its controls), and the overlap analysis's cross grafts where asked."""
+    if evidence.analyze == "overlap":
+        return not evidence.cross_grafts or "cross_grafts" in summary
     tasks = [task for _, task in summary_tasks(summary)]
     if evidence.analyze == "closeness":
         return all(

@@ -1,0 +1,172 @@
+"""Each task's region of a multi-task model grafted alone and all together (docs/protocols.md, "Cross grafts").
+
+In a joint run every task's region γ_i is searched in the one model (τ = θ_joint − θ₀), so any region can be grafted
+and read through any task's head: the test accuracy on task j of θ₀ + γ_i⊙τ with task j's head, for every pair
+(i, j), says whether a region carries its own task's skill and not another's (and more of a similar task's than of a
+dissimilar one's); θ₀ + (γ_1 ∨ … ∨ γ_T)⊙τ on every task says whether the regions together keep the multi-task model.
+Two references read beside them: θ₀ with the trained heads alone (what a region adds nothing to) and a random region
+of the union's size (what any region that large gives).
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from clgraft.analysis.run_files import OpenRun
+from clgraft.errors import ClgraftError
+from clgraft.grafting.graft import Graft
+from clgraft.grafting.localize import top_k_mask
+from clgraft.io.figures import pyplot, save, wrap
+from clgraft.model.headed import BodySnapshot
+from clgraft.training.loop import split_accuracy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+EVAL_BATCH = 64
+"""The batch size `clgraft localize` scores its grafts at, so that a region grafted on its own task gives the
+accuracy localize.json records for it, to the bit."""
+
+
+def cross_grafts(run: OpenRun, grafts: list[Graft]) -> tuple[dict, dict]:
+    """(payload, summary) of the cross grafts of a joint run's regions (one graft per task, in stream order).
+
+    payload: `accuracy[i][j]` (region i on task j), `union`, `random_union` and `base` per task, `full` (the joint
+    model, R's last row), the union's size; summary: per task j its own region's accuracy, the mean over the other
+    tasks' regions of another type and of the same type (None where there is none), and the union's, the random
+    region's, θ₀ + head's and the joint model's."""
+    require_joint(run)
+    names, types = run.names, [task.task.type for task in run.tasks]
+    model = run.fresh_model()
+    theta0 = BodySnapshot(model, run.view)  # θ₀ everywhere in the body, embeddings included, as a graft file builds
+    state = run.state_after(len(names) - 1)
+    model.load_state_dict(state)  # the joint model's heads (its body is put back to θ₀ + γ⊙τ before each score)
+    grafted = theta0.blocks + (run.blocks(state) - theta0.blocks)  # θ₀ + τ, as localize builds a graft's entries
+    masks = [_mask(graft, run.view.numel) for graft in grafts]
+    union = torch.stack(masks).any(0)
+    gen = torch.Generator().manual_seed(int(run.record["config"]["seed"]))
+    random = top_k_mask(torch.rand(run.view.numel, generator=gen), int(union.sum()))
+
+    def accuracy(mask: torch.Tensor | None, j: int) -> float:
+        theta0.restore(model, None if mask is None else torch.where(mask, grafted, theta0.blocks))
+        task = run.tasks[j]
+        return split_accuracy(model, task.head, task.test, task.label_offset, EVAL_BATCH, run.runner.device)
+
+    matrix = []
+    for i, name in enumerate(names):
+        run.echo(f"cross grafts: {name}'s region on every task")
+        matrix.append([accuracy(masks[i], j) for j in range(len(names))])
+    run.echo("cross grafts: the union of the regions, a random region of its size, and θ₀ with the heads")
+    per_task = {
+        "union": [accuracy(union, j) for j in range(len(names))],
+        "random_union": [accuracy(random, j) for j in range(len(names))],
+        "base": [accuracy(None, j) for j in range(len(names))],
+        "full": [float(a) for a in run.record["R"][-1]],
+    }
+    payload = {
+        "tasks": names,
+        "types": types,
+        "accuracy": matrix,
+        **per_task,
+        "union_k": int(union.sum()),
+        "union_share": float(union.sum()) / run.view.numel,
+        "random_seed": int(run.record["config"]["seed"]),
+    }
+    summary = {
+        "union_k": payload["union_k"],
+        "union_share": payload["union_share"],
+        "tasks": {name: _task_summary(matrix, types, j, per_task) for j, name in enumerate(names)},
+    }
+    return payload, summary
+
+
+def require_joint(run: OpenRun) -> None:
+    """A one-line error unless the run is joint: only there do all the regions come from one model and one τ."""
+    if not run.joint:
+        raise ClgraftError(
+            f"{run.dir}: cross grafts read every task's region from one multi-task model; this run fine-tuned each "
+            "task on its own (analyse a joint run: clgraft run --method joint)"
+        )
+
+
+def _mask(graft: Graft, numel: int) -> torch.Tensor:
+    """A graft's region as a flat bool vector of N entries."""
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[graft.positions] = True
+    return mask
+
+
+def _task_summary(matrix: list[list[float]], types: list[str], j: int, per_task: dict[str, list[float]]) -> dict:
+    """Task j's column: its own region, the other regions by type (their mean; None where no task is of that kind),
+    and the whole-model grafts."""
+    others = [i for i in range(len(types)) if i != j]
+    other_type = [matrix[i][j] for i in others if types[i] != types[j]]
+    same_type = [matrix[i][j] for i in others if types[i] == types[j]]
+    return {
+        "own": matrix[j][j],
+        "other_type": fmean(other_type) if other_type else None,
+        "same_type": fmean(same_type) if same_type else None,
+        **{key: values[j] for key, values in per_task.items()},
+    }
+
+
+def cross_table(payload: dict) -> str:
+    """The cross-graft accuracies (%) as text: a row per region and reference, a column per task."""
+    import pandas as pd
+
+    names = payload["tasks"]
+    rows = {f"γ of {n}": payload["accuracy"][i] for i, n in enumerate(names)}
+    rows |= {
+        "union of all γ": payload["union"],
+        "random, union's size": payload["random_union"],
+        "none (θ₀ + heads)": payload["base"],
+        "joint model": payload["full"],
+    }
+    frame = pd.DataFrame(rows, index=names).T.map(lambda v: f"{100 * v:.1f}")
+    return (
+        f"test accuracy (%) of each region grafted on θ₀, read on each task (column) with its head; the union holds "
+        f"{payload['union_k']} entries ({payload['union_share']:.3%} of the blocks)\n{frame.to_string()}"
+    )
+
+
+def plot_cross_grafts(payload: dict, run: str, regions: str, path: Path) -> Path:
+    """Write cross_figure to path."""
+    return save(cross_figure(payload, run, regions), path)
+
+
+def cross_figure(payload: dict, run: str, regions: str) -> Figure:
+    """Test accuracy (%) of every graft on every task as an annotated heatmap: a row per task's region, then the
+    union, a random region of the union's size and no region (θ₀ with the heads); a column per task, labelled with
+    its type; the joint model's own accuracy under the task names. Rows are read against the last one."""
+    plt = pyplot()
+    names, types = payload["tasks"], payload["types"]
+    rows = [*payload["accuracy"], payload["union"], payload["random_union"], payload["base"]]
+    labels = [f"γ of {n}" for n in names] + ["union of all γ", "random, union's size", "none (θ₀ + heads)"]
+    values = 100 * np.array(rows, dtype=float)
+    fig, ax = plt.subplots(figsize=(0.8 * len(names) + 3.2, 0.42 * len(rows) + 2.6), layout="constrained")
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        colour = "black" if image.norm(value) > 0.5 else "white"
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7, color=colour)
+    for index in range(len(names)):
+        ax.add_patch(plt.Rectangle((index - 0.5, index - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2))
+    ax.axhline(len(names) - 0.5, color="white", linewidth=2)
+    full = payload["full"]
+    ax.set_xticks(
+        range(len(names)),
+        [f"{n}\n({t})\nθ_joint {100 * f:.1f}" for n, t, f in zip(names, types, full, strict=True)],
+        fontsize=7,
+    )
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xlabel("evaluated on task j (its head), its type, and the joint model's accuracy")
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label("test accuracy (%)", fontsize=8)
+    title = f"Each region grafted on θ₀, read on every task (red: a region on its own task) at {regions}\n{run}"
+    ax.set_title(wrap(title, width=int(9 * fig.get_figwidth())), fontsize=9)
+    return fig
