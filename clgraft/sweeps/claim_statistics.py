@@ -350,20 +350,16 @@ def _body_gain(row: dict) -> tuple[float, float]:
     return row["acc_grafted"] - row["acc_base"], row["acc_finetuned"] - row["acc_base"]
 
 
-def _agreement(row: dict) -> tuple[float, float] | None:
-    """The graft's agreement with θ_t's predictions (None in a row from before localize recorded it)."""
-    return (row["agreement"], 1.0) if "agreement" in row else None
-
-
-def _head_agreement(row: dict) -> tuple[float, float] | None:
-    """θ₀ with θ_t's head: its agreement with θ_t's predictions (None in a row from before it was recorded)."""
-    return (row["agreement_base"], 1.0) if "agreement_base" in row else None
+def _share(key: str) -> Callable[[dict], tuple[float, float] | None]:
+    """A share read from a localize row as (share, 1): `agreement` (the graft's with θ_t's predictions) or
+    `agreement_base` (θ₀ with θ_t's head); None in a row from before localize recorded it."""
+    return lambda row: (row[key], 1.0) if key in row else None
 
 
 GRAFT_STATISTICS = {
     "recovered": (_recovered, f"acc(θ̄)/acc(θ_t), {POOLED}", True),
     "body_gain_recovered": (_body_gain, f"(acc θ̄ − acc θ₀+head)/(acc θ_t − acc θ₀+head), {POOLED}", True),
-    "agreement": (_agreement, f"share of the test examples on which θ̄ predicts θ_t's label, {MEAN}", False),
+    "agreement": (_share("agreement"), f"share of the test examples on which θ̄ predicts θ_t's label, {MEAN}", False),
 }
 """The graft statistics a region control reads too: name → (formula, description, ratio)."""
 
@@ -403,7 +399,7 @@ STATISTICS: dict[str, Statistic] = {
     "agreement_control_head": Statistic(
         "localize",
         f"share of the test examples on which θ₀ with θ_t's head predicts θ_t's label, {MEAN}",
-        _graft_parts(_head_agreement),
+        _graft_parts(_share("agreement_base")),
         control_of="agreement",
     ),
     "ece_reduction": Statistic(
