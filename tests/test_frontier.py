@@ -165,3 +165,23 @@ def test_independent_is_drawn_for_accuracy_but_not_as_forgetting():
     assert independent.by_seed["forgetting"] == {} and math.isnan(independent.stats["forgetting"][0])
     assert independent.by_seed["acc"] == {1: 60.0, 2: 60.0}
     assert naive.by_seed["forgetting"] == {1: 16.0}
+
+
+def test_points_are_numbered_by_memory_and_the_key_gives_each_number_its_full_name():
+    """Beside each point only its number; the figure's key lists every row as 'N  full name', numbered from the
+    least memory kept, so that long names never cover each other on the panels."""
+    from clgraft.results.frontier import frontier_figure
+
+    points = [
+        _point("graft-compose (sparsity=0.01, optimizer=sgd)", 800.0, {1: 66.0, 2: 67.0}),
+        _point("naive", 0.0, {1: 50.0, 2: 52.0}),
+        _point("replay (per_class=4)", 0.6, {1: 64.0, 2: 65.0}),
+    ]
+    fig = frontier_figure("tiny", points)
+    (key,) = fig.legends
+    assert [t.get_text() for t in key.get_texts()] == [
+        "1  naive",
+        "2  replay (per_class=4)",
+        "3  graft-compose (sparsity=0.01, optimizer=sgd)",
+    ]
+    assert sorted(t.get_text() for t in fig.axes[0].texts if t.get_text() != "//") == ["1", "2", "3"]

@@ -23,10 +23,10 @@ OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "
 """The Okabe–Ito palette, told apart with every common colour-vision deficiency (its yellow left out: too faint on
 white)."""
 MARKERS = ("o", "s", "^", "D", "v", "P")
-LABEL_DECADES = 0.9
-"""Points closer than this on the log x axis get names pushed apart vertically (a name is about as wide)."""
+LABEL_DECADES = 0.25
+"""Points closer than this on the log x axis get numbers pushed apart vertically (a number is about as wide)."""
 LABEL_GAP = 0.045
-"""Least vertical distance between two such names, as a share of the panel's y range."""
+"""Least vertical distance between two such numbers, as a share of the panel's y range."""
 PANELS = (("acc", "ACC (%) — higher is better", True), ("forgetting", "forgetting (points) — lower is better", False))
 
 
@@ -219,12 +219,14 @@ def _zero_x(points: list[Point]) -> float:
 
 def frontier_figure(title: str, points: list[Point]):
     """ACC above forgetting against KB per task (log axis; rows keeping 0 at a tick of their own), every row with its
-    95% interval as a whisker and its name beside it, the Pareto-optimal sequential rows joined by a step line, one
-    colour and marker per row (Okabe–Ito), joint training hollow, for reference. A row whose memory could not be
-    counted (NaN; the leaderboard warned) has no place on the axis and is left out."""
-    points = [p for p in points if not math.isnan(p.kb)]
+    95% interval as a whisker and its number beside it, the Pareto-optimal sequential rows joined by a step line, one
+    colour and marker per row (Okabe–Ito), joint training hollow, for reference. Rows are numbered by memory kept
+    (then name), and a key right of the panels gives each number's marker and full name: names written beside the
+    points would cover each other where many rows keep about the same memory. A row whose memory could not be counted
+    (NaN; the leaderboard warned) has no place on the axis and is left out."""
+    points = sorted((p for p in points if not math.isnan(p.kb)), key=lambda p: (p.kb, p.label))
     plt = pyplot()
-    fig, axes = plt.subplots(2, 1, figsize=(11, 11), sharex=True, layout="constrained")
+    fig, axes = plt.subplots(2, 1, figsize=(15, 11), sharex=True, layout="constrained")
     zero = _zero_x(points)
     xs = [p.kb if p.kb > 0 else zero for p in points]
     for ax, (metric, axis_label, higher) in zip(axes, PANELS, strict=True):
@@ -237,8 +239,21 @@ def frontier_figure(title: str, points: list[Point]):
         plt.Line2D([], [], linestyle="", marker="o", color="0.35", markerfacecolor="white"),
     ]
     axes[0].legend(key, ["Pareto front (sequential rows)", "joint training (reference: not sequential)"], fontsize=8)
+    rows = [
+        plt.Line2D(
+            [],
+            [],
+            linestyle="",
+            marker=_style(i)[1],
+            color=_style(i)[0],
+            markerfacecolor="white" if p.reference else _style(i)[0],
+        )
+        for i, p in enumerate(points)
+    ]
+    names = [f"{i + 1}  {p.label}" for i, p in enumerate(points)]
+    fig.legend(rows, names, loc="outside right upper", fontsize=7.5, title="row (by memory kept)", title_fontsize=8)
     heading = f"{title}: accuracy and forgetting against memory per task (mean, 95% t interval over seeds)"
-    fig.suptitle(wrap(heading, 90))
+    axes[0].set_title(wrap(heading, 90))  # over the panels alone: the key takes the figure's right
     return fig
 
 
@@ -248,7 +263,7 @@ def _style(i: int) -> tuple[str, str]:
 
 
 def _panel(ax, points: list[Point], xs: list[float], metric: str, higher: bool) -> None:
-    """One metric against memory: whiskers of the 95% interval, the points with their names, the front as a step
+    """One metric against memory: whiskers of the 95% interval, the points with their numbers, the front as a step
     line."""
     shown = [i for i, p in enumerate(points) if not math.isnan(p.stats[metric][0])]
     for i in shown:
@@ -271,12 +286,12 @@ def _panel(ax, points: list[Point], xs: list[float], metric: str, higher: bool) 
     ax.plot([xs[i] for i in front], [means[i] for i in front], "--", color="0.35", drawstyle="steps-post", zorder=0)
     ax.set_xscale("log")
     ax.grid(alpha=0.3, which="major")
-    _name_points(ax, [points[i].label for i in shown], [xs[i] for i in shown], [means[i] for i in shown])
+    _name_points(ax, [str(i + 1) for i in shown], [xs[i] for i in shown], [means[i] for i in shown])
 
 
 def _name_points(ax, labels: list[str], xs: list[float], ys: list[float]) -> None:
-    """Each point's name just right of it; names of points closer than LABEL_DECADES on the x axis are pushed apart
-    vertically (a thin line leads from a point to a name that moved), so that none is written over another."""
+    """Each point's number just right of it; numbers of points closer than LABEL_DECADES on the x axis are pushed
+    apart vertically (a thin line leads from a point to a number that moved), so that none is written over another."""
     heights = _label_heights(xs, ys)
     low, high = min([*ys, *heights]), max([*ys, *heights])
     ax.set_ylim(min(ax.get_ylim()[0], low - 0.04 * (high - low)), max(ax.get_ylim()[1], high + 0.04 * (high - low)))
@@ -296,8 +311,8 @@ def _name_points(ax, labels: list[str], xs: list[float], ys: list[float]) -> Non
 
 
 def _label_heights(xs: list[float], ys: list[float]) -> list[float]:
-    """Where each name goes on the y axis: at its point, unless points close on the (log) x axis have names less
-    than LABEL_GAP of the y range apart; such a group's names are spaced by that gap around the group's points."""
+    """Where each number goes on the y axis: at its point, unless points close on the (log) x axis have numbers less
+    than LABEL_GAP of the y range apart; such a group's numbers are spaced by that gap around the group's points."""
     span = (max(ys) - min(ys)) or 1.0
     gap = LABEL_GAP * span
     heights = list(ys)
