@@ -285,6 +285,13 @@ def _cross_grafts_restated(run_dir, rows, record):
         return split_accuracy(model, task.head, task.test, task.label_offset, 64, torch.device("cpu"))
 
     t = len(grafts)
+    joint = run.fresh_model()
+    joint.load_state_dict(load_file(next((run_dir / "weights").glob("*.safetensors"))))
+    for task, row in zip(run.tasks, rows, strict=True):  # θ_t's fit of its few-shot splits, as the search scores
+        for split in ("train", "dev"):
+            data = getattr(task, split)
+            fit = split_accuracy(joint, task.head, data, task.label_offset, 16, torch.device("cpu"))
+            assert row[f"{split}_finetuned"] == fit
     assert payload["accuracy"] == [[score(g.apply, j) for j in range(t)] for g in grafts]
     assert [payload["accuracy"][j][j] for j in range(t)] == [r["acc_grafted"] for r in rows]  # localize's own score
     assert payload["base"] == [r["acc_base"] for r in rows] and payload["full"] == record["R"][-1]

@@ -245,6 +245,17 @@ class ScoredTask:
     metric: str = "accuracy"
 
 
+def split_score(model: HeadedModel, task: ScoredTask, split: Literal["train", "dev"], device) -> float:
+    """The model's score on the task's train or dev split as the mask search scores a mask: accuracy, or F1 where
+    the task's metric is F1."""
+    data = task.train if split == "train" else task.dev
+    logits = predict(model, task.head, data, SCORE_BATCH, device)
+    labels = data.labels + task.label_offset
+    if task.metric == "f1":
+        return f1(logits, labels, positive=task.label_offset + 1)
+    return accuracy(logits, labels)
+
+
 def sigmoid_slope(x: float) -> float:
     """σ'(x) = σ(x)(1 − σ(x))."""
     s = 1 / (1 + math.exp(-x))
@@ -352,17 +363,12 @@ class MaskLearner:
             losses.dot(weights[index]).backward()
         return self.grads
 
-    def _split_score(self, data: Encoded) -> float:
-        logits = predict(self.model, self.task.head, data, SCORE_BATCH, self.device)
-        labels = data.labels + self.task.label_offset
-        if self.task.metric == "f1":
-            return f1(logits, labels, positive=self.task.label_offset + 1)
-        return accuracy(logits, labels)
-
     def score(self, mask: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
         """(train, dev) score of θ₀ + γ⊙δ for a boolean mask γ: accuracy, or F1 where the task's metric is F1."""
         self.set_mask(mask, delta)
-        return self._split_score(self.task.train), self._split_score(self.task.dev)
+        return split_score(self.model, self.task, "train", self.device), split_score(
+            self.model, self.task, "dev", self.device
+        )
 
     def learn(
         self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions, progress: bool = False, desc: str = ""

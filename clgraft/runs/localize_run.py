@@ -17,7 +17,7 @@ from clgraft.data.batches import Encoded
 from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft
-from clgraft.grafting.localize import CONTROLS, LocalizeOptions, MaskLearner, Method
+from clgraft.grafting.localize import CONTROLS, LocalizeOptions, MaskLearner, Method, split_score
 from clgraft.io.figures import pyplot, run_line, save, wrap
 from clgraft.io.records import read_json, write_json
 from clgraft.methods.base import PreparedTask
@@ -30,6 +30,9 @@ from clgraft.training.loop import accuracy, predict, split_accuracy
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+SPLITS = ("train", "dev")
+"""The few-shot splits θ_t is also scored on (the search's metric), beside its test accuracy: how well the fine-tune
+fits what it was trained and searched on, read without the test set (`train_finetuned`, `dev_finetuned`)."""
 MARKERS = "osD^v<>p"  # open markers of different shapes: lines at the same value (often 1.0) all stay visible
 
 
@@ -108,6 +111,7 @@ def localize_run(
         ood = ood_tests(runner, registry, data_dir, task)
         acc_ft, ece_ft, pred_ft = _test_metrics(model, task, runner.device)
         ood_ft = _ood_accuracy(model, task, ood, runner.device)
+        fit = {f"{split}_finetuned": split_score(model, scored_task(task), split, runner.device) for split in SPLITS}
         tau = view.flatten(dict(body.named_parameters())) - theta0.blocks
         theta0.restore(model)
         acc_base, _, pred_base = _test_metrics(model, task, runner.device)
@@ -141,6 +145,7 @@ def localize_run(
                     "acc_finetuned": acc_ft,
                     "acc_grafted": acc_g,
                     "acc_base": acc_base,
+                    **fit,
                     "recovered": acc_g / acc_ft if acc_ft > 0 else None,
                     "ece_finetuned": ece_ft,
                     "ece_grafted": ece_g,
