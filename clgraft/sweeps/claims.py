@@ -352,6 +352,8 @@ class Measured:
     learned: dict[int, dict[str, bool]] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     """Records in the claim's folder left out as unreadable, with why."""
+    records: dict[int, dict[str, tuple[dict, Path]]] = field(default_factory=dict, repr=False)
+    """The records each seed's number was read from (by method), which the claim's controls read too."""
 
 
 def _setting(claim: Claim, records: dict[int, dict[str, tuple[dict, Path]]]) -> str:
@@ -390,7 +392,8 @@ def measure(results: Path, claim: Claim) -> Measured:
     why = "" if claim.needs is None else f"partial: still needs {claim.needs}"
     parts = {s: v.parts for s, v in read.items()}
     learned = {s: learned_in(r) for s, r in sorted(records.items())}
-    return Measured(values, mean, low, high, verdict_words(claim, reading), why, setting, parts, learned, skipped)
+    words = verdict_words(claim, reading)
+    return Measured(values, mean, low, high, words, why, setting, parts, learned, skipped, records)
 
 
 def run_claim(
@@ -611,11 +614,11 @@ def control_evidence(evidence: Evidence, control: str) -> Evidence:
 
 
 def measure_controls(results: Path, claim: Claim, measured: Measured) -> list[ControlMeasured]:
-    """Each of the claim's controls read from its records, with the paired difference from the claim's number."""
+    """Each of the claim's controls read from the records `measure` read the claim's number from (a control method's
+    from its own), with the paired difference from the claim's number."""
     if not claim.controls:
         return []
-    evidence = claim.evidence
-    records, _ = seed_records(results, claim)
+    evidence, records = claim.evidence, measured.records
     out = []
     for control in claim.controls:
         if control in evidence.control_methods:
