@@ -956,8 +956,9 @@ def analyze_overlap(
     cross_grafts: Annotated[
         bool,
         _opt(
-            "a joint run: also graft each task's region on θ₀ and read it on every task (its head), and the union of "
-            "the regions, a random region of the union's size and θ₀ with the heads on each task"
+            "a joint run: also graft each task's region on θ₀ and read it on every task (its head), and on each "
+            "task a random region of its size, the union of the regions, a random region of the union's size and θ₀ "
+            "with the heads"
         ),
     ] = False,
     tasks_dir: TasksDir = None,
@@ -967,7 +968,7 @@ def analyze_overlap(
     random-mask null; Spearman ρ (Mantel permutation p) against transfer, τ cosine, θ₀ embedding cosine and task
     type. Needs one graft per task at --sparsity (run `clgraft localize RUN_DIR --sparsity S` first), or with
     --own-size one graft per task of --method (a tall-masks run writes its final TALL masks as grafts). With
-    --cross-grafts (a joint run, whose weights it reads) the cross-graft table too: T² + 3T test evaluations."""
+    --cross-grafts (a joint run, whose weights it reads) the cross-graft table too: T² + 4T test evaluations."""
     from clgraft.analysis.overlap import analyze_overlap as run_analysis
     from clgraft.analysis.overlap import overlap_name, table
 

@@ -307,6 +307,23 @@ def _cross_grafts_restated(run_dir, rows, record):
                 body[name].add_(part)
 
     assert payload["union"] == [score(add_union, j) for j in range(t)]
+    state = load_file(next((run_dir / "weights").glob("*.safetensors")))
+    tau = run.blocks(state) - run.theta0
+    order = torch.rand(grafts[0].numel, generator=torch.Generator().manual_seed(record["config"]["seed"]))
+
+    def add_random(k):  # θ₀ + τ on the first k entries of the seeded random order
+        def add(model):
+            body = dict(model.body.named_parameters())
+            with torch.no_grad():
+                region = torch.zeros(grafts[0].numel, dtype=torch.bool)
+                region[order.argsort(descending=True)[:k]] = True
+                for name, part in run.view.split(torch.where(region, run.theta0 + tau, run.theta0)).items():
+                    body[name].copy_(part)
+
+        return add
+
+    assert payload["random_own"] == [score(add_random(g.k), j) for j, g in enumerate(grafts)]
+    assert payload["random_union"] == [score(add_random(payload["union_k"]), j) for j in range(t)]
     types = payload["types"]
     for j, name in enumerate(payload["tasks"]):
         column = [payload["accuracy"][i][j] for i in range(t) if i != j]
@@ -314,6 +331,28 @@ def _cross_grafts_restated(run_dir, rows, record):
         entry = summary["tasks"][name]
         assert entry["own"] == payload["accuracy"][j][j] and entry["union"] == payload["union"][j]
         assert entry["other_type"] == pytest.approx(sum(other) / len(other)) if other else entry["other_type"] is None
+
+
+def test_a_tasks_cross_graft_entry_averages_the_other_regions_by_type():
+    """own = the diagonal; other_type (same_type) = the mean of column j over the other tasks of another (the same)
+    type, None where there is none; the per-task grafts are read at j."""
+    from clgraft.analysis.cross_grafts import task_summary
+
+    matrix = [[0.9, 0.5, 0.4], [0.7, 0.8, 0.6], [0.3, 0.2, 0.7]]
+    types = ["sentiment", "sentiment", "topic"]
+    per_task = {"union": [0.1, 0.2, 0.3]}
+    assert task_summary(matrix, types, 0, per_task) == {
+        "own": 0.9,
+        "other_type": 0.3,
+        "same_type": 0.7,
+        "union": 0.1,
+    }
+    assert task_summary(matrix, types, 2, per_task) == {
+        "own": 0.7,
+        "other_type": pytest.approx(0.5),
+        "same_type": None,
+        "union": 0.3,
+    }
 
 
 def test_cross_grafts_refuse_a_run_that_fine_tuned_each_task_on_its_own(analysis_run, invoke):

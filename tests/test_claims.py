@@ -878,7 +878,7 @@ def test_a_curve_reads_the_statistic_at_each_sparsity_and_names_the_smallest_tha
         for seed in (1, 2, 3)
     }
     _graft_seeds(tmp_path, claim, rows, trained=(0.9, 0.9))
-    curve = measure_curve(tmp_path, claim)
+    curve = measure_curve(claim, measure(tmp_path, claim))
     assert [p.sparsity for p in curve] == [0.001, 0.01, 0.1]
     for point in curve:
         a, b = by_sparsity[point.sparsity]
@@ -1005,35 +1005,38 @@ def _cross_seeds(tmp_path, claim: Claim, entries: dict[str, dict]) -> None:
         (folder / "run.json").write_text(json.dumps(record))
 
 
-def test_cross_graft_claims_restate_specificity_and_the_unions_pooled_recovery(tmp_path):
+def test_cross_graft_claims_restate_specificity_similarity_and_the_unions_pooled_recovery(tmp_path):
     """graft_specificity is the mean over the learned tasks j of own − (mean over the other-type regions), its
-    control the same against the same-type regions (a task with none has no part); union_recovered pools
+    control the same with a random region of j's size in place of its own (so claim − control = own − random);
+    graft_similarity the mean of same-type − other-type over the tasks that have both; union_recovered pools
     Σ acc(union) / Σ acc(θ_joint), its controls the random region's and θ₀ + heads' the same way."""
     from clgraft.sweeps.claims import measure_controls
 
-    def entry(own, other, same, union, random, base, full=0.9):
-        keys = ("own", "other_type", "same_type", "union", "random_union", "base", "full")
-        return dict(zip(keys, (own, other, same, union, random, base, full), strict=True))
+    def entry(own, other, same, random_own, union, random, base, full=0.9):
+        keys = ("own", "other_type", "same_type", "random_own", "union", "random_union", "base", "full")
+        return dict(zip(keys, (own, other, same, random_own, union, random, base, full), strict=True))
 
     entries = {
-        "a": entry(0.80, 0.60, 0.70, 0.85, 0.70, 0.65),
-        "b": entry(0.75, 0.60, 0.72, 0.80, 0.66, 0.62, full=0.8),
-        "c": entry(0.70, 0.65, None, 0.60, 0.60, 0.60),
-        "d": entry(0.50, 0.10, 0.10, 0.10, 0.10, 0.10),  # not learned: left out
+        "a": entry(0.80, 0.60, 0.70, 0.75, 0.85, 0.70, 0.65),
+        "b": entry(0.75, 0.60, 0.72, 0.70, 0.80, 0.66, 0.62, full=0.8),
+        "c": entry(0.70, 0.65, None, 0.66, 0.60, 0.60, 0.60),
+        "d": entry(0.50, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10),  # not learned: left out
     }
-    specific = _claim(
-        "graft_specificity", ["joint"], (">", 0.0), {"controls": ["graft_specificity_control_same_type"]}, **CROSS
-    )
+    controls = {"controls": ["graft_specificity_control_random"]}
+    specific = _claim("graft_specificity", ["joint"], (">", 0.0), controls, **CROSS)
     _cross_seeds(tmp_path, specific, entries)
     measured = measure(tmp_path, specific)
     assert measured.values[1] == pytest.approx((0.20 + 0.15 + 0.05) / 3)
     assert [p.task for p in measured.parts[1] if p.left_out is None] == ["a", "b", "c"]
-    (same,) = measure_controls(tmp_path, specific, measured)
-    assert same.values[1] == pytest.approx((0.10 + 0.03) / 2)
+    (random_own,) = measure_controls(tmp_path, specific, measured)
+    assert random_own.values[1] == pytest.approx((0.15 + 0.10 + 0.01) / 3)
+    assert random_own.difference[0] == pytest.approx((0.05 + 0.05 + 0.04) / 3)  # own − random, task by task
+    similar = measure(tmp_path, _claim("graft_similarity", ["joint"], (">", 0.0), **CROSS))
+    assert measured.parts[1] and similar.values[2] == pytest.approx((0.10 + 0.12) / 2)  # c has no same-type task
     union = _claim(
         "union_recovered",
         ["joint"],
-        (">=", 0.95),
+        (">", 0.95),
         {"controls": ["union_recovered_control_random", "union_recovered_control_base"]},
         **CROSS,
     )
@@ -1044,9 +1047,11 @@ def test_cross_graft_claims_restate_specificity_and_the_unions_pooled_recovery(t
     assert base.values[3] == pytest.approx((0.65 + 0.62 + 0.60) / 2.6)
     assert base.difference[0] == pytest.approx((0.85 + 0.80 + 0.60 - 0.65 - 0.62 - 0.60) / 2.6)
     with pytest.raises(ValueError, match="reads the cross grafts: set `cross_grafts: true`"):
-        _claim("union_recovered", ["joint"], (">=", 0.95), **{**CROSS, "cross_grafts": False})
+        _claim("union_recovered", ["joint"], (">", 0.95), **{**CROSS, "cross_grafts": False})
     with pytest.raises(ValueError, match="part of the overlap analysis"):
         _claim("recovered", ["joint"], (">=", 0.95), **GRAFT, cross_grafts=True)
+    with pytest.raises(ValueError, match="the methods must be joint"):
+        _claim("union_recovered", ["independent"], (">", 0.95), **CROSS)
 
 
 def test_a_cross_graft_claim_runs_the_analysis_it_reads_on_a_joint_run(tiny_model_dir, tmp_path):
@@ -1072,3 +1077,36 @@ def test_a_cross_graft_claim_runs_the_analysis_it_reads_on_a_joint_run(tiny_mode
     expected = [accuracy[j, j] - np.delete(accuracy[:, j], j).mean() for j in kept]
     measured = measure(tmp_path, claim)
     assert measured.values[1] == pytest.approx(np.mean(expected))
+    _grafts_gone_are_searched_again(tmp_path, claim, folder)
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "cpu_s"} for row in rows]
+
+
+def _forget_cross_grafts(folder: Path) -> None:
+    """The run as a fresh clone has it after an earlier analysis: localize rows, no graft files, a summary without
+    the cross grafts."""
+    import shutil
+
+    shutil.rmtree(folder / "grafts")
+    record = read_json(folder / "run.json")
+    del record["analysis"]["overlap-s0.05"]["cross_grafts"]
+    (folder / "run.json").write_text(json.dumps(record))
+
+
+def _grafts_gone_are_searched_again(tmp_path, claim: Claim, folder: Path) -> None:
+    """Graft files are not committed: an analysis that needs them searches them again on the run's weights and goes
+    on only if every search ends as localize.json's rows say; otherwise localize.json stays as it was."""
+    rows = read_json(folder / "localize.json")["results"]
+    _forget_cross_grafts(folder)
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    assert _strip(read_json(folder / "localize.json")["results"]) == _strip(rows)
+    assert "cross_grafts" in read_json(folder / "run.json")["analysis"]["overlap-s0.05"]
+    tampered = [{**row, "best_step": row["best_step"] + 1} for row in rows]
+    (folder / "localize.json").write_text(json.dumps({"run_config_hash": "x", "results": tampered}))
+    before = (folder / "localize.json").read_bytes()
+    _forget_cross_grafts(folder)
+    with pytest.raises(ClgraftError, match="do not end as localize.json's rows"):
+        run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    assert (folder / "localize.json").read_bytes() == before

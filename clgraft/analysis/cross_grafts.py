@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
     from matplotlib.figure import Figure
 
+NOT_TAU = {"sparsify"}
+"""Graft methods whose stored change is not τ (sparsify's is −θ₀): their regions cannot be read as τ grafts."""
 EVAL_BATCH = 64
 """The batch size `clgraft localize` scores its grafts at, so that a region grafted on its own task gives the
 accuracy localize.json records for it, to the bit."""
@@ -37,51 +39,62 @@ accuracy localize.json records for it, to the bit."""
 def cross_grafts(run: OpenRun, grafts: list[Graft]) -> tuple[dict, dict]:
     """(payload, summary) of the cross grafts of a joint run's regions (one graft per task, in stream order).
 
-    payload: `accuracy[i][j]` (region i on task j), `union`, `random_union` and `base` per task, `full` (the joint
-    model, R's last row), the union's size; summary: per task j its own region's accuracy, the mean over the other
-    tasks' regions of another type and of the same type (None where there is none), and the union's, the random
-    region's, θ₀ + head's and the joint model's."""
+    payload: `accuracy[i][j]` (region i on task j); per task j `random_own` (a random region of task j's size, on
+    task j), `union`, `random_union` (a random region of the union's size), `base` (θ₀ with the heads) and `full`
+    (the joint model, R's last row); the union's size. The random regions are the first k entries of one seeded
+    uniformly random order of the block parameters. Summary: per task j the own region's accuracy, the mean over
+    the other tasks' regions of another type and of the same type (None where there is none), and the rest."""
     require_joint(run)
+    if methods := sorted({g.meta.get("method") for g in grafts} & NOT_TAU):
+        raise ClgraftError(f"cross grafts graft τ on each region; {methods[0]} grafts change θ₀ otherwise")
     names, types = run.names, [task.task.type for task in run.tasks]
     model = run.fresh_model()
     theta0 = BodySnapshot(model, run.view)  # θ₀ everywhere in the body, embeddings included, as a graft file builds
+    device = theta0.blocks.device
     state = run.state_after(len(names) - 1)
     model.load_state_dict(state)  # the joint model's heads (its body is put back to θ₀ + γ⊙τ before each score)
-    grafted = theta0.blocks + (run.blocks(state) - theta0.blocks)  # θ₀ + τ, as localize builds a graft's entries
-    masks = [_mask(graft, run.view.numel) for graft in grafts]
+    grafted = theta0.blocks + (run.blocks(state).to(device) - theta0.blocks)  # θ₀ + τ, as localize builds it
+    masks = [_mask(graft, run.view.numel).to(device) for graft in grafts]
     union = torch.stack(masks).any(0)
-    gen = torch.Generator().manual_seed(int(run.record["config"]["seed"]))
-    random = top_k_mask(torch.rand(run.view.numel, generator=gen), int(union.sum()))
+    seed = int(run.record["config"]["seed"])
+    order = torch.rand(run.view.numel, generator=torch.Generator().manual_seed(seed))  # drawn on the CPU
+
+    def random_region(k: int) -> torch.Tensor:
+        return top_k_mask(order, k).to(device)
 
     def accuracy(mask: torch.Tensor | None, j: int) -> float:
         theta0.restore(model, None if mask is None else torch.where(mask, grafted, theta0.blocks))
         task = run.tasks[j]
         return split_accuracy(model, task.head, task.test, task.label_offset, EVAL_BATCH, run.runner.device)
 
+    t = len(names)
     matrix = []
     for i, name in enumerate(names):
         run.echo(f"cross grafts: {name}'s region on every task")
-        matrix.append([accuracy(masks[i], j) for j in range(len(names))])
-    run.echo("cross grafts: the union of the regions, a random region of its size, and θ₀ with the heads")
+        matrix.append([accuracy(masks[i], j) for j in range(t)])
+    run.echo("cross grafts: random regions, the union of the regions, and θ₀ with the heads")
+    random_union = random_region(int(union.sum()))
     per_task = {
-        "union": [accuracy(union, j) for j in range(len(names))],
-        "random_union": [accuracy(random, j) for j in range(len(names))],
-        "base": [accuracy(None, j) for j in range(len(names))],
+        "random_own": [accuracy(random_region(grafts[j].k), j) for j in range(t)],
+        "union": [accuracy(union, j) for j in range(t)],
+        "random_union": [accuracy(random_union, j) for j in range(t)],
+        "base": [accuracy(None, j) for j in range(t)],
         "full": [float(a) for a in run.record["R"][-1]],
     }
     payload = {
         "tasks": names,
         "types": types,
+        "k": [g.k for g in grafts],
         "accuracy": matrix,
         **per_task,
         "union_k": int(union.sum()),
         "union_share": float(union.sum()) / run.view.numel,
-        "random_seed": int(run.record["config"]["seed"]),
+        "random_seed": seed,
     }
     summary = {
         "union_k": payload["union_k"],
         "union_share": payload["union_share"],
-        "tasks": {name: _task_summary(matrix, types, j, per_task) for j, name in enumerate(names)},
+        "tasks": {name: task_summary(matrix, types, j, per_task) for j, name in enumerate(names)},
     }
     return payload, summary
 
@@ -102,9 +115,10 @@ def _mask(graft: Graft, numel: int) -> torch.Tensor:
     return mask
 
 
-def _task_summary(matrix: list[list[float]], types: list[str], j: int, per_task: dict[str, list[float]]) -> dict:
+def task_summary(matrix: list[list[float]], types: list[str], j: int, per_task: dict[str, list[float]]) -> dict:
     """Task j's column: its own region, the other regions by type (their mean; None where no task is of that kind),
-    and the whole-model grafts."""
+    and each per-task graft on task j (a random region of its size, the union, a random region of the union's size,
+    θ₀ with the heads, the joint model)."""
     others = [i for i in range(len(types)) if i != j]
     other_type = [matrix[i][j] for i in others if types[i] != types[j]]
     same_type = [matrix[i][j] for i in others if types[i] == types[j]]
@@ -123,6 +137,7 @@ def cross_table(payload: dict) -> str:
     names = payload["tasks"]
     rows = {f"γ of {n}": payload["accuracy"][i] for i, n in enumerate(names)}
     rows |= {
+        "random, the task's size": payload["random_own"],
         "union of all γ": payload["union"],
         "random, union's size": payload["random_union"],
         "none (θ₀ + heads)": payload["base"],
@@ -141,13 +156,14 @@ def plot_cross_grafts(payload: dict, run: str, regions: str, path: Path) -> Path
 
 
 def cross_figure(payload: dict, run: str, regions: str) -> Figure:
-    """Test accuracy (%) of every graft on every task as an annotated heatmap: a row per task's region, then the
-    union, a random region of the union's size and no region (θ₀ with the heads); a column per task, labelled with
-    its type; the joint model's own accuracy under the task names. Rows are read against the last one."""
+    """Test accuracy (%) of every graft on every task as an annotated heatmap: a row per task's region, then a
+    random region of each task's own size, the union, a random region of the union's size and no region (θ₀ with
+    the heads); a column per task, labelled with its type; the joint model's own accuracy under the task names."""
     plt = pyplot()
     names, types = payload["tasks"], payload["types"]
-    rows = [*payload["accuracy"], payload["union"], payload["random_union"], payload["base"]]
-    labels = [f"γ of {n}" for n in names] + ["union of all γ", "random, union's size", "none (θ₀ + heads)"]
+    rows = [*payload["accuracy"], payload["random_own"], payload["union"], payload["random_union"], payload["base"]]
+    labels = [f"γ of {n}" for n in names]
+    labels += ["random, the task's size", "union of all γ", "random, union's size", "none (θ₀ + heads)"]
     values = 100 * np.array(rows, dtype=float)
     fig, ax = plt.subplots(figsize=(0.8 * len(names) + 3.2, 0.42 * len(rows) + 2.6), layout="constrained")
     image = ax.imshow(values, cmap="viridis", aspect="auto")

@@ -25,6 +25,7 @@ from clgraft.sweeps.claims import (
     analysis_complete,
     claim_runs_dir,
     control_evidence,
+    grafts_missing,
     has_weights,
     missing_curve,
     run_config,
@@ -139,6 +140,7 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         complete = summary is not None and analysis_complete(summary, evidence, REFERENCE in claim.controls)
         unanalysed = key is not None and not complete
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
+        localize = localize or (unanalysed and grafts_missing(folder, evidence))  # searched again for the analysis
         regions = any(not localize_rows(folder, evidence, c) for c in evidence.localize_controls)
         curve = missing_curve(folder, evidence) if evidence.localize else []
         if (unanalysed or localize or regions or curve) and not has_weights(folder, record):

@@ -20,7 +20,7 @@ def report(results: Path, claims: list[Claim]) -> str:
     decided = sum(len(m.values) >= MIN_SEEDS for _, m in measured)
     lines = _rules(decided) + _skipped_lines(measured) + _table(measured)
     for c, m in measured:
-        lines += _section(c, m, measure_controls(results, c, m), measure_curve(results, c))
+        lines += _section(c, m, measure_controls(results, c, m), measure_curve(c, m))
     return "\n".join(lines) + "\n"
 
 

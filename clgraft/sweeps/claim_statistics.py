@@ -303,9 +303,10 @@ def _cross_parts(
     return parts
 
 
-def _beside(key: str) -> Callable[[dict], tuple[float, float] | None]:
-    """Task j's own region's accuracy less the mean accuracy of the other regions `key` (other_type, same_type)."""
-    return lambda entry: None if entry[key] is None else (entry["own"] - entry[key], 1.0)
+def _difference(first: str, second: str) -> Callable[[dict], tuple[float, float] | None]:
+    """Task j's accuracy under one graft less another's (keys of its cross-graft entry); None where either is
+    missing (a mean over no task of that type)."""
+    return lambda entry: None if None in (entry[first], entry[second]) else (entry[first] - entry[second], 1.0)
 
 
 def _of_joint(key: str) -> Callable[[dict], tuple[float, float]]:
@@ -442,14 +443,20 @@ STATISTICS: dict[str, Statistic] = {
         "cross_grafts",
         "acc on task j of θ₀ + γ_j⊙τ (its own region) − the mean acc there of θ₀ + γ_i⊙τ over the regions i of tasks "
         f"of another type, all read through task j's head of the one joint model, {MEAN} j",
-        _cross_parts(_beside("other_type")),
+        _cross_parts(_difference("own", "other_type")),
     ),
-    "graft_specificity_control_same_type": Statistic(
+    "graft_specificity_control_random": Statistic(
         "cross_grafts",
-        "the same against the regions of the other tasks of task j's own type (claim − control: how much better a "
-        "similar task's region serves task j than a dissimilar one's)",
-        _cross_parts(_beside("same_type")),
+        "the same with a random region of task j's size in place of its own (claim − control: own region − random "
+        "region on task j)",
+        _cross_parts(_difference("random_own", "other_type")),
         control_of="graft_specificity",
+    ),
+    "graft_similarity": Statistic(
+        "cross_grafts",
+        "mean acc on task j of the other regions of task j's type − mean acc there of the regions of another type, "
+        f"read through task j's head of the one joint model, {MEAN} j that have a task of their type",
+        _cross_parts(_difference("same_type", "other_type")),
     ),
     "union_recovered": Statistic(
         "cross_grafts",
@@ -522,7 +529,7 @@ CONTROL_NAMES = {
     "agreement_control_head": "θ₀ with θ_t's head (no graft)",
     "closeness_rel_l2_control_reference": "two tasks' fine-tunes (the reference scale)",
     "overlap_mean_control_random": "random regions of the same sizes (expected)",
-    "graft_specificity_control_same_type": "the regions of tasks of the same type",
+    "graft_specificity_control_random": "a random region of the task's size in place of its own",
     "union_recovered_control_random": "a random region of the union's size",
     "union_recovered_control_base": "θ₀ with the heads (no region)",
 }

@@ -156,6 +156,8 @@ class Evidence(_Strict):
             raise ValueError(f"statistic '{self.statistic}' reads the cross grafts: set `cross_grafts: true`")
         if self.cross_grafts and self.analyze != "overlap":
             raise ValueError("`cross_grafts` are part of the overlap analysis: set `analyze: overlap`")
+        if self.cross_grafts and not all(_joint(spec) for spec in self.methods):
+            raise ValueError("`cross_grafts` read every region from one multi-task model: the methods must be joint")
         if self.statistic == "critical_layers_of_full" and not self.critical_layers:
             raise ValueError("statistic 'critical_layers_of_full' needs `critical_layers: k`")
         if self.analysis_controls and not (
@@ -203,6 +205,13 @@ class Evidence(_Strict):
                 parse_method_spec(spec)
             except ClgraftError as e:
                 raise ValueError(f"control method '{name}': {e}") from None
+
+
+def _joint(spec: str) -> bool:
+    """Whether a method spec (NAME[:KEY=VALUE...]) trains one model on every task at once."""
+    from clgraft.methods import get_method, parse_method_spec
+
+    return get_method(parse_method_spec(spec)[0]).joint
 
 
 class Claim(_Strict):
@@ -424,15 +433,44 @@ def run_claim(
             regions = [c for c in evidence.localize_controls if not localize_rows(runner.dir, evidence, c)]
             curve = [{**evidence.localize, "sparsity": x} for x in missing_curve(runner.dir, evidence)]
             unanalysed = evidence.analyze and not _analysed(runner.dir, evidence, REFERENCE in claim.controls)
+            regraft = not localize and unanalysed and grafts_missing(runner.dir, evidence)
             if localize or regions or curve or unanalysed:
                 ensure_weights(runner, registry, data_dir, echo, progress)
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
+            if regraft:
+                echo(f"{runner.dir.name}: its grafts are not here; searching them again for the analysis")
+                regraft_run(runner.dir, evidence, registry, data_dir_from(data_dir))
             for options in [{**evidence.localize, "method": region} for region in regions] + curve:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
             if evidence.analyze:  # an analysis of grafts is made again after they are searched again
                 again = localize and evidence.analyze == "overlap"
                 _analyze(runner.dir, evidence, registry, data_dir, echo, again, REFERENCE in claim.controls)
+
+
+def grafts_missing(run_dir: Path, evidence: Evidence) -> bool:
+    """Whether the overlap analysis the evidence asks for lacks a graft file of its localize rows (graft files are
+    not committed: a fresh clone has the rows and not the grafts)."""
+    rows = localize_rows(run_dir, evidence) if evidence.analyze == "overlap" else []
+    return any(not (run_dir / row["graft"]).is_file() for row in rows)
+
+
+def regraft_run(run_dir: Path, evidence: Evidence, registry: Registry, data_dir: Path | None) -> None:
+    """Search the claim's grafts again on the run's (remade) weights, keeping localize.json as it was unless every
+    task's search ends as its row says (the kept step, the region's size, the grafted accuracy): the same weights
+    give the same masks, so a difference means other code, data or rounding, and grafts that are not the record's."""
+    from clgraft.runs.localize_run import localize_finished_run
+
+    path = run_dir / "localize.json"
+    before, old = path.read_bytes(), {row["task"]: row for row in localize_rows(run_dir, evidence)}
+    new = localize_finished_run(run_dir, registry, data_dir, **evidence.localize)
+    key = ("best_step", "k", "acc_grafted")
+    if any(tuple(row[x] for x in key) != tuple(old[row["task"]][x] for x in key) for row in new):
+        path.write_bytes(before)
+        raise ClgraftError(
+            f"{run_dir}: the grafts searched again do not end as localize.json's rows (other code, data or rounding); "
+            "localize.json is kept as it was: move the folder aside to make the claim's runs anew"
+        )
 
 
 def at_sparsity(evidence: Evidence, sparsity: float) -> Evidence:
@@ -590,13 +628,12 @@ class CurvePoint:
     high: float | None
 
 
-def measure_curve(results: Path, claim: Claim) -> list[CurvePoint]:
-    """The claim's statistic at its own sparsity and every sparsity of its curve, ascending, read from the same
-    records and pooled the same way."""
-    evidence = claim.evidence
+def measure_curve(claim: Claim, measured: Measured) -> list[CurvePoint]:
+    """The claim's statistic at its own sparsity and every sparsity of its curve, ascending, read from the records
+    `measure` read the claim's number from and pooled the same way."""
+    evidence, records = claim.evidence, measured.records
     if evidence is None or not evidence.localize_curve:
         return []
-    records, _ = seed_records(results, claim)
     statistic, out = STATISTICS[evidence.statistic], []
     for sparsity in sorted({*evidence.localize_curve, float(evidence.localize["sparsity"])}):
         at = at_sparsity(evidence, sparsity)
