@@ -1098,8 +1098,12 @@ def _forget_cross_grafts(folder: Path) -> None:
 def _grafts_gone_are_searched_again(tmp_path, claim: Claim, folder: Path) -> None:
     """Graft files are not committed: an analysis that needs them searches them again on the run's weights and goes
     on only if every search ends as localize.json's rows say; otherwise localize.json stays as it was."""
+    from clgraft.sweeps.claim_plan import claim_plan
+
     rows = read_json(folder / "localize.json")["results"]
+    assert claim_plan(tmp_path, [claim], []).iloc[0]["localize"] == 0
     _forget_cross_grafts(folder)
+    assert claim_plan(tmp_path, [claim], []).iloc[0]["localize"] == 1  # priced: searched again for the analysis
     run_claim(tmp_path, claim, None, lambda s: None, progress=False)
     assert _strip(read_json(folder / "localize.json")["results"]) == _strip(rows)
     assert "cross_grafts" in read_json(folder / "run.json")["analysis"]["overlap-s0.05"]
