@@ -245,7 +245,8 @@ def test_a_joint_run_is_localized_task_by_task_and_its_regions_compared(tiny_mod
         run_dir,
         "--no-progress",
     )
-    invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1")
+    output = invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1")
+    assert "train_ft" in output and "dev_ft" in output  # θ_t's fit of its few-shot splits, in the printed table
     rows = json.loads((run_dir / "localize.json").read_text())["results"]
     record = json.loads((run_dir / "run.json").read_text())
     assert [r["task"] for r in rows] == ["tiny-sst2", "tiny-agnews", "tiny-trec"]

@@ -210,28 +210,16 @@ def _merge(path: Path, run_hash: str, rows: list[dict]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    """The results as a fixed-width table (accuracy and ECE in %)."""
+    """The results as a fixed-width table (accuracy, θ_t's train and dev scores and ECE in %)."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows)[
-        [
-            "task",
-            "method",
-            "sparsity",
-            "k",
-            "acc_finetuned",
-            "acc_grafted",
-            "acc_base",
-            "recovered",
-            "ece_finetuned",
-            "ece_grafted",
-            "bytes",
-        ]
-    ]
-    for col in ("acc_finetuned", "acc_grafted", "acc_base", "ece_finetuned", "ece_grafted"):
+    percent = ["acc_finetuned", "acc_grafted", "acc_base", "train_finetuned", "dev_finetuned"]
+    frame = pd.DataFrame(rows)[["task", "method", "sparsity", "k", *percent, "recovered"]]
+    frame = frame.join(pd.DataFrame(rows)[["ece_finetuned", "ece_grafted", "bytes"]])
+    for col in (*percent, "ece_finetuned", "ece_grafted"):
         frame[col] = (100 * frame[col]).round(1)
     frame["recovered"] = frame["recovered"].round(3)
-    return frame.to_string(index=False)
+    return frame.rename(columns={"train_finetuned": "train_ft", "dev_finetuned": "dev_ft"}).to_string(index=False)
 
 
 def plot_recovered(rows: list[dict], path: Path) -> Path:
