@@ -316,6 +316,12 @@ def _of_joint(key: str) -> Callable[[dict], tuple[float, float]]:
 
 POOLED = "pooled over the learned tasks (Σ numerator / Σ denominator)"
 
+UNION_CONTROLS = (
+    ("random", "random_union", "a random region of the union's size", "a random region of the union's size"),
+    ("base", "base", "θ₀ with the joint model's heads (no region)", "θ₀ with the heads (no region)"),
+)
+"""The union graft's controls: (control, its key in a task's cross-graft entry, what it grafts, the report's name)."""
+
 CONTROL_TABLE = (
     ("closeness", "bottom", "only the k blocks that moved least", "the k least-moved blocks"),
     ("closeness", "random", "only k blocks drawn at random", "k random blocks"),
@@ -464,20 +470,16 @@ STATISTICS: dict[str, Statistic] = {
         _cross_parts(_of_joint("union")),
         ratio=True,
     ),
-    "union_recovered_control_random": Statistic(
-        "cross_grafts",
-        "the same for a random region of the union's size",
-        _cross_parts(_of_joint("random_union")),
-        ratio=True,
-        control_of="union_recovered",
-    ),
-    "union_recovered_control_base": Statistic(
-        "cross_grafts",
-        "the same for θ₀ with the joint model's heads (no region)",
-        _cross_parts(_of_joint("base")),
-        ratio=True,
-        control_of="union_recovered",
-    ),
+    **{
+        f"union_recovered_control_{control}": Statistic(
+            "cross_grafts",
+            f"the same for {what}",
+            _cross_parts(_of_joint(key)),
+            ratio=True,
+            control_of="union_recovered",
+        )
+        for control, key, what, _ in UNION_CONTROLS
+    },
     "subspace_d90": Statistic(
         "subspace",
         "d90 of the centred trajectory (as DLDR's PCA, which Zhang et al. build on) at the largest t, mean over the "
@@ -530,7 +532,6 @@ CONTROL_NAMES = {
     "closeness_rel_l2_control_reference": "two tasks' fine-tunes (the reference scale)",
     "overlap_mean_control_random": "random regions of the same sizes (expected)",
     "graft_specificity_control_random": "a random region of the task's size in place of its own",
-    "union_recovered_control_random": "a random region of the union's size",
-    "union_recovered_control_base": "θ₀ with the heads (no region)",
+    **{f"union_recovered_control_{control}": name for control, _, _, name in UNION_CONTROLS},
 }
 """How the report names each control statistic (Claim.controls)."""
