@@ -366,9 +366,8 @@ class MaskLearner:
     def score(self, mask: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
         """(train, dev) score of θ₀ + γ⊙δ for a boolean mask γ: accuracy, or F1 where the task's metric is F1."""
         self.set_mask(mask, delta)
-        return split_score(self.model, self.task, "train", self.device), split_score(
-            self.model, self.task, "dev", self.device
-        )
+        train, dev = (split_score(self.model, self.task, split, self.device) for split in ("train", "dev"))
+        return train, dev
 
     def learn(
         self, delta: torch.Tensor, init: torch.Tensor, opts: LocalizeOptions, progress: bool = False, desc: str = ""

@@ -214,8 +214,9 @@ def table(rows: list[dict]) -> str:
     import pandas as pd
 
     percent = ["acc_finetuned", "acc_grafted", "acc_base", "train_finetuned", "dev_finetuned"]
-    frame = pd.DataFrame(rows)[["task", "method", "sparsity", "k", *percent, "recovered"]]
-    frame = frame.join(pd.DataFrame(rows)[["ece_finetuned", "ece_grafted", "bytes"]])
+    frame = pd.DataFrame(rows)[
+        ["task", "method", "sparsity", "k", *percent, "recovered", "ece_finetuned", "ece_grafted", "bytes"]
+    ]
     for col in (*percent, "ece_finetuned", "ece_grafted"):
         frame[col] = (100 * frame[col]).round(1)
     frame["recovered"] = frame["recovered"].round(3)
