@@ -16,7 +16,7 @@ import pytest
 
 from clgraft.errors import ClgraftError
 from clgraft.methods import METHODS
-from clgraft.results.leaderboard import load_records, summarize
+from clgraft.results.leaderboard import MEMORY_UNKNOWN, load_records, summarize
 from clgraft.site.build import MANIFEST, build_site, serve
 from clgraft.site.data import docs_dir, method_docs, metric_cell, paired_cell
 
@@ -289,6 +289,37 @@ def test_filters_hide_the_rows_that_do_not_match(browser, site):
     assert 0 < len(shown) < len(rows)
     assert all(r.get_attribute("data-data") == "none" for r in shown)
     assert browser.find_element(By.ID, "filter-count").text == f"{len(shown)} of {len(rows)} rows"
+
+
+def _beaten(i: str, points: dict[str, tuple[float, float]]) -> bool:
+    """Whether another row keeps no more memory and scores no less ACC than row i, and one of the two strictly."""
+    kb, acc = points[i]
+    return any(k <= kb and a >= acc and (k < kb or a > acc) for j, (k, a) in points.items() if j != i)
+
+
+def test_the_frontier_numbers_the_rows_no_row_beats_and_names_them_under_each_figure(browser, site, results):
+    from selenium.webdriver.common.by import By
+
+    frame = summarize(load_records(results)).reset_index()
+    _open(browser, site / "frontier.html")
+    sections = browser.find_elements(By.CSS_SELECTOR, "main section")
+    assert sections
+    for section in sections:
+        key = section.find_elements(By.CSS_SELECTOR, "ol.front-key li")
+        numbers = [t.text for t in section.find_elements(By.CSS_SELECTOR, ".vega-embed svg g.mark-text.role-mark text")]
+        assert sorted(int(n) for n in numbers if n.isdigit()) == list(range(1, len(key) + 1))
+        assert [int(li.get_attribute("value")) for li in key] == list(range(1, len(key) + 1))
+        named = [li.find_element(By.TAG_NAME, "a").get_attribute("href").rsplit("/", 1)[1][:-5] for li in key]
+        assert all((site / "rows" / f"{row_id}.html").is_file() for row_id in named)
+        stream, order = section.find_element(By.TAG_NAME, "h2").text.replace(", order", "").split()
+        part = frame[(frame["stream"] == stream) & (frame["order"] == order) & (frame["method"] != "joint")]
+        points = {
+            r.id: (float(r.extra_kb_per_task), float(r.acc.split()[0]))
+            for r in part.itertuples()
+            if r.extra_kb_per_task != MEMORY_UNKNOWN  # the rows the page says it cannot place
+        }
+        assert sorted(named) == sorted(i for i in points if not _beaten(i, points))
+        assert [points[i][0] for i in named] == sorted(points[i][0] for i in named)  # numbered by memory
 
 
 def test_a_row_link_opens_its_page_and_its_bibtex_is_clgraft_cites(browser, site, results, invoke):

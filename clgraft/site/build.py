@@ -24,7 +24,14 @@ from clgraft.errors import ClgraftError
 from clgraft.io.records import write_text
 from clgraft.methods import get_method
 from clgraft.results.leaderboard import METRICS, header, load, render, summarize, verify_predictions
-from clgraft.site.charts import accuracy_over_time, claim_chart, frontier_chart, interval_chart, r_heatmap
+from clgraft.site.charts import (
+    accuracy_over_time,
+    claim_chart,
+    frontier_chart,
+    frontier_points,
+    interval_chart,
+    r_heatmap,
+)
 from clgraft.site.data import (
     NOT_FORGETTING,
     PAIRED_COLUMNS,
@@ -204,18 +211,27 @@ class _Pages:
         sections: dict[str, list[Row]] = {}
         for row in rows:
             sections.setdefault(row.section, []).append(row)
+        points = {
+            name: frontier_points([row for row in part if not get_method(row.frame["method"]).joint], "rows/{id}.html")
+            for name, part in sections.items()
+        }
         charts = {
             name: frontier_chart(
-                [row for row in part if not get_method(row.frame["method"]).joint],
-                [row for row in part if get_method(row.frame["method"]).joint],
-                self.families,
-                "rows/{id}.html",
+                points[name], [row for row in part if get_method(row.frame["method"]).joint], self.families
             )
             for name, part in sections.items()
         }
+        fronts = {
+            name: sorted((p for p in part if p["front"]), key=lambda p: p["front"]) for name, part in points.items()
+        }
         present = {row.family for row in rows}
         return self._page(
-            "frontier.html", "frontier.html", title="Accuracy against memory", charts=charts, present=present
+            "frontier.html",
+            "frontier.html",
+            title="Accuracy against memory",
+            charts=charts,
+            fronts=fronts,
+            present=present,
         )
 
     def claims(self, results: Path) -> Path:

@@ -6,8 +6,6 @@ construction is drawn with its own mark and named so, never as a measured interv
 
 from __future__ import annotations
 
-import math
-
 from clgraft.results.frontier import pareto_front
 from clgraft.results.leaderboard import MEMORY_UNKNOWN
 from clgraft.results.report import NOT_EVALUATED
@@ -272,19 +270,33 @@ def accuracy_over_time(runs: list[Run]) -> dict:
     )
 
 
-def frontier_chart(rows: list[Row], references: list[Row], families: list[str], href: str) -> dict:
-    """ACC (mean with its 95% interval) against the memory a method keeps per task beyond the model, on a symlog
-    axis (0 KB stays on it); the rows no other row beats on both (higher ACC with no more memory) are joined by a
-    dashed line. `references` (joint training: every task's data at once, not a continual learner) are drawn as
-    labelled horizontal lines instead of points. Drag to pan, wheel to zoom, double-click to reset."""
+def frontier_points(rows: list[Row], href: str) -> list[dict]:
+    """The rows a frontier chart places (those whose ACC and memory per task are known), each with `kb` and `front`:
+    its number on the Pareto front (1, 2, … in order of memory; rows no other row beats on both, higher ACC with no
+    more memory), 0 for a row off it. The chart writes the numbers beside the points and the page lists them as
+    its key, so that no name is written over another where the points crowd."""
     points = [
         {**_point(row, row.cells["acc"], href), "kb": float(row.frame["extra_kb_per_task"])}
         for row in rows
         if row.cells["acc"].value is not None and row.frame["extra_kb_per_task"] != MEMORY_UNKNOWN
     ]
     on_front = pareto_front([p["kb"] for p in points], [p["value"] for p in points])
-    front = {points[i]["id"]: n for n, i in enumerate(on_front)}
-    values = [{**p, "front": p["id"] in front, "dy": 14 if front.get(p["id"], 0) % 2 else -8} for p in points]
+    number = {points[i]["id"]: n + 1 for n, i in enumerate(on_front)}
+    return [{**p, "front": number.get(p["id"], 0), "kb_text": _kb(p["kb"])} for p in points]
+
+
+def _kb(kb: float) -> str:
+    """Memory per task as the key prints it: whole KB from 10 up, two significant digits below (0 stays 0)."""
+    return f"{kb:,.0f}" if kb >= 10 else f"{kb:.2g}"
+
+
+def frontier_chart(points: list[dict], references: list[Row], families: list[str]) -> dict:
+    """ACC (mean with its 95% interval) against the memory a method keeps per task beyond the model, on a symlog
+    axis (0 KB stays on it), for `frontier_points`; the front's rows are joined by a dashed line and numbered (the
+    page's key names them, neighbours' numbers alternating above and below their points). `references` (joint
+    training: every task's data at once, not a continual learner) are drawn as labelled horizontal lines instead of
+    points. Drag to pan, wheel to zoom, double-click to reset."""
+    values = [{**p, "dy": 15 if p["front"] % 2 else -9} for p in points]
     lines = [
         {"label": f"{row.label} (reference)", "value": row.cells["acc"].value, "text": row.cells["acc"].text}
         for row in references
@@ -311,7 +323,7 @@ def frontier_chart(rows: list[Row], references: list[Row], families: list[str], 
                 "transform": [{"filter": "shown == null || indexof(shown, datum.id) >= 0"}],
                 "layer": [
                     {
-                        "transform": [{"filter": "datum.front"}],
+                        "transform": [{"filter": "datum.front > 0"}],
                         "mark": {"type": "line", "interpolate": "step-after", "color": "#777", "strokeDash": [4, 3]},
                         "encoding": {"x": x, "y": {**y, "field": "value"}},
                     },
@@ -341,15 +353,17 @@ def frontier_chart(rows: list[Row], references: list[Row], families: list[str], 
                             ],
                         },
                     },
-                    {  # a front point's name: to its right in the left half of the axis, to its left in the right half
-                        "transform": [{"filter": "datum.front"}],
+                    {  # a front point's number, just right of it
+                        "transform": [{"filter": "datum.front > 0"}],
                         "mark": {
                             "type": "text",
-                            "align": {"expr": f"datum.kb > {math.sqrt(top):g} ? 'right' : 'left'"},
-                            "dx": {"expr": f"datum.kb > {math.sqrt(top):g} ? -7 : 7"},
-                            "dy": {"expr": "datum.dy"},  # neighbours on the front alternate above and below
+                            "align": "left",
+                            "dx": 6,
+                            "dy": {"expr": "datum.dy"},
+                            "fontSize": 12,
+                            "fontWeight": "bold",
                         },
-                        "encoding": {"x": x, "y": {**y, "field": "value"}, "text": {"field": "label"}},
+                        "encoding": {"x": x, "y": {**y, "field": "value"}, "text": {"field": "front"}},
                     },
                 ],
             },
