@@ -86,6 +86,7 @@ def test_subspace_spectra_finetuning_and_outliers(analysis_run, invoke):
     assert len(spec["layers"]) == 2
     by_d = entry["finetune_in_subspace"]["by_d"]
     assert set(by_d) == {"2", "4"} and 0 <= by_d["4"]["acc"] <= 1 and by_d["4"]["z_norm"] > 0  # z was trained
+    assert by_d["2"]["d"] == 2 and by_d["4"]["d"] == 4  # the bases had the dimensions asked
     outliers = by_d["4"]["outliers"]
     # Adam's near-sign updates make bounded distributions; a tiny model may have no 3σ coordinate at all
     assert 0 <= outliers["outlier_fraction"] < 0.1
@@ -166,6 +167,20 @@ def test_subspace_merges_earlier_results_part_by_part(analysis_run, invoke):
     assert "subspace d=1:" in output and "subspace d=2:" not in output  # only the new d is trained
     by_d = json.loads(path.read_text())["tasks"]["tiny-trec"]["finetune_in_subspace"]["by_d"]
     assert list(by_d) == ["1", "2"] and by_d["2"] == before["finetune_in_subspace"]["by_d"]["2"]
+
+
+def test_a_subspace_section_from_before_the_float64_bases_is_computed_again(analysis_run, invoke):
+    """Sections written before `basis_gram` was recorded had bases a float32 Gram matrix could cut short; they are
+    not reused."""
+    path = analysis_run / "analysis" / "subspace.json"
+    args = ["analyze", "subspace", analysis_run, "--t", "4", "--finetune-in-subspace", "1", "--task", "tiny-sst2"]
+    invoke(*args)
+    record = json.loads(path.read_text())
+    assert record["tasks"]["tiny-sst2"]["finetune_in_subspace"]["basis_gram"] == "float64"
+    del record["tasks"]["tiny-sst2"]["finetune_in_subspace"]["basis_gram"]
+    path.write_text(json.dumps(record))
+    assert "replaces the earlier one" in invoke(*args)
+    assert "analysed before with these settings; kept" in invoke(*args)
 
 
 def test_closeness_and_critical_layers(analysis_run, invoke):

@@ -746,6 +746,22 @@ def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(
     assert "| closeness " in output and "claims' work left: ≈" in output
 
 
+def test_a_subspace_analysis_with_bases_older_than_float64_is_neither_complete_nor_priced_as_done():
+    """Subspace sections written before the float64 bases (no `basis_gram`) trained rows in fewer dimensions than
+    asked: `claims run` makes them again and its plan prices all of them."""
+    from clgraft.sweeps.claim_plan import finetunes_per_task
+    from clgraft.sweeps.claims import analysis_complete
+
+    run = {"trajectory": 32}
+    made = _claim("subspace_recovery", ["independent"], (">=", 0.95), run=run, analyze="subspace", subspace_dims=[16])
+    evidence = made.evidence.model_copy(update={"analysis_controls": True})
+    section = {"by_d": {"16": {"acc": 0.8}}, "controls": {}, "basis_gram": "float64"}
+    today = {"sst2": {"finetune_in_subspace": section}, "cpu_s": 1.0}
+    older = {"sst2": {"finetune_in_subspace": {k: v for k, v in section.items() if k != "basis_gram"}}}
+    assert analysis_complete(today, evidence) and finetunes_per_task(evidence, today) == 0
+    assert not analysis_complete(older, evidence) and finetunes_per_task(evidence, older) == 1 + 3
+
+
 def test_a_run_that_saved_a_trajectory_needs_its_checkpoints_back_too(tmp_path):
     """has_weights: the weights after every task, and for a run with `trajectory`, each task's checkpoints."""
     from clgraft.sweeps.claims import has_weights

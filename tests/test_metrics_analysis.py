@@ -115,6 +115,20 @@ def test_basis_is_the_top_right_singular_vectors():
     assert np.allclose(np.abs(V @ vt[:3].T), np.eye(3), atol=1e-8)  # same directions up to sign
 
 
+def test_basis_keeps_directions_far_below_the_largest_in_a_float32_trajectory():
+    # 16 directions with singular values from 1 down to 1e-5, as a fine-tuning's checkpoints have them (in float32, a
+    # Gram matrix rounds the directions below ~3e-4 of the largest away: the basis had 10-14 rows where 16 were asked)
+    rng = np.random.default_rng(3)
+    right, _ = np.linalg.qr(rng.normal(size=(200_000, 16)))
+    left, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    sigma = np.logspace(0, -5, 16)
+    X = torch.from_numpy((left * sigma) @ right.T).float()
+    V = subspace_basis(X, 16).double().numpy()
+    assert V.shape == (16, 200_000)
+    assert np.allclose(V @ V.T, np.eye(16), atol=1e-4)
+    assert np.allclose(np.abs(V @ right), np.eye(16), atol=1e-3)  # each the same direction as X's, up to sign
+
+
 def test_layer_closeness_by_hand():
     theta0 = {"a": torch.tensor([3.0, 4.0]), "b": np.array([1.0, 0.0, 0.0]), "zero": torch.zeros(2)}
     theta = {"a": torch.tensor([3.0, 5.0]), "b": np.array([0.0, 1.0, 0.0]), "zero": torch.ones(2)}

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+BASIS_GRAM = "float64"
+"""How the bases' Gram matrices are computed (clgraft/metrics/subspace.py: `subspace_basis`); recorded with each
+subspace fine-tuning section, so that a section whose bases a float32 Gram matrix cut short is computed again."""
+
+
 def trajectory(run: OpenRun, t: int, count: int) -> torch.Tensor:
     """X (count × D): `count` evenly spaced saved checkpoints of task t minus the task's starting point."""
     folder = run.dir / "trajectory" / f"task-{t + 1:02d}"
@@ -234,8 +239,8 @@ def _finetune(
     """Intrinsic fine-tuning at each d in dims, the outlier ablation at the largest, and (controls) the control
     subspaces at the largest; rows and controls of `before` with the same basis (t and part) and learning rate are
     reused, and a different basis or lr starts the section afresh (a section from before `basis_part` existed was
-    built from every checkpoint: part 1)."""
-    setting = {"lr": lr, "basis_t": basis_t, "basis_part": basis_part}
+    built from every checkpoint: part 1; one from before `basis_gram` had bases cut short by a float32 Gram matrix)."""
+    setting = {"lr": lr, "basis_t": basis_t, "basis_part": basis_part, "basis_gram": BASIS_GRAM}
     same = before is not None and {k: before.get(k, 1.0 if k == "basis_part" else None) for k in setting} == setting
     if before is not None and not same:
         run.echo(f"{run.names[t]}: subspace fine-tuning with a new basis or lr replaces the earlier one")
@@ -312,10 +317,16 @@ def _fit_row(run: OpenRun, t: int, X: torch.Tensor, d: int, lr: float, full: flo
     the outlier ablation."""
     name = run.names[t]
     seed = run.runner.config.seed * 1000 + t
-    model = _fit_subspace(run, t, subspace_basis(X, d), lr, seed)
+    basis = subspace_basis(X, d)
+    model = _fit_subspace(run, t, basis, lr, seed)
     acc = run.test_accuracy(model, t)
-    row = {"acc": acc, "of_full": acc / full if full else None, "z_norm": float(model.body.z.detach().norm())}
-    run.echo(f"{name} subspace d={d}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
+    row = {
+        "d": basis.shape[0],  # d itself unless the trajectory has fewer directions (`subspace_basis`)
+        "acc": acc,
+        "of_full": acc / full if full else None,
+        "z_norm": float(model.body.z.detach().norm()),
+    }
+    run.echo(f"{name} subspace d={basis.shape[0]}: acc {100 * acc:.1f} vs full {100 * full:.1f}")
     if ablate:
         row["outliers"] = o = _ablate(run, model, t, seed)
         run.echo(

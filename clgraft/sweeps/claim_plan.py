@@ -37,16 +37,21 @@ from clgraft.sweeps.sweep import finished_runs
 
 def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
     """The analysis fine-tunes per task the evidence asks for that `summary` (the run's analysis, None when not made)
-    lacks: one for the critical layers and for each subspace d, three for the controls."""
+    lacks: one for the critical layers and for each subspace d, three for the controls (a subspace section with
+    bases older than today's precision lacks everything)."""
     tasks = [task for _, task in summary_tasks(summary)] if summary else []
     if evidence.analyze == "closeness" and evidence.critical_layers:
         critical = tasks and all(t.get("critical_layers", {}).get("k") == evidence.critical_layers for t in tasks)
         controls = tasks and all("controls" in t.get("critical_layers", {}) for t in tasks)
         return (0 if critical else 1) + (3 if evidence.analysis_controls and not controls else 0)
     if evidence.analyze == "subspace" and evidence.subspace_dims:
-        have = [set(t.get("finetune_in_subspace", {}).get("by_d", {})) for t in tasks]
+        from clgraft.analysis.subspace import BASIS_GRAM
+
+        sections = [t.get("finetune_in_subspace", {}) for t in tasks]
+        sections = [s if s.get("basis_gram") == BASIS_GRAM else {} for s in sections]  # older bases: all again
+        have = [set(s.get("by_d", {})) for s in sections]
         missing = [d for d in evidence.subspace_dims if not have or any(str(d) not in h for h in have)]
-        controls = tasks and all("controls" in t.get("finetune_in_subspace", {}) for t in tasks)
+        controls = sections and all("controls" in s for s in sections)
         return len(missing) + (3 if evidence.analysis_controls and not controls else 0)
     return 0
 

@@ -578,7 +578,8 @@ def _analysed(run_dir: Path, evidence: Evidence, reference: bool) -> bool:
 def analysis_complete(summary: dict, evidence: Evidence, reference: bool = False) -> bool:
     """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
     at k, every subspace dimension asked, the controls where asked, closeness's reference scale where the claim
-    reads it (`reference`: REFERENCE among its controls), and the overlap analysis's cross grafts where asked."""
+    reads it (`reference`: REFERENCE among its controls), subspace bases of today's precision, and the overlap
+    analysis's cross grafts where asked."""
     if evidence.analyze == "overlap":
         return not evidence.cross_grafts or "cross_grafts" in summary
     tasks = [task for _, task in summary_tasks(summary)]
@@ -595,9 +596,12 @@ def analysis_complete(summary: dict, evidence: Evidence, reference: bool = False
             for task in tasks
         )
     if evidence.analyze == "subspace" and evidence.subspace_dims:
+        from clgraft.analysis.subspace import BASIS_GRAM  # a section with older, float32 bases is done again
+
         wanted = {str(d) for d in evidence.subspace_dims}
         return all(
             wanted <= set(task.get("finetune_in_subspace", {}).get("by_d", {}))
+            and task["finetune_in_subspace"].get("basis_gram") == BASIS_GRAM
             and (not evidence.analysis_controls or "controls" in task["finetune_in_subspace"])
             for task in tasks
         )
