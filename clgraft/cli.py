@@ -825,6 +825,25 @@ def leaderboard(
 
 
 @app.command()
+def paired(
+    a: Annotated[str, typer.Argument(help="a leaderboard row's id (its `id` column): A in A − B")],
+    b: Annotated[str, typer.Argument(help="another row's id on the same stream and order: B")],
+    results: Results = Path("results"),
+    fmt: Annotated[str, _opt("md, csv, html or json", "--format")] = "md",
+    data_dir: DataDir = None,
+) -> None:
+    """Two leaderboard rows seed by seed: per metric, each row's mean ± std [95% interval] as the leaderboard prints
+    it, and A − B over the seeds both have with its 95% Student-t interval and the paired t-test's p (accuracy
+    points). The comparison to quote when setting one row against another; the rows must share stream and order."""
+    from clgraft.data.loading import data_dir_from
+    from clgraft.results.leaderboard import load_records, render, seed_rows
+    from clgraft.results.paired import heading, paired_table
+
+    frame = seed_rows(load_records(results), data_dir=data_dir_from(data_dir))
+    typer.echo(render(paired_table(frame, a, b), fmt, heading(frame, a, b)))
+
+
+@app.command()
 def frontier(
     results: Results = Path("results"),
     out: Annotated[Path | None, _opt("folder to write to (default: RESULTS/frontier)")] = None,

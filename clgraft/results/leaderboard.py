@@ -187,7 +187,7 @@ def _shown(key: str, value: object) -> str:
     return f"sha256:{value[:12]}" if key == "model" else str(value)
 
 
-def _cell(values: pd.Series) -> str:
+def metric_text(values: pd.Series) -> str:
     """mean ± sample std [95% Student-t interval], in accuracy points; one seed: its value; none: n/a."""
     values = values.dropna()
     if values.empty:
@@ -216,8 +216,9 @@ def baseline_setting(setting_of_row: dict) -> dict:
     }
 
 
-def _paired_cell(ours: dict[int, float], base: dict[int, float]) -> str:
-    """Mean difference from naive over shared seeds, in points, with its 95% interval and the paired t-test's p."""
+def paired_text(ours: dict[int, float], base: dict[int, float]) -> str:
+    """Mean difference ours − base (naive, in the table) over shared seeds, in points, with its 95% interval
+    and the paired t-test's p."""
     out = paired_difference({s: 100 * v for s, v in ours.items()}, {s: 100 * v for s, v in base.items()})
     if out["n_pairs"] < 2:
         return "-" if out["n_pairs"] == 0 else f"{out['diff']:+.2f} (1 seed)"
@@ -337,7 +338,9 @@ def summarize(
     settings = dict(zip(frame["key"], frame["setting"], strict=True))
     grouped = frame.groupby("key", sort=False)
     numeric = grouped[[*METRICS, "wall_s", "extra_kb_per_task", "head_kb_per_task", *REGIONS, "trajectory_d90"]].mean()
-    table = grouped.agg(**{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, _cell) for m in METRICS})
+    table = grouped.agg(
+        **{k: (k, "first") for k in keys}, n=("seed", "nunique"), **{m: (m, metric_text) for m in METRICS}
+    )
     table.insert(0, "id", table.index.map(row_id))
     table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], settings))
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
@@ -404,7 +407,7 @@ def _versus(by_seed: dict[str, pd.DataFrame], key: str, base: str, metric: str, 
     ours, theirs = by_seed[key][metric].dropna(), by_seed[base][metric].dropna()
     if ours.empty:
         return "-"
-    cell = _paired_cell(ours.to_dict(), theirs.to_dict())
+    cell = paired_text(ours.to_dict(), theirs.to_dict())
     return f"{cell} (by construction)" if fixed and cell != "-" else cell
 
 
