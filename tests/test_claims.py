@@ -166,15 +166,16 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
         tasks = {
             "abc"[i]: {
                 "finetune_in_subspace": {
+                    "basis_gram": "float64",
                     "by_d": {
                         "2": {"acc": 0.1, "outliers": {"acc_zero_outliers": 0.0, "acc_zero_random": 1.0}},
                         "10": {"acc": 0.5, "outliers": {"acc_zero_outliers": out, "acc_zero_random": rnd}},
-                    }
+                    },
                 }
             }
             for i, (out, rnd) in enumerate(pairs)
         }
-        tasks["c"] = {"finetune_in_subspace": {"by_d": {"10": {"acc": 0.5}}}}  # no ablation
+        tasks["c"] = {"finetune_in_subspace": {"basis_gram": "float64", "by_d": {"10": {"acc": 0.5}}}}  # no ablation
         record["analysis"] = {"subspace": {**tasks, "details": {"t": 4}}}
         path.write_text(json.dumps(record))
     m = measure(tmp_path, claim)
@@ -197,6 +198,15 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
         "subspace_outlier_drop", ["independent"], (">=", 0.0), run={"steps": 5, "trajectory": 4}, analyze="subspace"
     )
     assert measure(tmp_path, touching).verdict.startswith("reproduced")  # while 0 is ≥ 0
+
+    # a seed whose sections predate the float64 bases (no basis_gram) gives no value: its d meant fewer directions
+    path = runs / "independent-3" / "run.json"
+    record = json.loads(path.read_text())
+    for task in record["analysis"]["subspace"].values():
+        if isinstance(task, dict):
+            task.get("finetune_in_subspace", {}).pop("basis_gram", None)
+    path.write_text(json.dumps(record))
+    assert measure(tmp_path, touching).values == {1: 0.0, 2: 0.0}
 
 
 DEPARTURES = [

@@ -218,15 +218,25 @@ def _analysis_parts(
     return parts
 
 
+def _subspace_section(entry: dict) -> dict:
+    """A task's intrinsic fine-tuning section, empty where there is none or its bases are older than today's
+    precision (a float32 Gram matrix cut them short: clgraft/analysis/subspace.py, BASIS_GRAM), so that a claim never
+    pools seeds whose "d" meant different things; `claims run` makes such sections again."""
+    from clgraft.analysis.subspace import BASIS_GRAM
+
+    section = entry.get("finetune_in_subspace", {})
+    return section if section.get("basis_gram") == BASIS_GRAM else {}
+
+
 def _largest_d_row(entry: dict) -> dict | None:
     """A task's intrinsic fine-tuning row at its largest d (None without one)."""
-    by_d = entry.get("finetune_in_subspace", {}).get("by_d", {})
+    by_d = _subspace_section(entry).get("by_d", {})
     return by_d[max(by_d, key=int)] if by_d else None
 
 
 def _subspace_recovery(entry: dict) -> tuple[float, float] | None:
     row = _largest_d_row(entry)
-    return None if row is None else (row["acc"], entry["finetune_in_subspace"]["full_acc"])
+    return None if row is None else (row["acc"], _subspace_section(entry)["full_acc"])
 
 
 def _outlier_drop(entry: dict) -> tuple[float, float] | None:
@@ -260,7 +270,7 @@ def _control(section: str, control: str) -> Callable[[dict], tuple[float, float]
     or finetune_in_subspace), None without it."""
 
     def formula(entry: dict) -> tuple[float, float] | None:
-        part = entry.get(section, {})
+        part = _subspace_section(entry) if section == "finetune_in_subspace" else entry.get(section, {})
         found = part.get("controls", {}).get(control)
         return None if found is None else (found["acc"], part["full_acc"])
 
