@@ -837,10 +837,10 @@ def paired(
     points). The comparison to quote when setting one row against another; the rows must share stream and order."""
     from clgraft.data.loading import data_dir_from
     from clgraft.results.leaderboard import load_records, render, seed_rows
-    from clgraft.results.paired import heading, paired_table
+    from clgraft.results.paired import heading, paired_table, row_groups
 
-    frame = seed_rows(load_records(results), data_dir=data_dir_from(data_dir))
-    typer.echo(render(paired_table(frame, a, b), fmt, heading(frame, a, b)))
+    first, second = row_groups(seed_rows(load_records(results), data_dir=data_dir_from(data_dir)), [a, b])
+    typer.echo(render(paired_table(first, second), fmt, heading(first, second)))
 
 
 @app.command()

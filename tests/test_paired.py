@@ -13,7 +13,7 @@ from scipy import stats
 
 from clgraft.errors import ClgraftError
 from clgraft.results.leaderboard import load_records, seed_rows, summarize
-from clgraft.results.paired import paired_table
+from clgraft.results.paired import paired_table, row_groups
 
 RUNS = Path(__file__).resolve().parent.parent / "results" / "runs"
 PICKED = ("lmbff-mixed-forward-emr-s13-*", "lmbff-mixed-forward-emr-s21-*", "lmbff-mixed-forward-naive-s13-*")
@@ -61,7 +61,8 @@ def test_a_minus_b_is_the_mean_paired_difference_with_its_t_interval_and_p(resul
     p = stats.ttest_rel([emr[s] for s in seeds], [naive[s] for s in seeds]).pvalue
     expected = f"{diffs.mean():+.2f} [{diffs.mean() - half:+.2f}, {diffs.mean() + half:+.2f}] p={p:.3f} (n=2)"
 
-    table = paired_table(seed_rows(load_records(results), warn=lambda m: None), ids["emr"], ids["naive"])
+    frame = seed_rows(load_records(results), warn=lambda m: None)
+    table = paired_table(*row_groups(frame, [ids["emr"], ids["naive"]]))
     acc = table.set_index("metric").loc["acc"]
     assert acc["A − B"] == expected and acc["seeds paired"] == "13, 21"
     assert acc["A"].startswith(f"{np.mean(list(emr.values())):.2f} ± ")

@@ -198,6 +198,11 @@ def metric_text(values: pd.Series) -> str:
     return f"{mean:.2f} ± {100 * values.std(ddof=1):.2f} [{low:.2f}, {high:.2f}]"
 
 
+def fixed_text(value: float) -> str:
+    """A metric the method fixes by construction, in points, said to be so (never shown as a measured ± 0)."""
+    return f"{100 * value + 0.0:.0f} (by construction)"
+
+
 def baseline_setting(setting_of_row: dict) -> dict:
     """The setting of the same runs with naive sequential fine-tuning instead of the row's method: what a method is
     compared with, seed by seed (naive's own code revision, not the row method's)."""
@@ -345,7 +350,7 @@ def summarize(
     table.insert(len(keys) + 1, "setting", _differences(table[list(keys)], settings))
     for m in METRICS:  # a value the method fixes by construction is said to be so, never shown as a measured ± 0
         fixed = grouped[f"{m}_fixed"].all() & numeric[m].notna()
-        table.loc[fixed, m] = numeric.loc[fixed, m].map(lambda v: f"{100 * v + 0.0:.0f} (by construction)")
+        table.loc[fixed, m] = numeric.loc[fixed, m].map(fixed_text)
     by_seed = {key: group.set_index("seed") for key, group in frame.groupby("key", sort=False)}
     base_of = {key: config_hash(baseline_setting(s)) for key, s in settings.items()}
     for m in PAIRED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from clgraft.errors import ClgraftError
-from clgraft.results.leaderboard import METRICS, metric_text, paired_text, row_id
+from clgraft.results.leaderboard import METRICS, fixed_text, metric_text, paired_text, row_id
 
 
 def row_groups(frame: pd.DataFrame, ids: list[str]) -> list[pd.DataFrame]:
@@ -31,47 +31,43 @@ def row_groups(frame: pd.DataFrame, ids: list[str]) -> list[pd.DataFrame]:
     return picked
 
 
-def paired_table(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Per metric both rows measure: each row's cell (mean ± std [95% interval] in accuracy points, as the leaderboard
-    prints it; "by construction" where the method fixes it), and A − B over the seeds both have as the leaderboard's
-    paired column prints it (mean [95% interval] p=… (n=pairs)), with the pairs' seeds."""
-    first, second = row_groups(frame, [a, b])
+def paired_table(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Per metric both rows (`row_groups`) measure: each row's cell (mean ± std [95% interval] in accuracy points, or
+    the value a method fixes by construction, as the leaderboard prints them), and A − B over the seeds both have as
+    the leaderboard's paired column prints it (mean [95% interval] p=… (n=pairs)), with the pairs' seeds."""
     lines = []
     for metric in METRICS:
         ours, theirs = (g.set_index("seed")[metric].dropna() for g in (first, second))
         if ours.empty or theirs.empty:
             continue
+        fixed = [bool(g[f"{metric}_fixed"].all()) for g in (first, second)]
+        difference = paired_text(ours.to_dict(), theirs.to_dict())
         seeds = sorted(set(ours.index) & set(theirs.index))
         lines.append(
             {
                 "metric": metric,
-                "A": _shown(first, metric),
-                "B": _shown(second, metric),
-                "A − B": paired_text(ours.to_dict(), theirs.to_dict()),
+                "A": fixed_text(ours.mean()) if fixed[0] else metric_text(ours),
+                "B": fixed_text(theirs.mean()) if fixed[1] else metric_text(theirs),
+                "A − B": f"{difference} (by construction)" if all(fixed) and difference != "-" else difference,
                 "seeds paired": ", ".join(map(str, seeds)) or "none",
             }
         )
     return pd.DataFrame(lines)
 
 
-def _shown(group: pd.DataFrame, metric: str) -> str:
-    text = metric_text(group[metric])
-    return f"{text} (by construction)" if group[f"{metric}_fixed"].any() else text
-
-
-def heading(frame: pd.DataFrame, a: str, b: str) -> str:
-    """Which rows A and B are (id, method and options) and the settings that tell them apart beyond those, on the
-    stream and order they share."""
-    first, second = (g.iloc[0] for g in row_groups(frame, [a, b]))
-    ours, theirs = first["setting"], second["setting"]
+def heading(first: pd.DataFrame, second: pd.DataFrame) -> str:
+    """Which rows A and B (`row_groups`) are — id, method and options, and the settings that tell them apart beyond
+    those — on the stream and order they share."""
+    rows = [g.iloc[0] for g in (first, second)]
     skip = {"method", "method_options", "method_revision"}
-    differ = sorted(k for k in set(ours) | set(theirs) if k not in skip and ours.get(k) != theirs.get(k))
+    keys = set(rows[0]["setting"]) | set(rows[1]["setting"])
+    differ = sorted(k for k in keys - skip if rows[0]["setting"].get(k) != rows[1]["setting"].get(k))
 
-    def name(row: pd.Series, setting: dict) -> str:
-        apart = "; ".join(f"{k}={setting.get(k, '-')}" for k in differ)
+    def name(row: pd.Series) -> str:
+        apart = "; ".join(f"{k}={row['setting'].get(k, '-')}" for k in differ)
         return f"{row_id(row['key'])}: {row['method']} ({row['options']}){f'; {apart}' if apart else ''}"
 
     return (
-        f"{first['stream']}/{first['order']}, paired by seed; accuracy points.\n\n"
-        f"- A = {name(first, ours)}\n- B = {name(second, theirs)}"
+        f"{rows[0]['stream']}/{rows[0]['order']}, paired by seed; accuracy points.\n\n"
+        f"- A = {name(rows[0])}\n- B = {name(rows[1])}"
     )
