@@ -33,6 +33,13 @@ BASIS_GRAM = "float64"
 subspace fine-tuning section, so that a section whose bases a float32 Gram matrix cut short is computed again."""
 
 
+def current_section(entry: dict) -> dict:
+    """A task entry's subspace fine-tuning section, empty where there is none or its bases are older than
+    BASIS_GRAM's (a float32 Gram matrix cut them short): what claims read, price and call complete."""
+    section = entry.get("finetune_in_subspace", {})
+    return section if section.get("basis_gram") == BASIS_GRAM else {}
+
+
 def trajectory(run: OpenRun, t: int, count: int) -> torch.Tensor:
     """X (count × D): `count` evenly spaced saved checkpoints of task t minus the task's starting point."""
     folder = run.dir / "trajectory" / f"task-{t + 1:02d}"

@@ -45,10 +45,9 @@ def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
         controls = tasks and all("controls" in t.get("critical_layers", {}) for t in tasks)
         return (0 if critical else 1) + (3 if evidence.analysis_controls and not controls else 0)
     if evidence.analyze == "subspace" and evidence.subspace_dims:
-        from clgraft.analysis.subspace import BASIS_GRAM
+        from clgraft.analysis.subspace import current_section
 
-        sections = [t.get("finetune_in_subspace", {}) for t in tasks]
-        sections = [s if s.get("basis_gram") == BASIS_GRAM else {} for s in sections]  # older bases: all again
+        sections = [current_section(t) for t in tasks]  # older bases: all again
         have = [set(s.get("by_d", {})) for s in sections]
         missing = [d for d in evidence.subspace_dims if not have or any(str(d) not in h for h in have)]
         controls = sections and all("controls" in s for s in sections)

@@ -219,13 +219,11 @@ def _analysis_parts(
 
 
 def _subspace_section(entry: dict) -> dict:
-    """A task's intrinsic fine-tuning section, empty where there is none or its bases are older than today's
-    precision (a float32 Gram matrix cut them short: clgraft/analysis/subspace.py, BASIS_GRAM), so that a claim never
-    pools seeds whose "d" meant different things; `claims run` makes such sections again."""
-    from clgraft.analysis.subspace import BASIS_GRAM
+    """A task's intrinsic fine-tuning section with today's bases (`current_section`), so that a claim never pools
+    seeds whose "d" meant different things; `claims run` makes older sections again."""
+    from clgraft.analysis.subspace import current_section
 
-    section = entry.get("finetune_in_subspace", {})
-    return section if section.get("basis_gram") == BASIS_GRAM else {}
+    return current_section(entry)
 
 
 def _largest_d_row(entry: dict) -> dict | None:

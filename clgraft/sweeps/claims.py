@@ -596,14 +596,13 @@ def analysis_complete(summary: dict, evidence: Evidence, reference: bool = False
             for task in tasks
         )
     if evidence.analyze == "subspace" and evidence.subspace_dims:
-        from clgraft.analysis.subspace import BASIS_GRAM  # a section with older, float32 bases is done again
+        from clgraft.analysis.subspace import current_section  # a section with older, float32 bases is done again
 
         wanted = {str(d) for d in evidence.subspace_dims}
+        sections = [current_section(task) for task in tasks]
         return all(
-            wanted <= set(task.get("finetune_in_subspace", {}).get("by_d", {}))
-            and task["finetune_in_subspace"].get("basis_gram") == BASIS_GRAM
-            and (not evidence.analysis_controls or "controls" in task["finetune_in_subspace"])
-            for task in tasks
+            wanted <= set(section.get("by_d", {})) and (not evidence.analysis_controls or "controls" in section)
+            for section in sections
         )
     return True
 
