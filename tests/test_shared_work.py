@@ -55,11 +55,14 @@ def test_shared_fine_tunes_and_row0_give_the_records_of_runs_alone(tiny_model_di
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 
     # naive trains 3 tasks (the first from θ₀, stored); independent reuses it and trains 2; merge reuses all 3;
-    # graft-freeze and graft-compose keep a region per task, so the runner follows their fine-tunes' trajectories
-    # (clgraft/runs/trajectory.py): each trains its 3 tasks itself and stores none
-    assert len(calls) == 3 + 2 + 0 + 3 + 3 + 0
+    # graft-freeze trains its 3 (its first from θ₀ with the embeddings frozen: stored, with the trajectory
+    # dimension the runner measured in it); graft-compose fine-tunes every task from θ₀ the same way, so it reuses
+    # graft-freeze's first fine-tune and its dimension, and trains 2
+    assert len(calls) == 3 + 2 + 0 + 3 + 2
+    assert alone["graft-compose"]["trajectory_dims"] == shared["graft-compose"]["trajectory_dims"]
+    assert shared["graft-compose"]["trajectory_dims"][0] == shared["graft-freeze"]["trajectory_dims"][0]
     folder = tmp_path / "shared" / SHARED_DIR
-    assert len(list((folder / "finetunes").glob("*.safetensors"))) == 3
+    assert len(list((folder / "finetunes").glob("*.safetensors"))) == 3 + 1 + 2
     assert len(list((folder / "row0").glob("*.json"))) == 1  # one seed, one model: one row 0 for all five
 
 
@@ -90,3 +93,65 @@ def test_trajectory_runs_are_not_shared(tiny_model_dir, tmp_path, method):
     _run(tiny_model_dir, tmp_path / "a", method, share=True)
     _run(tiny_model_dir, tmp_path / "b", method, share=True, trajectory=2)
     assert len(list((tmp_path / "b" / "trajectory").rglob("*.safetensors"))) == 3 * 2
+
+
+class _Observer:
+    """A step observer whose summary is the steps it saw (as the runner's trajectory dimension, it reads only)."""
+
+    def __init__(self, at: list[int]):
+        self.at, self.seen, self.restored = at, [], None
+
+    def __call__(self, step: int) -> None:
+        self.seen.append(step)
+
+    def settings(self) -> dict:
+        return {"at": self.at}
+
+    def summary(self) -> dict:
+        return {"seen": self.seen}
+
+    def restore(self, summary: dict) -> None:
+        self.restored = summary
+
+
+def test_an_observed_fine_tune_is_stored_with_what_its_observer_measured(tiny_model_dir, tmp_path):
+    """A fine-tune stored without an observer's summary is computed again for a run with one (and stored with the
+    summary); a later run with an equal observer reuses both, a run without one reuses the entry, and an observer
+    with other settings computes again."""
+    import torch
+    from transformers import AutoModel
+
+    from clgraft.data.batches import Encoded
+    from clgraft.model.headed import HeadedModel
+    from clgraft.training.shared_work import SharedWork
+
+    model = HeadedModel(AutoModel.from_pretrained(tiny_model_dir), {"t": 2}, seed=0)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    work = SharedWork(tmp_path, torch.device("cpu"))
+    data = Encoded(ids=[[1, 2, 3]], labels=torch.tensor([0]), pad_id=0)
+    computed = []
+
+    def fine_tune(observer=None) -> list[float]:
+        model.load_state_dict(start)
+
+        def compute() -> list[float]:
+            computed.append(observer)
+            for step in range(3):
+                if observer is not None:
+                    observer(step)
+            with torch.no_grad():
+                next(model.body.parameters()).add_(1.0)
+            return [0.5]
+
+        return work.finetune(model, "t", data, {"steps": 3}, compute, observer)
+
+    first, second, other = _Observer([1]), _Observer([1]), _Observer([2])
+    trained = []
+    for observer in (None, first, second, None, other):
+        assert fine_tune(observer) == [0.5]
+        trained.append(next(model.body.parameters()).detach().clone())
+    assert all(torch.equal(t, trained[0]) for t in trained)  # the same weights, computed or loaded
+    assert computed == [None, first, other]
+    assert first.restored is None and first.seen == [0, 1, 2]
+    assert second.restored == {"seen": [0, 1, 2]} and second.seen == []
+    assert other.restored is None and other.seen == [0, 1, 2]

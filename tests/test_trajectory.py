@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from clgraft.model.headed import BlockView, HeadedModel
-from clgraft.runs.trajectory import TrajectoryDims, both, marks
+from clgraft.runs.trajectory import TrajectoryDims, marks
+from clgraft.training.loop import both
 
 
 def _d90(X: np.ndarray) -> int:

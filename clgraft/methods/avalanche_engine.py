@@ -180,4 +180,4 @@ class AvalancheMethod(Method):
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         task = self.ctx.tasks[step.index]
         desc = f"task {step.index + 1} {task.task.task} ({self.name})"
-        return self._run(model, [step.index], self.ctx.opts.steps, step.seed, desc, step.on_step)
+        return self._run(model, [step.index], self.ctx.opts.steps, step.seed, desc, step.callback())

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # torch and the model code load when a method runs, not when 
     from clgraft.methods.memory import Kept, RunSizes
     from clgraft.model.headed import HeadedModel
     from clgraft.training.loop import TrainOptions
-    from clgraft.training.shared_work import SharedWork
+    from clgraft.training.shared_work import SharedWork, StepObserver
 
 
 class NoOptions(BaseModel):
@@ -60,11 +60,20 @@ class RunContext:
 
 @dataclass
 class TaskStep:
-    """One task of the stream as the runner hands it to a method."""
+    """One task of the stream as the runner hands it to a method: `on_step` is called at every step of its training
+    (saving checkpoints: such a fine-tune is never shared), `observer` too, but only reads the weights (a shared
+    fine-tune hands it what it measured)."""
 
     index: int
     seed: int
     on_step: Callable[[int], None] | None = None
+    observer: StepObserver | None = None
+
+    def callback(self) -> Callable[[int], None] | None:
+        """The one per-step callback training calls: on_step and the observer, in that order (None: neither)."""
+        from clgraft.training.loop import both
+
+        return both(self.on_step, self.observer)
 
 
 class Method:
@@ -158,14 +167,16 @@ class Method:
 
     def train(self, model: HeadedModel, step: TaskStep) -> list[float]:
         """Fine-tune `model` in place on task `step.index`; returns the loss of every optimisation step. A fine-tune
-        from θ₀ (the first task, or every task of a method starting each from θ₀) with nothing run inside the loop
-        is shared with other runs (clgraft/training/shared_work.py)."""
+        from θ₀ (the first task, or every task of a method starting each from θ₀) with nothing but an observer run
+        inside the loop is shared with other runs (clgraft/training/shared_work.py)."""
         task, opts = self.ctx.tasks[step.index], self.ctx.opts
         from_theta0 = step.index == 0 or self.from_theta0
         if self.ctx.shared is None or not from_theta0 or self.grad_hook is not None or step.on_step is not None:
             return self.fit(model, step, opts)
         settings = {**asdict(opts), "seed": step.seed, "label_offset": task.label_offset}  # every training option
-        return self.ctx.shared.finetune(model, task.head, task.train, settings, lambda: self.fit(model, step, opts))
+        return self.ctx.shared.finetune(
+            model, task.head, task.train, settings, lambda: self.fit(model, step, opts), step.observer
+        )
 
     def fit(self, model: HeadedModel, step: TaskStep, opts: TrainOptions, label: str = "") -> list[float]:
         """clgraft's loop on task `step.index` with these options (and the method's grad_hook); `label` names the
@@ -182,7 +193,7 @@ class Method:
             device=self.ctx.device,
             label_offset=task.label_offset,
             desc=self.step_label(step, label),
-            on_step=step.on_step,
+            on_step=step.callback(),
             progress=self.ctx.progress,
             grad_hook=self.grad_hook,
         )

@@ -52,7 +52,7 @@ from clgraft.model.headed import (
 from clgraft.runs import predictions
 from clgraft.runs.identity import identity
 from clgraft.runs.regions import regions_record, task_regions
-from clgraft.runs.trajectory import TrajectoryDims, both, checkpoint_saver
+from clgraft.runs.trajectory import TrajectoryDims, checkpoint_saver
 from clgraft.training.loop import SGD_WEIGHT_DECAY, TrainOptions, accuracy, predict
 from clgraft.training.shared_work import SHARED_DIR, SharedWork
 from clgraft.training.tensorboard_log import TensorBoardLog
@@ -503,7 +503,7 @@ class Runner:
             saver = checkpoint_saver(model, folder, self.config.steps, self.config.trajectory)
             tracker = TrajectoryDims(model, self.config.steps) if method.keeps_regions else None
             with phase("train"):
-                losses.append(method.train(model, TaskStep(t, task_seed, both(saver, tracker))))
+                losses.append(method.train(model, TaskStep(t, task_seed, saver, tracker)))
             if tracker is not None:
                 dims.append(tracker.dims())
             self._save_weights(model, t + 1)

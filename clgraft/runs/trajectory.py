@@ -85,17 +85,14 @@ class TrajectoryDims:
         None where training reported no start (a loop that does not call on_step(0)) or fewer than two checkpoints."""
         return self.result if self.rows is None else self._measure()
 
+    def settings(self) -> dict:
+        """The steps it keeps (a stored dimension is reused only for the same ones)."""
+        return {"trajectory_dims_at": self.at}
 
-def both(*callbacks: Callable[[int], None] | None) -> Callable[[int], None] | None:
-    """One per-step callback calling each given one (None where none is given)."""
-    given = [c for c in callbacks if c is not None]
-    if not given:
-        return None
-    if len(given) == 1:
-        return given[0]
+    def summary(self) -> dict | None:
+        """What a shared fine-tune stores for it: `dims()`."""
+        return self.dims()
 
-    def call(step: int) -> None:
-        for callback in given:
-            callback(step)
-
-    return call
+    def restore(self, summary: dict | None) -> None:
+        """Take a shared fine-tune's stored dimension as this one's (its training was not run again)."""
+        self.start, self.rows, self.result = None, None, summary

@@ -140,6 +140,21 @@ def train_task(
     return losses
 
 
+def both(*callbacks: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """One per-step callback calling each given one (None where none is given)."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
+
+    def call(step: int) -> None:
+        for callback in given:
+            callback(step)
+
+    return call
+
+
 def probe_head(
     model: HeadedModel, head: str, data: Encoded, opts: TrainOptions, device: torch.device, label_offset: int = 0
 ) -> list[float]:

@@ -10,7 +10,9 @@ Two pieces of a run are the same across methods and cells:
 Each is keyed by a hash of everything it depends on — the weights it starts from (hashed, not named), the encoded
 examples, the settings, the random-number state, device, thread count and package versions — so a reused result is
 the one the run would have computed, bit for bit (tested). A fine-tune is stored as the weights it trained, its
-losses and the random-number state after it, so that whatever the run does next draws the same numbers. Writes are
+losses and the random-number state after it, so that whatever the run does next draws the same numbers. A fine-tune
+followed by a `StepObserver` (the runner's trajectory dimension) is still shared: the observer only reads weights,
+so what it measured is stored with the fine-tune and handed back to it on reuse. Writes are
 atomic and each key has a file lock, so parallel workers (local or Ray, on a shared folder) compute each piece once.
 Deleting the folder only costs time.
 """
@@ -22,9 +24,11 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from filelock import FileLock
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from clgraft.data.batches import Encoded
@@ -35,6 +39,27 @@ SHARED_DIR = ".clgraft-shared"
 """Folder, next to the run directories, that holds the shared work."""
 
 _LOSSES, _RNG, _CUDA_RNG = "__losses__", "__rng_state__", "__cuda_rng_state__"
+_OBSERVED = "observed"
+"""The stored file's metadata key for what an observer measured ({"settings": …, "summary": …}, JSON)."""
+
+
+class StepObserver(Protocol):
+    """A per-step callback of the training loop that only reads the weights — it changes no weight and draws no
+    random number — so a stored fine-tune stands for a run followed by it, once what it measured is stored too."""
+
+    def __call__(self, step: int) -> None: ...
+
+    def settings(self) -> dict:
+        """What it measures and where (its steps): a stored summary is reused only under equal settings."""
+        ...
+
+    def summary(self) -> dict | None:
+        """What it measured over the fine-tune, JSON-serialisable."""
+        ...
+
+    def restore(self, summary: dict | None) -> None:
+        """Take a stored summary as what it measured (the fine-tune was reused, not run)."""
+        ...
 
 
 @contextmanager
@@ -111,10 +136,16 @@ class SharedWork:
         data: Encoded,
         settings: dict,
         compute: Callable[[], list[float]],
+        observer: StepObserver | None = None,
     ) -> list[float]:
         """Fine-tune `model` in place on `data` through `head`: load the stored result for this start (every body
         weight, the head, which weights train), data, settings and random state, else `compute()` and store what
-        it trained. Returns the losses per step."""
+        it trained. Returns the losses per step.
+
+        `observer` is the step callback `compute()` trains with (None: none). The observer changes nothing the key
+        hashes, so runs with and without it share one entry; a stored entry without its summary under the same
+        settings (stored by a run without it) is computed again — the same weights, bit for bit — and stored with
+        the summary."""
         trained = {f"body.{n}": p for n, p in model.body.named_parameters() if p.requires_grad}
         trained.update({f"heads.{head}.{n}": p for n, p in model.heads[head].named_parameters()})
         h = self._hasher("finetune", {**settings, "head": head, "trained": sorted(trained)})
@@ -124,13 +155,19 @@ class SharedWork:
             _update_tensor(h, state)
         path = self.folder / "finetunes" / f"{h.hexdigest()}.safetensors"
         with _only_writer(path):
-            if path.is_file():
+            observed = _observed(path) if path.is_file() else None
+            if path.is_file() and (observer is None or _matches(observed, observer)):
+                if observer is not None:
+                    observer.restore(observed["summary"])
                 return self._load(path, model, trained)
             losses = compute()
             stored = {n: p.detach() for n, p in trained.items()}
             stored[_LOSSES] = torch.tensor(losses, dtype=torch.float64)
             stored.update(self._rng_states())
-            save_tensors(path, stored)
+            meta = None
+            if observer is not None:
+                meta = {_OBSERVED: json.dumps({"settings": observer.settings(), "summary": observer.summary()})}
+            save_tensors(path, stored, meta)
             return losses
 
     def _rng_states(self) -> dict[str, torch.Tensor]:
@@ -150,3 +187,17 @@ class SharedWork:
             torch.cuda.set_rng_state(stored[_CUDA_RNG], self.device)
         model.eval()
         return stored[_LOSSES].tolist()
+
+
+def _observed(path: Path) -> dict | None:
+    """What an observer measured over the stored fine-tune at `path` (None: stored without one)."""
+    with safe_open(path, framework="pt") as f:
+        text = (f.metadata() or {}).get(_OBSERVED)
+    return None if text is None else json.loads(text)
+
+
+def _matches(observed: dict | None, observer: StepObserver) -> bool:
+    """Whether a stored summary was measured as `observer` measures (its settings, compared as JSON)."""
+    if observed is None:
+        return False
+    return json.dumps(observed["settings"], sort_keys=True) == json.dumps(observer.settings(), sort_keys=True)
