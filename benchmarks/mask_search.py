@@ -10,6 +10,7 @@ FLOPs are counted as in benchmarks/mfu.py: a gradient pass is 3× the forward of
 forward of train and dev; the GEMM limit is torch's rate at 256 rows (the gradient batches' size).
 
     .venv/bin/python -m benchmarks.mask_search --rounds 2     # prints one line per round and the comparison
+    .venv/bin/python -m benchmarks.mask_search --bf16         # today's search in float32 against bfloat16 autocast
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def mbpa_case(folder: Path) -> Case:
     start = BodySnapshot(model, view)
     freeze_outside_blocks(model.body)
     opts = TrainOptions(steps=25, batch_size=8, lr=1e-4, head_lr=1e-3)
+    torch.manual_seed(SEED)  # dropout draws from the global generator (the runner seeds it before every task)
     train_task(model, "t", train, opts, SEED, CPU, progress=False)
     tau = view.flatten(dict(model.body.named_parameters())) - start.blocks
     start.restore(model)
@@ -200,12 +202,40 @@ def compare(rounds: int, steps: int = STEPS, threads: int = 1, echo=print) -> di
     }
 
 
+def compare_bf16(steps: int = STEPS, threads: int = 1) -> dict:
+    """Today's search in float32 against the same search under CPU bfloat16 autocast (the one lever left that does
+    less work per FLOP), once each on the MbPA case: wall times, their ratio, and how the kept masks and per-step
+    scores compare."""
+    import clgraft.grafting.localize as today
+
+    folder = data_dir()
+    if folder is None:
+        raise SystemExit("needs the data pack")
+    torch.set_num_threads(threads)
+    case = mbpa_case(folder)
+    full = run_search(today, case, steps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = run_search(today, case, steps)
+    scores = [((a["train"], a["dev"]), (b["train"], b["dev"])) for a, b in zip(full.records, half.records)]
+    return {
+        "float32_s": full.seconds,
+        "bf16_s": half.seconds,
+        "speedup": full.seconds / half.seconds,
+        "jaccard": jaccard(full.mask, half.mask),
+        "best_step": (full.best_step, half.best_step),
+        "test_accuracy": (full.test_accuracy, half.test_accuracy),
+        "steps_scored_differently": sum(a != b for a, b in scores),
+        "steps": len(scores),
+    }
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="float32 against bfloat16 autocast, today's search")
     args = parser.parse_args()
-    out = compare(args.rounds, args.steps, args.threads)
+    out = compare_bf16(args.steps, args.threads) if args.bf16 else compare(args.rounds, args.steps, args.threads)
     for key, value in out.items():
         print(f"{key}: {value}")
