@@ -216,7 +216,7 @@ def compare_bf16(steps: int = STEPS, threads: int = 1) -> dict:
     full = run_search(today, case, steps)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = run_search(today, case, steps)
-    scores = [((a["train"], a["dev"]), (b["train"], b["dev"])) for a, b in zip(full.records, half.records)]
+    scores = [((a["train"], a["dev"]), (b["train"], b["dev"])) for a, b in zip(full.records, half.records, strict=True)]
     return {
         "float32_s": full.seconds,
         "bf16_s": half.seconds,
