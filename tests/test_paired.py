@@ -88,3 +88,15 @@ def test_the_heading_names_what_tells_two_rows_of_one_method_apart(results, invo
     output = invoke("paired", sgd, adamw, "--results", results)
     a_line, b_line = (line for line in output.splitlines() if line.startswith(("- A = ", "- B = ")))
     assert "optimizer=sgd" in a_line and "steps=1000" in a_line and "optimizer=adamw" in b_line and "steps=25" in b_line
+
+
+def test_a_p_below_a_thousandth_prints_as_a_bound_never_as_zero():
+    """p is printed to three decimals, so a p below 0.001 would read 'p=0.000'; it reads 'p<0.001'."""
+    from clgraft.results.leaderboard import paired_text
+
+    ours = {s: 0.60 + 0.001 * i for i, s in enumerate([13, 21, 42, 87, 100])}
+    base = {s: v - 0.05 - 0.0001 * (i % 2) for i, (s, v) in enumerate(ours.items())}
+    p = stats.ttest_rel([100 * ours[s] for s in ours], [100 * base[s] for s in ours]).pvalue
+    assert p < 0.001
+    assert paired_text(ours, base).endswith(" p<0.001 (n=5)")
+    assert paired_text(ours, {s: v - 0.05 + 0.03 * (i % 2) for i, (s, v) in enumerate(ours.items())}).count("p=0.") == 1

@@ -94,6 +94,7 @@ def test_cells_parse_back_to_the_numbers_the_leaderboard_printed():
     paired = paired_cell("+2.71 [-1.94, +7.36] p=0.181 (n=5)")
     assert (paired.kind, paired.value, paired.low, paired.high, paired.p) == ("interval", 2.71, -1.94, 7.36, 0.181)
     assert paired_cell("-7.79 [-15.51, -0.08] (n=2)").p is None
+    assert paired_cell("+5.61 [+3.69, +7.54] p<0.001 (n=5)").p == 0.001  # the bound the table prints
     assert paired_cell("+2.71 (1 seed)").kind == "one-seed"
     assert paired_cell("-0.50 [-1.00, +0.00] p=0.100 (n=3) (by construction)").kind == "by-construction"
     assert paired_cell("-").kind == "missing"

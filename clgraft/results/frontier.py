@@ -206,8 +206,9 @@ def _difference(r) -> str:
         return "-"
     if r.n_pairs < 2:
         return f"{r.diff:+.2f} (1 seed)"
-    p = "" if math.isnan(r.p) else f" p={r.p:.3f}"
-    return f"{r.diff:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}]{p} (n={r.n_pairs})"
+    from clgraft.results.leaderboard import p_text
+
+    return f"{r.diff:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}]{p_text(r.p)} (n={r.n_pairs})"
 
 
 def _zero_x(points: list[Point]) -> float:

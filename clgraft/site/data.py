@@ -21,7 +21,7 @@ NOT_FORGETTING = ("bwt", "forgetting", f"forgetting_vs_{BASELINE}")
 BY_CONSTRUCTION = " (by construction)"
 _NUMBER = r"[+-]?\d+(?:\.\d+)?"
 _INTERVAL = re.compile(rf"({_NUMBER}) ± ({_NUMBER}) \[({_NUMBER}), ({_NUMBER})\]")
-_PAIRED = re.compile(rf"({_NUMBER}) \[({_NUMBER}), ({_NUMBER})\](?: p=({_NUMBER}))? \(n=(\d+)\)")
+_PAIRED = re.compile(rf"({_NUMBER}) \[({_NUMBER}), ({_NUMBER})\](?: p[=<]({_NUMBER}))? \(n=(\d+)\)")
 _ONE_SEED_PAIR = re.compile(rf"({_NUMBER}) \(1 seed\)")
 
 
@@ -55,8 +55,8 @@ def metric_cell(text: str) -> Cell:
 
 
 def paired_cell(text: str) -> Cell:
-    """A `*_vs_naive` cell of the frame: 'diff [low, high] p=P (n=N)', 'diff (1 seed)' or '-'; either of the first
-    two may end in '(by construction)'."""
+    """A `*_vs_naive` cell of the frame: 'diff [low, high] p=P (n=N)' (or p<0.001: P is then that bound),
+    'diff (1 seed)' or '-'; either of the first two may end in '(by construction)'."""
     kind = "by-construction" if text.endswith(BY_CONSTRUCTION) else ""
     body = text.removesuffix(BY_CONSTRUCTION)
     if match := _PAIRED.fullmatch(body):
