@@ -206,9 +206,9 @@ def _difference(r) -> str:
         return "-"
     if r.n_pairs < 2:
         return f"{r.diff:+.2f} (1 seed)"
-    from clgraft.results.leaderboard import p_text
+    from clgraft.results.leaderboard import difference_text
 
-    return f"{r.diff:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}]{p_text(r.p)} (n={r.n_pairs})"
+    return difference_text(r.diff, r.diff_low, r.diff_high, r.p, r.n_pairs)
 
 
 def _zero_x(points: list[Point]) -> float:

@@ -227,15 +227,15 @@ def paired_text(ours: dict[int, float], base: dict[int, float]) -> str:
     out = paired_difference({s: 100 * v for s, v in ours.items()}, {s: 100 * v for s, v in base.items()})
     if out["n_pairs"] < 2:
         return "-" if out["n_pairs"] == 0 else f"{out['diff']:+.2f} (1 seed)"
-    return f"{out['diff']:+.2f} [{out['ci_low']:+.2f}, {out['ci_high']:+.2f}]{p_text(out['p'])} (n={out['n_pairs']})"
+    return difference_text(out["diff"], out["ci_low"], out["ci_high"], out["p"], out["n_pairs"])
 
 
-def p_text(p: float) -> str:
-    """A paired test's p as the tables print it: ' p=0.012', ' p<0.001' below a thousandth (never a rounded
-    'p=0.000'), '' where it is undefined (NaN: no spread in the differences)."""
-    if math.isnan(p):
-        return ""
-    return " p<0.001" if p < 0.001 else f" p={p:.3f}"
+def difference_text(diff: float, low: float, high: float, p: float, pairs: int) -> str:
+    """A paired difference over ≥ 2 seeds as every table prints it: 'diff [low, high] p=P (n=pairs)', with p as
+    `p<0.001` below a thousandth (never a rounded 'p=0.000') and left out where it is undefined (NaN: no spread in
+    the differences)."""
+    shown = "" if math.isnan(p) else " p<0.001" if p < 0.001 else f" p={p:.3f}"
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]{shown} (n={pairs})"
 
 
 def _assumptions(record: dict) -> dict:
