@@ -526,9 +526,11 @@ def localize(
         str,
         _opt(
             "official (grafting's rule and lr), scaled (the official rule, lr scaled to τ so short fine-tunings "
-            "move; the grafting methods' default), stitch (Localize-and-Stitch) or sparsify (zero θ₀ instead of "
-            "adding τ); or a control region of the same size, searched for nothing: top-tau (γ_base, the largest "
-            "|τ|), random (uniform, --seed), bias (the largest |τ| among biases)"
+            "move; the grafting methods' default), stitch (Localize-and-Stitch), sparsify (zero θ₀ instead of "
+            "adding τ) or disjoint (scaled with the task's scaled region at the same sparsity excluded: a second "
+            "region that shares none of its entries; localize with scaled first); or a control region of the "
+            "same size, searched for nothing: top-tau (γ_base, the largest |τ|), random (uniform, --seed), bias (the "
+            "largest |τ| among biases)"
         ),
     ] = "scaled",
     steps: Annotated[int, _opt("mask-learning steps (the official code uses 10–100)")] = 10,

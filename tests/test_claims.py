@@ -862,6 +862,60 @@ def test_region_controls_are_grafted_beside_the_search_and_read_like_the_claim(t
         _claim("recovered", ["independent"], (">", 0.95), **own, localize_controls=["random"])
 
 
+def test_a_disjoint_region_is_searched_outside_the_scaled_one_which_is_made_first_and_read_beside_it(
+    tiny_model_dir, tmp_path
+):
+    """A claim on the `disjoint` region lists the scaled region among its controls: `claims run` makes the scaled
+    region first, then searches again with it excluded. The second region, like the first, starts from k = ⌊sN⌋
+    entries and keeps at most k, and shares none of the first's; its rows are the claim's and the scaled rows the
+    control's. Without a scaled region the disjoint search says what to run; a disjoint claim must list the scaled
+    region."""
+    from clgraft.grafting.graft import load
+    from clgraft.runs.localize_run import localize_finished_run
+    from clgraft.sweeps.claims import measure_controls
+
+    claim = _claim(
+        "body_gain_recovered",
+        ["independent"],
+        (">", 0.95),
+        claim={"controls": ["body_gain_recovered_control_scaled"]},
+        run={"model": str(tiny_model_dir), "steps": 30, "lr": 3e-3, "batch_size": 4, "max_length": 32},
+        localize={"sparsity": 0.05, "method": "disjoint", "steps": 2},
+        localize_controls=["scaled"],
+    )
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)
+    measured = measure(tmp_path, claim)
+    (control,) = measure_controls(tmp_path, claim, measured)
+    assert control.name == "the searched region (the first)"
+    for seed, records in seed_records(tmp_path, claim)[0].items():
+        ((_, run_dir),) = records.values()
+        rows = read_json(run_dir / "localize.json")["results"]
+        first = {r["task"]: r for r in rows if r["method"] == "scaled"}
+        second = {r["task"]: r for r in rows if r["method"] == "disjoint"}
+        assert first and first.keys() == second.keys()
+        for task, row in second.items():
+            a, b = load(run_dir / first[task]["graft"]), load(run_dir / row["graft"])
+            k = math.floor(0.05 * a.numel)  # the search starts at k entries and keeps at most k
+            assert 0 < a.k <= k and 0 < b.k <= k and not set(a.positions.tolist()) & set(b.positions.tolist())
+            assert row["excluded"] == first[task]["graft"] and row["search"][0]["size"] == k
+        counted = [p.left_out is None for p in measured.parts[seed]]
+        for region, value in ((second, measured.values.get(seed)), (first, control.values.get(seed))):
+            kept = [r for r, c in zip(region.values(), counted, strict=True) if c]
+            den = sum(r["acc_finetuned"] - r["acc_base"] for r in kept)
+            expected = sum(r["acc_grafted"] - r["acc_base"] for r in kept) / den if kept and den > 0 else None
+            assert value == (pytest.approx(expected) if expected is not None else None)
+        with pytest.raises(ClgraftError, match="has no scaled region; run `clgraft localize .* --sparsity 0.2"):
+            localize_finished_run(run_dir, Registry.discover(), None, sparsity=0.2, method="disjoint", steps=1)
+    with pytest.raises(ValueError, match="list scaled in `localize_controls`"):
+        _claim(
+            "recovered",
+            ["independent"],
+            (">", 0.95),
+            run={"steps": 5},
+            localize={"sparsity": 0.01, "method": "disjoint"},
+        )
+
+
 def test_agreement_is_read_as_a_mean_over_the_learned_tasks_and_rows_without_it_are_absent(tmp_path):
     """The agreement statistic is a plain mean of each learned task's agreement; a localize row from before
     localize recorded agreement gives that task no part (not a zero)."""
@@ -938,6 +992,21 @@ def test_claims_plan_prices_a_shared_folders_localizations_once(tmp_path):
     table = claim_plan(tmp_path, [first, second], []).set_index("claim")
     assert table.loc["test-claim", "localize"] == 6 and table.loc["second", "localize"] == 0  # 3 runs × 2 sparsities
     assert table.loc["test-claim", "remake_weights"] == 3 and table.loc["second", "remake_weights"] == 0
+
+
+def test_claims_plan_prices_the_scaled_region_beside_a_disjoint_claim_as_a_search(tmp_path):
+    """The scaled region that a disjoint claim excludes is a search, priced as a localization where a run lacks it
+    (unlike the control regions, which search nothing)."""
+    from clgraft.sweeps.claim_plan import _localize_seconds, claim_plan
+
+    localize = {"localize": {"sparsity": 0.01, "method": "disjoint"}, "localize_controls": ["scaled"]}
+    claim = _claim("body_gain_recovered", ["independent"], (">", 0.95), run={"steps": 5}, **localize)
+    rows = [{"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8, "acc_base": 0.5, "cpu_s": 10.0} for t in "ab"]
+    _graft_seeds(tmp_path, claim, {1: rows, 2: rows, 3: [{**r, "method": "random"} for r in rows]}, trained=(0.9, 0.9))
+    row = claim_plan(tmp_path, [claim], []).iloc[0]
+    assert row["localize"] == 3 + 1  # every run's disjoint search, and seed 3's scaled one (seeds 1 and 2 have it)
+    folders = [p for p in claim_runs_dir(tmp_path, claim).iterdir() if p.is_dir()]
+    assert _localize_seconds(folders, claim.evidence) == 20.0  # priced as the scaled searches made: 2 tasks × 10 s
 
 
 def _random_region_claim() -> Claim:

@@ -15,6 +15,11 @@ larger than ⌊sN⌋ keeps its ⌊sN⌋ entries of largest γ(S) (`within_budget
 then the top-⌊sN⌋ of σ(S) is the mask.
 `sparsify` places "sparsification as fine-tuning" beside grafting: the same learner, but the candidate change is
 −θ₀ (setting the selected pre-trained weights to zero) instead of τ.
+`disjoint` asks whether the searched region is the only good one: the `scaled` search run again with the entries of
+a first region (the `scaled` region of the same sparsity, found before) excluded — τ set to zero there, so that they
+are neither in γ_base nor ever moved by the update — giving a second region of at most ⌊sN⌋ entries, as the first,
+that shares none with it (their L0 distance is the sum of their sizes, the most two masks of those sizes can be);
+`localize_run` reads the first region from its graft file.
 The controls search nothing; each is a region of ⌊sN⌋ entries chosen without looking at any score, to graft beside a
 searched one at equal size: `top-tau` is γ_base itself (where fine-tuning moved most: the search's starting point,
 as `--steps 0` of the official rule), `random` ⌊sN⌋ entries drawn uniformly with the search's seed, `bias` the
@@ -51,7 +56,7 @@ GRAD_TOKENS_ACCELERATOR = 8192
 set in one or two batches)."""
 
 
-Method = Literal["official", "scaled", "stitch", "sparsify", "top-tau", "random", "bias"]
+Method = Literal["official", "scaled", "stitch", "sparsify", "disjoint", "top-tau", "random", "bias"]
 CONTROLS = ("top-tau", "random", "bias")
 """The regions chosen without a search (the module's docstring)."""
 

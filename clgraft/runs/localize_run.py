@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from clgraft.data.batches import Encoded
 from clgraft.data.registry import Registry
 from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft
+from clgraft.grafting.graft import load as load_graft
 from clgraft.grafting.localize import CONTROLS, LocalizeOptions, MaskLearner, Method, split_score
 from clgraft.io.figures import pyplot, run_line, save, wrap
 from clgraft.io.records import read_json, write_json
@@ -120,10 +122,10 @@ def localize_run(
         for s in sparsities:
             seed = opts.seed + t if seed_per_task else opts.seed
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s, "seed": seed})
-            delta = -theta0.blocks if run_opts.method == "sparsify" else tau
+            delta, init, search_opts, excluded = _candidate(run_dir, task.task.task, run_opts, tau, theta0.blocks)
             with MaskLearner(model, view, theta0.blocks, scored_task(task), runner.device) as learner:
                 desc = f"{task.task.task} s={s:g} (mask search)"
-                found = learner.learn(delta, tau, run_opts, progress, desc)
+                found = learner.learn(delta, init, search_opts, progress, desc)
                 learner.set_mask(found.mask, delta)
             acc_g, ece_g, pred_g = _test_metrics(model, task, runner.device)
             ood_g = _ood_accuracy(model, task, ood, runner.device)
@@ -154,6 +156,7 @@ def localize_run(
                     "graft": str(path.relative_to(run_dir)),
                     "bytes": size,
                     "search": found.search,
+                    **excluded,
                     "ood": {
                         name: {"acc_finetuned": ood_ft[name], "acc_grafted": ood_g[name], "acc_base": ood_base[name]}
                         for name in ood
@@ -166,6 +169,41 @@ def localize_run(
             theta0.restore(model)
     _merge(run_dir / "localize.json", record["config_hash"], rows)
     return rows
+
+
+def _candidate(
+    run_dir: Path, task: str, opts: LocalizeOptions, tau: torch.Tensor, theta0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, LocalizeOptions, dict]:
+    """What a search of `opts.method` grafts and starts from, the options the learner runs and what the row adds:
+    (δ, init, options, extra row fields). τ for the searches and controls, −θ₀ for sparsify; for disjoint, τ with the
+    first region zeroed (`first_region`) under the scaled rule."""
+    if opts.method == "sparsify":
+        return -theta0, tau, opts, {}
+    if opts.method == "disjoint":
+        first, excluded = first_region(run_dir, task, opts.sparsity, tau.numel())
+        outside = tau.masked_fill(first.to(tau.device), 0.0)
+        return outside, outside, replace(opts, method="scaled"), excluded
+    return tau, tau, opts, {}
+
+
+def first_region(run_dir: Path, task: str, sparsity: float, numel: int) -> tuple[torch.Tensor, dict]:
+    """The region `disjoint` excludes: the flat boolean mask of the task's `scaled` graft at this sparsity, read from
+    its graft file (named by its localize.json row), and what the row records of it (`excluded`: that file)."""
+    path = run_dir / "localize.json"
+    rows = read_json(path)["results"] if path.is_file() else []
+    row = next((r for r in rows if (r["task"], r["method"], r["sparsity"]) == (task, "scaled", sparsity)), None)
+    again = f"run `clgraft localize {run_dir} --sparsity {sparsity:g} --task {task}` first"
+    if row is None or not (run_dir / row["graft"]).is_file():
+        missing = "has no scaled region" if row is None else f"lacks the graft file {row['graft']}"
+        raise ClgraftError(
+            f"--method disjoint excludes the scaled region of {task} at s={sparsity:g}: the run {missing}; {again}"
+        )
+    graft = load_graft(run_dir / row["graft"])
+    if graft.numel != numel:
+        raise ClgraftError(f"{run_dir / row['graft']} ranges over {graft.numel} parameters, the model's blocks {numel}")
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[graft.positions] = True
+    return mask, {"excluded": row["graft"]}
 
 
 def localize_finished_run(

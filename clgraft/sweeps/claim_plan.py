@@ -56,11 +56,13 @@ def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
 
 
 def _localize_seconds(folders: list[Path], evidence: Evidence) -> float | None:
-    """The mean CPU seconds of the claim's localizations made so far (a run's rows summed), None where none records
-    them."""
-    spent = [sum(r.get("cpu_s") or 0.0 for r in localize_rows(f, evidence)) for f in folders]
-    spent = [s for s in spent if s > 0]
-    return mean(spent) if spent else None
+    """The mean CPU seconds of the claim's localizations made so far (a run's rows summed) — before a disjoint
+    claim's first, those of the scaled search it repeats outside the scaled region — None where none records them."""
+    for made in (evidence, *_searched_regions(evidence)):
+        spent = [sum(r.get("cpu_s") or 0.0 for r in localize_rows(f, made)) for f in folders]
+        if spent := [s for s in spent if s > 0]:
+            return mean(spent)
+    return None
 
 
 @dataclass
@@ -105,8 +107,9 @@ def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.Data
     """One row per claim with runs to make (not those read from records of another test subset): runs (cells),
     finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes per
     task still to do (summed over runs), localizations still to do, and the seconds all of it should take (NaN where
-    a part has no price). A control region (`localize_controls`) searches nothing, so it is priced only by the run
-    made again for its weights. Work another claim of the list already prices is not priced again."""
+    a part has no price). A control region (`localize_controls`) searched for nothing is priced only by the run made
+    again for its weights; the scaled region (beside a `disjoint` claim) is a search, priced as a localization. Work
+    another claim of the list already prices is not priced again."""
     counted = _Counted()
     folders = [*costs, *(claim_runs_dir(results, c) for c in claims if c.evidence is not None)]
     rows = [
@@ -129,7 +132,9 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     left = counted.new_runs(todo)
     finetunes = sum(counted.new_finetunes(run, evidence.analyze, finetunes_per_task(evidence, None)) for run in todo)
     wanted = [float(evidence.localize["sparsity"]), *evidence.localize_curve] if evidence.localize else []
+    searched = _searched_regions(evidence)
     to_localize = sum(counted.new_localizations(run, evidence, wanted) for run in todo)
+    to_localize += sum(counted.new_localizations(run, e, wanted[:1]) for run in todo for e in searched)
     made = [
         (record, folder)
         for found in _records_made(results, claim)
@@ -152,6 +157,9 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
         missing = [float(evidence.localize["sparsity"])] if localize else []
         to_localize += counted.new_localizations(folder, evidence, missing + curve) if evidence.localize else 0
+        for region in searched:
+            first = [] if localize_rows(folder, region) else [float(evidence.localize["sparsity"])]
+            to_localize += counted.new_localizations(folder, region, first)
     localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
     seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
     return {
@@ -166,6 +174,16 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         "localize": to_localize,
         "s_left": seconds if localize_s is not None else float("nan"),
     }
+
+
+def _searched_regions(evidence: Evidence) -> list[Evidence]:
+    """The control regions that are searches (the scaled region beside a `disjoint` claim), each as the evidence
+    whose localization it is."""
+    return [
+        evidence.model_copy(update={"localize": {**evidence.localize, "method": region}})
+        for region in evidence.localize_controls
+        if region == "scaled"
+    ]
 
 
 def _records_made(results: Path, claim: Claim) -> list[dict]:

@@ -389,9 +389,11 @@ REGION_TABLE = (
     ("top-tau", "the top-⌊sN⌋ entries of |τ| (γ_base, the search's start)", "the top-|τ| region (no search)"),
     ("random", "⌊sN⌋ entries drawn uniformly", "a random region of the same size"),
     ("bias", "the bias entries of largest |τ|", "the bias entries (BitFit's region)"),
+    ("scaled", "the searched region", "the searched region (the first)"),
 )
 """The localization controls (`localize --method`; Evidence.localize_controls): (method, its region, the report's
-name). Each is grafted at the claim's sparsity from the same θ_t, searched for nothing."""
+name). Each is grafted at the claim's sparsity from the same θ_t: the first three searched for nothing, the last the
+search's own region, beside a claim on another one (`disjoint`, the search with that region excluded)."""
 
 
 def _region_statistic(claimed: str, region: str, what: str) -> Statistic:

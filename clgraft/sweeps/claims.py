@@ -113,10 +113,12 @@ class Evidence(_Strict):
         "the regions' union, a random region of its size and θ₀ with the heads on each (`analyze overlap "
         "--cross-grafts`)",
     )
-    localize_controls: list[Literal["top-tau", "random", "bias"]] = Field(
+    localize_controls: list[Literal["top-tau", "random", "bias", "scaled"]] = Field(
         default=[],
-        description="regions of the localization's size searched for nothing, each grafted from the same θ_t beside "
-        "the searched one (`localize --method`): the top-|τ| region, a random one, the bias entries",
+        description="regions of the localization's size, each grafted from the same θ_t beside the claim's own "
+        "(`localize --method`) and made before it: three searched for nothing (the top-|τ| region, a random one, "
+        "the bias entries), and the scaled search's own region, for a claim on another region (`disjoint`, which "
+        "excludes it)",
     )
     localize_curve: list[float] = Field(
         default=[],
@@ -188,6 +190,8 @@ class Evidence(_Strict):
             raise ValueError("`localize_curve` lists the localization's own sparsity: the curve reads it already")
         if self.localize and self.localize.get("method", "scaled") in self.localize_controls:
             raise ValueError("`localize_controls` lists the localization's own method: a control searches nothing")
+        if self.localize and self.localize.get("method") == "disjoint" and "scaled" not in self.localize_controls:
+            raise ValueError("a `disjoint` localization excludes the scaled region: list scaled in `localize_controls`")
 
     def _control_methods(self, needs: str) -> None:
         """Raise unless each control method is a valid spec that differs from the claim's own methods and whose
@@ -436,12 +440,15 @@ def run_claim(
             regraft = not localize and unanalysed and grafts_missing(runner.dir, evidence)
             if localize or regions or curve or unanalysed:
                 ensure_weights(runner, registry, data_dir, echo, progress)
+            for region in regions:  # first: the disjoint search reads the scaled region
+                options = {**evidence.localize, "method": region}
+                localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
             if regraft:
                 echo(f"{runner.dir.name}: its grafts are not here; searching them again for the analysis")
                 regraft_run(runner.dir, evidence, registry, data_dir_from(data_dir))
-            for options in [{**evidence.localize, "method": region} for region in regions] + curve:
+            for options in curve:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
             if evidence.analyze:  # an analysis of grafts is made again after they are searched again
                 again = localize and evidence.analyze == "overlap"
