@@ -157,16 +157,19 @@ def test_a_sigkilled_driver_takes_its_workers_with_it(reference, tmp_path, sweep
 
 def holders(sid: int, cell: str) -> list[int]:
     """The processes of session `sid` holding the lock of the run folder whose name contains `cell` (the worker
-    running that cell, local or Ray)."""
-    found = []
+    running that cell, local or Ray), without a child that holds it only because it was forked from a holder and has
+    not yet exec'd (the worker's `git rev-parse` for its record: a worker's descriptors are copied into the child for
+    that instant, so a look in it counted a second worker)."""
+    found = {}
     for pid in session(sid):
         try:
             links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         if any(cell in link and link.endswith("/.lock") for link in links):
-            found.append(pid)
-    return found
+            found[pid] = parent
+    return [pid for pid, parent in found.items() if parent not in found]
 
 
 def kill_workers(sid: int, cell: str, proc: subprocess.Popen, times: float, inside: Path | None = None) -> int:
