@@ -110,7 +110,7 @@ def run(
 def localize(
     run_dir: str | Path,
     sparsity: float = 0.01,
-    method: Literal["official", "scaled", "stitch", "sparsify", "top-tau", "random", "bias"] = "scaled",
+    method: Literal["official", "scaled", "stitch", "sparsify", "disjoint", "top-tau", "random", "bias"] = "scaled",
     steps: int = 10,
     tasks: Sequence[str] | None = None,
     *,

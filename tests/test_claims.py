@@ -18,7 +18,7 @@ from clgraft.methods import parse_method_spec
 from clgraft.metrics.chance import beats_chance
 from clgraft.metrics.seeds import confidence_interval
 from clgraft.sweeps.claim_report import report
-from clgraft.sweeps.claim_statistics import STATISTICS, learned_tasks, pool
+from clgraft.sweeps.claim_statistics import STATISTICS, learned_tasks, localize_rows, pool
 from clgraft.sweeps.claims import Claim, claim_runs_dir, load_claims, measure, run_claim, seed_records
 
 
@@ -897,7 +897,8 @@ def test_a_disjoint_region_is_searched_outside_the_scaled_one_which_is_made_firs
             a, b = load(run_dir / first[task]["graft"]), load(run_dir / row["graft"])
             k = math.floor(0.05 * a.numel)  # the search starts at k entries and keeps at most k
             assert 0 < a.k <= k and 0 < b.k <= k and not set(a.positions.tolist()) & set(b.positions.tolist())
-            assert row["excluded"] == first[task]["graft"] and row["search"][0]["size"] == k
+            assert row["excluded"] == {key: first[task][key] for key in ("graft", "k", "best_step", "acc_grafted")}
+            assert row["search"][0]["size"] == k
         counted = [p.left_out is None for p in measured.parts[seed]]
         for region, value in ((second, measured.values.get(seed)), (first, control.values.get(seed))):
             kept = [r for r, c in zip(region.values(), counted, strict=True) if c]
@@ -906,6 +907,31 @@ def test_a_disjoint_region_is_searched_outside_the_scaled_one_which_is_made_firs
             assert value == (pytest.approx(expected) if expected is not None else None)
         with pytest.raises(ClgraftError, match="has no scaled region; run `clgraft localize .* --sparsity 0.2"):
             localize_finished_run(run_dir, Registry.discover(), None, sparsity=0.2, method="disjoint", steps=1)
+    # a fresh clone: the rows are there, the graft files not; the disjoint rows still to make
+    ((_, run_dir),) = seed_records(tmp_path, claim)[0][1].values()
+    doc = read_json(run_dir / "localize.json")
+    scaled = [r for r in doc["results"] if r["method"] == "scaled"]
+    doc["results"] = [r for r in doc["results"] if r["method"] != "disjoint"]
+    (run_dir / "localize.json").write_text(json.dumps(doc))
+    for row in scaled:
+        (run_dir / row["graft"]).unlink()
+    run_claim(tmp_path, claim, None, lambda s: None, progress=False)  # the scaled grafts searched again, then disjoint
+    again = read_json(run_dir / "localize.json")["results"]
+    assert [(r["task"], r["best_step"], r["k"]) for r in again if r["method"] == "scaled"] == [
+        (r["task"], r["best_step"], r["k"]) for r in scaled
+    ]
+    assert len(localize_rows(run_dir, claim.evidence)) == len(scaled)
+    # a later scaled search that ends otherwise leaves the disjoint rows stale: no longer the claim's
+    for row in again:
+        if row["method"] == "scaled" and row["task"] == scaled[0]["task"]:
+            row["best_step"] += 1
+    (run_dir / "localize.json").write_text(json.dumps({**doc, "results": again}))
+    assert len(localize_rows(run_dir, claim.evidence)) == len(scaled) - 1
+    disjoint = {"run": {"steps": 5}, "localize": {"sparsity": 0.01, "method": "disjoint"}}
+    with pytest.raises(ValueError, match="has no curve"):
+        _claim(
+            "recovered", ["independent"], (">", 0.95), **disjoint, localize_controls=["scaled"], localize_curve=[0.1]
+        )
     with pytest.raises(ValueError, match="list scaled in `localize_controls`"):
         _claim(
             "recovered",
@@ -995,17 +1021,24 @@ def test_claims_plan_prices_a_shared_folders_localizations_once(tmp_path):
 
 
 def test_claims_plan_prices_the_scaled_region_beside_a_disjoint_claim_as_a_search(tmp_path):
-    """The scaled region that a disjoint claim excludes is a search, priced as a localization where a run lacks it
-    (unlike the control regions, which search nothing)."""
+    """The scaled region that a disjoint claim excludes is a search, priced as a localization where a run lacks its
+    rows, or its graft files while the disjoint search is still to make (unlike the control regions, which search
+    nothing); before any disjoint search, each is priced as the scaled searches made so far."""
     from clgraft.sweeps.claim_plan import _localize_seconds, claim_plan
 
     localize = {"localize": {"sparsity": 0.01, "method": "disjoint"}, "localize_controls": ["scaled"]}
     claim = _claim("body_gain_recovered", ["independent"], (">", 0.95), run={"steps": 5}, **localize)
-    rows = [{"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8, "acc_base": 0.5, "cpu_s": 10.0} for t in "ab"]
+    rows = [
+        {"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8, "acc_base": 0.5, "cpu_s": 10.0, "graft": f"grafts/{t}"}
+        for t in "ab"
+    ]
     _graft_seeds(tmp_path, claim, {1: rows, 2: rows, 3: [{**r, "method": "random"} for r in rows]}, trained=(0.9, 0.9))
+    folders = sorted(p for p in claim_runs_dir(tmp_path, claim).iterdir() if p.is_dir())
+    (folders[0] / "grafts").mkdir()
+    for row in rows:  # seed 1 has its scaled grafts, seed 2 only their rows, seed 3 neither
+        (folders[0] / row["graft"]).write_bytes(b"")
     row = claim_plan(tmp_path, [claim], []).iloc[0]
-    assert row["localize"] == 3 + 1  # every run's disjoint search, and seed 3's scaled one (seeds 1 and 2 have it)
-    folders = [p for p in claim_runs_dir(tmp_path, claim).iterdir() if p.is_dir()]
+    assert row["localize"] == 3 + 2  # every run's disjoint search, and the scaled one of seeds 2 and 3
     assert _localize_seconds(folders, claim.evidence) == 20.0  # priced as the scaled searches made: 2 tasks × 10 s
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,10 +122,12 @@ def localize_run(
         for s in sparsities:
             seed = opts.seed + t if seed_per_task else opts.seed
             run_opts = LocalizeOptions(**{**opts.__dict__, "sparsity": s, "seed": seed})
-            delta, init, search_opts, excluded = _candidate(run_dir, task.task.task, run_opts, tau, theta0.blocks)
+            candidate = _candidate(run_dir, task.task.task, run_opts, tau, theta0.blocks)
+            delta = candidate.delta
             with MaskLearner(model, view, theta0.blocks, scored_task(task), runner.device) as learner:
                 desc = f"{task.task.task} s={s:g} (mask search)"
-                found = learner.learn(delta, init, search_opts, progress, desc)
+                found = learner.learn(delta, candidate.init, candidate.opts, progress, desc)
+                _disjoint(found.mask, candidate.excluded, task.task.task)
                 learner.set_mask(found.mask, delta)
             acc_g, ece_g, pred_g = _test_metrics(model, task, runner.device)
             ood_g = _ood_accuracy(model, task, ood, runner.device)
@@ -156,7 +158,7 @@ def localize_run(
                     "graft": str(path.relative_to(run_dir)),
                     "bytes": size,
                     "search": found.search,
-                    **excluded,
+                    **candidate.record,
                     "ood": {
                         name: {"acc_finetuned": ood_ft[name], "acc_grafted": ood_g[name], "acc_base": ood_base[name]}
                         for name in ood
@@ -171,24 +173,38 @@ def localize_run(
     return rows
 
 
-def _candidate(
-    run_dir: Path, task: str, opts: LocalizeOptions, tau: torch.Tensor, theta0: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, LocalizeOptions, dict]:
-    """What a search of `opts.method` grafts and starts from, the options the learner runs and what the row adds:
-    (δ, init, options, extra row fields). τ for the searches and controls, −θ₀ for sparsify; for disjoint, τ with the
-    first region zeroed (`first_region`) under the scaled rule."""
+@dataclass
+class _Candidate:
+    """What one search grafts (δ) and starts from (`init`), the options the learner runs, and for `disjoint` the
+    region it excludes with what its row records of that region."""
+
+    delta: torch.Tensor
+    init: torch.Tensor
+    opts: LocalizeOptions
+    excluded: torch.Tensor | None = None
+    record: dict = field(default_factory=dict)
+
+
+def _candidate(run_dir: Path, task: str, opts: LocalizeOptions, tau: torch.Tensor, theta0: torch.Tensor) -> _Candidate:
+    """τ for the searches and controls, −θ₀ for sparsify; for disjoint, τ with the first region zeroed
+    (`first_region`) under the scaled rule."""
     if opts.method == "sparsify":
-        return -theta0, tau, opts, {}
+        return _Candidate(-theta0, tau, opts)
     if opts.method == "disjoint":
-        first, excluded = first_region(run_dir, task, opts.sparsity, tau.numel())
+        first, record = first_region(run_dir, task, opts.sparsity, tau.numel())
         outside = tau.masked_fill(first.to(tau.device), 0.0)
-        return outside, outside, replace(opts, method="scaled"), excluded
-    return tau, tau, opts, {}
+        return _Candidate(outside, outside, replace(opts, method="scaled"), first, record)
+    return _Candidate(tau, tau, opts)
+
+
+FIRST_REGION_KEYS = ("graft", "k", "best_step", "acc_grafted")
+"""What a disjoint row records of the scaled row whose region it excluded (`excluded`): a later scaled search that
+ends otherwise makes the disjoint row stale (claim_statistics.localize_rows leaves it out)."""
 
 
 def first_region(run_dir: Path, task: str, sparsity: float, numel: int) -> tuple[torch.Tensor, dict]:
     """The region `disjoint` excludes: the flat boolean mask of the task's `scaled` graft at this sparsity, read from
-    its graft file (named by its localize.json row), and what the row records of it (`excluded`: that file)."""
+    its graft file (named by its localize.json row), and what the disjoint row records of it (`excluded`)."""
     path = run_dir / "localize.json"
     rows = read_json(path)["results"] if path.is_file() else []
     row = next((r for r in rows if (r["task"], r["method"], r["sparsity"]) == (task, "scaled", sparsity)), None)
@@ -203,7 +219,17 @@ def first_region(run_dir: Path, task: str, sparsity: float, numel: int) -> tuple
         raise ClgraftError(f"{run_dir / row['graft']} ranges over {graft.numel} parameters, the model's blocks {numel}")
     mask = torch.zeros(numel, dtype=torch.bool)
     mask[graft.positions] = True
-    return mask, {"excluded": row["graft"]}
+    return mask, {"excluded": {key: row[key] for key in FIRST_REGION_KEYS}}
+
+
+def _disjoint(found: torch.Tensor, excluded: torch.Tensor | None, task: str) -> None:
+    """Raise if a disjoint search kept an entry of the region it excluded: possible only where τ has fewer than ⌊sN⌋
+    non-zero entries outside it (γ_base then takes zeros, the lowest positions first)."""
+    if excluded is not None and bool((found & excluded.to(found.device)).any()):
+        raise ClgraftError(
+            f"{task}: τ has fewer non-zero entries outside the first region than the sparsity asks; a disjoint "
+            "region of that size does not exist (choose a smaller --sparsity)"
+        )
 
 
 def localize_finished_run(

@@ -25,10 +25,12 @@ from clgraft.sweeps.claims import (
     analysis_complete,
     claim_runs_dir,
     control_evidence,
+    first_regions_missing,
     grafts_missing,
     has_weights,
     missing_curve,
     run_config,
+    scaled_evidence,
     seed_records,
 )
 from clgraft.sweeps.cost import plan
@@ -108,8 +110,9 @@ def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.Data
     finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes per
     task still to do (summed over runs), localizations still to do, and the seconds all of it should take (NaN where
     a part has no price). A control region (`localize_controls`) searched for nothing is priced only by the run made
-    again for its weights; the scaled region (beside a `disjoint` claim) is a search, priced as a localization. Work
-    another claim of the list already prices is not priced again."""
+    again for its weights; the scaled region (beside a `disjoint` claim) is a search, priced as a localization where
+    its rows are missing, or its graft files while the disjoint search is still to make. Work another claim of the
+    list already prices is not priced again."""
     counted = _Counted()
     folders = [*costs, *(claim_runs_dir(results, c) for c in claims if c.evidence is not None)]
     rows = [
@@ -157,9 +160,11 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
         missing = [float(evidence.localize["sparsity"])] if localize else []
         to_localize += counted.new_localizations(folder, evidence, missing + curve) if evidence.localize else 0
-        for region in searched:
-            first = [] if localize_rows(folder, region) else [float(evidence.localize["sparsity"])]
-            to_localize += counted.new_localizations(folder, region, first)
+        for region in searched:  # absent, or its graft files gone where the disjoint search still needs them
+            again = not localize_rows(folder, region) or (localize and first_regions_missing(folder, evidence))
+            to_localize += counted.new_localizations(
+                folder, region, [float(evidence.localize["sparsity"])] if again else []
+            )
     localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
     seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
     return {
@@ -177,13 +182,9 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
 
 
 def _searched_regions(evidence: Evidence) -> list[Evidence]:
-    """The control regions that are searches (the scaled region beside a `disjoint` claim), each as the evidence
-    whose localization it is."""
-    return [
-        evidence.model_copy(update={"localize": {**evidence.localize, "method": region}})
-        for region in evidence.localize_controls
-        if region == "scaled"
-    ]
+    """The control regions that are searches — the scaled region beside a `disjoint` claim — as the evidence whose
+    localization each is."""
+    return [scaled_evidence(evidence)] if "scaled" in evidence.localize_controls else []
 
 
 def _records_made(results: Path, claim: Claim) -> list[dict]:

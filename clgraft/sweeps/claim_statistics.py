@@ -75,7 +75,7 @@ class Statistic:
     whole: Callable[[Records, Evidence], float | None] | None = None
     ratio: bool = False
     localizer: str | None = None
-    """The localize method whose rows a control reads instead of the claim's (a region searched for nothing)."""
+    """The localize method whose rows a control reads instead of the claim's (another region of the same size)."""
     control_of: str | None = None
     """For a control: the statistic it is read beside (a claim lists it only under that statistic)."""
 
@@ -132,7 +132,18 @@ def localize_rows(run_dir: Path, evidence: Evidence, method: str | None = None) 
         bool(evidence.localize.get("seed_per_task", False)),
     )
     rows = read_json(path)["results"]
-    return [r for r in rows if (float(r["sparsity"]), r["method"], r.get("seed_per_task", False)) == wanted]
+    found = [r for r in rows if (float(r["sparsity"]), r["method"], r.get("seed_per_task", False)) == wanted]
+    if wanted[1] == "disjoint":  # current only beside the scaled region it excluded, as that region is now
+        first = {r["task"]: r for r in rows if (float(r["sparsity"]), r["method"]) == (wanted[0], "scaled")}
+        found = [r for r in found if _excluded_current(r, first.get(r["task"]))]
+    return found
+
+
+def _excluded_current(row: dict, first: dict | None) -> bool:
+    """Whether a disjoint row's `excluded` (what it recorded of the scaled row whose region it excluded) still
+    matches that scaled row: a later scaled search that ended otherwise makes the disjoint region stale."""
+    excluded = row.get("excluded")
+    return first is not None and isinstance(excluded, dict) and all(first.get(k) == v for k, v in excluded.items())
 
 
 def _graft_parts(

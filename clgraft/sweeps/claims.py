@@ -189,9 +189,14 @@ class Evidence(_Strict):
         if self.localize and float(self.localize["sparsity"]) in self.localize_curve:
             raise ValueError("`localize_curve` lists the localization's own sparsity: the curve reads it already")
         if self.localize and self.localize.get("method", "scaled") in self.localize_controls:
-            raise ValueError("`localize_controls` lists the localization's own method: a control searches nothing")
-        if self.localize and self.localize.get("method") == "disjoint" and "scaled" not in self.localize_controls:
-            raise ValueError("a `disjoint` localization excludes the scaled region: list scaled in `localize_controls`")
+            raise ValueError("`localize_controls` lists the localization's own method: a control is another region")
+        if self.localize and self.localize.get("method") == "disjoint":
+            if "scaled" not in self.localize_controls:
+                raise ValueError(
+                    "a `disjoint` localization excludes the scaled region: list scaled in `localize_controls`"
+                )
+            if self.localize_curve:
+                raise ValueError("a `disjoint` localization has no curve: its first region is made at one sparsity")
 
     def _control_methods(self, needs: str) -> None:
         """Raise unless each control method is a valid spec that differs from the claim's own methods and whose
@@ -438,11 +443,15 @@ def run_claim(
             curve = [{**evidence.localize, "sparsity": x} for x in missing_curve(runner.dir, evidence)]
             unanalysed = evidence.analyze and not _analysed(runner.dir, evidence, REFERENCE in claim.controls)
             regraft = not localize and unanalysed and grafts_missing(runner.dir, evidence)
+            first = localize and "scaled" not in regions and first_regions_missing(runner.dir, evidence)
             if localize or regions or curve or unanalysed:
                 ensure_weights(runner, registry, data_dir, echo, progress)
             for region in regions:  # first: the disjoint search reads the scaled region
                 options = {**evidence.localize, "method": region}
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **options)
+            if first:
+                echo(f"{runner.dir.name}: the scaled grafts are not here; searching them again for the disjoint search")
+                regraft_run(runner.dir, scaled_evidence(evidence), registry, data_dir_from(data_dir))
             if localize:
                 localize_finished_run(runner.dir, registry, data_dir_from(data_dir), **evidence.localize)
             if regraft:
@@ -458,8 +467,22 @@ def run_claim(
 def grafts_missing(run_dir: Path, evidence: Evidence) -> bool:
     """Whether the overlap analysis the evidence asks for lacks a graft file of its localize rows (graft files are
     not committed: a fresh clone has the rows and not the grafts)."""
-    rows = localize_rows(run_dir, evidence) if evidence.analyze == "overlap" else []
-    return any(not (run_dir / row["graft"]).is_file() for row in rows)
+    return evidence.analyze == "overlap" and _files_missing(run_dir, evidence)
+
+
+def scaled_evidence(evidence: Evidence) -> Evidence:
+    """The evidence whose localization is the scaled region that a `disjoint` claim's search excludes."""
+    return evidence.model_copy(update={"localize": {**evidence.localize, "method": "scaled"}})
+
+
+def first_regions_missing(run_dir: Path, evidence: Evidence) -> bool:
+    """Whether a `disjoint` claim's search lacks the graft files of the scaled regions it excludes (their rows are
+    committed, the files not: a fresh clone searches them again, checked against the rows, before it)."""
+    return evidence.localize.get("method") == "disjoint" and _files_missing(run_dir, scaled_evidence(evidence))
+
+
+def _files_missing(run_dir: Path, evidence: Evidence) -> bool:
+    return any(not (run_dir / row["graft"]).is_file() for row in localize_rows(run_dir, evidence))
 
 
 def regraft_run(run_dir: Path, evidence: Evidence, registry: Registry, data_dir: Path | None) -> None:
