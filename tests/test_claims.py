@@ -1039,7 +1039,40 @@ def test_claims_plan_prices_the_scaled_region_beside_a_disjoint_claim_as_a_searc
         (folders[0] / row["graft"]).write_bytes(b"")
     row = claim_plan(tmp_path, [claim], []).iloc[0]
     assert row["localize"] == 3 + 2  # every run's disjoint search, and the scaled one of seeds 2 and 3
-    assert _localize_seconds(folders, claim.evidence) == 20.0  # priced as the scaled searches made: 2 tasks × 10 s
+    assert _localize_seconds(folders, claim.evidence, []) == 20.0  # priced as the scaled searches made: 2 tasks × 10 s
+
+
+def test_claims_plan_prices_a_search_whose_rows_predate_cpu_time_by_other_searches_with_as_many_steps(tmp_path):
+    """Rows from before localize recorded CPU time give no price of their own: a run's search is then priced as its
+    tasks × the mean per-task time of searches at another sparsity or candidate change with as many steps — in the
+    claim's folders first, else in any folder the plan reads — never from control regions (they search nothing) or
+    from searches of another length."""
+    from clgraft.sweeps.claim_plan import _localize_seconds
+
+    claim = _claim(
+        "body_gain_recovered", ["independent"], (">", 0.95), **GRAFT | {"localize": GRAFT["localize"] | {"steps": 10}}
+    )
+    old = [{"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8, "acc_base": 0.5, "steps": 10} for t in "ab"]
+    _graft_seeds(tmp_path, claim, {1: old}, trained=(0.9, 0.9))
+    folders = sorted(p for p in claim_runs_dir(tmp_path, claim).iterdir() if p.is_dir())
+    other = tmp_path / "elsewhere"
+    _write_localize(
+        _write_run(other, "independent", 5, 0.0, trained=(0.9, 0.9, 0.9)),
+        [{"task": "a", "sparsity": 0.1, "steps": 10, "cpu_s": 6.0}, {"task": "a", "steps": 20, "cpu_s": 99.0}],
+    )
+    assert _localize_seconds(folders, claim.evidence, []) is None  # nothing of the claim's records its time
+    assert _localize_seconds(folders, claim.evidence, [other]) == 2 * 6.0  # the claim's runs have 2 tasks
+
+    own = [
+        {**old[0], "method": "sparsify", "sparsity": 0.1, "cpu_s": 3.0},
+        {**old[1], "method": "scaled", "sparsity": 0.001, "cpu_s": 5.0},
+        {**old[1], "method": "random", "steps": 10, "cpu_s": 50.0},  # a control region: searched nothing
+    ]
+    _write_localize(folders[0], old + own)
+    assert _localize_seconds(folders, claim.evidence, [other]) == 2 * 4.0  # its own folders first
+
+    _write_localize(folders[0], [{**r, "cpu_s": 7.0} for r in old] + own)
+    assert _localize_seconds(folders, claim.evidence, [other]) == 14.0  # its own search's time wins over both
 
 
 def _random_region_claim() -> Claim:

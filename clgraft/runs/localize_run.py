@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 SPLITS = ("train", "dev")
 """The few-shot splits θ_t is also scored on (the search's metric), beside its test accuracy: how well the fine-tune
 fits what it was trained and searched on, read without the test set (`train_finetuned`, `dev_finetuned`)."""
+DEFAULT_STEPS = 10
+"""Mask-search steps of a localization that names none (`localize_finished_run`: the Python API and the claims)."""
 MARKERS = "osD^v<>p"  # open markers of different shapes: lines at the same value (often 1.0) all stay visible
 
 
@@ -238,7 +240,7 @@ def localize_finished_run(
     data_dir: Path | None,
     sparsity: float = 0.01,
     method: Method = "scaled",
-    steps: int = 10,
+    steps: int = DEFAULT_STEPS,
     tasks: Sequence[str] = (),
     seed: int = 0,
     seed_per_task: bool = False,

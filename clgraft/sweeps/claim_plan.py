@@ -15,8 +15,10 @@ from statistics import mean
 import pandas as pd
 
 from clgraft.config import TEST_SUBSET
-from clgraft.io.records import config_hash
+from clgraft.grafting.localize import CONTROLS
+from clgraft.io.records import config_hash, read_json
 from clgraft.runs.identity import identity
+from clgraft.runs.localize_run import DEFAULT_STEPS
 from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
 from clgraft.sweeps.claims import (
     REFERENCE,
@@ -57,14 +59,35 @@ def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
     return 0
 
 
-def _localize_seconds(folders: list[Path], evidence: Evidence) -> float | None:
-    """The mean CPU seconds of the claim's localizations made so far (a run's rows summed) — before a disjoint
-    claim's first, those of the scaled search it repeats outside the scaled region — None where none records them."""
+def _localize_seconds(folders: list[Path], evidence: Evidence, pool: list[Path]) -> float | None:
+    """The CPU seconds of one run's localization: the mean of the claim's localizations made so far (a run's rows
+    summed) — before a disjoint claim's first, those of the scaled search it repeats outside the scaled region.
+    Where none of them records its time (rows from before localize did), the runs' tasks × the mean time a task's
+    search took at another sparsity or candidate change with as many steps (a search costs its steps' gradient
+    passes and scored masks, whatever region it selects), in the claim's own folders first, else in every run under
+    the folders the plan reads (`pool`: results folders or folders of runs); None where no search records its time."""
     for made in (evidence, *_searched_regions(evidence)):
         spent = [sum(r.get("cpu_s") or 0.0 for r in localize_rows(f, made)) for f in folders]
         if spent := [s for s in spent if s > 0]:
             return mean(spent)
+    tasks = [len(read_json(f / "run.json")["tasks"]) for f in folders if (f / "run.json").is_file()]
+    steps = int(evidence.localize.get("steps", DEFAULT_STEPS))
+    for where in (
+        folders,
+        [run for d in pool for run in sorted((d / "runs" if (d / "runs").is_dir() else d).glob("*/"))],
+    ):
+        per_task = [r["cpu_s"] for f in where for r in _search_rows(f) if r.get("cpu_s") and r.get("steps") == steps]
+        if per_task and tasks:
+            return mean(tasks) * mean(per_task)
     return None
+
+
+def _search_rows(folder: Path) -> list[dict]:
+    """Every searched row of a run's localize.json, whatever its sparsity and method (control regions search
+    nothing)."""
+    path = folder / "localize.json"
+    rows = read_json(path)["results"] if path.is_file() else []
+    return [r for r in rows if r["method"] not in CONTROLS]
 
 
 @dataclass
@@ -165,7 +188,7 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
             to_localize += counted.new_localizations(
                 folder, region, [float(evidence.localize["sparsity"])] if again else []
             )
-    localize_s = _localize_seconds([f for _, f in made], evidence) if to_localize else 0.0
+    localize_s = _localize_seconds([f for _, f in made], evidence, folders) if to_localize else 0.0
     seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
     return {
         "claim": claim.claim,
