@@ -86,6 +86,11 @@ def save_bytes(path: Path, data: bytes) -> None:
     _atomic(path, lambda f: f.write(data))
 
 
+def runs_folder(folder: Path) -> Path:
+    """Where a folder's run folders are: FOLDER/runs in a results folder, else FOLDER itself (a folder of runs)."""
+    return folder / "runs" if (folder / "runs").is_dir() else folder
+
+
 def read_json(path: Path) -> dict:
     """Read a record, failing with the file's name when it is truncated or edited into invalid JSON."""
     try:

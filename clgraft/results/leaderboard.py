@@ -18,7 +18,7 @@ import pandas as pd
 
 from clgraft.config import HASHED_WHEN_SET, RunConfig
 from clgraft.errors import ClgraftError
-from clgraft.io.records import config_hash
+from clgraft.io.records import config_hash, runs_folder
 from clgraft.metrics.seeds import confidence_interval, paired_difference
 from clgraft.results.run_records import LISTED, Skipped, read_records, skipped_note
 from clgraft.runs.identity import record_identity
@@ -46,7 +46,7 @@ def _to_stderr(message: str) -> None:
 def load(results: Path) -> tuple[dict[Path, dict], list[Skipped]]:
     """The readable finished records under RESULTS/runs/ (or RESULTS itself when it holds run folders) by run folder,
     and the records skipped with why (clgraft/results/run_records.py); no readable record at all is an error."""
-    runs = results / "runs" if (results / "runs").is_dir() else results
+    runs = runs_folder(results)
     records, skipped = read_records(runs)
     if not records and not skipped:
         raise ClgraftError(f"no finished runs under {runs}; run `clgraft sweep FILE --results {results}` first")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from clgraft.config import TEST_SUBSET
 from clgraft.grafting.localize import CONTROLS
-from clgraft.io.records import config_hash, read_json
+from clgraft.io.records import config_hash, read_json, runs_folder
 from clgraft.runs.identity import identity
 from clgraft.runs.localize_run import DEFAULT_STEPS
 from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
@@ -72,10 +72,7 @@ def _localize_seconds(folders: list[Path], evidence: Evidence, pool: list[Path])
             return mean(spent)
     tasks = [len(read_json(f / "run.json")["tasks"]) for f in folders if (f / "run.json").is_file()]
     steps = int(evidence.localize.get("steps", DEFAULT_STEPS))
-    for where in (
-        folders,
-        [run for d in pool for run in sorted((d / "runs" if (d / "runs").is_dir() else d).glob("*/"))],
-    ):
+    for where in (folders, [run for d in pool for run in sorted(runs_folder(d).glob("*/"))]):
         per_task = [r["cpu_s"] for f in where for r in _search_rows(f) if r.get("cpu_s") and r.get("steps") == steps]
         if per_task and tasks:
             return mean(tasks) * mean(per_task)

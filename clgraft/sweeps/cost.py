@@ -17,7 +17,7 @@ import pandas as pd
 
 from clgraft.config import RunConfig
 from clgraft.errors import ClgraftError
-from clgraft.io.records import config_hash, read_json
+from clgraft.io.records import config_hash, read_json, runs_folder
 from clgraft.methods import get_method
 from clgraft.runs.identity import identity, record_identity
 from clgraft.sweeps.sweep import finished_runs
@@ -54,7 +54,7 @@ def measured_seconds(folders: list[Path], knobs: dict[str, frozenset[str]] | Non
     method, the options a sweep varies (its runs are also pooled over their values)."""
     out: Costs = {}
     for folder in folders:
-        runs = folder / "runs" if (folder / "runs").is_dir() else folder
+        runs = runs_folder(folder)
         for path in sorted(runs.glob("*/run.json")):
             try:
                 record = read_json(path)
