@@ -72,11 +72,18 @@ def _localize_seconds(folders: list[Path], evidence: Evidence, pool: list[Path])
             return mean(spent)
     tasks = [len(read_json(f / "run.json")["tasks"]) for f in folders if (f / "run.json").is_file()]
     steps = int(evidence.localize.get("steps", DEFAULT_STEPS))
-    for where in (folders, [run for d in pool for run in sorted(runs_folder(d).glob("*/"))]):
-        per_task = [r["cpu_s"] for f in where for r in _search_rows(f) if r.get("cpu_s") and r.get("steps") == steps]
-        if per_task and tasks:
-            return mean(tasks) * mean(per_task)
-    return None
+    per_task = _task_search_seconds(folders, steps) or _task_search_seconds(_runs_under(pool), steps)
+    return mean(tasks) * mean(per_task) if per_task and tasks else None
+
+
+def _task_search_seconds(folders: list[Path], steps: int) -> list[float]:
+    """The CPU seconds each timed search of a task took in these runs, for searches of `steps` steps."""
+    return [r["cpu_s"] for f in folders for r in _search_rows(f) if r.get("cpu_s") and r.get("steps") == steps]
+
+
+def _runs_under(pool: list[Path]) -> list[Path]:
+    """Every run folder under the plan's folders (results folders or folders of runs)."""
+    return [run for d in pool for run in sorted(runs_folder(d).glob("*/"))]
 
 
 def _search_rows(folder: Path) -> list[dict]:
