@@ -92,6 +92,9 @@ class Method:
     keeps_regions: ClassVar[bool] = False
     """Keeps one region per task (its grafts): the runner follows each task's fine-tuning trajectory in memory and
     records its dimension (clgraft/runs/trajectory.py), so such a fine-tune is computed in the run, never shared."""
+    disjoint_regions: ClassVar[bool] = False
+    """True when the tasks' regions cannot overlap (each task's search runs outside the regions before it): their
+    Jaccard is 0 by construction, and the leaderboard says so instead of showing it as a measured disjointness."""
     cite: ClassVar[tuple[str, ...]] = ()
     """BibTeX keys (clgraft/data/references.bib) of the papers a result of this method should cite."""
     relative_cost: ClassVar[float] = 1.0

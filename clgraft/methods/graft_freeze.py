@@ -37,6 +37,7 @@ class GraftFreeze(Method):
     Options = GraftOptions
     keeps_state = True
     keeps_regions = True
+    disjoint_regions = True
     freezes_embeddings = True
 
     @classmethod

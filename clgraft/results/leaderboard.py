@@ -271,12 +271,15 @@ def _memory_kb(record: dict, data_dir: Path | None, warn: Callable[[str], None])
 
 def _regions(record: dict) -> dict:
     """A record's regions (clgraft/runs/regions.py): the mean Jaccard of its tasks' regions over task pairs, that of
-    random regions of the same sizes, and Spearman ρ of Jaccard with same-type; NaN for a run that kept no region per
-    task (or a record older than `regions`)."""
+    random regions of the same sizes, and Spearman ρ of Jaccard with same-type (NaN for a run that kept no region per
+    task, or a record older than `regions`), and whether its method's regions are disjoint by construction."""
+    from clgraft.methods import get_method
+
     regions = record.get("regions") or {}
     rho = (regions.get("jaccard_vs_same_type") or {}).get("rho")
     return {
         "region_jaccard": _number(regions.get("mean_jaccard")),
+        "regions_disjoint": get_method(record["method"]["name"]).disjoint_regions,
         "region_random_jaccard": _number(regions.get("mean_random_jaccard")),
         "region_type_rho": _number(rho),
     }
@@ -368,8 +371,9 @@ def summarize(
     for column in ("extra_kb_per_task", "head_kb_per_task"):
         table[column] = numeric[column].map(kb_cell)
     measured = grouped["region_jaccard"].count()
+    disjoint = grouped["regions_disjoint"].all()
     table["region_jaccard"] = [
-        region_cell(numeric.loc[k, "region_jaccard"], numeric.loc[k, "region_random_jaccard"], measured[k])
+        region_cell(numeric.loc[k, "region_jaccard"], numeric.loc[k, "region_random_jaccard"], measured[k], disjoint[k])
         for k in table.index
     ]
     rho_seeds = grouped["region_type_rho"].count()
@@ -393,12 +397,12 @@ REGIONS = ("region_jaccard", "region_random_jaccard", "region_type_rho")
 """The per-seed region columns (`_regions`), averaged over seeds into the row's two region cells."""
 
 
-def region_cell(jaccard: float, random: float, seeds: int) -> str:
+def region_cell(jaccard: float, random: float, seeds: int, disjoint: bool) -> str:
     """The mean Jaccard of a row's task regions beside random regions' ('-' for a row that keeps no region per
-    task)."""
+    task); where the method's regions cannot overlap, said to be by construction (never shown as a measured 0)."""
     if not seeds:
         return "-"
-    return f"{jaccard:.3g} (random {random:.2g}; n={seeds})"
+    return f"{jaccard:.3g} ({'by construction; ' if disjoint else ''}random {random:.2g}; n={seeds})"
 
 
 MEMORY_UNKNOWN = "n/a"
@@ -456,7 +460,8 @@ def header(records: list[dict]) -> str:
         "per task (shared state as its share; docs/metrics.md, one rule for every method), head_kb_per_task = its "
         "heads per task, in KB of 1,024 bytes; region_jaccard = for a method that keeps a region per task, the "
         "mean over seeds of the tasks' regions' mean pairwise Jaccard (random = regions of the same sizes drawn at "
-        "random), region_type_rho = the mean over seeds of Spearman ρ between Jaccard and same task type "
+        "random; 'by construction' where the method's regions cannot overlap, as graft-freeze's), region_type_rho = "
+        "the mean over seeds of Spearman ρ between Jaccard and same task type "
         "(clgraft/runs/regions.py; runs recorded before 2026-12-05 have no regions: -); trajectory_d90 = for such a "
         "method, the mean over seeds of the mean over tasks of d90 of each task's fine-tuning trajectory, 8 "
         "checkpoints (clgraft/runs/trajectory.py; runs recorded before 2026-12-06 have none: -); "
