@@ -1215,6 +1215,38 @@ def test_cross_graft_claims_restate_specificity_similarity_and_the_unions_pooled
         _claim("union_recovered", ["independent"], (">", 0.95), **CROSS)
 
 
+def test_claims_plan_prices_cross_grafts_at_their_recorded_time_else_at_the_runs_test_evaluations(tmp_path):
+    """An overlap analysis with cross grafts still to do is counted once per run however many claims read it, and
+    priced at the CPU time of the claim's complete ones, else at T² + 4T test evaluations at the runs' own seconds
+    per evaluation (their evaluation time over R's entries); an overlap without cross grafts is not counted."""
+    from clgraft.sweeps.claim_plan import _analysis_seconds, claim_plan
+
+    union = _claim("union_recovered", ["joint"], (">", 0.95), **CROSS)
+    folders = []
+    for seed in (1, 2, 3):
+        folder = _write_run(claim_runs_dir(tmp_path, union), "joint", seed, 0.0, trained=(0.9, 0.9, 0.9, 0.9))
+        rows = [{"task": t, "acc_finetuned": 0.9, "acc_grafted": 0.8, "graft": f"grafts/{t}"} for t in "abcd"]
+        _write_localize(folder, rows)
+        record = read_json(folder / "run.json")
+        (folder / "run.json").write_text(json.dumps({**record, "time_s": {"evaluate": 13.0 * seed}}))
+        folders.append(folder)
+    records = [read_json(f / "run.json") for f in folders]
+    assert claim_plan(tmp_path, [union], []).iloc[0]["analyses"] == 3
+    assert _analysis_seconds(records, union.evidence) == pytest.approx((16 + 4 * 4) * 2.0)  # R: 13 entries, 1–3 s
+
+    analyses = [{"cross_grafts": {}, "cpu_s": 40.0}, {"cross_grafts": {}, "cpu_s": 60.0}, {"cpu_s": 5.0}]
+    for folder, record, analysis in zip(folders, records, analyses, strict=True):
+        (folder / "run.json").write_text(json.dumps({**record, "analysis": {"overlap-s0.01": analysis}}))
+    records = [read_json(f / "run.json") for f in folders]
+    assert _analysis_seconds(records, union.evidence) == 50.0  # the complete ones only: seed 3 lacks cross grafts
+    shared = {"records": str(claim_runs_dir(tmp_path, union).relative_to(tmp_path))}
+    similar = _claim("graft_similarity", ["joint"], (">", 0.0), **CROSS, **shared).model_copy(update={"claim": "b"})
+    table = claim_plan(tmp_path, [union, similar], []).set_index("claim")
+    assert table.loc["test-claim", "analyses"] == 1 and table.loc["b", "analyses"] == 0  # seed 3's, priced once
+    overlap = {**CROSS, "cross_grafts": False, **shared}
+    assert claim_plan(tmp_path, [_claim("overlap_mean", ["joint"], (">", 0.0), **overlap)], []).iloc[0]["analyses"] == 0
+
+
 def test_a_cross_graft_claim_runs_the_analysis_it_reads_on_a_joint_run(tiny_model_dir, tmp_path):
     """`claims run` of a cross-graft claim localizes every task of the joint run and makes the overlap analysis with
     its cross grafts; the claim's number is read back from them (tiny's tasks are all of different types)."""

@@ -4,7 +4,9 @@ after the runs that is still to do — runs made again where their weights are g
 a control region still needs them, and the analysis fine-tunes not made yet, each priced at the run's own cost (an
 analysis fine-tune trains one task with the run's steps; a run trains every task once and evaluates them, so the
 price is an upper bound); a localization not made yet is priced at the CPU time the claim's other localizations
-recorded, else left unknown."""
+recorded, else left unknown; an overlap analysis with cross grafts not made yet (T² + 4T test evaluations) at the
+CPU time the claim's complete ones recorded, else at that many evaluations of the claim's runs. Other analyses cost
+their fine-tunes (the rest reads weights and graft files), so those are what they are priced by."""
 
 from __future__ import annotations
 
@@ -104,6 +106,13 @@ class _Counted:
     remade: set = field(default_factory=set)
     finetunes: dict = field(default_factory=dict)
     localized: set = field(default_factory=set)
+    analysed: set = field(default_factory=set)
+
+    def new_analysis(self, run: object, key: str) -> int:
+        """1 if no claim priced this analysis (`key`: its name in run.json, with what it asks) of `run` yet."""
+        fresh = (run, key) not in self.analysed
+        self.analysed.add((run, key))
+        return int(fresh)
 
     def new_localizations(self, run: object, evidence: Evidence, sparsities: list[float]) -> int:
         """How many of the evidence's localizations of `run` at these sparsities no claim priced yet (a
@@ -135,11 +144,11 @@ class _Counted:
 def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.DataFrame:
     """One row per claim with runs to make (not those read from records of another test subset): runs (cells),
     finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes per
-    task still to do (summed over runs), localizations still to do, and the seconds all of it should take (NaN where
-    a part has no price). A control region (`localize_controls`) searched for nothing is priced only by the run made
-    again for its weights; the scaled region (beside a `disjoint` claim) is a search, priced as a localization where
-    its rows are missing, or its graft files while the disjoint search is still to make. Work another claim of the
-    list already prices is not priced again."""
+    task still to do (summed over runs), localizations still to do, overlap analyses with cross grafts still to do,
+    and the seconds all of it should take (NaN where a part has no price). A control region (`localize_controls`)
+    searched for nothing is priced only by the run made again for its weights; the scaled region (beside a
+    `disjoint` claim) is a search, priced as a localization where its rows are missing, or its graft files while the
+    disjoint search is still to make. Work another claim of the list already prices is not priced again."""
     counted = _Counted()
     folders = [*costs, *(claim_runs_dir(results, c) for c in claims if c.evidence is not None)]
     rows = [
@@ -165,6 +174,8 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     searched = _searched_regions(evidence)
     to_localize = sum(counted.new_localizations(run, evidence, wanted) for run in todo)
     to_localize += sum(counted.new_localizations(run, e, wanted[:1]) for run in todo for e in searched)
+    priced = _priced_analysis(evidence)
+    analyses = sum(counted.new_analysis(run, priced) for run in todo) if priced else 0
     made = [
         (record, folder)
         for found in _records_made(results, claim)
@@ -185,6 +196,7 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         if (unanalysed or localize or regions or curve) and not has_weights(folder, record):
             remake += counted.remake(folder)
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
+        analyses += counted.new_analysis(folder, priced) if priced and unanalysed else 0
         missing = [float(evidence.localize["sparsity"])] if localize else []
         to_localize += counted.new_localizations(folder, evidence, missing + curve) if evidence.localize else 0
         for region in searched:  # absent, or its graft files gone where the disjoint search still needs them
@@ -193,7 +205,10 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
                 folder, region, [float(evidence.localize["sparsity"])] if again else []
             )
     localize_s = _localize_seconds([f for _, f in made], evidence, folders) if to_localize else 0.0
+    analysis_s = _analysis_seconds([r for r, _ in made], evidence) if analyses else 0.0
     seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
+    seconds += analyses * analysis_s if analysis_s is not None else 0
+    priced_all = localize_s is not None and analysis_s is not None
     return {
         "claim": claim.claim,
         "runs": int(table["cells"].sum()),
@@ -204,8 +219,37 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         "remake_weights": remake,
         "analysis_finetunes": finetunes,
         "localize": to_localize,
-        "s_left": seconds if localize_s is not None else float("nan"),
+        "analyses": analyses,
+        "s_left": seconds if priced_all else float("nan"),
     }
+
+
+def _priced_analysis(evidence: Evidence) -> str | None:
+    """The key in run.json of the overlap analysis with cross grafts the evidence asks for: the one analysis priced
+    by its own time (its test evaluations); None for the others (an overlap alone reads graft files)."""
+    return analysis_key(evidence, "overlap") if evidence.analyze == "overlap" and evidence.cross_grafts else None
+
+
+def _analysis_seconds(records: list[dict], evidence: Evidence) -> float | None:
+    """The CPU seconds of one overlap analysis with cross grafts: the mean of those the claim's records hold
+    complete, else T² + 4T test evaluations at the claim's runs' mean seconds per evaluation (their evaluation time
+    over R's entries); None where no record says either."""
+    key = analysis_key(evidence, "overlap")
+    summaries = [record.get("analysis", {}).get(key) for record in records]
+    if spent := [s["cpu_s"] for s in summaries if s and s.get("cpu_s") and analysis_complete(s, evidence)]:
+        return mean(spent)
+    per_evaluation = [_seconds_per_evaluation(record) for record in records]
+    if not (per_evaluation := [s for s in per_evaluation if s is not None]):
+        return None
+    tasks = mean(len(record["tasks"]) for record in records)
+    return (tasks**2 + 4 * tasks) * mean(per_evaluation)
+
+
+def _seconds_per_evaluation(record: dict) -> float | None:
+    """A run's evaluation seconds over the test evaluations it made (R's entries), None where it records neither."""
+    evaluated = sum(v is not None for row in record.get("R") or [] if row is not None for v in row)
+    seconds = (record.get("time_s") or {}).get("evaluate")
+    return seconds / evaluated if seconds and evaluated else None
 
 
 def _searched_regions(evidence: Evidence) -> list[Evidence]:
