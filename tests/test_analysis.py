@@ -349,6 +349,48 @@ def _cross_grafts_restated(run_dir, rows, record):
         assert entry["other_type"] == pytest.approx(sum(other) / len(other)) if other else entry["other_type"] is None
 
 
+def test_cross_grafts_stopped_midway_resume_from_the_rows_they_scored(tiny_model_dir, tmp_path, invoke, monkeypatch):
+    """Cross grafts stopped after their first row keep it in a scratch file; run again, they score only the rest,
+    write what an uninterrupted analysis writes and remove the file. Rows kept for other regions are not reused."""
+    import clgraft.analysis.cross_grafts as module
+
+    run_dir = tmp_path / "joint"
+    common = ["--model", tiny_model_dir, "--steps", "6", "--batch-size", "4", "--max-length", "32", "--lr", "1e-3"]
+    invoke("run", "--stream", "tiny", "--method", "joint", *common, "--out", run_dir, "--no-progress")
+    invoke("localize", run_dir, "--sparsity", "0.05", "--steps", "1")
+    analyse = ("analyze", "overlap", run_dir, "--sparsity", "0.05", "--cross-grafts")
+    details, scratch = (
+        run_dir / "analysis" / "overlap-s0.05.json",
+        run_dir / "analysis" / "overlap-s0.05-cross.scratch.json",
+    )
+    invoke(*analyse)
+    whole = json.loads(details.read_text())["cross_grafts"]
+    scores, calls = module.split_accuracy, []
+
+    def scoring(*args, stop_at: int | None = None):
+        calls.append(args)
+        if len(calls) == stop_at:
+            raise RuntimeError("stopped")
+        return scores(*args)
+
+    monkeypatch.setattr(module, "split_accuracy", lambda *a: scoring(*a, stop_at=5))  # in region 1's row
+    with pytest.raises(RuntimeError, match="stopped"):
+        invoke(*analyse)
+    kept = json.loads(scratch.read_text())
+    assert list(kept["pieces"]) == ["region 0"] and kept["pieces"]["region 0"] == whole["accuracy"][0]
+    calls.clear()
+    monkeypatch.setattr(module, "split_accuracy", lambda *a: scoring(*a))
+    output = invoke(*analyse)
+    assert "1 rows kept from an analysis stopped midway" in output
+    assert len(calls) == 3 * 3 + 4 * 3 - 3  # T² + 4T evaluations less region 0's row
+    assert json.loads(details.read_text())["cross_grafts"] == whole and not scratch.exists()
+
+    scratch.write_text(json.dumps({**kept, "regions": "other", "pieces": {"region 0": [0.0, 0.0, 0.0]}}))
+    calls.clear()
+    invoke(*analyse)
+    assert len(calls) == 3 * 3 + 4 * 3 and json.loads(details.read_text())["cross_grafts"] == whole
+
+
 def test_a_tasks_cross_graft_entry_averages_the_other_regions_by_type():
     """own = the diagonal; other_type (same_type) = the mean of column j over the other tasks of another (the same)
     type, None where there is none; the per-task grafts are read at j."""

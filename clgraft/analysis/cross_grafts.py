@@ -10,6 +10,8 @@ of the union's size (what any region that large gives).
 
 from __future__ import annotations
 
+import hashlib
+import time
 from statistics import fmean
 from typing import TYPE_CHECKING
 
@@ -21,10 +23,12 @@ from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft
 from clgraft.grafting.localize import top_k_mask
 from clgraft.io.figures import pyplot, save, wrap
+from clgraft.io.records import read_json, write_json
 from clgraft.model.headed import BodySnapshot
 from clgraft.training.loop import split_accuracy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from matplotlib.figure import Figure
@@ -36,8 +40,50 @@ EVAL_BATCH = 64
 accuracy localize.json records for it, to the bit."""
 
 
-def cross_grafts(run: OpenRun, grafts: list[Graft]) -> tuple[dict, dict]:
-    """(payload, summary) of the cross grafts of a joint run's regions (one graft per task, in stream order).
+class Scored:
+    """The pieces of the cross grafts scored so far (a region's row, a reference's row), kept in a scratch file after
+    each one, so that an analysis stopped midway (a signal, a crash) resumes where it stopped instead of from the
+    first region. The file holds the regions' fingerprint: pieces scored for other regions (searched again since, and
+    moved by float rounding) are not reused, and neither is a file that cannot be read."""
+
+    def __init__(self, path: Path, regions: str, run: OpenRun):
+        self.path, self.regions, self.run = path, regions, run
+        try:
+            kept = read_json(path) if path.is_file() else {}
+        except ClgraftError:
+            kept = {}
+        self.pieces: dict[str, list[float]] = kept.get("pieces", {}) if kept.get("regions") == regions else {}
+        self.earlier_cpu_s: float = kept.get("cpu_s", 0.0) if self.pieces else 0.0
+        """The CPU seconds spent on the pieces kept (their process's, from opening the run): this call adds to them."""
+        if self.pieces:
+            run.echo(f"cross grafts: {len(self.pieces)} rows kept from an analysis stopped midway ({path.name})")
+
+    def row(self, key: str, score: Callable[[], list[float]]) -> list[float]:
+        """The piece `key`: kept, or scored now and written to the scratch file at once."""
+        if key not in self.pieces:
+            self.pieces[key] = score()
+            spent = self.earlier_cpu_s + time.process_time() - self.run.cpu_start
+            write_json(self.path, {"regions": self.regions, "pieces": self.pieces, "cpu_s": round(spent, 3)})
+        return self.pieces[key]
+
+    def done(self) -> None:
+        """Remove the scratch file once the analysis is written."""
+        self.path.unlink(missing_ok=True)
+
+
+def fingerprint(grafts: list[Graft], seed: int) -> str:
+    """What the cross grafts are a function of, besides the run: every region's positions and the random regions'
+    seed (a SHA-256)."""
+    digest = hashlib.sha256(str(seed).encode())
+    for graft in grafts:
+        digest.update(graft.positions.numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def cross_grafts(run: OpenRun, grafts: list[Graft], scored: Scored) -> tuple[dict, dict]:
+    """(payload, summary) of the cross grafts of a joint run's regions (one graft per task, in stream order); each
+    row of accuracies is kept in `scored` as soon as it is made (and read from it where it was made before).
 
     payload: `accuracy[i][j]` (region i on task j); per task j `random_own` (a random region of task j's size, on
     task j), `union`, `random_union` (a random region of the union's size), `base` (θ₀ with the heads) and `full`
@@ -71,14 +117,14 @@ def cross_grafts(run: OpenRun, grafts: list[Graft]) -> tuple[dict, dict]:
     matrix = []
     for i, name in enumerate(names):
         run.echo(f"cross grafts: {name}'s region on every task")
-        matrix.append([accuracy(masks[i], j) for j in range(t)])
+        matrix.append(scored.row(f"region {i}", lambda i=i: [accuracy(masks[i], j) for j in range(t)]))
     run.echo("cross grafts: random regions, the union of the regions, and θ₀ with the heads")
     random_union = random_region(int(union.sum()))
     per_task = {
-        "random_own": [accuracy(random_region(grafts[j].k), j) for j in range(t)],
-        "union": [accuracy(union, j) for j in range(t)],
-        "random_union": [accuracy(random_union, j) for j in range(t)],
-        "base": [accuracy(None, j) for j in range(t)],
+        "random_own": scored.row("random_own", lambda: [accuracy(random_region(grafts[j].k), j) for j in range(t)]),
+        "union": scored.row("union", lambda: [accuracy(union, j) for j in range(t)]),
+        "random_union": scored.row("random_union", lambda: [accuracy(random_union, j) for j in range(t)]),
+        "base": scored.row("base", lambda: [accuracy(None, j) for j in range(t)]),
         "full": [float(a) for a in run.record["R"][-1]],
     }
     payload = {

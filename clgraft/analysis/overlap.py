@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from clgraft.analysis.cross_grafts import cross_grafts, cross_table, plot_cross_grafts, require_joint
+from clgraft.analysis.cross_grafts import (
+    Scored,
+    cross_grafts,
+    cross_table,
+    fingerprint,
+    plot_cross_grafts,
+    require_joint,
+)
 from clgraft.analysis.run_files import OpenRun
 from clgraft.errors import ClgraftError
 from clgraft.grafting.graft import Graft, load
@@ -136,7 +143,8 @@ def references(run: OpenRun) -> dict[str, np.ndarray]:
 def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None, cross: bool = False) -> dict:
     """Overlap, Jaccard and null matrices (overall and per layer), references and correlations; writes
     analysis/overlap-sS.json, overlap-sS.png and overlap-sS-layers.png. With `cross` (a joint run), also each region
-    grafted on every task and the regions' union (clgraft/analysis/cross_grafts.py), and overlap-sS-cross.png."""
+    grafted on every task and the regions' union (clgraft/analysis/cross_grafts.py), and overlap-sS-cross.png; the
+    rows scored so far are kept in overlap-sS-cross.scratch.json until then, so a stopped analysis resumes."""
     if cross:
         require_joint(run)
     grafts = find_grafts(run, sparsity, method)
@@ -182,10 +190,15 @@ def analyze_overlap(run: OpenRun, sparsity: float | None, method: str | None, cr
     regions = scope(sparsity, method)
     save(plot_matrices(run.names, panels, title, regions), plots / f"{name}.png")
     save(plot_layers(run.names, per_layer, title, regions), plots / f"{name}-layers.png")
+    scored = None
     if cross:
-        payload["cross_grafts"], summary["cross_grafts"] = cross_grafts(run, grafts)
+        regions_seed = fingerprint(grafts, int(run.record["config"]["seed"]))
+        scored = Scored(plots / f"{name}-cross.scratch.json", regions_seed, run)
+        payload["cross_grafts"], summary["cross_grafts"] = cross_grafts(run, grafts, scored)
         plot_cross_grafts(payload["cross_grafts"], title, regions, plots / f"{name}-cross.png")
-    run.write(name, payload, summary)
+    run.write(name, payload, summary, scored.earlier_cpu_s if scored else 0.0)
+    if scored:
+        scored.done()
     return payload
 
 
