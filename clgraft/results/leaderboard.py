@@ -240,7 +240,8 @@ def difference_text(diff: float, low: float, high: float, p: float, pairs: int) 
 
 def _assumptions(record: dict) -> dict:
     """What a row's method assumes and uses: task identity at test time, examples of finished tasks kept, state kept
-    per task, and the optimisation budget per task (steps; examples seen, memory batches included)."""
+    per task, whether its tasks' regions are disjoint by construction, and the optimisation budget per task (steps;
+    examples seen, memory batches included)."""
     from clgraft.methods import get_method, parse_options
 
     method = get_method(record["method"]["name"])
@@ -251,6 +252,7 @@ def _assumptions(record: dict) -> dict:
         "task_id_at_test": "yes" if method.requires_task_id(options) or config.head != "shared" else "no",
         "data_kept": method.data_kept,
         "kept_per_task": method.per_task_state,
+        "regions_disjoint": method.disjoint_regions,
         "steps_per_task": config.steps,
         "examples_per_task": round(sum(seen) / len(seen)) if seen else config.steps * config.batch_size,
     }
@@ -272,14 +274,12 @@ def _memory_kb(record: dict, data_dir: Path | None, warn: Callable[[str], None])
 def _regions(record: dict) -> dict:
     """A record's regions (clgraft/runs/regions.py): the mean Jaccard of its tasks' regions over task pairs, that of
     random regions of the same sizes, and Spearman ρ of Jaccard with same-type (NaN for a run that kept no region per
-    task, or a record older than `regions`), and whether its method's regions are disjoint by construction."""
-    from clgraft.methods import get_method
-
+    task, or a record older than `regions`). Whether they are disjoint by construction is the method's
+    (`_assumptions`)."""
     regions = record.get("regions") or {}
     rho = (regions.get("jaccard_vs_same_type") or {}).get("rho")
     return {
         "region_jaccard": _number(regions.get("mean_jaccard")),
-        "regions_disjoint": get_method(record["method"]["name"]).disjoint_regions,
         "region_random_jaccard": _number(regions.get("mean_random_jaccard")),
         "region_type_rho": _number(rho),
     }
