@@ -209,6 +209,55 @@ def test_critical_layer_controls_are_the_least_moved_random_and_no_blocks():
     assert len(draws) > 5  # the seed draws, not a fixed pick
 
 
+def test_a_closeness_analysis_stopped_midway_keeps_its_fine_tunes_and_trains_only_the_rest(
+    tiny_model_dir, tmp_path, invoke, monkeypatch
+):
+    """analysis/closeness.json is written after each task (run.json's summary only at the end): stopped in its second
+    task's critical-layers fine-tune, the analysis keeps the first task's; made again, it trains only the other two
+    and writes what an uninterrupted analysis writes."""
+    import shutil
+
+    import clgraft.analysis.closeness as module
+
+    run_dir = tmp_path / "run"
+    settings = ["--model", tiny_model_dir, "--steps", "4", "--batch-size", "4", "--max-length", "32", "--lr", "1e-3"]
+    invoke("run", "--stream", "tiny", "--method", "independent", *settings, "--out", run_dir, "--no-progress")
+    analyse, details = (
+        ("analyze", "closeness", run_dir, "--critical-layers", "1"),
+        run_dir / "analysis" / "closeness.json",
+    )
+
+    def summary() -> dict | None:
+        found = json.loads((run_dir / "run.json").read_text()).get("analysis", {}).get("closeness")
+        return found and {k: v for k, v in found.items() if k != "cpu_s"}
+
+    invoke(*analyse)
+    whole, whole_summary = json.loads(details.read_text())["tasks"], summary()
+    shutil.rmtree(run_dir / "analysis")
+    record = json.loads((run_dir / "run.json").read_text())
+    del record["analysis"]
+    (run_dir / "run.json").write_text(json.dumps(record))
+    trains, calls = module.train_task, []
+
+    def training(*args, stop_at: int | None = None, **kwargs):
+        calls.append(args)
+        if len(calls) == stop_at:
+            raise RuntimeError("stopped")
+        return trains(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_task", lambda *a, **k: training(*a, stop_at=2, **k))
+    with pytest.raises(RuntimeError, match="stopped"):
+        invoke(*analyse)
+    kept = json.loads(details.read_text())["tasks"]
+    assert list(kept) == ["tiny-sst2"] and kept["tiny-sst2"]["critical_layers"] == whole["tiny-sst2"]["critical_layers"]
+    assert summary() is None  # run.json says nothing of an analysis that did not finish
+    calls.clear()
+    monkeypatch.setattr(module, "train_task", lambda *a, **k: training(*a, **k))
+    invoke(*analyse)
+    assert len(calls) == 2  # tiny-agnews's and tiny-trec's critical-layers fine-tunes
+    assert json.loads(details.read_text())["tasks"] == whole and summary() == whole_summary
+
+
 def test_critical_layers_with_controls_trains_each_control_beside_them(analysis_run, invoke):
     """--controls adds the least-moved, random and head-only fine-tunes to the critical-layers entry, each with its
     share of full fine-tuning's accuracy, keeping the earlier critical fine-tune."""

@@ -208,6 +208,14 @@ def test_outlier_claim_reads_the_ablation_at_the_largest_d_against_random_coordi
     path.write_text(json.dumps(record))
     assert measure(tmp_path, touching).values == {1: 0.0, 2: 0.0}
 
+    # a seed whose analysis stopped before its last task (it writes after each one) gives no value either: its
+    # number would read the first tasks only
+    path = runs / "independent-2" / "run.json"
+    record = json.loads(path.read_text())
+    del record["analysis"]["subspace"]["c"]
+    path.write_text(json.dumps(record))
+    assert measure(tmp_path, touching).values == {1: 0.0}
+
 
 DEPARTURES = [
     {"what": "model", "paper": "RoBERTa-base", "here": "MiniLM"},
@@ -758,7 +766,8 @@ def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(
 
 def test_a_subspace_analysis_with_bases_older_than_float64_is_neither_complete_nor_priced_as_done():
     """Subspace sections written before the float64 bases (no `basis_gram`) trained rows in fewer dimensions than
-    asked: `claims run` makes them again and its plan prices all of them."""
+    asked: `claims run` makes them again and its plan prices all of them; so it does an analysis that stopped
+    before the run's last task."""
     from clgraft.sweeps.claim_plan import finetunes_per_task
     from clgraft.sweeps.claims import analysis_complete
 
@@ -768,8 +777,11 @@ def test_a_subspace_analysis_with_bases_older_than_float64_is_neither_complete_n
     section = {"by_d": {"16": {"acc": 0.8}}, "controls": {}, "basis_gram": "float64"}
     today = {"sst2": {"finetune_in_subspace": section}, "cpu_s": 1.0}
     older = {"sst2": {"finetune_in_subspace": {k: v for k, v in section.items() if k != "basis_gram"}}}
-    assert analysis_complete(today, evidence) and finetunes_per_task(evidence, today) == 0
-    assert not analysis_complete(older, evidence) and finetunes_per_task(evidence, older) == 1 + 3
+    record = {"tasks": [{"name": "sst2"}]}
+    assert analysis_complete(today, evidence, record) and finetunes_per_task(evidence, today) == 0
+    assert not analysis_complete(older, evidence, record) and finetunes_per_task(evidence, older) == 1 + 3
+    stopped = {"tasks": [{"name": "sst2"}, {"name": "mr"}]}  # the analysis stopped before mr: made again
+    assert not analysis_complete(today, evidence, stopped)
 
 
 def test_a_run_that_saved_a_trajectory_needs_its_checkpoints_back_too(tmp_path):

@@ -8,6 +8,7 @@ two solutions of this model's fine-tuning lie."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -15,7 +16,7 @@ import torch
 
 from clgraft.analysis.run_files import OpenRun, layer_of, refuse_joint
 from clgraft.io.figures import finish_lines, pyplot, run_line, save
-from clgraft.io.records import read_json
+from clgraft.io.records import read_json, write_json
 from clgraft.methods import get_method
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.training.loop import train_task
@@ -100,6 +101,12 @@ def _earlier(run: OpenRun) -> dict[str, dict]:
     return read_json(path).get("tasks", {}) if path.exists() else {}
 
 
+def _earlier_cpu_s(run: OpenRun) -> float:
+    """The CPU seconds an earlier analysis/closeness.json records (0 if absent, or written before it recorded them)."""
+    path = run.dir / "analysis" / "closeness.json"
+    return read_json(path).get("cpu_s", 0.0) if path.exists() else 0.0
+
+
 def _critical(run: OpenRun, t: int, ranked: list[str], order: list[str], k: int, controls: bool, before: dict) -> dict:
     """Task t's critical-layers entry: fine-tuning only the k most moved of the `ranked` blocks (`order`: the same
     blocks in model order), and with `controls` the control blocks (`control_layers`). What `before` (an earlier entry
@@ -126,9 +133,13 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
     with k, the critical-layers comparison, and with `controls` the same fine-tuning of the control blocks
     (`control_layers`) beside it. What an earlier analysis made is kept: its critical-layers fine-tunes (those of the
     same blocks with k, all of them without) and its reference where `controls` does not make it again. Writes
-    analysis/closeness.json, closeness.csv (per tensor) and closeness.png."""
+    analysis/closeness.json, closeness.csv (per tensor) and closeness.png, and the summary into run.json.
+
+    analysis/closeness.json is also written after each task, its earlier entries kept for the tasks not reached yet
+    (run.json's summary only at the end), so an analysis stopped midway keeps the fine-tunes it made and, made
+    again, trains only the rest; its `cpu_s` adds the earlier file's, as the results it kept cost that."""
     refuse_joint(run, "closeness")
-    earlier = _earlier(run)
+    earlier, spent = _earlier(run), _earlier_cpu_s(run)
     finetuned = _all_finetuned(run) if controls else {}
     results, frames = {}, []
     for t in tasks:
@@ -150,6 +161,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
         elif "critical_layers" in before:  # closeness alone keeps what an earlier critical-layers analysis trained
             entry["critical_layers"] = before["critical_layers"]
         results[name] = entry
+        _keep(run, {**earlier, **results}, spent)
     out = run.dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(frames).rename_axis("parameter").to_csv(out / "closeness.csv")
@@ -162,8 +174,19 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
         }
         for name, e in results.items()
     }
-    run.write("closeness", {"tasks": results}, summary)
+    run.write("closeness", {"tasks": results}, summary, spent)
     return results
+
+
+def _keep(run: OpenRun, entries: dict[str, dict], spent: float) -> None:
+    """analysis/closeness.json with these task entries (in the run's order) and the CPU seconds so far: what a
+    stopped analysis leaves for the next one to read back (`_earlier`)."""
+    cpu = round(spent + time.process_time() - run.cpu_start, 3)
+    write_json(run.dir / "analysis" / "closeness.json", {"tasks": _in_order(run, entries), "cpu_s": cpu})
+
+
+def _in_order(run: OpenRun, entries: dict[str, dict]) -> dict[str, dict]:
+    return {name: entries[name] for name in run.names if name in entries}
 
 
 def _all_finetuned(run: OpenRun) -> dict[int, torch.Tensor]:

@@ -21,7 +21,7 @@ from clgraft.grafting.localize import CONTROLS
 from clgraft.io.records import config_hash, read_json, runs_folder
 from clgraft.runs.identity import identity
 from clgraft.runs.localize_run import DEFAULT_STEPS
-from clgraft.sweeps.claim_statistics import analysis_key, localize_rows, summary_tasks
+from clgraft.sweeps.claim_statistics import analysis_key, covers_tasks, localize_rows, summary_tasks
 from clgraft.sweeps.claims import (
     REFERENCE,
     Claim,
@@ -186,8 +186,10 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     for record, folder in made:
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
         summary = record.get("analysis", {}).get(key) if key else None
+        if summary is not None and not covers_tasks(summary, record, evidence.analyze):
+            summary = None  # stopped before its last task: priced as not made (an upper bound, as for the rest)
         asked = finetunes_per_task(evidence, summary) if key else 0
-        complete = summary is not None and analysis_complete(summary, evidence, REFERENCE in claim.controls)
+        complete = summary is not None and analysis_complete(summary, evidence, record, REFERENCE in claim.controls)
         unanalysed = key is not None and not complete
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
         localize = localize or (unanalysed and grafts_missing(folder, evidence))  # searched again for the analysis
@@ -235,8 +237,8 @@ def _analysis_seconds(records: list[dict], evidence: Evidence) -> float | None:
     complete, else T² + 4T test evaluations at the claim's runs' mean seconds per evaluation (their evaluation time
     over R's entries); None where no record says either."""
     key = analysis_key(evidence, "overlap")
-    summaries = [record.get("analysis", {}).get(key) for record in records]
-    if spent := [s["cpu_s"] for s in summaries if s and s.get("cpu_s") and analysis_complete(s, evidence)]:
+    summaries = [(record.get("analysis", {}).get(key), record) for record in records]
+    if spent := [s["cpu_s"] for s, r in summaries if s and s.get("cpu_s") and analysis_complete(s, evidence, r)]:
         return mean(spent)
     per_evaluation = [_seconds_per_evaluation(record) for record in records]
     if not (per_evaluation := [s for s in per_evaluation if s is not None]):

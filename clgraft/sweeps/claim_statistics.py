@@ -202,9 +202,19 @@ def analysis_key(evidence: Evidence, name: str) -> str:
 
 
 def analysis_summary(records: Records, evidence: Evidence, name: str) -> dict | None:
-    """The summary an analysis merged into run.json (docs/run-record.md), or None when it has not run."""
+    """The summary an analysis merged into run.json (docs/run-record.md), or None when it has not run — or, for an
+    analysis made task by task, when it stopped before its last task (`covers_tasks`)."""
     (record, _), *_ = records.values()
-    return record.get("analysis", {}).get(analysis_key(evidence, name))
+    summary = record.get("analysis", {}).get(analysis_key(evidence, name))
+    return summary if summary is not None and covers_tasks(summary, record, name) else None
+
+
+def covers_tasks(summary: dict, record: dict, name: str) -> bool:
+    """Whether the summary of analysis `name` covers its run: a per-task one (closeness, subspace), written after
+    each task, has an entry for every task of the run only once it finished; overlap is written whole."""
+    if name == "overlap":
+        return True
+    return {task for task, _ in summary_tasks(summary)} >= {task["name"] for task in record["tasks"]}
 
 
 def summary_tasks(summary: dict) -> Iterator[tuple[str, dict]]:

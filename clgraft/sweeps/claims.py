@@ -32,6 +32,7 @@ from clgraft.sweeps.claim_statistics import (
     STATISTICS,
     TaskPart,
     analysis_key,
+    covers_tasks,
     learned_in,
     localize_rows,
     summary_tasks,
@@ -601,15 +602,19 @@ REFERENCE = "closeness_rel_l2_control_reference"
 def _analysed(run_dir: Path, evidence: Evidence, reference: bool) -> bool:
     """Whether the run's record holds the evidence's analysis with everything it asks for (`reference`: closeness's
     reference scale too)."""
-    done = read_json(run_dir / "run.json").get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
-    return done is not None and analysis_complete(done, evidence, reference)
+    record = read_json(run_dir / "run.json")
+    done = record.get("analysis", {}).get(analysis_key(evidence, evidence.analyze))
+    return done is not None and analysis_complete(done, evidence, record, reference)
 
 
-def analysis_complete(summary: dict, evidence: Evidence, reference: bool = False) -> bool:
-    """Whether an analysis summary holds what the evidence asks of it for every task: the critical-layers comparison
-    at k, every subspace dimension asked, the controls where asked, closeness's reference scale where the claim
-    reads it (`reference`: REFERENCE among its controls), subspace bases of today's precision, and the overlap
-    analysis's cross grafts where asked."""
+def analysis_complete(summary: dict, evidence: Evidence, record: dict, reference: bool = False) -> bool:
+    """Whether the analysis summary of a run's record holds what the evidence asks of it for every task of the run
+    (an analysis stopped midway lacks the last ones): the critical-layers comparison at k, every subspace dimension
+    asked, the controls where asked, closeness's reference scale where the claim reads it (`reference`: REFERENCE
+    among its controls), subspace bases of today's precision, and the overlap analysis's cross grafts where
+    asked."""
+    if not covers_tasks(summary, record, evidence.analyze):
+        return False
     if evidence.analyze == "overlap":
         return not evidence.cross_grafts or "cross_grafts" in summary
     tasks = [task for _, task in summary_tasks(summary)]
