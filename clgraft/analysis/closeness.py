@@ -186,6 +186,7 @@ def _keep(run: OpenRun, entries: dict[str, dict], spent: float) -> None:
 
 
 def _in_order(run: OpenRun, entries: dict[str, dict]) -> dict[str, dict]:
+    """The entries by task, in the run's task order."""
     return {name: entries[name] for name in run.names if name in entries}
 
 

@@ -210,8 +210,9 @@ def analysis_summary(records: Records, evidence: Evidence, name: str) -> dict | 
 
 
 def covers_tasks(summary: dict, record: dict, name: str) -> bool:
-    """Whether the summary of analysis `name` covers its run: a per-task one (closeness, subspace), written after
-    each task, has an entry for every task of the run only once it finished; overlap is written whole."""
+    """Whether the summary of analysis `name` covers its run: a per-task one (closeness, subspace) has an entry for
+    every task of the run (subspace merges its summary after each task, so one stopped midway lacks the last ones);
+    overlap is written whole."""
     if name == "overlap":
         return True
     return {task for task, _ in summary_tasks(summary)} >= {task["name"] for task in record["tasks"]}
