@@ -736,8 +736,8 @@ def claims_run(
         bool,
         _opt(
             "run nothing: print per claim its runs finished and left with seconds per run (priced as `sweep --plan` "
-            "prices cells), the runs to make again for their weights, the analysis fine-tunes, localizations and "
-            "cross grafts still to do, and the total in core-hours",
+            "prices cells), the runs to make again for their weights, the analysis fine-tunes (one task each), "
+            "localizations and cross grafts still to do, and the total in core-hours",
             "--plan",
         ),
     ] = False,

@@ -733,7 +733,9 @@ def test_claims_plan_remakes_weights_for_an_analysis_that_trains_nothing(tiny_mo
 def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(tiny_model_dir, tmp_path, invoke):
     """`claims run --plan` runs nothing; a claim's runs left are priced from measured runs, and its records whose
     analysis lacks what is asked (here the controls: 3 fine-tunes a task) add those fine-tunes and, where the
-    weights are gone, the run again — all of it once, though two claims read the same runs."""
+    weights are gone, the run again — all of it once, though two claims read the same runs. A fine-tune (one task)
+    is priced at what the claim's complete analyses spent per fine-tune, else at the run's seconds per task; one
+    that a stopped analysis made (in its file, not yet in run.json) is not priced again."""
     import shutil
 
     from clgraft.sweeps.claim_plan import claim_plan, finetunes_per_task
@@ -747,8 +749,11 @@ def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(
     row = table.iloc[0]
     cost = json.loads(next(claim_runs_dir(tmp_path, made).glob("*/run.json")).read_text())["cpu_s"]
     assert (row["runs"], row["finished"], row["left"]) == (3, 1, 2) and row["s_per_run"] == pytest.approx(cost)
-    assert row["analysis_finetunes"] == 2 * 1 and row["remake_weights"] == 0  # the runs left: one critical each
-    assert row["s_left"] == pytest.approx(cost * (2 + 2))
+    record = read_json(next(claim_runs_dir(tmp_path, made).glob("*/run.json")))
+    tasks = len(record["tasks"])
+    assert row["analysis_finetunes"] == 2 * tasks and row["remake_weights"] == 0  # the runs left: one critical a task
+    per_finetune = record["analysis"]["closeness"]["cpu_s"] / tasks  # the made run's: one fine-tune a task
+    assert row["s_left"] == pytest.approx(cost * 2 + 2 * tasks * per_finetune)
     controls = _claim("critical_layers_of_full", ["independent"], (">=", 0.95), **evidence, analysis_controls=True)
     for folder in claim_runs_dir(tmp_path, made).glob("*/weights"):
         shutil.rmtree(folder)
@@ -757,9 +762,17 @@ def test_claims_plan_prices_runs_left_weights_to_remake_and_analysis_fine_tunes(
         "critical_layers_of_full", ["independent"], (">=", 0.95), **evidence, analysis_controls=True, records=shared
     )
     table = claim_plan(tmp_path, [controls, reader.model_copy(update={"claim": "same-runs"})], [])
-    assert table["remake_weights"].tolist() == [1, 0] and table["analysis_finetunes"].tolist() == [3 + 2 * 4, 0]
+    assert table["remake_weights"].tolist() == [1, 0]
+    assert table["analysis_finetunes"].tolist() == [3 * tasks + 2 * 4 * tasks, 0]
     assert table["left"].tolist() == [2, 0]  # the second claim reads the first's runs: priced once
+    assert table["s_left"][0] == pytest.approx(cost * (2 + 1) + (3 + 2 * 4) * tasks * cost / tasks)  # none complete
     assert finetunes_per_task(controls.evidence, None) == 4
+    (folder,) = [p.parent for p in claim_runs_dir(tmp_path, made).glob("*/run.json")]
+    stopped = read_json(folder / "analysis" / "closeness.json")
+    first = record["tasks"][0]["name"]
+    stopped["tasks"][first]["critical_layers"]["controls"] = {"bottom": {}, "random": {}, "head_only": {}}
+    (folder / "analysis" / "closeness.json").write_text(json.dumps(stopped))  # stopped after one task
+    assert claim_plan(tmp_path, [controls], [])["analysis_finetunes"][0] == 3 * (tasks - 1) + 2 * 4 * tasks
     output = invoke("claims", "run", "--plan", "--results", tmp_path, "closeness")
     assert "| closeness " in output and "claims' work left: ≈" in output
 
@@ -778,8 +791,8 @@ def test_a_subspace_analysis_with_bases_older_than_float64_is_neither_complete_n
     today = {"sst2": {"finetune_in_subspace": section}, "cpu_s": 1.0}
     older = {"sst2": {"finetune_in_subspace": {k: v for k, v in section.items() if k != "basis_gram"}}}
     record = {"tasks": [{"name": "sst2"}]}
-    assert analysis_complete(today, evidence, record) and finetunes_per_task(evidence, today) == 0
-    assert not analysis_complete(older, evidence, record) and finetunes_per_task(evidence, older) == 1 + 3
+    assert analysis_complete(today, evidence, record) and finetunes_per_task(evidence, today["sst2"]) == 0
+    assert not analysis_complete(older, evidence, record) and finetunes_per_task(evidence, older["sst2"]) == 1 + 3
     stopped = {"tasks": [{"name": "sst2"}, {"name": "mr"}]}  # the analysis stopped before mr: made again
     assert not analysis_complete(today, evidence, stopped)
 

@@ -1,12 +1,13 @@
 """What the claims' runs still cost (`clgraft claims run --plan`), priced as `clgraft sweep --plan` prices cells: per
 claim its runs finished and left, with seconds per run from measured runs (`clgraft/sweeps/cost.py`), and the work
 after the runs that is still to do — runs made again where their weights are gone and an analysis, a localization or
-a control region still needs them, and the analysis fine-tunes not made yet, each priced at the run's own cost (an
-analysis fine-tune trains one task with the run's steps; a run trains every task once and evaluates them, so the
-price is an upper bound); a localization not made yet is priced at the CPU time the claim's other localizations
-recorded, else left unknown; an overlap analysis with cross grafts not made yet (T² + 4T test evaluations) at the
-CPU time the claim's complete ones recorded, else at that many evaluations of the claim's runs. Other analyses cost
-their fine-tunes (the rest reads weights and graft files), so those are what they are priced by."""
+a control region still needs them, and the analysis fine-tunes not made yet (one task each, counted per task from the
+analysis's own file, which a stopped analysis leaves behind), priced at the CPU time the claim's complete analyses
+spent per fine-tune, else at the run's own seconds per task (a run trains every task once and evaluates them, so an
+upper bound); a localization not made yet is priced at the CPU time the claim's other localizations recorded, else
+left unknown; an overlap analysis with cross grafts not made yet (T² + 4T test evaluations) at the CPU time the
+claim's complete ones recorded, else at that many evaluations of the claim's runs. Other analyses cost their
+fine-tunes (the rest reads weights and graft files), so those are what they are priced by."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from statistics import mean
 
 import pandas as pd
 
-from clgraft.config import TEST_SUBSET
+from clgraft.config import TEST_SUBSET, RunConfig
 from clgraft.grafting.localize import CONTROLS
 from clgraft.io.records import config_hash, read_json, runs_folder
 from clgraft.runs.identity import identity
 from clgraft.runs.localize_run import DEFAULT_STEPS
-from clgraft.sweeps.claim_statistics import analysis_key, covers_tasks, localize_rows, summary_tasks
+from clgraft.sweeps.claim_statistics import analysis_key, localize_rows
 from clgraft.sweeps.claims import (
     REFERENCE,
     Claim,
@@ -41,24 +42,49 @@ from clgraft.sweeps.cost import plan
 from clgraft.sweeps.sweep import finished_runs
 
 
-def finetunes_per_task(evidence: Evidence, summary: dict | None) -> int:
-    """The analysis fine-tunes per task the evidence asks for that `summary` (the run's analysis, None when not made)
-    lacks: one for the critical layers and for each subspace d, three for the controls (a subspace section with
-    bases older than today's precision lacks everything)."""
-    tasks = [task for _, task in summary_tasks(summary)] if summary else []
+def finetunes_per_task(evidence: Evidence, entry: dict | None) -> int:
+    """The analysis fine-tunes the evidence asks for that one task's entry of the run's analysis lacks (None: the
+    task not analysed yet): one for the critical layers and for each subspace d, three for the controls (a subspace
+    section with bases older than today's precision lacks everything)."""
+    entry = entry or {}
     if evidence.analyze == "closeness" and evidence.critical_layers:
-        critical = tasks and all(t.get("critical_layers", {}).get("k") == evidence.critical_layers for t in tasks)
-        controls = tasks and all("controls" in t.get("critical_layers", {}) for t in tasks)
-        return (0 if critical else 1) + (3 if evidence.analysis_controls and not controls else 0)
+        critical = entry.get("critical_layers", {})
+        missing = critical.get("k") != evidence.critical_layers
+        return int(missing) + (3 if evidence.analysis_controls and "controls" not in critical else 0)
     if evidence.analyze == "subspace" and evidence.subspace_dims:
         from clgraft.analysis.subspace import current_section
 
-        sections = [current_section(t) for t in tasks]  # older bases: all again
-        have = [set(s.get("by_d", {})) for s in sections]
-        missing = [d for d in evidence.subspace_dims if not have or any(str(d) not in h for h in have)]
-        controls = sections and all("controls" in s for s in sections)
-        return len(missing) + (3 if evidence.analysis_controls and not controls else 0)
+        section = current_section(entry)  # older bases: all again
+        missing = [d for d in evidence.subspace_dims if str(d) not in section.get("by_d", {})]
+        return len(missing) + (3 if evidence.analysis_controls and "controls" not in section else 0)
     return 0
+
+
+def finetunes_left(evidence: Evidence, folder: Path, record: dict) -> int:
+    """The analysis fine-tunes (one task each) a finished run still needs, summed over its tasks. Each task's entry
+    is read from the analysis's own file (analysis/NAME.json, written after every task, so it holds what a stopped
+    analysis made), else from run.json's summary; 0 for an analysis that trains nothing."""
+    if not finetunes_per_task(evidence, None):
+        return 0
+    key = analysis_key(evidence, evidence.analyze)
+    path = folder / "analysis" / f"{key}.json"
+    entries = read_json(path).get("tasks", {}) if path.is_file() else record.get("analysis", {}).get(key) or {}
+    return sum(finetunes_per_task(evidence, entries.get(task["name"])) for task in record["tasks"])
+
+
+def _finetune_seconds(made: list[tuple[dict, Path]], evidence: Evidence, reference: bool) -> float | None:
+    """The CPU seconds of one analysis fine-tune (one task): over the claim's complete analyses that record their
+    time, the time spent over the fine-tunes made (their tasks × those a task asks, the rest of the analysis counted
+    in); None where none records it."""
+    key = analysis_key(evidence, evidence.analyze)
+    spent, made_count = 0.0, 0
+    for record, _ in made:
+        summary = record.get("analysis", {}).get(key)
+        if not summary or not summary.get("cpu_s") or not analysis_complete(summary, evidence, record, reference):
+            continue
+        spent += summary["cpu_s"]
+        made_count += len(record["tasks"]) * finetunes_per_task(evidence, None)
+    return spent / made_count if made_count else None
 
 
 def _localize_seconds(folders: list[Path], evidence: Evidence, pool: list[Path]) -> float | None:
@@ -100,7 +126,7 @@ def _search_rows(folder: Path) -> list[dict]:
 class _Counted:
     """The work the claims planned so far already price, so that claims reading one folder of runs (critical-layers
     and subspace read the closeness claim's) do not price the same work twice: runs left, runs made again for their
-    weights, analysis fine-tunes per task by (run, analysis), and localizations by (run, method, sparsity)."""
+    weights, analysis fine-tunes (one task each) by (run, analysis), and localizations by (run, method, sparsity)."""
 
     runs: set = field(default_factory=set)
     remade: set = field(default_factory=set)
@@ -143,8 +169,8 @@ class _Counted:
 
 def claim_plan(results: Path, claims: list[Claim], costs: list[Path]) -> pd.DataFrame:
     """One row per claim with runs to make (not those read from records of another test subset): runs (cells),
-    finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes per
-    task still to do (summed over runs), localizations still to do, overlap analyses with cross grafts still to do,
+    finished, left, seconds per run and their source, runs to make again for their weights, analysis fine-tunes still
+    to do (one task each, summed over runs), localizations still to do, overlap analyses with cross grafts still to do,
     and the seconds all of it should take (NaN where a part has no price). A control region (`localize_controls`)
     searched for nothing is priced only by the run made again for its weights; the scaled region (beside a
     `disjoint` claim) is a search, priced as a localization where its rows are missing, or its graft files while the
@@ -169,7 +195,8 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     done = finished_runs(runs)
     todo = {(runs, h) for h in (config_hash(identity(c)) for c in cells) if h not in done}
     left = counted.new_runs(todo)
-    finetunes = sum(counted.new_finetunes(run, evidence.analyze, finetunes_per_task(evidence, None)) for run in todo)
+    asked = _stream_tasks(cells[0]) * finetunes_per_task(evidence, None) if todo and evidence.analyze else 0
+    finetunes = sum(counted.new_finetunes(run, evidence.analyze, asked) for run in todo)
     wanted = [float(evidence.localize["sparsity"]), *evidence.localize_curve] if evidence.localize else []
     searched = _searched_regions(evidence)
     to_localize = sum(counted.new_localizations(run, evidence, wanted) for run in todo)
@@ -186,9 +213,7 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     for record, folder in made:
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
         summary = record.get("analysis", {}).get(key) if key else None
-        if summary is not None and not covers_tasks(summary, record, evidence.analyze):
-            summary = None  # stopped before its last task: priced as not made (an upper bound, as for the rest)
-        asked = finetunes_per_task(evidence, summary) if key else 0
+        asked = finetunes_left(evidence, folder, record) if key else 0
         complete = summary is not None and analysis_complete(summary, evidence, record, REFERENCE in claim.controls)
         unanalysed = key is not None and not complete
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
@@ -208,7 +233,11 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
             )
     localize_s = _localize_seconds([f for _, f in made], evidence, folders) if to_localize else 0.0
     analysis_s = _analysis_seconds([r for r, _ in made], evidence) if analyses else 0.0
-    seconds = per_run * (left + remake + finetunes) + (to_localize * localize_s if localize_s is not None else 0)
+    finetune_s = _finetune_seconds(made, evidence, REFERENCE in claim.controls) if finetunes else 0.0
+    if finetune_s is None:  # no complete analysis records its time: the run's own seconds per task
+        finetune_s = per_run / _stream_tasks(cells[0])
+    seconds = per_run * (left + remake) + finetunes * finetune_s
+    seconds += to_localize * localize_s if localize_s is not None else 0
     seconds += analyses * analysis_s if analysis_s is not None else 0
     priced_all = localize_s is not None and analysis_s is not None
     return {
@@ -224,6 +253,13 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         "analyses": analyses,
         "s_left": seconds if priced_all else float("nan"),
     }
+
+
+def _stream_tasks(config: RunConfig) -> int:
+    """How many tasks a run of this configuration trains: its stream's order."""
+    from clgraft.data.registry import Registry
+
+    return len(Registry.discover().stream(config.stream).order(config.order)[1])
 
 
 def _priced_analysis(evidence: Evidence) -> str | None:
