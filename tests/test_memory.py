@@ -227,3 +227,19 @@ def test_the_leaderboard_shows_the_one_rules_memory_and_the_heads_apart(tmp_path
         shutil.copytree(path, tmp_path / "runs" / path.name)
     row = summarize(load_records(tmp_path)).iloc[0]
     assert (row["extra_kb_per_task"], row["head_kb_per_task"]) == (f"{math.ceil(N / 8) / T / 1024:.0f}", "4.0")
+
+
+def test_memory_without_the_data_is_one_warning_per_cause_not_one_per_record(tmp_path):
+    """Every record that keeps a task's examples fails the same way without the data: the leaderboard says so once,
+    with how many records and which methods, and shows their memory as n/a."""
+    from clgraft.results.leaderboard import load_records, summarize
+
+    for method in ("replay", "joint"):
+        for path in _standard_runs(method):
+            shutil.copytree(path, tmp_path / "runs" / path.name)
+    warnings: list[str] = []
+    table = summarize(load_records(tmp_path), warn=warnings.append, data_dir=None)
+    (line,) = [w for w in warnings if "memory" in w]
+    records = len(list((tmp_path / "runs").glob("*/run.json")))
+    assert f"memory of {records} record(s) not counted (joint, replay)" in line and "clgraft data fetch" in line
+    assert set(table["extra_kb_per_task"]) == {"n/a"}

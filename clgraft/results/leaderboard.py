@@ -258,17 +258,25 @@ def _assumptions(record: dict) -> dict:
     }
 
 
-def _memory_kb(record: dict, data_dir: Path | None, warn: Callable[[str], None]) -> dict:
+def _memory_kb(record: dict, data_dir: Path | None, uncounted: dict[str, list[str]]) -> dict:
     """A record's memory per task and its heads' per task, in KB of 1,024 bytes (clgraft/results/memory.py); NaN
-    (shown n/a) with a warning where it cannot be counted."""
+    (shown n/a) where it cannot be counted, the record's method then added to `uncounted` under why."""
     from clgraft.results.memory import run_memory
 
     try:
         memory = run_memory(record, data_dir)
     except ClgraftError as e:
-        warn(f"leaderboard: memory of {record['method']['name']} seed {record['seed']} not counted: {e}")
+        uncounted.setdefault(str(e), []).append(record["method"]["name"])
         return {"extra_kb_per_task": math.nan, "head_kb_per_task": math.nan}
     return {"extra_kb_per_task": memory.per_task / 1024, "head_kb_per_task": memory.heads_per_task / 1024}
+
+
+def _warn_uncounted(uncounted: dict[str, list[str]], warn: Callable[[str], None]) -> None:
+    """One warning per reason memory could not be counted (a missing task's files fail every record that keeps its
+    examples: one line, not one per record), with how many records and their methods."""
+    for reason, methods in uncounted.items():
+        named = ", ".join(sorted(set(methods)))
+        warn(f"leaderboard: memory of {len(methods)} record(s) not counted ({named}): {reason}")
 
 
 def _regions(record: dict) -> dict:
@@ -297,7 +305,7 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
-def _row(record: dict, key: str, data_dir: Path | None, warn: Callable[[str], None]) -> dict:
+def _row(record: dict, key: str, data_dir: Path | None, uncounted: dict[str, list[str]]) -> dict:
     """One record's line of the table before aggregation (key: its configuration's hash)."""
     return {
         "key": key,
@@ -308,7 +316,7 @@ def _row(record: dict, key: str, data_dir: Path | None, warn: Callable[[str], No
         "option_values": record["method"]["options"],
         "seed": record["seed"],
         "wall_s": record["wall_s"],
-        **_memory_kb(record, data_dir, warn),
+        **_memory_kb(record, data_dir, uncounted),
         **_regions(record),
         **_trajectory(record),
         "cite": ", ".join(citations(record)),
@@ -328,7 +336,9 @@ def seed_rows(
     settings = [setting(r) for r in records]
     row_keys = [config_hash(s) for s in settings]
     kept = _one_per_seed(records, row_keys, warn)
-    frame = pd.DataFrame([_row(records[i], row_keys[i], data_dir, warn) for i in kept])
+    uncounted: dict[str, list[str]] = {}
+    frame = pd.DataFrame([_row(records[i], row_keys[i], data_dir, uncounted) for i in kept])
+    _warn_uncounted(uncounted, warn)
     frame["setting"] = [settings[i] for i in kept]
     return frame.astype({m: float for m in METRICS})
 
