@@ -707,16 +707,20 @@ def test_a_claim_run_whose_weights_are_gone_makes_them_again_only_if_r_is_the_re
 
 def test_claims_plan_remakes_weights_for_an_analysis_that_trains_nothing(tiny_model_dir, tmp_path):
     """Closeness's reference scale trains nothing but reads every task's weights: where a record's analysis lacks it
-    and the weights are gone, the plan prices the run again (and no fine-tune); once it is made, nothing."""
+    and the weights are gone, the plan prices the run again (and no fine-tune), at the CPU time that run's own record
+    took rather than the mean of the claim's runs; once it is made, nothing."""
     import shutil
 
     from clgraft.sweeps.claim_plan import claim_plan
 
     run = {"model": str(tiny_model_dir), "steps": 3, "batch_size": 4, "max_length": 32, "evaluate": "final"}
     plain = _claim("closeness_rel_l2", ["independent"], ("<=", 0.1), run=run, analyze="closeness")
-    plain = plain.model_copy(update={"evidence": plain.evidence.model_copy(update={"seeds": [1]})})
+    plain = plain.model_copy(update={"evidence": plain.evidence.model_copy(update={"seeds": [1, 2]})})
     run_claim(tmp_path, plain, None, lambda s: None, progress=False)
-    shutil.rmtree(next(claim_runs_dir(tmp_path, plain).glob("*/weights")))
+    folders = [next(claim_runs_dir(tmp_path, plain).glob(f"*-s{seed}-*")) for seed in (1, 2)]
+    for folder, cpu_s in zip(folders, (100.0, 300.0), strict=True):
+        (folder / "run.json").write_text(json.dumps({**read_json(folder / "run.json"), "cpu_s": cpu_s}))
+    shutil.rmtree(folders[0] / "weights")
     reference = plain.model_copy(
         update={
             "evidence": plain.evidence.model_copy(update={"analysis_controls": True}),
@@ -725,6 +729,7 @@ def test_claims_plan_remakes_weights_for_an_analysis_that_trains_nothing(tiny_mo
     )
     row = claim_plan(tmp_path, [reference], []).iloc[0]
     assert (row["left"], row["remake_weights"], row["analysis_finetunes"]) == (0, 1, 0)
+    assert (row["s_per_run"], row["s_left"]) == (200.0, 100.0)  # seed 1's own 100 s, not the runs' mean
     assert claim_plan(tmp_path, [plain], []).iloc[0]["remake_weights"] == 0  # its analysis is complete
     run_claim(tmp_path, reference, None, lambda s: None, progress=False)
     assert claim_plan(tmp_path, [reference], []).iloc[0]["remake_weights"] == 0

@@ -1,13 +1,14 @@
 """What the claims' runs still cost (`clgraft claims run --plan`), priced as `clgraft sweep --plan` prices cells: per
 claim its runs finished and left, with seconds per run from measured runs (`clgraft/sweeps/cost.py`), and the work
 after the runs that is still to do — runs made again where their weights are gone and an analysis, a localization or
-a control region still needs them, and the analysis fine-tunes not made yet (one task each, counted per task from the
-analysis's own file, which a stopped analysis leaves behind), priced at the CPU time the claim's complete analyses
-spent per fine-tune, else at the run's own seconds per task (a run trains every task once and evaluates them, so an
-upper bound); a localization not made yet is priced at the CPU time the claim's other localizations recorded, else
-left unknown; an overlap analysis with cross grafts not made yet (T² + 4T test evaluations) at the CPU time the
-claim's complete ones recorded, else at that many evaluations of the claim's runs. Other analyses cost their
-fine-tunes (the rest reads weights and graft files), so those are what they are priced by."""
+a control region still needs them (each at the CPU time its own record took), and the analysis fine-tunes not made
+yet (one task each, counted per task from the analysis's own file, which a stopped analysis leaves behind), priced
+at the CPU time the claim's complete analyses spent per fine-tune, else at the run's own seconds per task (a run
+trains every task once and evaluates them, so an upper bound); a localization not made yet is priced at the CPU time
+the claim's other localizations recorded, else left unknown; an overlap analysis with cross grafts not made yet
+(T² + 4T test evaluations) at the CPU time the claim's complete ones recorded, else at that many evaluations of the
+claim's runs. Other analyses cost their fine-tunes (the rest reads weights and graft files), so those are what they
+are priced by."""
 
 from __future__ import annotations
 
@@ -209,7 +210,7 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         for by_method in found.values()
         for record, folder in by_method.values()
     ]
-    remake = 0
+    remake, remake_s = 0, 0.0
     for record, folder in made:
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
         summary = record.get("analysis", {}).get(key) if key else None
@@ -221,7 +222,8 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         regions = any(not localize_rows(folder, evidence, c) for c in evidence.localize_controls)
         curve = missing_curve(folder, evidence) if evidence.localize else []
         if (unanalysed or localize or regions or curve) and not has_weights(folder, record):
-            remake += counted.remake(folder)
+            if counted.remake(folder):  # the same configuration again: the CPU time its record says it took
+                remake, remake_s = remake + 1, remake_s + (record.get("cpu_s") or per_run)
         finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
         analyses += counted.new_analysis(folder, priced) if priced and unanalysed else 0
         missing = [float(evidence.localize["sparsity"])] if localize else []
@@ -236,7 +238,7 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     finetune_s = _finetune_seconds(made, evidence, REFERENCE in claim.controls) if finetunes else 0.0
     if finetune_s is None:  # no complete analysis records its time: the run's own seconds per task
         finetune_s = per_run / _stream_tasks(cells[0])
-    seconds = per_run * (left + remake) + finetunes * finetune_s
+    seconds = per_run * left + remake_s + finetunes * finetune_s
     seconds += to_localize * localize_s if localize_s is not None else 0
     seconds += analyses * analysis_s if analysis_s is not None else 0
     priced_all = localize_s is not None and analysis_s is not None
