@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
-from clgraft.analysis.run_files import OpenRun, layer_of, refuse_joint
+from clgraft.analysis.run_files import OpenRun, kept_analysis, layer_of, refuse_joint
 from clgraft.io.figures import finish_lines, pyplot, run_line, save
-from clgraft.io.records import read_json, write_json
+from clgraft.io.records import write_json
 from clgraft.methods import get_method
 from clgraft.metrics.closeness import layer_closeness
 from clgraft.training.loop import train_task
@@ -95,18 +95,6 @@ def control_layers(ranked: list[str], k: int, seed: int, order: list[str]) -> di
     return {"bottom": ranked[-k:], "random": [b for b in order if b in picked], "head_only": []}
 
 
-def _earlier(run: OpenRun) -> dict[str, dict]:
-    """Each task's entry of an earlier analysis/closeness.json of this run (none if absent)."""
-    path = run.dir / "analysis" / "closeness.json"
-    return read_json(path).get("tasks", {}) if path.exists() else {}
-
-
-def _earlier_cpu_s(run: OpenRun) -> float:
-    """The CPU seconds an earlier analysis/closeness.json records (0 if absent, or written before it recorded them)."""
-    path = run.dir / "analysis" / "closeness.json"
-    return read_json(path).get("cpu_s", 0.0) if path.exists() else 0.0
-
-
 def _critical(run: OpenRun, t: int, ranked: list[str], order: list[str], k: int, controls: bool, before: dict) -> dict:
     """Task t's critical-layers entry: fine-tuning only the k most moved of the `ranked` blocks (`order`: the same
     blocks in model order), and with `controls` the control blocks (`control_layers`). What `before` (an earlier entry
@@ -139,7 +127,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
     (run.json's summary only at the end), so an analysis stopped midway keeps the fine-tunes it made and, made
     again, trains only the rest; its `cpu_s` adds the earlier file's, as the results it kept cost that."""
     refuse_joint(run, "closeness")
-    earlier, spent = _earlier(run), _earlier_cpu_s(run)
+    earlier, spent = kept_analysis(run.dir, "closeness")
     finetuned = _all_finetuned(run) if controls else {}
     results, frames = {}, []
     for t in tasks:
@@ -180,7 +168,7 @@ def analyze_closeness(run: OpenRun, tasks: list[int], k: int | None, controls: b
 
 def _keep(run: OpenRun, entries: dict[str, dict], spent: float) -> None:
     """analysis/closeness.json with these task entries (in the run's order) and the CPU seconds so far: what a
-    stopped analysis leaves for the next one to read back (`_earlier`)."""
+    stopped analysis leaves for the next one to read back (`kept_analysis`)."""
     cpu = round(spent + time.process_time() - run.cpu_start, 3)
     write_json(run.dir / "analysis" / "closeness.json", {"tasks": _in_order(run, entries), "cpu_s": cpu})
 

@@ -36,6 +36,18 @@ def refuse_joint(run: OpenRun, what: str) -> None:
         )
 
 
+def kept_analysis(run_dir: Path, name: str) -> tuple[dict[str, dict], float]:
+    """What an earlier analysis/NAME.json of a run holds: its per-task entries and the CPU seconds it records (none
+    and 0 where absent, or written before it recorded them). The analyses made task by task (closeness, subspace)
+    write it after every task, so it holds what one stopped midway made: they keep those entries, and their cost
+    adds to the seconds recorded."""
+    path = run_dir / "analysis" / f"{name}.json"
+    if not path.exists():
+        return {}, 0.0
+    kept = read_json(path)
+    return kept.get("tasks", {}), kept.get("cpu_s", 0.0)
+
+
 def layer_of(name: str) -> str:
     """The transformer block a parameter belongs to ("layer 3"), or the name itself outside the blocks."""
     found = LAYER.search(name)

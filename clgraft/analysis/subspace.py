@@ -16,10 +16,9 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.func import functional_call
 
-from clgraft.analysis.run_files import OpenRun, refuse_joint
+from clgraft.analysis.run_files import OpenRun, kept_analysis, refuse_joint
 from clgraft.errors import ClgraftError
 from clgraft.io.figures import finish_lines, pyplot, run_line, save
-from clgraft.io.records import read_json
 from clgraft.metrics.subspace import effective_dim, energy, subspace_basis, subspace_spectrum
 from clgraft.model.headed import BlockView, HeadedModel
 from clgraft.training.loop import TrainOptions, train_task
@@ -175,7 +174,7 @@ def analyze_subspace(
             f"{run.dir}: fine-tuning in the subspace (--dims) is not implemented for the prompt head; the spectra "
             "are (leave out --dims)"
         )
-    earlier, spent = _earlier(run), _earlier_cpu_s(run)
+    earlier, spent = kept_analysis(run.dir, "subspace")
     for t in tasks:
         name = run.names[t]
         before = earlier.get(name, {})
@@ -186,19 +185,6 @@ def analyze_subspace(
         earlier[name] = entry
         _write(run, {n: earlier[n] for n in run.names if n in earlier}, spent)  # after every task: nothing is lost
     return {n: earlier[n] for n in run.names if n in earlier}
-
-
-def _earlier(run: OpenRun) -> dict:
-    """Per-task entries of an earlier analysis/subspace.json of this run (none if absent)."""
-    path = run.dir / "analysis" / "subspace.json"
-    return read_json(path).get("tasks", {}) if path.exists() else {}
-
-
-def _earlier_cpu_s(run: OpenRun) -> float:
-    """The CPU seconds an earlier analysis/subspace.json records (0 if absent, or written before it recorded them):
-    the results it holds are kept, so this call's cost adds to theirs."""
-    path = run.dir / "analysis" / "subspace.json"
-    return read_json(path).get("cpu_s", 0.0) if path.exists() else 0.0
 
 
 def _task(

@@ -18,6 +18,7 @@ from statistics import mean
 
 import pandas as pd
 
+from clgraft.analysis.run_files import kept_analysis
 from clgraft.config import TEST_SUBSET, RunConfig
 from clgraft.grafting.localize import CONTROLS
 from clgraft.io.records import config_hash, read_json, runs_folder
@@ -68,8 +69,7 @@ def finetunes_left(evidence: Evidence, folder: Path, record: dict) -> int:
     if not finetunes_per_task(evidence, None):
         return 0
     key = analysis_key(evidence, evidence.analyze)
-    path = folder / "analysis" / f"{key}.json"
-    entries = read_json(path).get("tasks", {}) if path.is_file() else record.get("analysis", {}).get(key) or {}
+    entries = kept_analysis(folder, key)[0] or record.get("analysis", {}).get(key) or {}
     return sum(finetunes_per_task(evidence, entries.get(task["name"])) for task in record["tasks"])
 
 
