@@ -73,19 +73,14 @@ def finetunes_left(evidence: Evidence, folder: Path, record: dict) -> int:
     return sum(finetunes_per_task(evidence, entries.get(task["name"])) for task in record["tasks"])
 
 
-def _finetune_seconds(made: list[tuple[dict, Path]], evidence: Evidence, reference: bool) -> float | None:
-    """The CPU seconds of one analysis fine-tune (one task): over the claim's complete analyses that record their
-    time, the time spent over the fine-tunes made (their tasks × those a task asks, the rest of the analysis counted
-    in); None where none records it."""
+def _finetune_seconds(complete: list[dict], evidence: Evidence) -> float | None:
+    """The CPU seconds of one analysis fine-tune (one task): over the claim's complete analyses (`complete`: their
+    records) that record their time, the time spent over the fine-tunes made (their tasks × those a task asks, the
+    rest of the analysis counted in); None where none records it."""
     key = analysis_key(evidence, evidence.analyze)
-    spent, made_count = 0.0, 0
-    for record, _ in made:
-        summary = record.get("analysis", {}).get(key)
-        if not summary or not summary.get("cpu_s") or not analysis_complete(summary, evidence, record, reference):
-            continue
-        spent += summary["cpu_s"]
-        made_count += len(record["tasks"]) * finetunes_per_task(evidence, None)
-    return spent / made_count if made_count else None
+    timed = [record for record in complete if record["analysis"][key].get("cpu_s")]
+    made = sum(len(record["tasks"]) for record in timed) * finetunes_per_task(evidence, None)
+    return sum(record["analysis"][key]["cpu_s"] for record in timed) / made if made else None
 
 
 def _localize_seconds(folders: list[Path], evidence: Evidence, pool: list[Path]) -> float | None:
@@ -196,8 +191,10 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
     done = finished_runs(runs)
     todo = {(runs, h) for h in (config_hash(identity(c)) for c in cells) if h not in done}
     left = counted.new_runs(todo)
-    asked = _stream_tasks(cells[0]) * finetunes_per_task(evidence, None) if todo and evidence.analyze else 0
-    finetunes = sum(counted.new_finetunes(run, evidence.analyze, asked) for run in todo)
+    tasks = _stream_tasks(cells[0]) if evidence.analyze else 0
+    finetunes = sum(
+        counted.new_finetunes(run, evidence.analyze, tasks * finetunes_per_task(evidence, None)) for run in todo
+    )
     wanted = [float(evidence.localize["sparsity"]), *evidence.localize_curve] if evidence.localize else []
     searched = _searched_regions(evidence)
     to_localize = sum(counted.new_localizations(run, evidence, wanted) for run in todo)
@@ -210,12 +207,12 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         for by_method in found.values()
         for record, folder in by_method.values()
     ]
-    remake, remake_s = 0, 0.0
+    remake, remake_s, complete_records = 0, 0.0, []
     for record, folder in made:
         key = analysis_key(evidence, evidence.analyze) if evidence.analyze else None
         summary = record.get("analysis", {}).get(key) if key else None
-        asked = finetunes_left(evidence, folder, record) if key else 0
         complete = summary is not None and analysis_complete(summary, evidence, record, REFERENCE in claim.controls)
+        complete_records += [record] if complete else []
         unanalysed = key is not None and not complete
         localize = evidence.localize is not None and not localize_rows(folder, evidence)
         localize = localize or (unanalysed and grafts_missing(folder, evidence))  # searched again for the analysis
@@ -224,7 +221,9 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
         if (unanalysed or localize or regions or curve) and not has_weights(folder, record):
             if counted.remake(folder):  # the same configuration again: the CPU time its record says it took
                 remake, remake_s = remake + 1, remake_s + (record.get("cpu_s") or per_run)
-        finetunes += counted.new_finetunes(folder, evidence.analyze, asked)
+        finetunes += counted.new_finetunes(
+            folder, evidence.analyze, finetunes_left(evidence, folder, record) if key else 0
+        )
         analyses += counted.new_analysis(folder, priced) if priced and unanalysed else 0
         missing = [float(evidence.localize["sparsity"])] if localize else []
         to_localize += counted.new_localizations(folder, evidence, missing + curve) if evidence.localize else 0
@@ -235,9 +234,9 @@ def _claim_row(results: Path, claim: Claim, folders: list[Path], counted: _Count
             )
     localize_s = _localize_seconds([f for _, f in made], evidence, folders) if to_localize else 0.0
     analysis_s = _analysis_seconds([r for r, _ in made], evidence) if analyses else 0.0
-    finetune_s = _finetune_seconds(made, evidence, REFERENCE in claim.controls) if finetunes else 0.0
+    finetune_s = _finetune_seconds(complete_records, evidence) if finetunes else 0.0
     if finetune_s is None:  # no complete analysis records its time: the run's own seconds per task
-        finetune_s = per_run / _stream_tasks(cells[0])
+        finetune_s = per_run / tasks
     seconds = per_run * left + remake_s + finetunes * finetune_s
     seconds += to_localize * localize_s if localize_s is not None else 0
     seconds += analyses * analysis_s if analysis_s is not None else 0
